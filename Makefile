@@ -1,0 +1,76 @@
+# Everything a developer or CI runs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+PACKAGES := libs/shared services/inventory services/orders services/payments gateway
+SERVICES := gateway inventory orders payments
+PY_DIRS := libs services gateway infra tests conftest.py
+
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help install check-servers db migrate dev test lint fmt typecheck archcheck pytest up down clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or set PYTHON=..."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install every package and tool (pinned by constraints.txt)
+
+check-servers: $(STAMP) ## Say whether Postgres, RabbitMQ and Redis answer, and how to start one that does not
+	@$(BIN)/python infra/dev/check_servers.py
+
+db: check-servers ## Create the database, its schemas and roles (idempotent)
+	@$(BIN)/python infra/postgres/prepare.py
+
+migrate: db ## Apply every service's migrations
+	@for service in $(SERVICES); do \
+	  dir=$$( [ $$service = gateway ] && echo gateway || echo services/$$service ); \
+	  echo "migrating $$service"; \
+	  $(BIN)/alembic -c $$dir/alembic.ini upgrade head || exit 1; \
+	done
+
+dev: migrate ## Run the whole shop locally: gateway :8000, services :8001-8003 (Ctrl-C stops all)
+	@echo ""
+	@echo "  gateway   http://127.0.0.1:8000   (docs: http://127.0.0.1:8000/docs)"
+	@echo "  inventory http://127.0.0.1:8001   orders http://127.0.0.1:8002   payments http://127.0.0.1:8003"
+	@echo ""
+	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/honcho -f Procfile start
+
+lint: $(STAMP) ## ruff: lint and format check
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
+
+fmt: $(STAMP) ## ruff: fix what can be fixed and format
+	$(BIN)/ruff check --fix $(PY_DIRS)
+	$(BIN)/ruff format $(PY_DIRS)
+
+typecheck: $(STAMP) ## mypy --strict over every package and the tests
+	$(BIN)/mypy libs/shared/src services/*/src gateway/src infra tests conftest.py
+
+archcheck: $(STAMP) ## import-linter: services and gateway import only shared
+	$(BIN)/lint-imports
+
+pytest: check-servers ## The test suite alone (real Postgres, RabbitMQ, Redis)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck archcheck pytest ## Everything CI runs: lint, types, architecture, tests
+
+up: ## Run the whole shop on Docker Compose
+	docker compose up --build -d
+
+down: ## Stop the Docker Compose stack
+	docker compose down
+
+clean: ## Remove .venv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

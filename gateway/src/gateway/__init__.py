@@ -1,0 +1,1 @@
+"""The only public entry: identity, JWT, routing, rate limits."""

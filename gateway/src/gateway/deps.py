@@ -1,0 +1,18 @@
+"""Annotated dependencies for the gateway routes."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from shared.deps import SessionDep
+
+from gateway.config import GatewaySettings
+
+
+def _settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+
+__all__ = ["SessionDep", "SettingsDep"]

@@ -1,0 +1,12 @@
+"""The gateway HTTP application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from shared.app import create_service_app
+
+from gateway.config import GatewaySettings, get_settings
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    return create_service_app(settings or get_settings(), title="Gateway")

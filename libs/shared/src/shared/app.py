@@ -1,0 +1,58 @@
+"""The one way a service or the gateway builds its FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from functools import partial
+
+from fastapi import APIRouter, FastAPI
+
+from shared.asgi import BodySizeLimitMiddleware, RequestContextMiddleware
+from shared.db import create_engine, create_sessionmaker, ping
+from shared.errors import install_error_handlers
+from shared.health import ReadinessCheck, health_router
+from shared.metrics import MetricsMiddleware, metrics_router
+from shared.settings import BaseServiceSettings
+
+ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    settings: BaseServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    extra_lifespan: ExtraLifespan | None = None,
+) -> FastAPI:
+    """Build an app with the platform's errors, middleware, health, metrics and database.
+
+    The engine is created in the lifespan, not at import, and disposed of at shutdown.
+    ``extra_lifespan`` runs inside, with the engine ready; it may add readiness checks.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        checks: dict[str, ReadinessCheck] = {"database": partial(ping, engine)}
+        app.state.readiness_checks = checks
+        try:
+            async with extra_lifespan(app) if extra_lifespan else nullcontext():
+                yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title=title, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    # Added innermost first: a request meets RequestContext, then Metrics, then the limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
+    app.include_router(health_router())
+    app.include_router(metrics_router())
+    for router in routers:
+        app.include_router(router)
+    return app

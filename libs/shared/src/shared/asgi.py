@@ -1,0 +1,139 @@
+"""Pure-ASGI middleware (no BaseHTTPMiddleware: it breaks contextvars and streaming)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.context import is_well_formed_request_id, new_request_id, request_id_var
+from shared.errors import internal_error_response, problem_response
+
+REQUEST_ID_HEADER = "x-request-id"
+
+logger = logging.getLogger("shared.access")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class RequestContextMiddleware:
+    """Gives every request an id, logs it, and turns an unexpected exception into a 500.
+
+    The id is taken from ``X-Request-ID`` when well formed, otherwise generated; it is put in
+    a contextvar (for logs and events), in ``scope["state"]`` and echoed on the response.
+    Exceptions are caught here rather than left to Starlette's outermost error middleware,
+    which runs outside this one: that way the 500 still carries the request id, and the
+    traceback is logged once, as JSON, with the id.
+    """
+
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        offered = _header(scope, REQUEST_ID_HEADER.encode())
+        request_id = offered if offered and is_well_formed_request_id(offered) else new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not response_started:
+                await internal_error_response()(scope, receive, send_with_request_id)
+        finally:
+            if self.access_log:
+                logger.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "http_method": scope["method"],
+                        "http_path": scope["path"],
+                        "http_status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+class RequestBodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body exceeds the limit of {limit} bytes.")
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over ``max_body_bytes`` with 413, whether declared or streamed.
+
+    uvicorn has no limit of its own. A declared ``Content-Length`` over the limit is refused
+    before anything is read; a chunked body is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await problem_response(400, "Content-Length is not a number.")(scope, receive, send)
+                return
+            if int(declared) > self.max_body_bytes:
+                too_large = RequestBodyTooLarge(self.max_body_bytes)
+                await problem_response(413, too_large.detail)(scope, receive, send)
+                return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise RequestBodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except RequestBodyTooLarge as exc:
+            if response_started:
+                raise
+            await problem_response(413, exc.detail)(scope, receive, send)

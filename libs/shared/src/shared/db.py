@@ -1,0 +1,52 @@
+"""One pooled async engine per process, its session factory, and naming conventions."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from shared.settings import BaseServiceSettings
+
+# Explicit constraint names, so migrations can drop and alter them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata(schema: str) -> MetaData:
+    """Metadata whose tables all live in the service's own schema."""
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(settings: BaseServiceSettings) -> AsyncEngine:
+    """The process's engine: pool sizes from settings, search path pinned to its schema."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            "server_settings": {
+                "application_name": settings.service_name,
+                "search_path": settings.db_schema,
+            },
+        },
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Objects stay usable after commit: services return them to routers after the
+    # transaction has ended.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

@@ -1,0 +1,123 @@
+"""RFC 9457 problem details: the one error shape every endpoint answers with."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from shared.context import current_request_id
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+GENERIC_PROBLEM_TYPE = "about:blank"
+
+logger = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """The body of every error response."""
+
+    type: str = GENERIC_PROBLEM_TYPE
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose; routers need not map it by hand."""
+
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Bad Request"
+    type: ClassVar[str] = GENERIC_PROBLEM_TYPE
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str = GENERIC_PROBLEM_TYPE,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    problem = Problem(
+        type=type_,
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        request_id=current_request_id(),
+        errors=errors,
+    )
+    body = orjson.dumps(problem.model_dump(exclude_none=True))
+    return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def internal_error_response() -> Response:
+    """A 500 that says nothing about the internals."""
+    return problem_response(500, "An unexpected error occurred; it has been logged.")
+
+
+def _field_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
+    # Only loc, msg and type: pydantic also reports the offending input, which may be a
+    # password or a token and must never be echoed back.
+    return [
+        FieldError(loc=list(error["loc"]), msg=str(error["msg"]), type=str(error["type"]))
+        for error in raw
+    ]
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(list(exc.errors()))
+    return problem_response(
+        422,
+        "The request is not valid; see errors.",
+        title="Validation Error",
+        type_="/problems/validation-error",
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else phrase
+    return problem_response(exc.status_code, detail, headers=exc.headers)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        exc.status, exc.detail, title=exc.title, type_=exc.type, headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer validation, HTTP and domain errors as problem+json.
+
+    Unexpected exceptions are turned into a bare 500 by ``RequestContextMiddleware``, which
+    also logs them with the request id.
+    """
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DomainError, _domain_error)

@@ -1,0 +1,75 @@
+"""Logging: one JSON object per line with the request id, or a readable line in development."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shared.context import current_request_id
+from shared.settings import BaseServiceSettings
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is
+# emitted as a field of its own.
+_RECORD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "service", "taskName", "color_message"}
+)
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with the service name and the current request id."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.request_id = current_request_id()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": getattr(record, "service", None),
+            "request_id": getattr(record, "request_id", None),
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+
+
+def configure_logging(settings: BaseServiceSettings) -> None:
+    """Route every logger (uvicorn's included) through one handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter(settings.service_name))
+    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else ConsoleFormatter())
+
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+
+    for name in ("uvicorn", "uvicorn.error"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # RequestContextMiddleware writes the access log, with the request id and duration.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("shared.access").disabled = not settings.access_log

@@ -1,0 +1,78 @@
+"""The body of every service's Alembic ``env.py``: async, confined to the service's schema.
+
+The version table lives inside the service's schema, and autogenerate only looks at that
+schema. The schema itself is created by ``infra/postgres`` (a service's role may not create
+schemas), so a missing one is reported plainly instead of as a permission error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from alembic.runtime.environment import EnvironmentContext
+from sqlalchemy import MetaData, pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.settings import BaseServiceSettings
+
+VERSION_TABLE = "alembic_version"
+
+
+class SchemaMissingError(RuntimeError):
+    pass
+
+
+def run_migrations(
+    context: EnvironmentContext, metadata: MetaData, settings: BaseServiceSettings
+) -> None:
+    schema = settings.db_schema
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        return type_ != "schema" or name == schema
+
+    options: dict[str, Any] = {
+        "target_metadata": metadata,
+        "version_table": VERSION_TABLE,
+        "version_table_schema": schema,
+        "include_schemas": True,
+        "include_name": include_name,
+        "compare_type": True,
+    }
+
+    if context.is_offline_mode():
+        context.configure(
+            url=settings.database_url.render_as_string(hide_password=False),
+            literal_binds=True,
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def migrate(connection: Connection) -> None:
+        context.configure(connection=connection, **options)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_online() -> None:
+        engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.scalar(
+                    text("SELECT count(*) FROM pg_namespace WHERE nspname = :schema"),
+                    {"schema": schema},
+                )
+                if not found:
+                    raise SchemaMissingError(
+                        f"schema {schema!r} does not exist in {settings.db_name!r}: "
+                        "prepare the database first (make db)"
+                    )
+                await connection.execute(text(f'SET search_path TO "{schema}"'))
+                await connection.run_sync(migrate)
+                await connection.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run_online())

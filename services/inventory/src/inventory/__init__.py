@@ -1,0 +1,1 @@
+"""Catalog and stock: products, prices, on hand, reservations, movements."""

@@ -1,0 +1,1 @@
+"""Orders, their state machine, and the orchestration of the order saga."""

@@ -1,0 +1,8 @@
+"""`python -m orders`: serve the HTTP app under uvicorn with the platform's logging."""
+
+from shared.server import serve
+
+from orders.config import get_settings
+from orders.main import create_app
+
+serve(create_app, get_settings())

@@ -1,0 +1,24 @@
+"""Settings of the orders process: `ORDERS_<FIELD>`, then `COMMERCE_<FIELD>`, then defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+from shared.settings import BaseServiceSettings
+
+
+class OrdersSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERS_")
+
+    service_name: ClassVar[str] = "orders"
+
+    port: int = 8002
+    db_user: str = "orders"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OrdersSettings:
+    """Built on first use, never at import, so tests and tools can set the environment first."""
+    return OrdersSettings()

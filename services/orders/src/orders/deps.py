@@ -1,0 +1,18 @@
+"""Annotated dependencies for the orders routes."""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from shared.deps import SessionDep
+
+from orders.config import OrdersSettings
+
+
+def _settings(request: Request) -> OrdersSettings:
+    settings: OrdersSettings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[OrdersSettings, Depends(_settings)]
+
+__all__ = ["SessionDep", "SettingsDep"]

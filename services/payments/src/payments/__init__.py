@@ -1,0 +1,1 @@
+"""Payments against a provider adapter, and refunds."""

@@ -1,0 +1,24 @@
+"""Settings of the payments process: `PAYMENTS_<FIELD>`, then `COMMERCE_<FIELD>`, then defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+from shared.settings import BaseServiceSettings
+
+
+class PaymentsSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="PAYMENTS_")
+
+    service_name: ClassVar[str] = "payments"
+
+    port: int = 8003
+    db_user: str = "payments"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> PaymentsSettings:
+    """Built on first use, never at import, so tests and tools can set the environment first."""
+    return PaymentsSettings()

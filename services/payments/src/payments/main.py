@@ -1,0 +1,12 @@
+"""The payments HTTP application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from shared.app import create_service_app
+
+from payments.config import PaymentsSettings, get_settings
+
+
+def create_app(settings: PaymentsSettings | None = None) -> FastAPI:
+    return create_service_app(settings or get_settings(), title="Payments")
