@@ -26,7 +26,9 @@ async def prepare(name: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("database", nargs="?", default=os.environ.get("COMMERCE_DB_NAME", "commerce"))
+    parser.add_argument(
+        "database", nargs="?", default=os.environ.get("COMMERCE_DB_NAME", "commerce")
+    )
     parser.add_argument("--drop", action="store_true", help="drop the database instead")
     args = parser.parse_args()
     if args.drop:

@@ -1,9 +1,9 @@
 """Metadata of the gateway schema: every table of this service lives there."""
 
-from shared.db import service_metadata
 from sqlalchemy.orm import DeclarativeBase
 
 from gateway.config import GatewaySettings
+from shared.db import service_metadata
 
 SCHEMA = GatewaySettings.service_name
 metadata = service_metadata(SCHEMA)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.app import create_service_app
 
 from gateway.config import GatewaySettings, get_settings
+from shared.app import create_service_app
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -58,7 +59,7 @@ def problem_response(
     title: str | None = None,
     type_: str = GENERIC_PROBLEM_TYPE,
     errors: list[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     problem = Problem(
         type=type_,

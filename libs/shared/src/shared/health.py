@@ -16,9 +16,9 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 logger = logging.getLogger(__name__)
 
 
-async def _run_check(name: str, check: ReadinessCheck, timeout: float) -> bool:
+async def _run_check(name: str, check: ReadinessCheck, seconds: float) -> bool:
     try:
-        await asyncio.wait_for(check(), timeout)
+        await asyncio.wait_for(check(), seconds)
     except Exception as exc:  # any failure means "not ready"; the reason goes to the log
         logger.warning("readiness check %s failed: %r", name, exc)
         return False

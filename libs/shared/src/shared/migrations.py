@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from alembic.runtime.environment import EnvironmentContext
+from alembic import context
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -24,9 +24,8 @@ class SchemaMissingError(RuntimeError):
     pass
 
 
-def run_migrations(
-    context: EnvironmentContext, metadata: MetaData, settings: BaseServiceSettings
-) -> None:
+def run_migrations(metadata: MetaData, settings: BaseServiceSettings) -> None:
+    """Called from a service's ``env.py``, while Alembic's ``context`` is set up."""
     schema = settings.db_schema
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:

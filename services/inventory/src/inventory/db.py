@@ -1,9 +1,9 @@
 """Metadata of the inventory schema: every table of this service lives there."""
 
-from shared.db import service_metadata
 from sqlalchemy.orm import DeclarativeBase
 
 from inventory.config import InventorySettings
+from shared.db import service_metadata
 
 SCHEMA = InventorySettings.service_name
 metadata = service_metadata(SCHEMA)

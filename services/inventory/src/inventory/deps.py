@@ -3,9 +3,9 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from shared.deps import SessionDep
 
 from inventory.config import InventorySettings
+from shared.deps import SessionDep
 
 
 def _settings(request: Request) -> InventorySettings:

@@ -3,9 +3,9 @@
 from typing import Annotated
 
 from fastapi import Depends, Request
-from shared.deps import SessionDep
 
 from orders.config import OrdersSettings
+from shared.deps import SessionDep
 
 
 def _settings(request: Request) -> OrdersSettings:

@@ -1,4 +1,4 @@
-"""Settings of the payments process: `PAYMENTS_<FIELD>`, then `COMMERCE_<FIELD>`, then defaults."""
+"""Settings of this process: `<SERVICE>_<FIELD>`, then `COMMERCE_<FIELD>`, then defaults."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
+
 from shared.settings import BaseServiceSettings
 
 

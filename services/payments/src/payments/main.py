@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from shared.app import create_service_app
 
 from payments.config import PaymentsSettings, get_settings
+from shared.app import create_service_app
 
 
 def create_app(settings: PaymentsSettings | None = None) -> FastAPI:

@@ -4,14 +4,13 @@ Later revisions add the service's tables; this one creates nothing so that an em
 schema and a migrated-to-baseline schema are the same.
 
 Revision ID: 8361c8a0e4ca
-Revises: 
+Revises:
 Created: 2026-11-22 02:26:54.529416
 """
 
 from collections.abc import Sequence
 
-
-revision: str = '8361c8a0e4ca'
+revision: str = "8361c8a0e4ca"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

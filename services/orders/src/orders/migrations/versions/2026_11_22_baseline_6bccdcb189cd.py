@@ -4,14 +4,13 @@ Later revisions add the service's tables; this one creates nothing so that an em
 schema and a migrated-to-baseline schema are the same.
 
 Revision ID: 6bccdcb189cd
-Revises: 
+Revises:
 Created: 2026-11-22 02:26:55.045630
 """
 
 from collections.abc import Sequence
 
-
-revision: str = '6bccdcb189cd'
+revision: str = "6bccdcb189cd"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

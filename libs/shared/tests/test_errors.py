@@ -1,0 +1,79 @@
+"""Every error is problem+json with the request id, and nothing internal leaks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.logging import ContextFilter
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, object] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/no-such-thing"), 404)
+    assert body["title"] == "Not Found"
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/widgets/1")
+    assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_invalid_body_is_a_422_with_field_errors(client: httpx.AsyncClient) -> None:
+    response = await client.post("/widgets", json={"name": "x", "quantity": "many", "admin": True})
+    body = assert_problem(response, 422)
+    errors = body["errors"]
+    assert isinstance(errors, list)
+    locations = {tuple(error["loc"]) for error in errors}
+    assert ("body", "quantity") in locations
+    assert ("body", "admin") in locations  # unknown fields are refused, not ignored
+    assert all(set(error) == {"loc", "msg", "type"} for error in errors)
+    assert "many" not in response.text  # the offending input is never echoed
+
+
+async def test_malformed_json_is_a_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/widgets", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)
+
+
+async def test_invalid_path_parameter_is_a_422(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/widgets/abc"), 422)
+
+
+async def test_unexpected_error_is_a_bare_500(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.addFilter(ContextFilter("sample"))
+    response = await client.get("/boom")
+    body = assert_problem(response, 500)
+    for leak in ("secret", "hunter2", "RuntimeError", "Traceback", "File "):
+        assert leak not in response.text
+    assert body["title"] == "Internal Server Error"
+    logged = [record for record in caplog.records if record.exc_info]
+    assert logged, "the exception is logged"
+    assert getattr(logged[-1], "request_id", None) == body["request_id"]
+
+
+async def test_domain_error_carries_its_status_title_and_type(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/out-of-stock"), 409)
+    assert body == {
+        "type": "/problems/out-of-stock",
+        "title": "Out of stock",
+        "status": 409,
+        "detail": "SKU-1 has 0 available.",
+        "request_id": body["request_id"],
+    }

@@ -1,0 +1,68 @@
+"""Each process boots as `python -m <service>`, answers ready, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+
+import httpx
+import pytest
+
+from tests.services import SERVICES, Service
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def wait_ready(
+    url: str, process: asyncio.subprocess.Process, seconds: float
+) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for _ in range(int(seconds * 10)):
+            if process.returncode is not None:
+                break
+            try:
+                response = await client.get(url)
+                if response.status_code == 200:
+                    return response
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+async def test_process_boots_answers_ready_and_stops_on_sigterm(
+    service: Service, database: str
+) -> None:
+    port = free_port()
+    env = {**os.environ, f"{service.name.upper()}_PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        service.name,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        response = await wait_ready(f"http://127.0.0.1:{port}/health/ready", process, seconds=20)
+        assert response.json()["checks"]["database"] == "ok"
+        assert response.headers["x-request-id"]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    # uvicorn finishes its graceful shutdown, then re-raises the signal it caught, as a
+    # well-behaved Unix process does: killed by SIGTERM, after a clean shutdown.
+    assert process.returncode in (0, -signal.SIGTERM), stderr.decode()[-2000:]
+    assert b'"message":"Application shutdown complete."' in stderr
