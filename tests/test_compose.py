@@ -1,0 +1,79 @@
+"""docker-compose.yml cannot run here (no Docker engine); these checks keep it honest."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.services import ROOT, SERVICES, Service
+
+INFRASTRUCTURE = ("postgres", "rabbitmq", "redis")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
+    for name, definition in compose["services"].items():
+        if name == "migrate":
+            continue
+        check = definition.get("healthcheck", {})
+        assert check.get("test"), f"{name} has no health check"
+        assert not check.get("disable"), f"{name} disables its health check"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_app_waits_for_healthy_infrastructure_and_migrations(
+    compose: dict[str, Any], service: Service
+) -> None:
+    depends_on = compose["services"][service.name]["depends_on"]
+    for infrastructure in INFRASTRUCTURE:
+        assert depends_on[infrastructure]["condition"] == "service_healthy"
+    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_ports_and_environment_match_the_settings(compose: dict[str, Any], service: Service) -> None:
+    definition = compose["services"][service.name]
+    environment: dict[str, str] = definition["environment"]
+    prefix = service.settings_class.env_prefix()
+    fields = service.settings_class.model_fields
+
+    port = int(environment[f"{prefix}PORT"])
+    assert port == service.default_port
+    assert definition["ports"] == [f"{port}:{port}"]
+    health_command = " ".join(definition["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/health/ready" in health_command
+    assert definition["command"] == ["python", "-m", service.name]
+    assert environment[f"{prefix}DB_USER"] == service.name
+
+    for key in environment:
+        match = re.fullmatch(rf"(?:COMMERCE_|{prefix})(\w+)", key)
+        assert match, f"{key} is neither a COMMERCE_ nor a {prefix} setting"
+        assert match.group(1).lower() in fields, f"{key} names no setting of {service.name}"
+
+
+def test_one_dockerfile_builds_every_process(compose: dict[str, Any]) -> None:
+    dockerfiles = {
+        definition["build"]["dockerfile"]
+        for definition in compose["services"].values()
+        if "build" in definition
+    }
+    assert dockerfiles == {"infra/Dockerfile"}
+    assert (ROOT / "infra" / "Dockerfile").is_file()
+
+
+def test_postgres_is_initialised_with_the_schemas_and_roles(compose: dict[str, Any]) -> None:
+    volumes = compose["services"]["postgres"]["volumes"]
+    assert any(
+        volume.startswith("./infra/postgres/init.sql:/docker-entrypoint-initdb.d/")
+        for volume in volumes
+    )
+    assert Path(ROOT, "infra/postgres/init.sql").is_file()
