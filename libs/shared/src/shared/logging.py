@@ -52,8 +52,15 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """A readable line for `make dev`; the supervisor adds time and process name."""
+
     def __init__(self) -> None:
         super().__init__("%(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = "-"
+        return super().format(record)
 
 
 def configure_logging(settings: BaseServiceSettings) -> None:
