@@ -40,7 +40,9 @@ def test_app_waits_for_healthy_infrastructure_and_migrations(
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
-def test_ports_and_environment_match_the_settings(compose: dict[str, Any], service: Service) -> None:
+def test_ports_and_environment_match_the_settings(
+    compose: dict[str, Any], service: Service
+) -> None:
     definition = compose["services"][service.name]
     environment: dict[str, str] = definition["environment"]
     prefix = service.settings_class.env_prefix()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from shared.settings import BaseServiceSettings
 
+from shared.settings import BaseServiceSettings
 from tests.services import ROOT, SERVICES, Service
 
 README = (ROOT / "README.md").read_text()
