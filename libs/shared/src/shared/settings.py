@@ -62,7 +62,29 @@ class BaseServiceSettings(BaseSettings):
 
     broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     broker_namespace: str = Field(default="", pattern=r"^[a-z0-9_.-]*$")
+    # Messaging (shared.messaging): consumers, relay and topology.
+    broker_prefetch: int = Field(default=100, ge=1)  # unacked messages per consumer channel
+    broker_delivery_limit: int = Field(default=5, ge=0)  # redeliveries before the DLQ
+    broker_heartbeat_seconds: int = Field(default=30, ge=0)  # AMQP heartbeat; 0 disables
+    broker_reconnect_interval_seconds: float = Field(default=1.0, gt=0)  # robust reconnect pause
+    broker_publish_timeout_seconds: float = Field(default=10.0, gt=0)  # wait for a confirm
+    outbox_batch_size: int = Field(default=500, ge=1)  # rows a relay claims per transaction
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)  # fallback when no NOTIFY
+    outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)  # cap on retry pauses
+    outbox_retention_hours: float = Field(default=72.0, gt=0)  # sent rows older are pruned
+    worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)  # drain on SIGTERM
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Access tokens (shared.auth): every process verifies the gateway's RS256 tokens.
+    jwt_issuer: str = "commerce-gateway"  # the `iss` tokens must carry
+    jwt_audience: str = "commerce-api"  # the `aud` tokens must carry
+    jwt_public_keys: str = ""  # PEM public key(s), concatenated; the current and a previous one
+    jwt_public_key_file: str = ""  # or a file of PEM public key(s)
+    # Without either, development and test use (and create once) a key pair in this folder;
+    # any other environment refuses to start.
+    jwt_dev_key_dir: str = "var/keys"
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)  # clock skew allowed on exp/iat/nbf
+    jwt_max_token_bytes: int = Field(default=8192, ge=256)  # longer tokens are refused unread
+    jwt_verified_cache_size: int = Field(default=4096, ge=0)  # verified tokens kept until exp
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,41 @@
+"""Events between services: envelope, outbox and relay, idempotent consumers, topology.
+
+The API a service uses::
+
+    outbox = Outbox(OutboxEvent)                         # OutboxEvent(OutboxMixin, Base)
+    await outbox.add(session, Envelope.new(StockReserved(...)))   # inside its transaction
+    consumer = Consumer(name="orders.saga", handlers={...}, inbox=ProcessedEvent)
+    serve_worker(settings, consumers=[consumer], outbox=outbox)   # worker.py
+"""
+
+from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
+from shared.messaging.consumer import Consumer, EventHandler, RunningConsumer
+from shared.messaging.envelope import Envelope, MalformedEventError, decode
+from shared.messaging.inbox import InboxMixin
+from shared.messaging.outbox import Outbox, OutboxMixin
+from shared.messaging.readiness import register_broker_check
+from shared.messaging.relay import OutboxRelay
+from shared.messaging.topology import declare_exchanges, declare_queue, delete_topology
+from shared.messaging.worker import run_worker, serve_worker
+
+__all__ = [
+    "Broker",
+    "BrokerUnavailableError",
+    "Consumer",
+    "Envelope",
+    "EventHandler",
+    "InboxMixin",
+    "MalformedEventError",
+    "Outbox",
+    "OutboxMixin",
+    "OutboxRelay",
+    "Publisher",
+    "RunningConsumer",
+    "declare_exchanges",
+    "declare_queue",
+    "decode",
+    "delete_topology",
+    "register_broker_check",
+    "run_worker",
+    "serve_worker",
+]

@@ -1,0 +1,53 @@
+"""Inbox: the record of processed events that makes a consumer idempotent.
+
+The key ``(event_id, consumer)`` is inserted in the same transaction as the handler's effect
+and the primary key decides (no check-then-insert race). Deduplication is per consumer: two
+purposes handling the same event each do so once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, String, Table, func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class InboxMixin:
+    """Columns of a processed-events table. ``class ProcessedEvent(InboxMixin, Base): pass``."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(200))
+    processed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+def inbox_table(model: type[InboxMixin]) -> Table:
+    table = getattr(model, "__table__", None)
+    if not isinstance(table, Table):
+        raise TypeError(f"{model!r} is not a mapped table class")
+    return table
+
+
+async def claim_event(
+    session: AsyncSession, *, table: Table, event_id: uuid.UUID, consumer: str, event_type: str
+) -> bool:
+    """Record the event as processed by ``consumer``; False if it already was (a duplicate).
+
+    A concurrent claim of the same key waits on the row lock and then sees the conflict, so
+    exactly one transaction wins.
+    """
+    statement = (
+        insert(table)
+        .values(event_id=event_id, consumer=consumer, event_type=event_type)
+        .on_conflict_do_nothing()
+        .returning(table.c.event_id)
+    )
+    return (await session.execute(statement)).first() is not None

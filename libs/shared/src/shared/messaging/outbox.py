@@ -1,0 +1,78 @@
+"""Transactional outbox: events are rows written in the caller's transaction.
+
+A service maps a table with ``OutboxMixin`` (in its own schema, created by its migrations)
+and writes events with ``Outbox(model).add(session, event)`` inside the transaction that
+changes its state. Either both commit or neither does; the relay publishes rows later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer, String, Table, Text, func, insert, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from shared.messaging.envelope import Envelope
+
+
+class OutboxMixin:
+    """Columns of an outbox table. ``class OutboxEvent(OutboxMixin, Base): pass``."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the event id
+    event_type: Mapped[str] = mapped_column(String(200))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)  # the envelope, as published
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Index, ...]:
+        # The relay scans only unsent rows, oldest first: a small partial index stays small
+        # however many sent rows wait for pruning.
+        return (
+            Index(
+                f"ix_{cls.__tablename__}_unsent",
+                "created_at",
+                postgresql_where=text("sent_at IS NULL"),
+            ),
+        )
+
+
+def notify_channel(table: Table) -> str:
+    """The LISTEN/NOTIFY channel that announces new rows of ``table``."""
+    return f"outbox_{table.schema}_{table.name}" if table.schema else f"outbox_{table.name}"
+
+
+class Outbox:
+    """Writes events into one outbox table; the one object a service needs to emit events."""
+
+    def __init__(self, model: type[OutboxMixin]) -> None:
+        table = getattr(model, "__table__", None)
+        if not isinstance(table, Table):
+            raise TypeError(f"{model!r} is not a mapped table class")
+        self.model = model
+        self.table: Table = table
+        self.channel = notify_channel(table)
+
+    async def add(self, session: AsyncSession, event: Envelope) -> None:
+        """Write ``event`` in the session's current transaction; wake relays at commit."""
+        await self.add_many(session, [event])
+
+    async def add_many(self, session: AsyncSession, events: Sequence[Envelope]) -> None:
+        """Write several events in one statement, same transaction semantics as ``add``."""
+        if not events:
+            return
+        rows = [{"id": e.id, "event_type": e.type, "body": e.to_json()} for e in events]
+        # One round trip: the insert rides in a CTE of the NOTIFY. Postgres delivers the
+        # notification at commit and folds duplicates within a transaction.
+        inserted = insert(self.table).values(rows).cte("inserted_events")
+        await session.execute(select(func.pg_notify(self.channel, "")).add_cte(inserted))

@@ -1,0 +1,88 @@
+"""The worker entry point every service shares: consumers + outbox relay, graceful stop.
+
+On SIGTERM (or SIGINT) the worker stops taking messages, finishes those in flight, flushes
+the relay, closes the broker and the engine, and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import create_engine, create_sessionmaker
+from shared.logging import configure_logging
+from shared.messaging.broker import Broker
+from shared.messaging.consumer import Consumer, RunningConsumer
+from shared.messaging.outbox import Outbox
+from shared.messaging.relay import OutboxRelay
+from shared.settings import BaseServiceSettings
+
+logger = logging.getLogger(__name__)
+
+
+async def run_worker(
+    settings: BaseServiceSettings,
+    *,
+    consumers: Sequence[Consumer] = (),
+    outbox: Outbox | None = None,
+    stop: asyncio.Event | None = None,
+    engine: AsyncEngine | None = None,
+    install_signal_handlers: bool = True,
+) -> None:
+    """Run ``consumers`` and, when ``outbox`` is given, its relay, until ``stop`` is set
+    (or SIGTERM/SIGINT arrives). Topology is declared before anything is consumed."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    own_engine = engine is None
+    engine = engine or create_engine(settings)
+    broker = Broker(settings)
+    running = [
+        RunningConsumer(
+            c, settings=settings, broker=broker, sessionmaker=create_sessionmaker(engine)
+        )
+        for c in consumers
+    ]
+    relay: OutboxRelay | None = None
+    try:
+        await broker.connect()
+        for consumer in running:
+            await consumer.declare()
+        if outbox is not None:
+            relay = OutboxRelay(settings=settings, engine=engine, broker=broker, outbox=outbox)
+            await relay.start()
+        for consumer in running:
+            await consumer.start()
+        logger.info("worker started: %d consumers, relay %s", len(running), relay is not None)
+        await stop.wait()
+        logger.info("worker stopping")
+    finally:
+        timeout = settings.worker_shutdown_timeout_seconds
+        await asyncio.gather(*(consumer.stop(drain_seconds=timeout) for consumer in running))
+        if relay is not None:
+            await relay.stop(drain_seconds=timeout)  # after the consumers: their events go out too
+        await broker.close()
+        if own_engine:
+            await engine.dispose()
+        if install_signal_handlers:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+
+def serve_worker(
+    settings: BaseServiceSettings,
+    *,
+    consumers: Sequence[Consumer] = (),
+    outbox: Outbox | None = None,
+) -> None:
+    """Blocking entry point for a service's ``worker.py``: logging, uvloop, ``run_worker``."""
+    import uvloop
+
+    configure_logging(settings)
+    uvloop.run(run_worker(settings, consumers=consumers, outbox=outbox))
