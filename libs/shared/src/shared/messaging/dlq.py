@@ -1,0 +1,173 @@
+"""Dead-letter queue operations: list, inspect, replay (``python -m shared.messaging dlq``)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.exceptions import QueueEmpty
+
+from shared.messaging.broker import Broker
+from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
+from shared.settings import BaseServiceSettings
+
+# Replay headers are set by us; x-death and the delivery count belong to the broker's
+# history of the old message and would only confuse the next dead-lettering.
+_BROKER_HEADERS = (
+    "x-death",
+    "x-delivery-count",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered message as an operator sees it."""
+
+    message_id: str | None
+    event_type: str | None
+    reason: str | None
+    source_queue: str | None
+    routing_key: str | None
+    deaths: int
+    dead_lettered_at: datetime | None
+    body: bytes
+
+
+def resolve_dlq(settings: BaseServiceSettings, queue: str) -> str:
+    """Accept a purpose (``orders.saga``), its queue or its DLQ; return the DLQ's full name."""
+    prefix = namespaced(settings, "")
+    name = queue if prefix and queue.startswith(prefix) else namespaced(settings, queue)
+    return name if name.endswith(DLQ_SUFFIX) else dlq_name(name)
+
+
+def describe(message: AbstractIncomingMessage) -> DeadLetter:
+    headers = message.headers or {}
+    deaths = headers.get("x-death")
+    first: dict[str, Any] = {}
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        first = deaths[0]
+    routing_keys = first.get("routing-keys") or []
+    when = first.get("time")
+    count = first.get("count", 0)
+    return DeadLetter(
+        message_id=message.message_id,
+        event_type=message.type,
+        reason=str(first["reason"]) if "reason" in first else None,
+        source_queue=str(first["queue"]) if "queue" in first else None,
+        routing_key=str(routing_keys[0]) if routing_keys else None,
+        deaths=count if isinstance(count, int) else 0,
+        dead_lettered_at=when if isinstance(when, datetime) else None,
+        body=message.body,
+    )
+
+
+async def count_messages(channel: AbstractChannel, queue: str) -> int:
+    """Messages ready in ``queue`` now."""
+    # Straight to the protocol: a robust channel answers a passive declare of a queue it
+    # already knows from its cache, with the count of that first declaration.
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(queue, passive=True)
+    return int(declared.message_count or 0)
+
+
+async def peek(channel: AbstractChannel, queue: str, *, limit: int) -> list[DeadLetter]:
+    """Up to ``limit`` messages of a DLQ; they stay in the queue (returned when the caller
+    closes ``channel``)."""
+    declared = await channel.declare_queue(queue, passive=True)
+    found: list[DeadLetter] = []
+    for _ in range(limit):
+        try:
+            message = await declared.get(no_ack=False, fail=True)
+        except QueueEmpty:
+            break
+        assert message is not None
+        found.append(describe(message))
+    return found
+
+
+async def replay(
+    broker: Broker, *, queue: str, limit: int | None = None, to_source_queue: bool = False
+) -> int:
+    """Republish dead letters and remove them from the DLQ; the number replayed.
+
+    By default each goes back to the events exchange with its original routing key (every
+    bound purpose receives it again; their inboxes drop what they already handled). With
+    ``to_source_queue`` it goes only to the queue it died in. At most the messages present
+    when the replay starts are taken, so a message that dies again is not looped.
+    """
+    settings = broker.settings
+    channel = await broker.channel(on_return_raises=True)
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        present = await count_messages(channel, queue)
+        budget = present if limit is None else min(limit, present)
+        events = await channel.get_exchange(events_exchange_name(settings), ensure=False)
+        default = channel.default_exchange
+        replayed = 0
+        for _ in range(budget):
+            try:
+                message = await declared.get(no_ack=False, fail=True)
+            except QueueEmpty:
+                break
+            assert message is not None
+            letter = describe(message)
+            headers = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
+            headers["x-replayed-from"] = queue
+            outgoing = aio_pika.Message(
+                message.body,
+                headers=headers,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type=message.content_type or "application/json",
+                message_id=message.message_id,
+                type=message.type,
+            )
+            if to_source_queue and letter.source_queue:
+                await default.publish(outgoing, routing_key=letter.source_queue, mandatory=True)
+            else:
+                key = letter.routing_key or message.type or ""
+                await events.publish(outgoing, routing_key=key, mandatory=True)
+            await message.ack()  # only after the broker confirmed the copy
+            replayed += 1
+        return replayed
+    finally:
+        await channel.close()
+
+
+async def list_dead_letter_queues(broker: Broker) -> list[tuple[str, int]]:
+    """Every DLQ of the namespace with its message count.
+
+    AMQP cannot enumerate queues; the names come from ``rabbitmqctl`` on this host.
+    """
+    rabbitmqctl = shutil.which("rabbitmqctl")
+    if rabbitmqctl is None:
+        raise RuntimeError("rabbitmqctl not found: name the queues (dlq show <queue>)")
+    process = await asyncio.create_subprocess_exec(
+        rabbitmqctl,
+        "-q",
+        "list_queues",
+        "--no-table-headers",
+        "name",
+        "messages",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    prefix = namespaced(broker.settings, "")
+    found: list[tuple[str, int]] = []
+    for line in output.decode().splitlines():
+        name, _, count = line.partition("\t")
+        if name.endswith(DLQ_SUFFIX) and (
+            not broker.settings.broker_namespace or name.startswith(prefix)
+        ):
+            found.append((name, int(count or 0)))
+    return sorted(found)

@@ -1,0 +1,179 @@
+"""End-to-end guarantees: outbox → relay → broker → consumer → inbox, on the real servers."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.inventory import StockLow
+from shared.messaging import Envelope, OutboxRelay
+from shared.messaging.dlq import count_messages, peek, replay
+from shared.messaging.topology import queue_name
+
+from .conftest import Harness, metric, wait_until
+
+
+async def test_event_committed_before_a_crash_is_published_by_the_next_relay(
+    harness: Harness,
+) -> None:
+    await harness.consumer("crash-before-publish")
+    # Committed while no relay runs: the state a crash right after commit leaves behind.
+    ids = await harness.emit(20)
+    assert await harness.unsent() == 20
+
+    await harness.relay()
+    await wait_until(lambda: harness.applied("crash-before-publish", 20), what="20 handled")
+
+    assert await harness.effects("crash-before-publish") == dict.fromkeys(ids, 1)
+    await wait_until(lambda: _none_unsent(harness), what="all marked sent")
+
+
+async def _none_unsent(harness: Harness) -> bool:
+    return await harness.unsent() == 0
+
+
+async def test_publication_repeated_after_a_crash_before_marking_is_absorbed_by_the_inbox(
+    harness: Harness,
+) -> None:
+    name = "crash-after-publish"
+    await harness.consumer(name)
+    ids = await harness.emit(10)
+
+    # A relay that published and confirmed, then died before marking: roll back its batch.
+    crashed = await harness.broker()
+    publisher = await crashed.publisher()
+    async with harness.engine.connect() as connection, connection.begin() as transaction:
+        relay = OutboxRelay(
+            settings=harness.settings, engine=harness.engine, broker=crashed, outbox=harness.outbox
+        )
+        claimed = await relay.claim(connection)
+        assert await publisher.publish_many(claimed) == [None] * 10
+        await transaction.rollback()
+    assert await harness.unsent() == 10
+
+    await harness.relay()
+    await wait_until(lambda: _none_unsent(harness), what="all marked sent")
+    await wait_until(
+        lambda: _metric_reaches("messaging_events_duplicate_total", name, 10),
+        what="10 duplicates skipped",
+    )
+    assert await harness.effects(name) == dict.fromkeys(ids, 1)
+    assert metric("messaging_events_consumed_total", queue=name) == 10
+    assert metric("messaging_events_duplicate_total", queue=name) == 10
+
+
+async def _metric_reaches(name: str, queue: str, value: float) -> bool:
+    return metric(name, queue=queue) >= value
+
+
+async def test_transient_handler_failure_is_redelivered_then_applied_once(
+    harness: Harness,
+) -> None:
+    name = "transient"
+    attempts: Counter[str] = Counter()
+    record = harness.recording_handler(name)
+
+    async def fails_first_time(session: AsyncSession, event: Envelope) -> None:
+        attempts[str(event.id)] += 1
+        await record(session, event)  # written, then rolled back by the failure below
+        if attempts[str(event.id)] == 1:
+            raise ConnectionError("downstream hiccup")
+
+    await harness.consumer(name, fails_first_time)
+    ids = await harness.emit(5)
+    await harness.relay()
+    await wait_until(lambda: harness.applied(name, 5), what="5 handled")
+
+    assert await harness.effects(name) == dict.fromkeys(ids, 1)
+    assert attempts == Counter({str(i): 2 for i in ids})
+    assert metric("messaging_events_failed_total", queue=name) == 5
+
+
+async def test_poison_event_is_dead_lettered_after_the_delivery_limit_while_others_flow(
+    harness: Harness,
+) -> None:
+    name = "poison"
+    attempts: Counter[str] = Counter()
+    healed = False
+    record = harness.recording_handler(name)
+
+    async def refuses_poison(session: AsyncSession, event: Envelope) -> None:
+        sku = event.payload(StockLow).sku
+        attempts[sku] += 1
+        if sku == "SKU-POISON" and not healed:
+            raise ValueError("cannot handle this one")
+        await record(session, event)
+
+    consumer = await harness.consumer(name, refuses_poison)
+    [poison] = await harness.emit(1, sku="SKU-POISON")
+    good = await harness.emit(10)
+    await harness.relay()
+
+    dlq = consumer.queue.name + ".dlq"
+    broker = harness.brokers[0]
+    channel = await broker.channel()
+    await wait_until(lambda: _count(channel, dlq, 1), what="poison in the DLQ")
+    await wait_until(lambda: harness.applied(name, 10), what="good events handled")
+
+    # x-delivery-limit=2 means 3 deliveries, then the dead-letter queue.
+    assert attempts["SKU-POISON"] == 3
+    assert await harness.effects(name) == dict.fromkeys(good, 1)
+    assert metric("messaging_events_dead_lettered_total", queue=name, reason="delivery_limit") == 1
+
+    [letter] = await peek(channel, dlq, limit=5)
+    assert (letter.message_id, letter.reason) == (str(poison), "delivery_limit")
+    assert letter.routing_key == "inventory.stock_low"
+    await channel.close()  # gives the peeked message back to the DLQ
+
+    healed = True
+    assert await replay(broker, queue=dlq) == 1
+    await wait_until(lambda: harness.applied(name, 11), what="replayed poison handled")
+    assert await harness.effects(name) == dict.fromkeys([*good, poison], 1)
+    check = await broker.channel()
+    assert await _count(check, dlq, 0)
+
+
+async def _count(channel: AbstractChannel, queue: str, expected: int) -> bool:
+    return await count_messages(channel, queue) == expected
+
+
+async def test_malformed_messages_go_to_the_dlq_without_a_redelivery_loop(
+    harness: Harness,
+) -> None:
+    name = "malformed"
+    handled: list[Envelope] = []
+
+    async def handler(session: AsyncSession, event: Envelope) -> None:
+        handled.append(event)
+
+    consumer = await harness.consumer(name, handler)
+    broker = harness.brokers[0]
+    channel = await broker.channel()
+    target = queue_name(harness.settings, name)
+    bodies = [
+        b"not json",
+        b'["an array"]',
+        b'{"id": "x", "type": "inventory.stock_low", "version": 1}',  # no data, bad id
+        b'{"id": "0190a0a0-0000-7000-8000-000000000000", "type": "inventory.unheard_of",'
+        b' "version": 1, "occurred_at": "2026-01-01T00:00:00Z", "producer": "x", "data": {}}',
+        Envelope.new(_stock_low()).to_bytes().replace(b'"version":1', b'"version":9'),
+    ]
+    for body in bodies:
+        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=target)
+
+    dlq = consumer.queue.name + ".dlq"
+    await wait_until(lambda: _count(channel, dlq, len(bodies)), what="all in the DLQ")
+    assert handled == []
+    assert metric("messaging_events_dead_lettered_total", queue=name, reason="malformed") == 5
+    assert metric("messaging_events_failed_total", queue=name) == 0
+
+    letters = await peek(channel, dlq, limit=10)
+    assert sorted(letter.body for letter in letters) == sorted(bodies)
+    assert {(letter.reason, letter.deaths) for letter in letters} == {("rejected", 1)}
+
+
+def _stock_low() -> StockLow:
+    return StockLow(sku="SKU-X", available=1, reorder_point=2)
