@@ -1,7 +1,7 @@
-"""`python -m gateway`: serve the HTTP app under uvicorn with the platform's logging."""
+"""`python -m gateway`: serve the app, or run a command (see gateway.cli)."""
 
-from gateway.config import get_settings
-from gateway.main import create_app
-from shared.server import serve
+import sys
 
-serve(create_app, get_settings())
+from gateway.cli import main
+
+sys.exit(main())

@@ -1,10 +1,13 @@
 """Annotated dependencies for the gateway routes."""
 
+from __future__ import annotations
+
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from gateway.config import GatewaySettings
+from gateway.runtime import GatewayRuntime
 from shared.deps import SessionDep
 
 
@@ -13,6 +16,17 @@ def _settings(request: Request) -> GatewaySettings:
     return settings
 
 
-SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+def _runtime(request: Request) -> GatewayRuntime:
+    runtime: GatewayRuntime = request.app.state.runtime
+    return runtime
 
-__all__ = ["SessionDep", "SettingsDep"]
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
+RuntimeDep = Annotated[GatewayRuntime, Depends(_runtime)]
+ClientAddressDep = Annotated[str, Depends(client_address)]
+
+__all__ = ["ClientAddressDep", "RuntimeDep", "SessionDep", "SettingsDep"]

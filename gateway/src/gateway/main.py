@@ -2,11 +2,82 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.config import GatewaySettings, get_settings
+from gateway.identity.router import router as identity_router
+from gateway.jwks import router as jwks_router
+from gateway.openapi import install_docs
+from gateway.proxy.middleware import GatewayMiddleware
+from gateway.ratelimit import RateLimiter
+from gateway.runtime import GatewayRuntime
 from shared.app import create_service_app
+
+EXPOSED_HEADERS = [
+    "Location",
+    "ETag",
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+]
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-None-Match",
+    "X-Request-ID",
+]
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    return create_service_app(settings or get_settings(), title="Gateway")
+    settings = settings or get_settings()
+    runtime = GatewayRuntime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limiter = RateLimiter(settings)
+        runtime.limiter = limiter
+        await runtime.upstreams.start()
+        app.state.readiness_checks["redis"] = limiter.check
+        try:
+            yield
+        finally:
+            await runtime.upstreams.close()
+            await limiter.close()
+            runtime.limiter = None
+
+    app = create_service_app(
+        settings,
+        title="Commerce API",
+        routers=[identity_router, jwks_router],
+        extra_lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.token_verifier = runtime.verifier  # what shared.auth's dependencies use
+    install_docs(app, runtime)
+
+    # Innermost of the platform middleware: a proxied request already has its request id,
+    # metrics and body limit, and skips FastAPI's routing altogether.
+    app.user_middleware.append(Middleware(GatewayMiddleware, runtime=runtime))
+    # Outermost: compression of whatever the gateway answers, CORS on every answer.
+    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=ALLOWED_HEADERS,
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    return app

@@ -1,0 +1,60 @@
+"""`python -m gateway [serve]` and `python -m gateway create-admin --email ... --password ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+
+from pydantic import TypeAdapter, ValidationError
+
+from gateway.config import GatewaySettings, get_settings
+from gateway.identity import service
+from gateway.identity.passwords import PasswordHasher
+from gateway.identity.schemas import Email, Password
+from shared.db import create_engine, create_sessionmaker
+
+
+async def create_admin(settings: GatewaySettings, *, email: str, password: str) -> str:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user, created = await service.create_admin(
+                session=session, hasher=PasswordHasher(), email=email, password=password
+            )
+    finally:
+        await engine.dispose()
+    verb = "created" if created else "promoted (password reset)"
+    return f"admin {user.email} {verb}: id {user.id}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the HTTP app (the default)")
+    admin = commands.add_parser("create-admin", help="create an admin, or promote a user")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="asked for on the terminal when left out")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "create-admin":
+        password = arguments.password or getpass.getpass("password: ")
+        try:
+            email = TypeAdapter(Email).validate_python(arguments.email)
+            password = TypeAdapter(Password).validate_python(password)
+        except ValidationError as exc:
+            print(f"refused: {exc.errors()[0]['msg']}", file=sys.stderr)
+            return 2
+        print(asyncio.run(create_admin(get_settings(), email=email, password=password)))
+        return 0
+
+    from gateway.main import create_app  # only the server needs the app
+    from shared.server import serve
+
+    serve(create_app, get_settings())
+    return 0

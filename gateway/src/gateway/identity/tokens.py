@@ -1,0 +1,45 @@
+"""Issuing access tokens (RS256 JWT) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+
+from jose import jwt
+
+from gateway.config import GatewaySettings
+from gateway.keys import SigningKeys
+from shared.auth import ALGORITHM
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class TokenIssuer:
+    def __init__(self, keys: SigningKeys, settings: GatewaySettings) -> None:
+        self._keys = keys
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.access_ttl = settings.access_token_ttl_seconds
+        self.refresh_ttl = settings.refresh_token_ttl_seconds
+
+    def access_token(self, *, user_id: uuid.UUID, roles: list[str]) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "roles": roles,
+            "iat": now,
+            "exp": now + self.access_ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self._keys.kid, "typ": "JWT"}
+        return str(jwt.encode(claims, self._keys.private_key, algorithm=ALGORITHM, headers=headers))

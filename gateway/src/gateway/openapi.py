@@ -1,0 +1,142 @@
+"""One API document for the storefront: the gateway's routes merged with the services'.
+
+The services' documents are fetched from their ``/openapi.json`` through the gateway's
+upstream pool and cached; a service that does not answer is left out until it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse
+
+from gateway.runtime import GatewayRuntime
+
+logger = logging.getLogger(__name__)
+
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=3)
+_RETRY_MISSING_SECONDS = 5.0  # a service that did not answer is asked again this soon
+
+
+def _served_by(path: str, prefixes: list[str]) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
+
+
+def _rewrite_refs(node: Any, renamed: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: (
+                renamed.get(value, value)
+                if key == "$ref" and isinstance(value, str)
+                else _rewrite_refs(value, renamed)
+            )
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite_refs(item, renamed) for item in node]
+    return node
+
+
+def merge_documents(
+    base: dict[str, Any], upstream: dict[str, Any], prefixes: list[str], service: str
+) -> None:
+    """Add ``upstream``'s paths under ``prefixes`` and its schemas to ``base``.
+
+    A schema whose name is taken by a different schema is renamed ``<service>.<name>``,
+    and the references to it follow.
+    """
+    components = base.setdefault("components", {})
+    schemas: dict[str, Any] = components.setdefault("schemas", {})
+    theirs: dict[str, Any] = upstream.get("components", {}).get("schemas", {})
+    renamed = {
+        f"#/components/schemas/{name}": f"#/components/schemas/{service}.{name}"
+        for name, schema in theirs.items()
+        if name in schemas and schemas[name] != schema
+    }
+    upstream = _rewrite_refs(upstream, renamed)
+    for name, schema in upstream.get("components", {}).get("schemas", {}).items():
+        key = f"{service}.{name}" if f"#/components/schemas/{name}" in renamed else name
+        schemas[key] = schema
+    for name, scheme in upstream.get("components", {}).get("securitySchemes", {}).items():
+        components.setdefault("securitySchemes", {}).setdefault(name, scheme)
+    paths: dict[str, Any] = base.setdefault("paths", {})
+    for path, item in upstream.get("paths", {}).items():
+        if _served_by(path, prefixes):
+            paths[path] = item
+
+
+class MergedOpenAPI:
+    def __init__(self, app: FastAPI, runtime: GatewayRuntime) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.cache_seconds = runtime.settings.openapi_cache_seconds
+        self._document: dict[str, Any] | None = None
+        self._expires = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _fetch(self, upstream: str) -> dict[str, Any] | None:
+        try:
+            session = self.runtime.upstreams.session
+            async with session.get(f"{upstream}/openapi.json", timeout=_FETCH_TIMEOUT) as reply:
+                if reply.status != 200:
+                    return None
+                document: dict[str, Any] = await reply.json(content_type=None)
+                return document
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.warning("no OpenAPI document from %s: %r", upstream, exc)
+            return None
+
+    async def document(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._document is not None and time.monotonic() < self._expires:
+                return self._document
+            merged = copy.deepcopy(self.app.openapi())
+            merged["info"]["description"] = (
+                "The whole public API of the shop, through the gateway. Authenticate with "
+                "`POST /api/v1/auth/token` and send `Authorization: Bearer <access_token>`."
+            )
+            upstreams = self.runtime.routes.upstreams
+            documents = await asyncio.gather(*(self._fetch(origin) for origin in upstreams))
+            complete = True
+            for (origin, prefixes), document in zip(upstreams.items(), documents, strict=True):
+                if document is None:
+                    complete = False
+                    continue
+                service = str(document.get("info", {}).get("title", origin)).lower()
+                merge_documents(merged, document, prefixes, service.replace(" ", "-"))
+            schemes = merged.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes.setdefault("HTTPBearer", BEARER_SCHEME)
+            self._document = merged
+            ttl = self.cache_seconds
+            if not complete:
+                ttl = min(ttl, _RETRY_MISSING_SECONDS)
+            self._expires = time.monotonic() + ttl
+            return merged
+
+
+def install_docs(app: FastAPI, runtime: GatewayRuntime) -> None:
+    """Replace FastAPI's own /openapi.json and /docs by the merged ones (or none at all)."""
+    own = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.router.routes[:] = [
+        route for route in app.router.routes if getattr(route, "path", None) not in own
+    ]
+    if not runtime.settings.docs_enabled:
+        return
+    merged = MergedOpenAPI(app, runtime)
+
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(await merged.document())
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Commerce API")
+
+    app.add_api_route("/openapi.json", openapi_json, include_in_schema=False)
+    app.add_api_route("/docs", docs, include_in_schema=False)
