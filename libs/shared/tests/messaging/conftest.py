@@ -94,9 +94,11 @@ async def wait_until(
 ) -> None:
     """Poll until ``condition`` holds; the bound only stops a hung test, it is not asserted."""
     async with asyncio.timeout(seconds):
-        while not await condition():
+        while True:
+            if await condition():
+                return
             await asyncio.sleep(0.05)
-    assert await condition(), what
+    raise AssertionError(what)
 
 
 class Harness:
