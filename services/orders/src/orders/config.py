@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -17,6 +18,20 @@ class OrdersSettings(BaseServiceSettings):
 
     port: int = 8002
     db_user: str = "orders"
+
+    # The one currency the store sells in; a catalog price in another is not for sale.
+    store_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # How long an Idempotency-Key is remembered; after that the key may be reused.
+    idempotency_retention_hours: float = Field(default=24.0, gt=0)
+    # An order still pending (no answer from inventory) this long is cancelled by the sweeper.
+    pending_timeout_seconds: float = Field(default=300.0, gt=0)
+    # An order awaiting payment this long has its payment requested again, then is cancelled.
+    awaiting_payment_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Payment requests per order (the first included) before the sweeper gives up and cancels.
+    payment_request_attempts: int = Field(default=3, ge=1)
+    # How often each worker looks for stuck orders, and how many it takes per transaction.
+    sweeper_interval_seconds: float = Field(default=30.0, gt=0)
+    sweeper_batch_size: int = Field(default=100, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import orders.models  # noqa: F401  (registers every table on the metadata)
 from orders.config import get_settings
 from orders.db import metadata
 from shared.migrations import run_migrations

@@ -1,0 +1,1 @@
+"""The local price replica, fed by ``inventory.product_upserted``."""

@@ -1,0 +1,1 @@
+"""Orders: placing, reading, and the actions customers and admins take on them."""

@@ -1,0 +1,605 @@
+"""Business rules of orders and the transaction boundary; the only writer of the outbox.
+
+HTTP actions open their own transaction on the request's session. Event reactions run
+inside the consumer's transaction (the inbox key commits with them), so they only flush.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.catalog import repository as catalog
+from orders.config import OrdersSettings
+from orders.events import outbox
+from orders.ids import new_id
+from orders.order import repository
+from orders.order.exceptions import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    IllegalTransition,
+    InvalidCursor,
+    OrderNotFound,
+    ProductsUnavailable,
+    UnavailableLine,
+)
+from orders.order.models import IdempotencyRecord, Order, OrderLine, StatusChange
+from orders.order.schemas import (
+    AddressOut,
+    LineOut,
+    OrderDetail,
+    OrderOut,
+    OrderPage,
+    PlaceOrder,
+    Shipment,
+    ShipmentOut,
+    StatusChangeOut,
+)
+from orders.saga import (
+    WAITING,
+    OrderFacts,
+    OrderStatus,
+    Trigger,
+    events_for,
+    next_status,
+    stray_event_compensation,
+)
+from shared.auth import Principal
+from shared.context import current_request_id
+from shared.contracts import EventPayload, Money
+from shared.contracts.orders import OrderCreated, OrderedQuantity, PaymentRequested
+from shared.contracts.orders import OrderLine as EventLine
+from shared.messaging import Envelope
+
+logger = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+PRUNE_BATCH = 1000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- placing an order ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """The answer to POST /orders: the first response for this key, replayed or new."""
+
+    order_id: uuid.UUID
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def _check_idempotency_key(key: str | None) -> str:
+    if key is None:
+        raise IdempotencyKeyMissing("Send an Idempotency-Key header with every new order.")
+    if (
+        not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH
+        or not key.isascii()
+        or not key.isprintable()
+    ):
+        raise IdempotencyKeyInvalid(
+            f"The Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII "
+            "characters."
+        )
+    return key
+
+
+def request_fingerprint(request: PlaceOrder) -> str:
+    """SHA-256 of the request as validated, so formatting differences are the same request."""
+    canonical = request.model_dump(mode="json")
+    canonical["payment"]["token"] = request.payment.token.get_secret_value()
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def place_order(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    principal: Principal,
+    idempotency_key: str | None,
+    request: PlaceOrder,
+) -> PlacedOrder:
+    """Create an order, or answer again what the first request with this key was answered.
+
+    One transaction writes the order, its lines, the first history entry, the idempotency
+    record and ``orders.order_created``: a crash leaves either all of them or none.
+    """
+    key = _check_idempotency_key(idempotency_key)
+    fingerprint = request_fingerprint(request)
+    now = _now()
+    async with session.begin():
+        # A second request with the key while the first is still running: 409 at once
+        # rather than waiting on its lock (the IETF draft's "in flight" answer).
+        if not await repository.try_lock_idempotency_key(
+            session=session, user_id=principal.user_id, key=key
+        ):
+            raise IdempotencyKeyInFlight(
+                "A request with this Idempotency-Key is still being processed; retry later."
+            )
+        record = await repository.get_idempotency_record(
+            session=session, user_id=principal.user_id, key=key
+        )
+        retention = timedelta(hours=settings.idempotency_retention_hours)
+        if record is not None and record.created_at < now - retention:
+            await repository.delete_idempotency_record(session=session, record=record)
+            record = None
+        if record is not None:
+            if record.request_hash != fingerprint:
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used for a different request; use a new key."
+                )
+            return PlacedOrder(
+                order_id=record.order_id,
+                status_code=record.response_status,
+                body=record.response_body,
+                replayed=True,
+            )
+
+        order = await _new_order(
+            session=session, settings=settings, principal=principal, request=request, now=now
+        )
+        body = to_detail(order).model_dump(mode="json")
+        session.add(
+            IdempotencyRecord(
+                user_id=principal.user_id,
+                key=key,
+                request_hash=fingerprint,
+                order_id=order.id,
+                response_status=202,
+                response_body=body,
+                created_at=now,
+            )
+        )
+        await _emit(session, [_order_created(order)], cause=None)
+    logger.info("order %s placed by %s", order.id, principal.user_id)
+    return PlacedOrder(order_id=order.id, status_code=202, body=body, replayed=False)
+
+
+async def _new_order(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    principal: Principal,
+    request: PlaceOrder,
+    now: datetime,
+) -> Order:
+    prices = await catalog.prices_for(session=session, skus=(line.sku for line in request.items))
+    unavailable: list[UnavailableLine] = []
+    for index, line in enumerate(request.items):
+        price = prices.get(line.sku)
+        if price is None:
+            unavailable.append(UnavailableLine(index, line.sku, "unknown sku"))
+        elif not price.active:
+            unavailable.append(UnavailableLine(index, line.sku, "not for sale"))
+        elif price.currency != settings.store_currency:
+            unavailable.append(UnavailableLine(index, line.sku, "priced in another currency"))
+    if unavailable:
+        raise ProductsUnavailable(unavailable)
+
+    order_id = new_id()
+    lines = [
+        OrderLine(
+            order_id=order_id,
+            sku=line.sku,
+            position=index,
+            name=prices[line.sku].name,
+            quantity=line.quantity,
+            unit_price_amount=prices[line.sku].price_amount,
+        )
+        for index, line in enumerate(request.items)
+    ]
+    order = Order(
+        id=order_id,
+        user_id=principal.user_id,
+        status=OrderStatus.PENDING,
+        total_amount=sum(line.unit_price_amount * line.quantity for line in lines),
+        currency=settings.store_currency,
+        shipping_address=request.shipping_address.model_dump(mode="json"),
+        payment_token=request.payment.token.get_secret_value(),
+        payment_requests=0,
+        sweep_due_at=now + timedelta(seconds=settings.pending_timeout_seconds),
+        created_at=now,
+        updated_at=now,
+        lines=lines,
+        history=[StatusChange(status=OrderStatus.PENDING, reason="order_placed", at=now)],
+    )
+    session.add(order)
+    await session.flush()
+    return order
+
+
+def _order_created(order: Order) -> OrderCreated:
+    return OrderCreated(
+        order_id=order.id,
+        user_id=order.user_id,
+        items=[
+            EventLine(
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=Money(amount=line.unit_price_amount, currency=order.currency),
+            )
+            for line in order.lines
+        ],
+        total=Money(amount=order.total_amount, currency=order.currency),
+    )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def encode_cursor(order_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(order_id.bytes).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError):
+        raise InvalidCursor("The cursor is not one this API returned.") from None
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    status: OrderStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> OrderPage:
+    """The caller's orders, newest first (an admin's list holds everyone's)."""
+    before = decode_cursor(cursor) if cursor is not None else None
+    async with session.begin():
+        rows = await repository.page(
+            session=session,
+            user_id=None if principal.is_admin else principal.user_id,
+            status=status,
+            before=before,
+            limit=limit,
+        )
+    visible = rows[:limit]
+    next_cursor = encode_cursor(visible[-1].id) if len(rows) > limit else None
+    return OrderPage(items=[to_out(order) for order in visible], next_cursor=next_cursor)
+
+
+def _visible(order: Order | None, principal: Principal) -> Order:
+    # Another user's order answers exactly like a missing one (no existence oracle).
+    if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+        raise OrderNotFound("No such order.")
+    return order
+
+
+async def get_order(
+    *, session: AsyncSession, principal: Principal, order_id: uuid.UUID
+) -> OrderDetail:
+    async with session.begin():
+        order = _visible(await repository.get(session=session, order_id=order_id), principal)
+    return to_detail(order)
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+async def cancel_order(
+    *, session: AsyncSession, settings: OrdersSettings, principal: Principal, order_id: uuid.UUID
+) -> OrderDetail:
+    """Before payment: cancelled (stock released). After: refund requested. Shipped: 409."""
+    reason = "cancelled_by_admin" if principal.is_admin else "cancelled_by_customer"
+    return await _act(
+        session=session,
+        settings=settings,
+        principal=principal,
+        order_id=order_id,
+        trigger=Trigger.CANCEL,
+        reason=reason,
+    )
+
+
+async def ship_order(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    principal: Principal,
+    order_id: uuid.UUID,
+    shipment: Shipment,
+) -> OrderDetail:
+    return await _act(
+        session=session,
+        settings=settings,
+        principal=principal,
+        order_id=order_id,
+        trigger=Trigger.SHIP,
+        reason=f"shipped with {shipment.carrier}",
+        shipment=shipment,
+    )
+
+
+async def deliver_order(
+    *, session: AsyncSession, settings: OrdersSettings, principal: Principal, order_id: uuid.UUID
+) -> OrderDetail:
+    return await _act(
+        session=session,
+        settings=settings,
+        principal=principal,
+        order_id=order_id,
+        trigger=Trigger.DELIVER,
+        reason="delivered",
+    )
+
+
+async def _act(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    principal: Principal,
+    order_id: uuid.UUID,
+    trigger: Trigger,
+    reason: str,
+    shipment: Shipment | None = None,
+) -> OrderDetail:
+    async with session.begin():
+        order = _visible(
+            await repository.get(session=session, order_id=order_id, for_update=True), principal
+        )
+        if next_status(order.status, trigger) is None:
+            raise IllegalTransition(
+                f"An order that is {order.status.value} cannot {trigger.value}."
+            )
+        if shipment is not None:
+            order.carrier = shipment.carrier
+            order.tracking_number = shipment.tracking_number
+        await _transition(
+            session=session, settings=settings, order=order, trigger=trigger, reason=reason
+        )
+    return to_detail(order)
+
+
+# -- event reactions -------------------------------------------------------------------------
+
+
+async def react(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    event: Envelope,
+    order_id: uuid.UUID,
+    trigger: Trigger,
+    reason: str,
+    payment_id: uuid.UUID | None = None,
+) -> bool:
+    """Apply an event to its order inside the consumer's transaction; False if skipped.
+
+    A late, repeated or out-of-order event that the table does not allow is logged and
+    acknowledged: it never moves an order backwards.
+    """
+    order = await repository.get(session=session, order_id=order_id, for_update=True)
+    if order is None:
+        logger.warning("%s %s names unknown order %s; skipped", event.type, event.id, order_id)
+        return False
+    if next_status(order.status, trigger) is None:
+        compensation = stray_event_compensation(_facts(order), status=order.status, trigger=trigger)
+        logger.info(
+            "%s %s ignored: order %s is %s%s",
+            event.type,
+            event.id,
+            order.id,
+            order.status.value,
+            " (compensating)" if compensation else "",
+        )
+        await _emit(session, compensation, cause=event)
+        return False
+    if payment_id is not None:
+        order.payment_id = payment_id
+    await _transition(
+        session=session, settings=settings, order=order, trigger=trigger, reason=reason, cause=event
+    )
+    return True
+
+
+# -- stuck orders ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    payment_requested_again: int
+    cancelled: int
+
+
+async def sweep_stuck_orders(
+    *, session: AsyncSession, settings: OrdersSettings, now: datetime | None = None
+) -> SweepResult:
+    """Resolve one batch of orders that waited too long on inventory or payments.
+
+    Pending too long: cancelled (the order_cancelled releases any reservation inventory may
+    hold). Awaiting payment too long: payment requested again (payments charges once per
+    order however often it is asked), and after the configured attempts, cancelled. Rows are
+    claimed with SKIP LOCKED, so several workers share the work without meeting.
+    """
+    now = now or _now()
+    requested = cancelled = 0
+    async with session.begin():
+        for order in await repository.claim_due_for_sweep(
+            session=session, now=now, limit=settings.sweeper_batch_size
+        ):
+            if (
+                order.status is OrderStatus.AWAITING_PAYMENT
+                and order.payment_token is not None
+                and order.payment_requests < settings.payment_request_attempts
+            ):
+                order.payment_requests += 1
+                order.sweep_due_at = now + timedelta(
+                    seconds=settings.awaiting_payment_timeout_seconds
+                )
+                order.updated_at = now
+                await _emit(session, [_payment_requested(order)], cause=None)
+                logger.info(
+                    "order %s: payment requested again (attempt %d)",
+                    order.id,
+                    order.payment_requests,
+                )
+                requested += 1
+                continue
+            reason = (
+                "reservation_timeout" if order.status is OrderStatus.PENDING else "payment_timeout"
+            )
+            if next_status(order.status, Trigger.TIMEOUT) is None:
+                order.sweep_due_at = None  # not waiting any more; nothing to resolve
+                continue
+            await _transition(
+                session=session,
+                settings=settings,
+                order=order,
+                trigger=Trigger.TIMEOUT,
+                reason=reason,
+                now=now,
+            )
+            logger.warning("order %s cancelled by the sweeper: %s", order.id, reason)
+            cancelled += 1
+    return SweepResult(payment_requested_again=requested, cancelled=cancelled)
+
+
+async def prune_idempotency_keys(
+    *, session: AsyncSession, settings: OrdersSettings, now: datetime | None = None
+) -> int:
+    """Forget keys older than the retention, in bounded batches; the number removed."""
+    cutoff = (now or _now()) - timedelta(hours=settings.idempotency_retention_hours)
+    total = 0
+    while True:
+        async with session.begin():
+            removed = await repository.delete_expired_idempotency_records(
+                session=session, older_than=cutoff, limit=PRUNE_BATCH
+            )
+        total += removed
+        if removed < PRUNE_BATCH:
+            return total
+
+
+# -- the one place a transition happens ------------------------------------------------------
+
+
+async def _transition(
+    *,
+    session: AsyncSession,
+    settings: OrdersSettings,
+    order: Order,
+    trigger: Trigger,
+    reason: str,
+    cause: Envelope | None = None,
+    now: datetime | None = None,
+) -> None:
+    target = next_status(order.status, trigger)
+    if target is None:  # callers check first; this guards the table against a slip
+        raise IllegalTransition(f"An order that is {order.status.value} cannot {trigger.value}.")
+    now = now or _now()
+    payloads = events_for(_facts(order), source=order.status, target=target, reason=reason)
+    order.status = target
+    order.updated_at = now
+    order.history.append(StatusChange(status=target, reason=reason, at=now))
+    if target is OrderStatus.AWAITING_PAYMENT:
+        order.payment_requests += 1
+        order.sweep_due_at = now + timedelta(seconds=settings.awaiting_payment_timeout_seconds)
+    elif target not in WAITING:
+        order.sweep_due_at = None
+        # The token is needed only to (re-)request payment; once the order stops waiting
+        # for a payment, it is dropped.
+        order.payment_token = None
+    await _emit(session, payloads, cause=cause)
+    await session.flush()
+
+
+def _facts(order: Order) -> OrderFacts:
+    return OrderFacts(
+        order_id=order.id,
+        user_id=order.user_id,
+        total=Money(amount=order.total_amount, currency=order.currency),
+        items=[OrderedQuantity(sku=line.sku, quantity=line.quantity) for line in order.lines],
+        payment_token=order.payment_token,
+        payment_id=order.payment_id,
+        was_confirmed=any(change.status is OrderStatus.CONFIRMED for change in order.history),
+    )
+
+
+def _payment_requested(order: Order) -> PaymentRequested:
+    assert order.payment_token is not None
+    return PaymentRequested(
+        order_id=order.id,
+        user_id=order.user_id,
+        amount=Money(amount=order.total_amount, currency=order.currency),
+        payment_token=order.payment_token,
+    )
+
+
+async def _emit(
+    session: AsyncSession, payloads: Sequence[EventPayload], *, cause: Envelope | None
+) -> None:
+    """Write events to the outbox in the caller's transaction (published by the relay)."""
+    if not payloads:
+        return
+    if cause is not None:
+        events = [cause.caused(payload) for payload in payloads]
+    else:
+        events = [Envelope.new(payload, causation_id=current_request_id()) for payload in payloads]
+    await outbox.add_many(session, events)
+
+
+# -- representations -------------------------------------------------------------------------
+
+
+def to_out(order: Order) -> OrderOut:
+    return OrderOut(**_fields(order))
+
+
+def to_detail(order: Order) -> OrderDetail:
+    history = [
+        StatusChangeOut(status=change.status, reason=change.reason, at=change.at)
+        for change in order.history
+    ]
+    return OrderDetail(**_fields(order), status_history=history)
+
+
+def _fields(order: Order) -> dict[str, Any]:
+    def money(amount: int) -> Money:
+        return Money(amount=amount, currency=order.currency)
+
+    shipment = (
+        ShipmentOut(carrier=order.carrier, tracking_number=order.tracking_number)
+        if order.carrier is not None and order.tracking_number is not None
+        else None
+    )
+    return {
+        "id": order.id,
+        "user_id": order.user_id,
+        "status": order.status,
+        "items": [
+            LineOut(
+                sku=line.sku,
+                name=line.name,
+                quantity=line.quantity,
+                unit_price=money(line.unit_price_amount),
+                line_total=money(line.unit_price_amount * line.quantity),
+            )
+            for line in order.lines
+        ],
+        "total": money(order.total_amount),
+        "shipping_address": AddressOut.model_validate(order.shipping_address),
+        "shipment": shipment,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }

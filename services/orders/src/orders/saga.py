@@ -1,0 +1,154 @@
+"""The order state machine: one table of allowed transitions, and what each one emits.
+
+Everything here is pure (no I/O), so the whole machine is unit-tested without a database.
+``orders.order.service`` applies a transition: it locks the order, asks ``next_status``,
+records the history entry and writes the events ``events_for`` returns to the outbox, all
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.contracts import EventPayload, Money
+from shared.contracts.orders import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderedQuantity,
+    PaymentRequested,
+    RefundRequested,
+)
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    AWAITING_PAYMENT = "awaiting_payment"
+    CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
+
+
+class Trigger(StrEnum):
+    """What may move an order: an event from another service, an action, or the sweeper."""
+
+    STOCK_RESERVED = "stock_reserved"
+    STOCK_RESERVATION_FAILED = "stock_reservation_failed"
+    RESERVATION_EXPIRED = "reservation_expired"
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_FAILED = "payment_failed"
+    PAYMENT_REFUNDED = "payment_refunded"
+    CANCEL = "cancel"
+    SHIP = "ship"
+    DELIVER = "deliver"
+    TIMEOUT = "timeout"
+
+
+S, T = OrderStatus, Trigger
+
+# The whole state machine. A (status, trigger) pair that is not here is illegal: an action
+# answers 409, an event is logged and acknowledged without effect, so a late or repeated
+# event can never move an order backwards.
+TRANSITIONS: Mapping[tuple[OrderStatus, Trigger], OrderStatus] = {
+    (S.PENDING, T.STOCK_RESERVED): S.AWAITING_PAYMENT,
+    (S.PENDING, T.STOCK_RESERVATION_FAILED): S.REJECTED,
+    # An expiry overtaking its own stock_reserved: the reservation is gone already.
+    (S.PENDING, T.RESERVATION_EXPIRED): S.CANCELLED,
+    (S.PENDING, T.CANCEL): S.CANCELLED,
+    (S.PENDING, T.TIMEOUT): S.CANCELLED,
+    (S.AWAITING_PAYMENT, T.PAYMENT_SUCCEEDED): S.CONFIRMED,
+    (S.AWAITING_PAYMENT, T.PAYMENT_FAILED): S.CANCELLED,
+    (S.AWAITING_PAYMENT, T.RESERVATION_EXPIRED): S.CANCELLED,
+    (S.AWAITING_PAYMENT, T.CANCEL): S.CANCELLED,
+    (S.AWAITING_PAYMENT, T.TIMEOUT): S.CANCELLED,
+    (S.CONFIRMED, T.CANCEL): S.REFUND_PENDING,
+    (S.CONFIRMED, T.SHIP): S.SHIPPED,
+    (S.SHIPPED, T.DELIVER): S.DELIVERED,
+    (S.REFUND_PENDING, T.PAYMENT_REFUNDED): S.REFUNDED,
+    # A charge that lands after the order was cancelled (the customer cancelled while the
+    # payment was in flight, or the reservation expired) is given back, never kept.
+    (S.CANCELLED, T.PAYMENT_SUCCEEDED): S.REFUND_PENDING,
+}
+
+# Statuses the sweeper watches: the order waits on another service.
+WAITING: frozenset[OrderStatus] = frozenset({S.PENDING, S.AWAITING_PAYMENT})
+
+
+def next_status(current: OrderStatus, trigger: Trigger) -> OrderStatus | None:
+    """Where ``trigger`` takes an order in ``current``; None when it may not."""
+    return TRANSITIONS.get((current, trigger))
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What the effects of a transition need to know about the order."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    total: Money
+    items: Sequence[OrderedQuantity]
+    payment_token: str | None
+    payment_id: uuid.UUID | None
+    was_confirmed: bool  # stock was committed (on hand decreased) at some point
+
+
+def events_for(
+    facts: OrderFacts, *, source: OrderStatus, target: OrderStatus, reason: str
+) -> list[EventPayload]:
+    """The events a transition emits (written to the outbox with the state change)."""
+    items = list(facts.items)
+    if target is S.AWAITING_PAYMENT:
+        if facts.payment_token is None:
+            raise ValueError("an order awaiting payment needs its payment token")
+        return [
+            PaymentRequested(
+                order_id=facts.order_id,
+                user_id=facts.user_id,
+                amount=facts.total,
+                payment_token=facts.payment_token,
+            )
+        ]
+    if target is S.CONFIRMED:
+        return [OrderConfirmed(order_id=facts.order_id, items=items)]
+    if target is S.CANCELLED:
+        # Stock may be reserved (or about to be): inventory releases whatever it holds.
+        return [OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
+    if target is S.REFUND_PENDING:
+        if facts.payment_id is None:
+            raise ValueError("a refund needs the payment id")
+        return [
+            RefundRequested(
+                order_id=facts.order_id, payment_id=facts.payment_id, amount=facts.total
+            )
+        ]
+    if target is S.REFUNDED and facts.was_confirmed:
+        # Committed stock goes back on hand. A refund of a late charge on a cancelled order
+        # has nothing to return: its reservation was released when it was cancelled.
+        return [OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
+    return []
+
+
+def stray_event_compensation(
+    facts: OrderFacts, *, status: OrderStatus, trigger: Trigger
+) -> list[EventPayload]:
+    """Events that undo the effect of an event the table refused, when it left one behind.
+
+    Only one does: stock reserved for an order already cancelled (the cancellation overtook
+    the reservation). Inventory is told again to release it, instead of holding the stock
+    until the reservation expires.
+    """
+    if trigger is T.STOCK_RESERVED and status is S.CANCELLED:
+        return [
+            OrderCancelled(
+                order_id=facts.order_id,
+                reason="cancelled_before_reservation",
+                items=list(facts.items),
+            )
+        ]
+    return []
