@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -17,6 +18,21 @@ class PaymentsSettings(BaseServiceSettings):
 
     port: int = 8003
     db_user: str = "payments"
+    # Every payment in flight keeps its consumer transaction (the inbox key) open during the
+    # provider call and briefly needs a second connection: prefetch must stay well under the
+    # pool (db_pool_size + db_max_overflow), or handlers wait on each other for connections.
+    broker_prefetch: int = Field(default=8, ge=1)
+
+    store_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # Transient provider errors are retried in the handler, then the payment fails as
+    # processing_error: attempts in all, the first pause, and the cap on the doubling pause.
+    provider_max_attempts: int = Field(default=4, ge=1, le=20)
+    provider_backoff_initial_seconds: float = Field(default=0.2, ge=0)
+    provider_backoff_max_seconds: float = Field(default=2.0, ge=0)
+    # The shipped fake provider: added latency per call, and the share of calls that fail
+    # transiently (for load and fault tests; 0 in normal use).
+    fake_provider_latency_ms: int = Field(default=0, ge=0)
+    fake_provider_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 @lru_cache(maxsize=1)

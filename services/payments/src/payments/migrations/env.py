@@ -3,7 +3,7 @@
 from alembic import context
 
 from payments.config import get_settings
-from payments.db import metadata
+from payments.tables import metadata  # the tables module imports every model
 from shared.migrations import run_migrations
 
 run_migrations(metadata, context.config.attributes.get("settings") or get_settings())

@@ -1,0 +1,13 @@
+"""Errors the payment domain raises on purpose; each answers as problem+json."""
+
+from __future__ import annotations
+
+from shared.errors import DomainError
+
+
+class PaymentNotFoundError(DomainError):
+    """No such payment, or not the caller's: both answer the same, so ids leak nothing."""
+
+    status = 404
+    title = "Not Found"
+    type = "/problems/payment-not-found"

@@ -1,0 +1,267 @@
+"""Business rules of payments and their transaction boundaries; the only writer of the outbox.
+
+Charging follows one rule: record the attempt (committed), ask the provider outside any
+transaction of ours that holds the payment, then record the answer and its event together.
+A crash anywhere leaves either nothing, a pending payment that the redelivered request
+resumes (the provider, asked again with the order id as key, returns the same charge), or
+the settled payment with its event. No path charges twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments.events import OUTBOX
+from payments.ids import new_id
+from payments.payment import repository
+from payments.payment.exceptions import PaymentNotFoundError
+from payments.payment.models import FailureReason, Payment, PaymentStatus
+from payments.provider import (
+    PaymentProvider,
+    ProviderUnavailableError,
+    RetryPolicy,
+    with_retries,
+)
+from shared.auth import Principal
+from shared.contracts import Money
+from shared.contracts.orders import PaymentRequested, RefundRequested
+from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.messaging import Envelope
+
+logger = logging.getLogger(__name__)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def get_payment(
+    *, session: AsyncSession, payment_id: uuid.UUID, principal: Principal
+) -> Payment:
+    """The payment if the caller may see it (theirs, or any for an admin); 404 otherwise."""
+    payment = await repository.get(session, payment_id)
+    if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
+        raise PaymentNotFoundError("No payment with this id.")
+    return payment
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSlice:
+    items: Sequence[Payment]
+    next_after: uuid.UUID | None  # where the next page starts; None on the last page
+
+
+async def list_payments(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    order_id: uuid.UUID | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> PaymentSlice:
+    """The caller's payments (an admin's: everyone's), newest first, one page."""
+    # One row more than asked tells whether another page exists without a count query.
+    rows = await repository.page(
+        session,
+        user_id=None if principal.is_admin else principal.user_id,
+        order_id=order_id,
+        before=after,
+        limit=limit + 1,
+    )
+    items = rows[:limit]
+    return PaymentSlice(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+# --- charging --------------------------------------------------------------------------------
+
+
+async def charge_for_order(
+    *,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    retry: RetryPolicy,
+    store_currency: str,
+    event: Envelope,
+) -> Payment:
+    """Handle ``orders.payment_requested``: charge the order once, emit the outcome.
+
+    ``session`` is in the consumer's transaction, which holds the event's inbox key: the
+    outcome, its event and the key commit together. ``sessionmaker`` gives the separate,
+    committed transaction that records the attempt before the provider is called.
+    """
+    request = event.payload(PaymentRequested)
+    payment = await _record_attempt(sessionmaker=sessionmaker, request=request)
+    if payment.status != PaymentStatus.PENDING:
+        logger.info(
+            "payment %s of order %s already %s", payment.id, payment.order_id, payment.status
+        )
+        return payment
+
+    failure = _refusal(payment, store_currency=store_currency)
+    charge_id: str | None = None
+    if failure is None:
+        failure, charge_id = await _ask_provider(
+            provider=provider, retry=retry, payment=payment, token=request.payment_token
+        )
+
+    status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
+    settled = await repository.settle_pending(
+        session,
+        payment_id=payment.id,
+        status=status,
+        failure_reason=failure.value if failure else None,
+        provider_charge_id=charge_id,
+    )
+    if settled is None:
+        # Another delivery of this order's request settled it first and emitted the event.
+        logger.info("payment %s was settled concurrently", payment.id)
+        current = await repository.get(session, payment.id)
+        assert current is not None
+        return current
+    if failure is None:
+        await OUTBOX.add(
+            session,
+            event.caused(
+                PaymentSucceeded(
+                    payment_id=settled.id,
+                    order_id=settled.order_id,
+                    amount=Money(amount=settled.amount, currency=settled.currency),
+                )
+            ),
+        )
+    else:
+        await OUTBOX.add(
+            session,
+            event.caused(
+                PaymentFailed(
+                    payment_id=settled.id, order_id=settled.order_id, reason=failure.value
+                )
+            ),
+        )
+    logger.info("payment %s of order %s %s", settled.id, settled.order_id, status.value)
+    return settled
+
+
+async def _record_attempt(
+    *, sessionmaker: async_sessionmaker[AsyncSession], request: PaymentRequested
+) -> Payment:
+    """The order's payment, inserted as pending (and committed) unless it exists already."""
+    async with sessionmaker() as attempt, attempt.begin():
+        await repository.insert_pending_once(
+            attempt,
+            payment_id=new_id(),
+            order_id=request.order_id,
+            user_id=request.user_id,
+            amount=request.amount.amount,
+            currency=request.amount.currency,
+        )
+        payment = await repository.get_by_order(attempt, request.order_id)
+    assert payment is not None  # inserted now or before; rows are never deleted
+    return payment
+
+
+def _refusal(payment: Payment, *, store_currency: str) -> FailureReason | None:
+    """Why the request cannot go to the provider at all, if it cannot."""
+    if payment.currency != store_currency:
+        return FailureReason.UNSUPPORTED_CURRENCY
+    if payment.amount <= 0:
+        return FailureReason.INVALID_AMOUNT
+    return None
+
+
+async def _ask_provider(
+    *, provider: PaymentProvider, retry: RetryPolicy, payment: Payment, token: str
+) -> tuple[FailureReason | None, str | None]:
+    """The provider's answer as (failure, charge id); transient errors retried, then failed."""
+    amount = Money(amount=payment.amount, currency=payment.currency)
+    try:
+        charge = await with_retries(
+            lambda: provider.authorize_and_capture(
+                idempotency_key=str(payment.order_id), amount=amount, payment_token=token
+            ),
+            policy=retry,
+            what=f"charge of order {payment.order_id}",
+        )
+    except ProviderUnavailableError:
+        return FailureReason.PROCESSING_ERROR, None
+    if charge.decline is not None:
+        return FailureReason(charge.decline.value), None
+    return None, charge.charge_id
+
+
+# --- refunding -------------------------------------------------------------------------------
+
+
+async def refund_payment(
+    *,
+    session: AsyncSession,
+    provider: PaymentProvider,
+    retry: RetryPolicy,
+    event: Envelope,
+) -> Payment | None:
+    """Handle ``orders.refund_requested``: refund the full captured amount, once.
+
+    The provider is asked with the payment id as key, so a redelivery after a crash gets the
+    same refund back. A provider that stays unavailable raises: the request is redelivered
+    (a refund owed is never dropped). A request that cannot apply is skipped with a log line.
+    """
+    request = event.payload(RefundRequested)
+    payment = await repository.get(session, request.payment_id)
+    if payment is None or payment.order_id != request.order_id:
+        logger.warning(
+            "refund for order %s skipped: no payment %s of that order",
+            request.order_id,
+            request.payment_id,
+        )
+        return None
+    if payment.status == PaymentStatus.REFUNDED:
+        logger.info("payment %s already refunded", payment.id)
+        return payment
+    if payment.status != PaymentStatus.SUCCEEDED or payment.provider_charge_id is None:
+        logger.warning("refund of payment %s skipped: it is %s", payment.id, payment.status)
+        return payment
+    captured = Money(amount=payment.amount, currency=payment.currency)
+    if request.amount != captured:
+        # The captured amount is what the customer paid; a refund always returns all of it.
+        logger.warning(
+            "refund of payment %s asked for %d %s; refunding the captured %d %s",
+            payment.id,
+            request.amount.amount,
+            request.amount.currency,
+            captured.amount,
+            captured.currency,
+        )
+    charge_id = payment.provider_charge_id
+    refund = await with_retries(
+        lambda: provider.refund(
+            idempotency_key=str(payment.id), charge_id=charge_id, amount=captured
+        ),
+        policy=retry,
+        what=f"refund of payment {payment.id}",
+    )
+    refunded = await repository.mark_refunded(
+        session,
+        payment_id=payment.id,
+        refunded_amount=refund.amount.amount,
+        provider_refund_id=refund.refund_id,
+    )
+    if refunded is None:
+        logger.info("payment %s was refunded concurrently", payment.id)
+        return await repository.get(session, payment.id)
+    await OUTBOX.add(
+        session,
+        event.caused(
+            PaymentRefunded(
+                payment_id=refunded.id,
+                order_id=refunded.order_id,
+                amount=Money(amount=refunded.refunded_amount, currency=refunded.currency),
+            )
+        ),
+    )
+    logger.info("payment %s refunded", refunded.id)
+    return refunded

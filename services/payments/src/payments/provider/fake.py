@@ -1,0 +1,154 @@
+"""The shipped fake provider: deterministic on the test token, idempotent by key, durable.
+
+Tokens: ``tok_visa`` and ``tok_mastercard`` succeed; ``tok_chargeDeclined`` and
+``tok_insufficientFunds`` are declined; ``tok_processingError`` always fails transiently;
+anything else is an invalid payment method. Settings can add latency and a rate of transient
+failures; half of those simulated failures lose the answer *after* the charge was made, the
+case a caller's idempotency key exists for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from enum import Enum
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments.config import PaymentsSettings
+from payments.ids import new_id
+from payments.provider.base import (
+    Charge,
+    DeclineCode,
+    ProviderUnavailableError,
+    Refund,
+    RefundRefusedError,
+)
+from payments.provider.models import FakeProviderCharge, FakeProviderRefund
+from shared.contracts import Money
+
+SUCCEEDED = "succeeded"
+
+
+class _Transient(Enum):
+    PROCESSING_ERROR = "processing_error"
+
+
+TOKEN_OUTCOMES: dict[str, DeclineCode | _Transient | None] = {
+    "tok_visa": None,
+    "tok_mastercard": None,
+    "tok_chargeDeclined": DeclineCode.CARD_DECLINED,
+    "tok_insufficientFunds": DeclineCode.INSUFFICIENT_FUNDS,
+    "tok_processingError": _Transient.PROCESSING_ERROR,
+}
+
+
+def decline_for(payment_token: str) -> DeclineCode | None:
+    """The decline a token gets (None: it succeeds); raise for a transient token."""
+    outcome = TOKEN_OUTCOMES.get(payment_token, DeclineCode.INVALID_PAYMENT_METHOD)
+    if isinstance(outcome, _Transient):
+        # The message names no token: callers may log it.
+        raise ProviderUnavailableError("the provider reported a processing error")
+    return outcome
+
+
+class FakeProvider:
+    """A ``PaymentProvider`` whose memory is two tables of the payments schema."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        latency_seconds: float = 0.0,
+        failure_rate: float = 0.0,
+        random_source: Callable[[], float] = random.random,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.latency_seconds = latency_seconds
+        self.failure_rate = failure_rate
+        self._random = random_source
+
+    @classmethod
+    def from_settings(
+        cls, settings: PaymentsSettings, *, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> FakeProvider:
+        return cls(
+            sessionmaker=sessionmaker,
+            latency_seconds=settings.fake_provider_latency_ms / 1000,
+            failure_rate=settings.fake_provider_failure_rate,
+        )
+
+    async def authorize_and_capture(
+        self, *, idempotency_key: str, amount: Money, payment_token: str
+    ) -> Charge:
+        lose_answer = await self._network()
+        decline = decline_for(payment_token)
+        row = {
+            "idempotency_key": idempotency_key,
+            "charge_id": f"ch_{new_id().hex}",
+            "amount": amount.amount,
+            "currency": amount.currency,
+            "outcome": decline.value if decline else SUCCEEDED,
+        }
+        async with self.sessionmaker() as session, session.begin():
+            # The key decides: a concurrent or repeated request gets the first answer.
+            await session.execute(insert(FakeProviderCharge).values(row).on_conflict_do_nothing())
+            stored = await session.scalar(
+                select(FakeProviderCharge).where(
+                    FakeProviderCharge.idempotency_key == idempotency_key
+                )
+            )
+        assert stored is not None
+        if lose_answer:
+            raise ProviderUnavailableError("simulated failure: the answer was lost")
+        return Charge(
+            charge_id=stored.charge_id,
+            amount=Money(amount=stored.amount, currency=stored.currency),
+            decline=None if stored.outcome == SUCCEEDED else DeclineCode(stored.outcome),
+        )
+
+    async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
+        lose_answer = await self._network()
+        async with self.sessionmaker() as session, session.begin():
+            charge = await session.scalar(
+                select(FakeProviderCharge).where(FakeProviderCharge.charge_id == charge_id)
+            )
+            if charge is None or charge.outcome != SUCCEEDED:
+                raise RefundRefusedError("no captured charge with this id")
+            if amount.currency != charge.currency or not 0 < amount.amount <= charge.amount:
+                raise RefundRefusedError("the refund exceeds the captured amount")
+            row = {
+                "idempotency_key": idempotency_key,
+                "refund_id": f"re_{new_id().hex}",
+                "charge_id": charge_id,
+                "amount": amount.amount,
+                "currency": amount.currency,
+            }
+            await session.execute(insert(FakeProviderRefund).values(row).on_conflict_do_nothing())
+            stored = await session.scalar(
+                select(FakeProviderRefund).where(
+                    FakeProviderRefund.idempotency_key == idempotency_key
+                )
+            )
+        assert stored is not None
+        if lose_answer:
+            raise ProviderUnavailableError("simulated failure: the answer was lost")
+        return Refund(
+            refund_id=stored.refund_id,
+            charge_id=stored.charge_id,
+            amount=Money(amount=stored.amount, currency=stored.currency),
+        )
+
+    async def _network(self) -> bool:
+        """Simulated latency and failures; True when the answer is to be lost after the
+        request was processed (a failure before processing raises here)."""
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
+        if self.failure_rate and self._random() < self.failure_rate:
+            if self._random() < 0.5:
+                raise ProviderUnavailableError("simulated failure: the request was not processed")
+            return True
+        return False

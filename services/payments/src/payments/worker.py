@@ -1,0 +1,52 @@
+"""``python -m payments.worker``: the request consumer and the outbox relay, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from payments.config import PaymentsSettings, get_settings
+from payments.events import OUTBOX
+from payments.handlers import requests_consumer
+from payments.provider import FakeProvider, PaymentProvider
+from shared.db import create_engine, create_sessionmaker
+from shared.logging import configure_logging
+from shared.messaging import run_worker
+
+
+async def run(
+    settings: PaymentsSettings,
+    *,
+    provider: PaymentProvider | None = None,
+    stop: asyncio.Event | None = None,
+    install_signal_handlers: bool = True,
+) -> None:
+    """Consume and relay until ``stop`` is set or a signal arrives; then drain and return."""
+    # The engine is ours, not the runner's: the handlers need its sessionmaker for the
+    # attempt records and the fake provider's memory.
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
+    consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
+    try:
+        await run_worker(
+            settings,
+            consumers=[consumer],
+            outbox=OUTBOX,
+            engine=engine,
+            stop=stop,
+            install_signal_handlers=install_signal_handlers,
+        )
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    import uvloop
+
+    settings = get_settings()
+    configure_logging(settings)
+    uvloop.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

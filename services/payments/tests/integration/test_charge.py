@@ -1,0 +1,229 @@
+"""Charging: every test token's outcome, exactly one charge per order, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+
+import pytest
+
+from payments.payment.models import PaymentStatus
+from payments.provider import FakeProvider
+from shared.contracts.orders import PaymentRequested
+from shared.messaging import Envelope
+
+from .conftest import (
+    CountingProvider,
+    CrashAfterProviderAnswered,
+    Payments,
+    SimulatedCrash,
+    payment_requested,
+)
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_mastercard"])
+async def test_good_card_is_charged_and_success_is_emitted(payments: Payments, token: str) -> None:
+    event = payment_requested(token, amount=2500)
+    order_id = order_of(event)
+
+    assert await payments.deliver(event) is True
+
+    payment = await payments.payment_of(order_id)
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert payment.failure_reason is None
+    assert (payment.amount, payment.currency, payment.refunded_amount) == (2500, "USD", 0)
+    assert payment.provider_charge_id is not None
+    assert await payments.charges() == 1
+    assert await payments.events() == [
+        (
+            "payments.payment_succeeded",
+            {
+                "payment_id": str(payment.id),
+                "order_id": str(order_id),
+                "amount": {"amount": 2500, "currency": "USD"},
+            },
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("tok_chargeDeclined", "card_declined"),
+        ("tok_insufficientFunds", "insufficient_funds"),
+        ("tok_unknown", "invalid_payment_method"),
+        ("", "invalid_payment_method"),
+    ],
+)
+async def test_declined_card_fails_with_its_reason(
+    payments: Payments, token: str, reason: str
+) -> None:
+    event = payment_requested(token)
+    order_id = order_of(event)
+
+    await payments.deliver(event)
+
+    payment = await payments.payment_of(order_id)
+    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, reason)
+    assert payments.provider.charge_calls == 1  # a decline is final: never retried
+    assert await payments.events() == [
+        (
+            "payments.payment_failed",
+            {"payment_id": str(payment.id), "order_id": str(order_id), "reason": reason},
+        )
+    ]
+
+
+async def test_processing_error_is_retried_with_backoff_then_fails_as_processing_error(
+    payments: Payments,
+) -> None:
+    event = payment_requested("tok_processingError")
+    order_id = order_of(event)
+
+    await payments.deliver(event)
+
+    payment = await payments.payment_of(order_id)
+    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "processing_error")
+    assert payments.provider.charge_calls == payments.settings.provider_max_attempts == 3
+    assert await payments.charges() == 0
+    assert [event_type for event_type, _ in await payments.events()] == ["payments.payment_failed"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "reason"),
+    [
+        (0, "USD", "invalid_amount"),
+        (-5, "USD", "invalid_amount"),
+        (1999, "EUR", "unsupported_currency"),
+    ],
+)
+async def test_request_that_cannot_be_charged_fails_without_asking_the_provider(
+    payments: Payments, amount: int, currency: str, reason: str
+) -> None:
+    event = payment_requested("tok_visa", amount=amount, currency=currency)
+    order_id = order_of(event)
+
+    await payments.deliver(event)
+
+    payment = await payments.payment_of(order_id)
+    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, reason)
+    assert payments.provider.charge_calls == 0
+    assert [event_type for event_type, _ in await payments.events()] == ["payments.payment_failed"]
+
+
+async def test_same_request_delivered_five_times_concurrently_charges_once(
+    payments: Payments,
+) -> None:
+    event = payment_requested("tok_visa")
+
+    handled = await asyncio.gather(*(payments.deliver(event) for _ in range(5)))
+
+    assert sorted(handled) == [False, False, False, False, True]
+    assert await payments.charges() == 1
+    assert payments.provider.charge_calls == 1
+    assert await payments.payment_count() == 1
+    assert [event_type for event_type, _ in await payments.events()] == [
+        "payments.payment_succeeded"
+    ]
+
+
+async def test_five_distinct_requests_for_one_order_concurrently_charge_once(
+    payments: Payments,
+) -> None:
+    # Not the same event redelivered: five events (other ids) for the same order, which the
+    # inbox cannot deduplicate; the unique order and the provider's key must.
+    order_id, user_id = uuid.uuid4(), uuid.uuid4()
+    events = [payment_requested("tok_visa", order_id=order_id, user_id=user_id) for _ in range(5)]
+
+    handled = await asyncio.gather(*(payments.deliver(event) for event in events))
+
+    assert handled == [True] * 5
+    assert await payments.charges() == 1
+    assert await payments.payment_count() == 1
+    assert (await payments.payment_of(order_id)).status == PaymentStatus.SUCCEEDED
+    assert [event_type for event_type, _ in await payments.events()] == [
+        "payments.payment_succeeded"
+    ]
+
+
+async def test_request_redelivered_after_settlement_changes_nothing(payments: Payments) -> None:
+    order_id = uuid.uuid4()
+    await payments.deliver(payment_requested("tok_chargeDeclined", order_id=order_id))
+    # A later request for the same order (another event id) finds the payment settled.
+    await payments.deliver(payment_requested("tok_visa", order_id=order_id))
+
+    payment = await payments.payment_of(order_id)
+    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "card_declined")
+    assert payments.provider.charge_calls == 1
+    assert len(await payments.events()) == 1
+
+
+async def test_crash_after_provider_charged_and_before_commit_still_charges_once(
+    payments: Payments,
+) -> None:
+    event = payment_requested("tok_visa")
+    order_id = order_of(event)
+
+    with pytest.raises(SimulatedCrash):
+        await payments.deliver(event, provider=CrashAfterProviderAnswered(payments.provider))
+
+    # What the crash leaves: the provider charged, the attempt recorded, nothing settled,
+    # no event, and no inbox key (so the broker redelivers the request).
+    attempt = await payments.payment_of(order_id)
+    assert attempt.status == PaymentStatus.PENDING
+    assert await payments.charges() == 1
+    assert await payments.events() == []
+
+    assert await payments.deliver(event) is True  # the redelivery, after "restart"
+
+    payment = await payments.payment_of(order_id)
+    assert payment.id == attempt.id
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert await payments.charges() == 1
+    assert payments.provider.charge_calls == 2  # asked twice, same key, one charge
+    assert [event_type for event_type, _ in await payments.events()] == [
+        "payments.payment_succeeded"
+    ]
+
+
+async def test_answers_lost_by_the_provider_are_retried_under_the_same_key(
+    payments: Payments,
+) -> None:
+    # Every call fails: the first and third after charging (the answer lost on the way
+    # back), the second before. The draws: "fail?" then "after processing?".
+    draws = itertools.cycle([0.0, 0.9, 0.0, 0.1])
+    flaky = CountingProvider(
+        FakeProvider(
+            sessionmaker=payments.sessionmaker,
+            failure_rate=1.0,
+            random_source=lambda: next(draws),
+        )
+    )
+    event = payment_requested("tok_visa")
+    order_id = order_of(event)
+
+    await payments.deliver(event, provider=flaky)
+
+    payment = await payments.payment_of(order_id)
+    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "processing_error")
+    assert flaky.charge_calls == 3
+    assert await payments.charges() == 1  # charged on a lost answer, never again
+
+
+def order_of(event: Envelope) -> uuid.UUID:
+    return event.payload(PaymentRequested).order_id
+
+
+async def test_no_log_line_carries_the_payment_token(
+    payments: Payments, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = ["tok_visa", "tok_chargeDeclined", "tok_processingError", "tok_secret4242"]
+    for token in tokens:
+        await payments.deliver(payment_requested(token))
+
+    assert caplog.records, "the handlers log what they decide"
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert not any(token in logged for token in tokens)
