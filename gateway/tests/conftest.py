@@ -1,0 +1,235 @@
+"""Gateway test fixtures: real Postgres, real Redis, real upstream HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+
+from gateway.config import GatewaySettings
+from gateway.main import create_app
+from shared.testing import app_client
+
+UPSTREAM_OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "Inventory", "version": "1.0.0"},
+    "paths": {
+        "/api/v1/products": {"get": {"summary": "List products", "responses": {}}},
+        "/api/v1/products/{sku}": {
+            "get": {
+                "summary": "Get product",
+                "responses": {
+                    "200": {
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/UserOut"}
+                            }
+                        }
+                    }
+                },
+            }
+        },
+        "/internal/debug": {"get": {"summary": "Not public", "responses": {}}},
+    },
+    "components": {
+        "schemas": {"UserOut": {"type": "object", "properties": {"sku": {"type": "string"}}}}
+    },
+}
+BIG_BODY_BYTES = 3 * 1024 * 1024
+
+
+async def _send_json(send: Send, status: int, payload: Any, headers: list[Any]) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
+    """An upstream that answers what it received: method, path, query, headers, body."""
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    path: str = scope["path"]
+    query = parse_qs(scope["query_string"].decode())
+    if path == "/openapi.json":
+        await _send_json(send, 200, UPSTREAM_OPENAPI, [])
+        return
+    if path.endswith("/slow"):
+        await asyncio.sleep(float(query.get("seconds", ["5"])[0]))
+    if path.endswith("/big"):
+        # No Content-Length: the gateway must stream it.
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(BIG_BODY_BYTES // 65536):
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    status = int(query.get("status", ["200"])[0])
+    await _send_json(
+        send,
+        status,
+        {
+            "method": scope["method"],
+            "path": path,
+            "raw_path": scope["raw_path"].decode(),
+            "query": scope["query_string"].decode(),
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+            "body": b"".join(chunks).decode(),
+        },
+        [(b"x-upstream", b"echo"), (b"keep-alive", b"timeout=5"), (b"x-request-id", b"upstream")],
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+async def upstream_url() -> AsyncIterator[str]:
+    """A real HTTP server (uvicorn) on a free loopback port, for the whole run."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(echo_upstream, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+GenerousLimits = {
+    "rate_limit_api": "100000/second",
+    "rate_limit_login_per_address": "100000/minute",
+    "rate_limit_login_per_account": "100000/minute",
+    "rate_limit_auth_per_address": "100000/minute",
+}
+
+
+@pytest.fixture
+def make_settings(key_dir: Path, upstream_url: str) -> Callable[..., GatewaySettings]:
+    def make(**overrides: Any) -> GatewaySettings:
+        values: dict[str, Any] = {
+            "jwt_dev_key_dir": str(key_dir),
+            "routes": {
+                "/api/v1/products": upstream_url,
+                "/api/v1/orders": upstream_url,
+                "/api/v1/payments": f"http://127.0.0.1:{free_port()}",  # nobody listens
+            },
+            **GenerousLimits,
+            **overrides,
+        }
+        return GatewaySettings(**values)
+
+    return make
+
+
+GatewayClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def gateway_client(
+    database: str, make_settings: Callable[..., GatewaySettings]
+) -> GatewayClient:
+    """``async with gateway_client(**settings) as client``: a started gateway, in process."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app: FastAPI = create_app(make_settings(**overrides))
+        async with app_client(app) as client:
+            yield client
+
+    return start
+
+
+@pytest.fixture
+async def client(gateway_client: GatewayClient) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client() as client:
+        yield client
+
+
+Register = Callable[..., Awaitable[tuple[str, str]]]
+
+
+@pytest.fixture
+def register(client: httpx.AsyncClient) -> Register:
+    """Register a fresh user; its (email, password)."""
+
+    async def register(password: str = "correct horse battery") -> tuple[str, str]:
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        response = await client.post(
+            "/api/v1/auth/register", json={"email": email, "password": password}
+        )
+        assert response.status_code == 201, response.text
+        return email, password
+
+    return register
+
+
+Login = Callable[[str, str], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def login(client: httpx.AsyncClient) -> Login:
+    async def login(email: str, password: str) -> httpx.Response:
+        return await client.post(
+            "/api/v1/auth/token", data={"username": email, "password": password}
+        )
+
+    return login
+
+
+@pytest.fixture
+def tokens(register: Register, login: Login) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A fresh user's token response."""
+
+    async def tokens() -> dict[str, Any]:
+        email, password = await register()
+        response = await login(email, password)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return tokens
