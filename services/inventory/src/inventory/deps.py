@@ -2,9 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from inventory.config import InventorySettings
+from shared.auth import AdminDep, OptionalPrincipalDep
 from shared.deps import SessionDep
 
 
@@ -15,4 +16,17 @@ def _settings(request: Request) -> InventorySettings:
 
 SettingsDep = Annotated[InventorySettings, Depends(_settings)]
 
-__all__ = ["SessionDep", "SettingsDep"]
+LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")]
+CursorQuery = Annotated[
+    str | None,
+    Query(max_length=512, description="The `next_cursor` of the previous page, as given."),
+]
+
+__all__ = [
+    "AdminDep",
+    "CursorQuery",
+    "LimitQuery",
+    "OptionalPrincipalDep",
+    "SessionDep",
+    "SettingsDep",
+]

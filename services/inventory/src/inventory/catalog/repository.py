@@ -1,0 +1,66 @@
+"""Catalog queries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.catalog.models import Product
+from inventory.stock.models import StockItem
+
+ProductWithAvailable = tuple[Product, int]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def get(session: AsyncSession, *, sku: str, for_update: bool = False) -> Product | None:
+    statement = select(Product).where(Product.sku == sku)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def get_with_available(session: AsyncSession, *, sku: str) -> ProductWithAvailable | None:
+    statement = (
+        select(Product, StockItem.on_hand - StockItem.reserved)
+        .join(StockItem, StockItem.sku == Product.sku)
+        .where(Product.sku == sku)
+    )
+    row = (await session.execute(statement)).first()
+    return (row[0], int(row[1])) if row is not None else None
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    after: str | None,
+    limit: int,
+    text: str | None,
+    active_only: bool,
+) -> Sequence[ProductWithAvailable]:
+    """Up to ``limit`` products in sku order after ``after``, matching ``text`` if given."""
+    statement = (
+        select(Product, StockItem.on_hand - StockItem.reserved)
+        .join(StockItem, StockItem.sku == Product.sku)
+        .order_by(Product.sku)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(Product.sku > after)
+    if active_only:
+        statement = statement.where(Product.active)
+    if text:
+        pattern = f"%{_escape_like(text)}%"
+        statement = statement.where(
+            or_(
+                Product.name.ilike(pattern, escape="\\"),
+                Product.sku.ilike(pattern, escape="\\"),
+                Product.description.ilike(pattern, escape="\\"),
+            )
+        )
+    rows = (await session.execute(statement)).all()
+    return [(row[0], int(row[1])) for row in rows]

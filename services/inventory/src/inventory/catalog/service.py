@@ -1,0 +1,196 @@
+"""Catalog rules: create, change, read and list products. Owns its transactions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.catalog import repository
+from inventory.catalog.exceptions import ProductNotFound, SkuTaken, WrongCurrency
+from inventory.catalog.models import Product
+from inventory.catalog.schemas import (
+    MoneyIn,
+    MoneyOut,
+    ProductCreate,
+    ProductOut,
+    ProductPage,
+    ProductUpdate,
+)
+from inventory.config import InventorySettings
+from inventory.events import outbox
+from inventory.pagination import decode_cursor, encode_cursor
+from inventory.stock import repository as stock_repository
+from inventory.stock.models import MovementKind, StockItem
+from inventory.stock.repository import Movement
+from inventory.stock.service import low_stock_events
+from shared.contracts.inventory import ProductUpserted
+from shared.contracts.money import Money
+from shared.messaging import Envelope
+
+PRODUCTS_CURSOR = "products"
+INITIAL_STOCK_REASON = "initial stock"
+
+
+def product_out(product: Product, available: int) -> ProductOut:
+    return ProductOut(
+        sku=product.sku,
+        name=product.name,
+        description=product.description,
+        price=MoneyOut(amount=product.price_amount, currency=product.price_currency),
+        active=product.active,
+        available=available,
+        created_at=product.created_at,
+        updated_at=product.updated_at,
+    )
+
+
+def _check_currency(price: MoneyIn, settings: InventorySettings) -> None:
+    if price.currency != settings.currency:
+        raise WrongCurrency(price.currency, settings.currency)
+
+
+def _upserted(product: Product) -> Envelope:
+    return Envelope.new(
+        ProductUpserted(
+            sku=product.sku,
+            name=product.name,
+            price=Money(amount=product.price_amount, currency=product.price_currency),
+            active=product.active,
+        )
+    )
+
+
+async def create_product(
+    *, session: AsyncSession, settings: InventorySettings, data: ProductCreate, actor: str
+) -> ProductOut:
+    """A new product with its stock row (and initial stock as a ledger entry); 409 if taken."""
+    _check_currency(data.price, settings)
+    async with session.begin():
+        product = Product(
+            sku=data.sku,
+            name=data.name,
+            description=data.description,
+            price_amount=data.price.amount,
+            price_currency=data.price.currency,
+            active=True,
+            reorder_point=data.reorder_point,
+        )
+        session.add(product)
+        try:
+            # Flushed alone so the primary key decides between two concurrent creations.
+            await session.flush()
+        except IntegrityError:
+            raise SkuTaken(data.sku) from None
+        # A new product starts with its alarm in the state its stock implies: creation is
+        # not a crossing, so it emits no stock_low of its own.
+        session.add(
+            StockItem(
+                sku=data.sku,
+                on_hand=data.initial_stock,
+                reserved=0,
+                low_stock_alerted=data.initial_stock <= data.reorder_point,
+            )
+        )
+        await session.flush()
+        if data.initial_stock:
+            await stock_repository.record_movements(
+                session,
+                [
+                    Movement(
+                        data.sku,
+                        MovementKind.ADJUSTMENT,
+                        data.initial_stock,
+                        0,
+                        INITIAL_STOCK_REASON,
+                        actor,
+                    )
+                ],
+            )
+        await outbox.add(session, _upserted(product))
+        await session.refresh(product)
+    return product_out(product, data.initial_stock)
+
+
+async def update_product(
+    *,
+    session: AsyncSession,
+    settings: InventorySettings,
+    sku: str,
+    changes: ProductUpdate,
+    actor: str,
+) -> ProductOut:
+    """Apply the fields sent; emit product_upserted only if name, price or active changed."""
+    fields = changes.model_fields_set
+    if changes.price is not None:
+        _check_currency(changes.price, settings)
+    async with session.begin():
+        product = await repository.get(session, sku=sku, for_update=True)
+        if product is None:
+            raise ProductNotFound(sku)
+        replicated_before = (product.name, product.price_amount, product.active)
+        before = (*replicated_before, product.description, product.reorder_point)
+        if changes.name is not None:
+            product.name = changes.name
+        if "description" in fields:
+            product.description = changes.description
+        if changes.price is not None:
+            product.price_amount = changes.price.amount
+            product.price_currency = changes.price.currency
+        if changes.active is not None:
+            product.active = changes.active
+        if changes.reorder_point is not None:
+            product.reorder_point = changes.reorder_point
+        replicated_after = (product.name, product.price_amount, product.active)
+        after = (*replicated_after, product.description, product.reorder_point)
+        events = []
+        if after != before:
+            product.updated_at = func.now()
+            await session.flush()
+        if replicated_after != replicated_before:
+            events.append(_upserted(product))
+        if after[-1] != before[-1]:
+            # A new reorder point can put the product under it (or lift it out): that is a
+            # crossing too.
+            locked = await stock_repository.lock_stock(session, skus=[sku])
+            events.extend(Envelope.new(e) for e in low_stock_events(locked))
+        await outbox.add_many(session, events)
+        await session.flush()
+        await session.refresh(product)
+        found = await repository.get_with_available(session, sku=sku)
+        assert found is not None  # locked above, products are never deleted
+    return product_out(*found)
+
+
+async def get_product(*, session: AsyncSession, sku: str) -> ProductOut:
+    found = await repository.get_with_available(session, sku=sku)
+    if found is None:
+        raise ProductNotFound(sku)
+    return product_out(*found)
+
+
+async def list_products(
+    *,
+    session: AsyncSession,
+    settings: InventorySettings,
+    limit: int,
+    cursor: str | None,
+    text: str | None,
+    include_inactive: bool,
+) -> ProductPage:
+    secret = settings.cursor_secret.get_secret_value()
+    after = (
+        decode_cursor(secret=secret, kind=PRODUCTS_CURSOR, cursor=cursor)
+        if cursor is not None
+        else None
+    )
+    rows = await repository.page(
+        session, after=after, limit=limit + 1, text=text, active_only=not include_inactive
+    )
+    items = [product_out(product, available) for product, available in rows[:limit]]
+    next_cursor = (
+        encode_cursor(secret=secret, kind=PRODUCTS_CURSOR, after=items[-1].sku)
+        if len(rows) > limit
+        else None
+    )
+    return ProductPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,20 @@
+"""Every mapped table of the service, imported in one place for Alembic and tools."""
+
+from inventory.catalog.models import Product
+from inventory.events import OutboxEvent, ProcessedEvent
+from inventory.stock.models import (
+    Reservation,
+    ReservationLine,
+    StockItem,
+    StockMovement,
+)
+
+__all__ = [
+    "OutboxEvent",
+    "ProcessedEvent",
+    "Product",
+    "Reservation",
+    "ReservationLine",
+    "StockItem",
+    "StockMovement",
+]

@@ -1,0 +1,1 @@
+"""Stock: on hand, reserved, the movement ledger and reservations."""

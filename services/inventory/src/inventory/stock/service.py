@@ -1,0 +1,105 @@
+"""Stock levels: reads, admin adjustments, the low-stock rule. Owns its transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.catalog.exceptions import ProductNotFound
+from inventory.config import InventorySettings
+from inventory.events import outbox
+from inventory.pagination import decode_cursor, encode_cursor
+from inventory.stock import repository
+from inventory.stock.exceptions import StockBelowReserved
+from inventory.stock.models import MovementKind, StockItem
+from inventory.stock.repository import LockedStock, Movement
+from inventory.stock.schemas import StockOut, StockPage
+from shared.contracts.inventory import StockLow
+from shared.messaging import Envelope
+
+LOW_STOCK_CURSOR = "low-stock"
+
+
+def stock_out(item: StockItem, reorder_point: int) -> StockOut:
+    return StockOut(
+        sku=item.sku,
+        on_hand=item.on_hand,
+        reserved=item.reserved,
+        available=item.on_hand - item.reserved,
+        reorder_point=reorder_point,
+    )
+
+
+def low_stock_events(locked: Sequence[LockedStock]) -> list[StockLow]:
+    """Apply the once-per-crossing rule to rows just changed (and still locked).
+
+    ``stock_low`` is due when available falls to or under the reorder point while the alarm
+    is not raised; the alarm is re-armed when available climbs back above it, so a run of
+    sales past the point says so once.
+    """
+    events = []
+    for row in locked:
+        item = row.item
+        low = item.on_hand - item.reserved <= row.reorder_point
+        if low and not item.low_stock_alerted:
+            item.low_stock_alerted = True
+            events.append(
+                StockLow(
+                    sku=item.sku,
+                    available=item.on_hand - item.reserved,
+                    reorder_point=row.reorder_point,
+                )
+            )
+        elif not low and item.low_stock_alerted:
+            item.low_stock_alerted = False
+    return events
+
+
+async def get_stock(*, session: AsyncSession, sku: str) -> StockOut:
+    found = await repository.get_stock(session, sku=sku)
+    if found is None:
+        raise ProductNotFound(sku)
+    return stock_out(*found)
+
+
+async def adjust_stock(
+    *, session: AsyncSession, sku: str, delta: int, reason: str, actor: str
+) -> StockOut:
+    """Add ``delta`` to on hand (negative removes); refused if it would cut into reserved."""
+    async with session.begin():
+        locked = await repository.lock_stock(session, skus=[sku])
+        if not locked:
+            raise ProductNotFound(sku)
+        row = locked[0]
+        item = row.item
+        if item.on_hand + delta < item.reserved:
+            raise StockBelowReserved(sku, item.on_hand, item.reserved, delta)
+        item.on_hand += delta
+        item.updated_at = func.now()
+        await repository.record_movements(
+            session,
+            [Movement(sku, MovementKind.ADJUSTMENT, delta, 0, reason, actor)],
+        )
+        await outbox.add_many(session, [Envelope.new(e) for e in low_stock_events(locked)])
+        return stock_out(item, row.reorder_point)
+
+
+async def list_low_stock(
+    *, session: AsyncSession, settings: InventorySettings, limit: int, cursor: str | None
+) -> StockPage:
+    secret = settings.cursor_secret.get_secret_value()
+    after = (
+        decode_cursor(secret=secret, kind=LOW_STOCK_CURSOR, cursor=cursor)
+        if cursor is not None
+        else None
+    )
+    rows = await repository.low_stock_page(session, after=after, limit=limit + 1)
+    items = [stock_out(item, point) for item, point in rows[:limit]]
+    next_cursor = (
+        encode_cursor(secret=secret, kind=LOW_STOCK_CURSOR, after=items[-1].sku)
+        if len(rows) > limit
+        else None
+    )
+    return StockPage(items=items, next_cursor=next_cursor)
