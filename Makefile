@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate dev test lint fmt typecheck archcheck pytest up down clean
+.PHONY: help install check-servers db migrate dev test lint fmt typecheck archcheck pytest up down clean bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ pytest: check-servers ## The test suite alone (real Postgres, RabbitMQ, Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck archcheck pytest ## Everything CI runs: lint, types, architecture, tests
+
+bench: check-servers ## Load benchmarks (127.0.0.1 only); they print figures, never pass or fail
+	$(BIN)/python bench/messaging.py $(BENCH_ARGS)
 
 up: ## Run the whole shop on Docker Compose
 	docker compose up --build -d

@@ -1,0 +1,234 @@
+"""Messaging benchmark: outbox → relay → broker → consumer → inbox, on 127.0.0.1.
+
+Prints figures, never pass/fail:
+1. throughput: N events committed up front, then one relay process and one consumer
+   process (each a ``run_worker``) drain them; events/s from relay start to last handled;
+2. latency: events committed one per transaction at a fixed offered rate; commit-to-handled
+   p50/p99 (handled = the consumer's transaction with the effect and inbox row committed).
+
+Uses a scratch database and broker namespace of its own, removed at the end.
+``python bench/messaging.py [--events 20000] [--rate 1000] [--seconds 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import Double, String, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.contracts.inventory import StockLow
+from shared.db import create_engine, create_sessionmaker, service_metadata
+from shared.dbadmin import create_database, drop_database
+from shared.messaging import (
+    Broker,
+    Consumer,
+    Envelope,
+    InboxMixin,
+    Outbox,
+    OutboxMixin,
+    declare_queue,
+    delete_topology,
+    run_worker,
+)
+from shared.settings import BaseServiceSettings
+
+SCHEMA = "messaging_bench"
+PURPOSE = "bench.consumer"
+
+
+class BenchSettings(BaseServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="BENCH_")
+    service_name: ClassVar[str] = SCHEMA
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+class OutboxEvent(OutboxMixin, Base):
+    pass
+
+
+class ProcessedEvent(InboxMixin, Base):
+    pass
+
+
+class Handled(Base):
+    __tablename__ = "handled"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(100))
+    handled_at: Mapped[float] = mapped_column(Double)  # wall clock, same host as the producer
+
+
+def settings(database: str, namespace: str) -> BenchSettings:
+    return BenchSettings(  # type: ignore[call-arg]
+        db_name=database, db_user="postgres", broker_namespace=namespace, log_level="WARNING"
+    )
+
+
+async def record(session: AsyncSession, event: Envelope) -> None:
+    session.add(Handled(event_id=event.id, consumer=PURPOSE, handled_at=time.time()))
+
+
+def consumer() -> Consumer:
+    return Consumer(name=PURPOSE, handlers={StockLow.event_type: record}, inbox=ProcessedEvent)
+
+
+async def role_main(role: str, database: str, namespace: str) -> None:
+    """One worker process: the relay alone, or the consumer alone; SIGTERM stops it."""
+    config = settings(database, namespace)
+    if role == "relay":
+        await run_worker(config, outbox=Outbox(OutboxEvent))
+    else:
+        await run_worker(config, consumers=[consumer()])
+
+
+def spawn(role: str, database: str, namespace: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 (our own script)
+        [sys.executable, __file__, "--role", role, "--database", database, "--namespace", namespace]
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # SIGTERM: graceful stop
+    process.wait(timeout=30)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def run(events: int, rate: int, seconds: float) -> None:
+    database = f"commerce_bench_{uuid.uuid4().hex[:8]}"
+    namespace = f"bench-{os.getpid()}"
+    config = settings(database, namespace)
+    await create_database(database)
+    engine = create_engine(config)
+    broker = Broker(config)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
+            await connection.run_sync(Base.metadata.create_all)
+        await broker.connect()
+        channel = await broker.channel()
+        await declare_queue(
+            channel, settings=config, purpose=PURPOSE, event_types=[StockLow.event_type]
+        )
+        sessionmaker = create_sessionmaker(engine)
+        outbox = Outbox(OutboxEvent)
+
+        async def handled_count() -> int:
+            async with engine.connect() as connection:
+                return int(
+                    (
+                        await connection.execute(select(func.count()).select_from(Handled))
+                    ).scalar_one()
+                )
+
+        async def wait_handled(count: int, limit: float) -> None:
+            deadline = time.monotonic() + limit
+            while time.monotonic() < deadline:
+                if await handled_count() >= count:
+                    return
+                await asyncio.sleep(0.02)
+
+        # 1. throughput: a backlog drained by one relay and one consumer.
+        for start in range(0, events, 500):
+            batch = [
+                Envelope.new(StockLow(sku="B", available=n, reorder_point=1))
+                for n in range(start, min(events, start + 500))
+            ]
+            async with sessionmaker() as session, session.begin():
+                await outbox.add_many(session, batch)
+        consumer_process = spawn("consumer", database, namespace)
+        await asyncio.sleep(2)  # let the consumer connect and start (outside the timing)
+        started = time.time()
+        relay_process = spawn("relay", database, namespace)
+        await wait_handled(events, 120)
+        async with engine.connect() as connection:
+            last = (await connection.execute(select(func.max(Handled.handled_at)))).scalar_one()
+        drained = await handled_count()
+        throughput = drained / (last - started) if last else 0.0
+
+        # 2. latency at a fixed offered rate, one event per transaction.
+        commits: dict[uuid.UUID, float] = {}
+        total = int(rate * seconds)
+        origin = time.monotonic()
+        for n in range(total):
+            delay = origin + n / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
+            async with sessionmaker() as session, session.begin():
+                await outbox.add(session, event)
+            commits[event.id] = time.time()
+        achieved = total / (time.monotonic() - origin)
+        await wait_handled(drained + total, 60)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Handled.event_id, Handled.handled_at).where(
+                        Handled.event_id.in_(list(commits))
+                    )
+                )
+            ).all()
+        latencies = [(handled_at - commits[event_id]) * 1000 for event_id, handled_at in rows]
+        stop(relay_process)
+        stop(consumer_process)
+
+        print(
+            "messaging benchmark (1 relay process, 1 consumer process, "
+            f"prefetch {config.broker_prefetch}, relay batch {config.outbox_batch_size}, "
+            "quorum queue, persistent + confirms)"
+        )
+        print(
+            f"  throughput: {drained}/{events} events drained in {last - started:.2f} s"
+            f" = {throughput:,.0f} events/s"
+        )
+        print(
+            f"  latency at {rate}/s offered ({achieved:,.0f}/s achieved, "
+            f"{len(latencies)}/{total} handled): "
+            f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
+            f"mean {statistics.fmean(latencies):.1f} ms, max {max(latencies):.1f} ms"
+        )
+    finally:
+        if broker.is_connected():
+            channel = await broker.channel()
+            await delete_topology(channel, settings=config, purposes=[PURPOSE])
+        await broker.close()
+        await engine.dispose()
+        await drop_database(database)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--role", choices=["relay", "consumer"])
+    parser.add_argument("--database")
+    parser.add_argument("--namespace")
+    args = parser.parse_args()
+    import uvloop
+
+    if args.role:
+        uvloop.run(role_main(args.role, args.database, args.namespace))
+    else:
+        uvloop.run(run(args.events, args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
