@@ -33,9 +33,7 @@ UPSTREAM_OPENAPI = {
                 "responses": {
                     "200": {
                         "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/UserOut"}
-                            }
+                            "application/json": {"schema": {"$ref": "#/components/schemas/UserOut"}}
                         }
                     }
                 },
@@ -125,7 +123,7 @@ async def upstream_url() -> AsyncIterator[str]:
     config = uvicorn.Config(echo_upstream, log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
         await asyncio.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -170,9 +168,7 @@ GatewayClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def gateway_client(
-    database: str, make_settings: Callable[..., GatewaySettings]
-) -> GatewayClient:
+def gateway_client(database: str, make_settings: Callable[..., GatewaySettings]) -> GatewayClient:
     """``async with gateway_client(**settings) as client``: a started gateway, in process."""
 
     @asynccontextmanager
@@ -197,7 +193,7 @@ Register = Callable[..., Awaitable[tuple[str, str]]]
 def register(client: httpx.AsyncClient) -> Register:
     """Register a fresh user; its (email, password)."""
 
-    async def register(password: str = "correct horse battery") -> tuple[str, str]:
+    async def register(password: str = "correct horse battery") -> tuple[str, str]:  # noqa: S107
         email = f"user-{uuid.uuid4().hex[:12]}@example.com"
         response = await client.post(
             "/api/v1/auth/register", json={"email": email, "password": password}

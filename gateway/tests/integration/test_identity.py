@@ -92,7 +92,8 @@ async def test_login_gives_a_bearer_pair_with_the_documented_claims(
     assert body["expires_in"] == 900
     header = jwt.get_unverified_header(body["access_token"])
     claims = jwt.get_unverified_claims(body["access_token"])
-    assert header["alg"] == "RS256" and header["kid"]
+    assert header["alg"] == "RS256"
+    assert header["kid"]
     assert set(claims) == {"iss", "aud", "sub", "roles", "iat", "exp", "jti"}
     assert claims["exp"] - claims["iat"] == 900
     jwks = (await client.get("/.well-known/jwks.json")).json()
@@ -184,9 +185,7 @@ async def test_an_unknown_or_missing_refresh_token_is_refused(
     assert response.status_code in (401, 422)
 
 
-async def test_logout_revokes_the_refresh_token(
-    client: httpx.AsyncClient, tokens: Tokens
-) -> None:
+async def test_logout_revokes_the_refresh_token(client: httpx.AsyncClient, tokens: Tokens) -> None:
     body = await tokens()
     refresh = {"refresh_token": body["refresh_token"]}
     anonymous = await client.post("/api/v1/auth/logout", json=refresh)

@@ -1,0 +1,197 @@
+"""Routing to upstreams: what is forwarded, what is not, and failures as problem+json."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from jose import jwt
+
+Tokens = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def _headers(echo: dict[str, Any]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in echo["headers"]:
+        found.setdefault(name, []).append(value)
+    return found
+
+
+async def test_method_path_query_body_and_headers_are_forwarded(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    access = (await tokens())["access_token"]
+    response = await client.patch(
+        "/api/v1/products/SKU%2F1/stock?limit=5&q=caf%C3%A9&q=tea",
+        content=b'{"delta": 3}',
+        headers={
+            "Authorization": f"Bearer {access}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": "key-1",
+            "X-Custom": "kept",
+        },
+    )
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["method"] == "PATCH"
+    assert echo["raw_path"] == "/api/v1/products/SKU%2F1/stock"  # not re-encoded or decoded
+    assert echo["query"] == "limit=5&q=caf%C3%A9&q=tea"
+    assert echo["body"] == '{"delta": 3}'
+    headers = _headers(echo)
+    # The original bearer token goes along: services verify it again.
+    assert headers["authorization"] == [f"Bearer {access}"]
+    assert headers["idempotency-key"] == ["key-1"]
+    assert headers["x-custom"] == ["kept"]
+    assert headers["content-length"] == ["12"]
+    assert headers["x-forwarded-for"] == ["127.0.0.1"]
+    assert response.headers["x-upstream"] == "echo"
+
+
+async def test_anonymous_requests_pass_to_public_routes(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/products")
+    assert response.status_code == 200
+    assert "authorization" not in _headers(response.json())
+
+
+async def test_the_exact_prefix_and_its_subpaths_are_routed_but_not_lookalikes(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/api/v1/orders")).status_code == 200
+    assert (await client.get("/api/v1/orders/123")).status_code == 200
+    lookalike = await client.get("/api/v1/ordersx")
+    assert lookalike.status_code == 404
+    assert lookalike.headers["content-type"] == "application/problem+json"
+
+
+async def test_hop_by_hop_headers_are_not_forwarded_either_way(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(
+        "/api/v1/products",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Upgrade": "h2c",
+            "Proxy-Authorization": "Basic eDp5",
+            "X-Secret-Hop": "drop me",
+        },
+    )
+    forwarded = _headers(response.json())
+    for name in ("keep-alive", "te", "upgrade", "proxy-authorization", "x-secret-hop"):
+        assert name not in forwarded, name
+    assert forwarded.get("connection", ["keep-alive"]) == ["keep-alive"]  # the gateway's own
+    assert "keep-alive" not in response.headers
+
+
+async def test_the_request_id_is_forwarded_and_echoed(client: httpx.AsyncClient) -> None:
+    request_id = f"req-{uuid.uuid4().hex}"
+    response = await client.get("/api/v1/products", headers={"X-Request-ID": request_id})
+    assert _headers(response.json())["x-request-id"] == [request_id]
+    # The upstream's own x-request-id is not doubled onto the answer.
+    assert response.headers.get_list("x-request-id") == [request_id]
+
+
+async def test_a_malformed_request_id_is_replaced_before_forwarding(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/api/v1/products", headers={"X-Request-ID": "bad id\x01"})
+    forwarded = _headers(response.json())["x-request-id"]
+    assert forwarded == [response.headers["x-request-id"]]
+    assert forwarded != ["bad id\x01"]
+
+
+async def test_upstream_statuses_and_bodies_are_relayed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/products/missing?status=404")
+    assert response.status_code == 404
+    assert response.json()["path"] == "/api/v1/products/missing"
+
+
+async def test_large_responses_are_streamed_through_whole(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/products/big")
+    assert response.status_code == 200
+    assert len(response.content) == 3 * 1024 * 1024
+
+
+async def test_an_invalid_token_is_401_at_the_gateway(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/orders", headers={"Authorization": "Bearer not.a.token"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_expired_token_is_401_at_the_gateway(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    access = (await tokens())["access_token"]
+    header = jwt.get_unverified_header(access)
+    claims = jwt.get_unverified_claims(access)
+    claims["exp"] = int(time.time()) - 3600
+    # Re-signed with a foreign key: the gateway must refuse it whatever the claims say.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    foreign = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    forged = jwt.encode(claims, foreign, "RS256", headers={"kid": header["kid"]})
+    response = await client.get("/api/v1/orders", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+
+
+async def test_an_upstream_that_is_down_is_503_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/payments/abc")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 503
+    assert problem["request_id"] == response.headers["x-request-id"]
+    assert "127.0.0.1" not in response.text  # nothing internal reaches the client
+
+
+async def test_a_slow_upstream_is_504_in_bounded_time(gateway_client: Any) -> None:
+    async with gateway_client(upstream_read_timeout_seconds=0.3) as client:
+        started = time.perf_counter()
+        response = await client.get("/api/v1/products/slow?seconds=3")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 504
+    assert response.headers["content-type"] == "application/problem+json"
+    assert elapsed < 2
+
+
+async def test_a_request_body_over_the_limit_is_413(gateway_client: Any) -> None:
+    async with gateway_client(max_body_bytes=1024) as client:
+        response = await client.post("/api/v1/orders", content=b"x" * 2048)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_large_answers_are_gzipped_when_the_client_accepts(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(
+        "/api/v1/products?pad=" + "a" * 4000, headers={"Accept-Encoding": "gzip"}
+    )
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json()["query"].startswith("pad=")  # httpx decoded it
+    plain = await client.get("/api/v1/products", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+
+
+async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
+    client: httpx.AsyncClient,
+) -> None:
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    metrics = await client.get("/metrics")
+    assert 'route="/api/v1/products/{path}"' in metrics.text
