@@ -1,0 +1,116 @@
+"""Refunds: the full captured amount, once, however often it is asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from payments.payment.models import Payment, PaymentStatus
+
+from .conftest import (
+    CrashAfterProviderAnswered,
+    Payments,
+    SimulatedCrash,
+    payment_requested,
+    refund_requested,
+)
+
+
+async def _paid(payments: Payments, card: str = "tok_visa", amount: int = 4200) -> Payment:
+    event = payment_requested(card, amount=amount)
+    await payments.deliver(event)
+    return await payments.payment_of(event.data.model_dump()["order_id"])
+
+
+async def test_refund_returns_the_full_captured_amount_and_is_emitted(payments: Payments) -> None:
+    paid = await _paid(payments, amount=4200)
+
+    assert await payments.deliver(refund_requested(paid)) is True
+
+    payment = await payments.payment_of(paid.order_id)
+    assert payment.status == PaymentStatus.REFUNDED
+    assert payment.refunded_amount == 4200
+    assert await payments.refunds() == 1
+    assert (await payments.events())[-1] == (
+        "payments.payment_refunded",
+        {
+            "payment_id": str(paid.id),
+            "order_id": str(paid.order_id),
+            "amount": {"amount": 4200, "currency": "USD"},
+        },
+    )
+
+
+async def test_same_refund_request_delivered_five_times_concurrently_refunds_once(
+    payments: Payments,
+) -> None:
+    paid = await _paid(payments)
+    event = refund_requested(paid)
+
+    handled = await asyncio.gather(*(payments.deliver(event) for _ in range(5)))
+
+    assert sorted(handled) == [False, False, False, False, True]
+    assert await payments.refunds() == 1
+    assert [t for t, _ in await payments.events()].count("payments.payment_refunded") == 1
+
+
+async def test_five_distinct_refund_requests_concurrently_refund_once(payments: Payments) -> None:
+    paid = await _paid(payments)
+
+    await asyncio.gather(*(payments.deliver(refund_requested(paid)) for _ in range(5)))
+
+    assert await payments.refunds() == 1
+    assert (await payments.payment_of(paid.order_id)).refunded_amount == paid.amount
+    assert [t for t, _ in await payments.events()].count("payments.payment_refunded") == 1
+
+
+async def test_refund_asking_for_another_amount_still_returns_the_captured_amount(
+    payments: Payments,
+) -> None:
+    paid = await _paid(payments, amount=5000)
+
+    await payments.deliver(refund_requested(paid, amount=100))
+
+    assert (await payments.payment_of(paid.order_id)).refunded_amount == 5000
+
+
+async def test_crash_after_provider_refunded_and_before_commit_still_refunds_once(
+    payments: Payments,
+) -> None:
+    paid = await _paid(payments)
+    event = refund_requested(paid)
+
+    with pytest.raises(SimulatedCrash):
+        await payments.deliver(event, provider=CrashAfterProviderAnswered(payments.provider))
+    assert (await payments.payment_of(paid.order_id)).status == PaymentStatus.SUCCEEDED
+
+    await payments.deliver(event)
+
+    assert (await payments.payment_of(paid.order_id)).status == PaymentStatus.REFUNDED
+    assert await payments.refunds() == 1
+    assert [t for t, _ in await payments.events()].count("payments.payment_refunded") == 1
+
+
+async def test_refund_of_a_failed_payment_is_skipped(payments: Payments) -> None:
+    failed = await _paid(payments, card="tok_chargeDeclined")
+
+    assert await payments.deliver(refund_requested(failed)) is True
+
+    payment = await payments.payment_of(failed.order_id)
+    assert (payment.status, payment.refunded_amount) == (PaymentStatus.FAILED, 0)
+    assert payments.provider.refund_calls == 0
+    assert [t for t, _ in await payments.events()] == ["payments.payment_failed"]
+
+
+async def test_refund_naming_another_orders_payment_is_skipped(payments: Payments) -> None:
+    paid = await _paid(payments)
+    mismatched = Payment(
+        id=paid.id, order_id=uuid.uuid4(), amount=paid.amount, currency=paid.currency
+    )
+
+    await payments.deliver(refund_requested(mismatched))
+
+    assert (await payments.payment_of(paid.order_id)).status == PaymentStatus.SUCCEEDED
+    assert payments.provider.refund_calls == 0
