@@ -1,0 +1,62 @@
+"""Pure rules, no I/O: token outcomes, backoff schedule, cursors, ids."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from payments.ids import new_id
+from payments.payment.schemas import decode_cursor, encode_cursor
+from payments.provider import DeclineCode, ProviderUnavailableError, RetryPolicy
+from payments.provider.fake import decline_for
+
+
+@pytest.mark.parametrize(
+    ("card", "decline"),
+    [
+        ("tok_visa", None),
+        ("tok_mastercard", None),
+        ("tok_chargeDeclined", DeclineCode.CARD_DECLINED),
+        ("tok_insufficientFunds", DeclineCode.INSUFFICIENT_FUNDS),
+        ("tok_unknown", DeclineCode.INVALID_PAYMENT_METHOD),
+        ("TOK_VISA", DeclineCode.INVALID_PAYMENT_METHOD),
+    ],
+)
+def test_fake_provider_answers_each_test_token_deterministically(
+    card: str, decline: DeclineCode | None
+) -> None:
+    assert decline_for(card) == decline
+
+
+def test_processing_error_token_is_a_transient_failure_that_names_no_token() -> None:
+    with pytest.raises(ProviderUnavailableError) as raised:
+        decline_for("tok_processingError")
+    assert "tok_" not in str(raised.value)
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RetryPolicy(max_attempts=6, initial_backoff_seconds=0.2, max_backoff_seconds=1.0)
+    assert policy.pauses() == [0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_single_attempt_policy_never_pauses() -> None:
+    assert (
+        RetryPolicy(max_attempts=1, initial_backoff_seconds=1, max_backoff_seconds=1).pauses() == []
+    )
+
+
+def test_cursor_round_trips_and_refuses_anything_else() -> None:
+    payment_id = uuid.uuid4()
+    assert decode_cursor(encode_cursor(payment_id)) == payment_id
+    for garbage in ["", "not-a-cursor!", encode_cursor(payment_id)[:-2], 42]:
+        with pytest.raises(ValueError, match="cursor"):
+            decode_cursor(garbage)
+
+
+def test_ids_are_version_7_and_sort_by_creation() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in ids)
+    assert len(set(ids)) == 1000
+    # Same-millisecond ids may tie on time; across milliseconds they are ordered.
+    assert [value.int >> 80 for value in ids] == sorted(value.int >> 80 for value in ids)
