@@ -73,7 +73,7 @@ class Handled(Base):
 
 
 def settings(database: str, namespace: str) -> BenchSettings:
-    return BenchSettings(  # type: ignore[call-arg]
+    return BenchSettings(
         db_name=database, db_user="postgres", broker_namespace=namespace, log_level="WARNING"
     )
 
