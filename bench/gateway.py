@@ -1,0 +1,234 @@
+"""Gateway benchmark: proxied GET throughput and latency against the same upstream, direct.
+
+Prints figures, never pass/fail. Everything runs on 127.0.0.1:
+- an upstream: a minimal ASGI app (``GET`` → a small JSON body) under uvicorn, one worker;
+- the gateway: ``python -m gateway``, one worker, routing ``/api/v1/products`` to it, with
+  its rate limiter on the local Redis, a development key made for the run;
+- a load generator in its own process (aiohttp, N keep-alive connections, fixed duration).
+
+Rows: direct upstream; gateway with a bearer token (verified, rate-limited per user);
+gateway anonymous (rate-limited per address). Each row runs ``--rounds`` times; medians.
+"server CPU us/req" is the CPU time the serving process (upstream or gateway) spent per
+request: on a small machine the load generator, gateway, upstream and Redis share the
+cores, so throughput understates the gateway and the CPU figure is the one to compare.
+
+``python bench/gateway.py [--seconds 5] [--connections 64] [--rounds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvicorn
+from jose import jwt
+
+from shared.auth import ensure_development_keys, key_id
+
+PATH = "/api/v1/products/SKU-1"
+BODY = json.dumps({"sku": "SKU-1", "name": "Widget", "available": 3}).encode()
+
+
+async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"52")],
+        }
+    )
+    await send({"type": "http.response.body", "body": BODY.ljust(52)})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_listening(port: int, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def _load(url: str, headers: dict[str, str], connections: int, seconds: float) -> Any:
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(until: float, record: bool) -> None:
+            nonlocal errors
+            while time.perf_counter() < until:
+                started = time.perf_counter()
+                try:
+                    async with session.get(url, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                if record:
+                    if ok:
+                        latencies.append(time.perf_counter() - started)
+                    else:
+                        errors += 1
+
+        warmup = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(warmup, False) for _ in range(connections)))
+        started = time.perf_counter()
+        end = started + seconds
+        await asyncio.gather(*(worker(end, True) for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, latencies, errors
+
+
+def _load_process(args: tuple[str, dict[str, str], int, float], queue: Any) -> None:
+    rate, latencies, errors = asyncio.run(_load(*args))
+    latencies.sort()
+    queue.put(
+        (
+            rate,
+            latencies[len(latencies) // 2] if latencies else float("nan"),
+            latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+            errors,
+        )
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    url: str, headers: dict[str, str], connections: int, seconds: float, server_pid: int
+) -> Any:
+    """(req/s, p50 s, p99 s, errors, server CPU s per request) of one timed run."""
+    cpu_before = cpu_seconds(server_pid)
+    queue: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(
+        target=_load_process, args=((url, headers, connections, seconds), queue)
+    )
+    process.start()
+    rate, p50, p99, errors = queue.get(timeout=seconds + 60)
+    process.join()
+    # Warm-up requests are counted in the CPU time too: one second at about the same rate.
+    requests = rate * (seconds + 1.0)
+    return rate, p50, p99, errors, (cpu_seconds(server_pid) - cpu_before) / max(requests, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve_upstream:
+        uvicorn.run(
+            upstream_app,
+            host="127.0.0.1",
+            port=options.serve_upstream,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+        return
+
+    key_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-keys-"))
+    private_pem, public_pem = ensure_development_keys(key_dir)
+    upstream_port, gateway_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_PORT": str(gateway_port),
+        "GATEWAY_ROUTES": json.dumps({"/api/v1/products": f"http://127.0.0.1:{upstream_port}"}),
+        "GATEWAY_JWT_DEV_KEY_DIR": str(key_dir),
+        "GATEWAY_ACCESS_LOG": "false",
+        "GATEWAY_LOG_LEVEL": "WARNING",
+        "GATEWAY_RATE_LIMIT_API": "1000000/second",
+        "COMMERCE_BROKER_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
+    }
+    upstream_command = [sys.executable, __file__, "--serve-upstream", str(upstream_port)]
+    processes = [
+        subprocess.Popen(upstream_command),  # noqa: S603
+        subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
+    ]
+    try:
+        wait_listening(upstream_port)
+        wait_listening(gateway_port)
+        now = int(time.time())
+        claims = {
+            "iss": "commerce-gateway",
+            "aud": "commerce-api",
+            "sub": str(uuid.uuid4()),
+            "roles": ["customer"],
+            "iat": now,
+            "exp": now + 3600,
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
+        upstream_pid, gateway_pid = processes[0].pid, processes[1].pid
+        rows = {
+            "direct upstream": (f"http://127.0.0.1:{upstream_port}{PATH}", {}, upstream_pid),
+            "gateway, bearer token": (
+                f"http://127.0.0.1:{gateway_port}{PATH}",
+                {"Authorization": f"Bearer {token}"},
+                gateway_pid,
+            ),
+            "gateway, anonymous": (f"http://127.0.0.1:{gateway_port}{PATH}", {}, gateway_pid),
+        }
+        results: dict[str, list[Any]] = {name: [] for name in rows}
+        for _ in range(options.rounds):
+            for name, (url, headers, pid) in rows.items():
+                results[name].append(
+                    measure(url, headers, options.connections, options.seconds, pid)
+                )
+        print(
+            f"GET {PATH}, {options.connections} connections, {options.seconds:g} s x "
+            f"{options.rounds} rounds (medians), {os.cpu_count()} CPUs"
+        )
+        print(
+            f"{'row':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+            f" {'server CPU us/req':>18}"
+        )
+        direct_rate = statistics.median(r[0] for r in results["direct upstream"])
+        for name, runs in results.items():
+            rate = statistics.median(r[0] for r in runs)
+            p50 = statistics.median(r[1] for r in runs) * 1000
+            p99 = statistics.median(r[2] for r in runs) * 1000
+            errors = sum(r[3] for r in runs)
+            cpu = statistics.median(r[4] for r in runs) * 1e6
+            share = f"  ({rate / direct_rate:.0%} of direct)" if name != "direct upstream" else ""
+            print(f"{name:24} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
