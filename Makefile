@@ -66,6 +66,7 @@ test: lint typecheck archcheck pytest ## Everything CI runs: lint, types, archit
 
 bench: check-servers ## Load benchmarks (127.0.0.1 only); they print figures, never pass or fail
 	$(BIN)/python bench/messaging.py $(BENCH_ARGS)
+	$(BIN)/python bench/gateway.py $(GATEWAY_BENCH_ARGS)
 
 up: ## Run the whole shop on Docker Compose
 	docker compose up --build -d
