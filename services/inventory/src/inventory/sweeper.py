@@ -1,0 +1,52 @@
+"""The reservation sweeper: releases reservations past their TTL, in every worker.
+
+Several workers may sweep at once: ``expire_due_reservations`` claims rows with
+``FOR UPDATE SKIP LOCKED``, so each expired reservation is released by exactly one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from inventory.config import InventorySettings
+from inventory.stock.reservations import expire_due_reservations
+
+logger = logging.getLogger(__name__)
+
+
+async def sweep_once(
+    *, sessionmaker: async_sessionmaker[AsyncSession], settings: InventorySettings
+) -> int:
+    """Release every reservation due now, batch by batch; how many were released."""
+    total = 0
+    while True:
+        async with sessionmaker() as session:
+            expired = await expire_due_reservations(
+                session=session, batch_size=settings.sweeper_batch_size
+            )
+        total += len(expired)
+        if len(expired) < settings.sweeper_batch_size:
+            return total
+
+
+async def run_sweeper(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: InventorySettings,
+    stop: asyncio.Event,
+) -> None:
+    """Sweep every ``sweeper_interval_seconds`` until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            released = await sweep_once(sessionmaker=sessionmaker, settings=settings)
+            if released:
+                logger.info("released %d expired reservations", released)
+        except Exception:
+            # The database may be away for a moment: the next round retries.
+            logger.exception("reservation sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.sweeper_interval_seconds)

@@ -1,0 +1,57 @@
+"""`python -m inventory.worker`: event consumers, outbox relay and expiry sweeper.
+
+SIGTERM or SIGINT stops taking messages, drains those in flight, flushes the relay, lets
+the current sweep finish, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from inventory.config import InventorySettings, get_settings
+from inventory.events import outbox
+from inventory.handlers import reservations_consumer, stock_alerts_consumer
+from inventory.sweeper import run_sweeper
+from shared.db import create_engine, create_sessionmaker
+from shared.logging import configure_logging
+from shared.messaging import run_worker
+
+
+async def run(
+    settings: InventorySettings,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signal_handlers: bool = True,
+) -> None:
+    """Run until ``stop`` is set (or a signal arrives)."""
+    stop = stop or asyncio.Event()
+    engine = create_engine(settings)
+    sweeper = asyncio.create_task(
+        run_sweeper(sessionmaker=create_sessionmaker(engine), settings=settings, stop=stop),
+        name="reservation sweeper",
+    )
+    try:
+        await run_worker(
+            settings,
+            consumers=[reservations_consumer(settings), stock_alerts_consumer()],
+            outbox=outbox,
+            stop=stop,
+            engine=engine,
+            install_signal_handlers=install_signal_handlers,
+        )
+    finally:
+        stop.set()  # also when the worker failed: the sweeper must not outlive it
+        await sweeper
+        await engine.dispose()
+
+
+def main() -> None:
+    import uvloop
+
+    settings = get_settings()
+    configure_logging(settings)
+    uvloop.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

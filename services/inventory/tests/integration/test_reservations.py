@@ -1,0 +1,268 @@
+"""Reservations at the service layer, against the real database, under real concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from inventory.catalog.schemas import MoneyIn, ProductCreate, ProductUpdate
+from inventory.catalog.service import create_product, update_product
+from inventory.config import InventorySettings
+from inventory.stock.models import Reservation, StockItem, StockMovement
+from inventory.stock.reservations import (
+    FailureReason,
+    OrderLine,
+    ReservationOutcome,
+    cancel_order,
+    commit_order,
+    reserve_order,
+)
+from inventory.sweeper import sweep_once
+
+TTL = timedelta(minutes=15)
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def new_product(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str, stock: int
+) -> None:
+    data = ProductCreate(
+        sku=sku,
+        name=sku,
+        price=MoneyIn(amount=100, currency="USD"),
+        initial_stock=stock,
+        reorder_point=0,
+    )
+    async with sessionmaker() as session:
+        await create_product(session=session, settings=settings, data=data, actor="test")
+
+
+async def reserve(
+    sessionmaker: Sessions, lines: list[OrderLine], order_id: uuid.UUID | None = None
+) -> ReservationOutcome:
+    async with sessionmaker() as session, session.begin():
+        return await reserve_order(
+            session=session, order_id=order_id or uuid.uuid4(), lines=lines, ttl=TTL
+        )
+
+
+async def stock(sessionmaker: Sessions, sku: str) -> tuple[int, int]:
+    async with sessionmaker() as session:
+        item = (await session.execute(select(StockItem).where(StockItem.sku == sku))).scalar_one()
+        return item.on_hand, item.reserved
+
+
+async def status(sessionmaker: Sessions, order_id: uuid.UUID) -> str | None:
+    async with sessionmaker() as session:
+        return await session.scalar(
+            select(Reservation.status).where(Reservation.order_id == order_id)
+        )
+
+
+async def test_last_unit_is_sold_once_under_60_concurrent_orders(
+    sessionmaker: Sessions,
+    settings: InventorySettings,
+    sku: str,
+    outbox_events: Callable[..., Any],
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=10)
+    order_ids = [uuid.uuid4() for _ in range(60)]
+    outcomes = await asyncio.gather(
+        *(reserve(sessionmaker, [OrderLine(sku, 1)], order_id) for order_id in order_ids)
+    )
+    assert sum(outcome.reserved for outcome in outcomes) == 10
+    assert [o.reason for o in outcomes if not o.reserved] == [FailureReason.OUT_OF_STOCK] * 50
+    assert await stock(sessionmaker, sku) == (10, 10)
+
+    mine = set(map(str, order_ids))
+    reserved = await outbox_events("inventory.stock_reserved", lambda d: d["order_id"] in mine)
+    failed = await outbox_events(
+        "inventory.stock_reservation_failed", lambda d: d["order_id"] in mine
+    )
+    assert len(reserved) == 10
+    assert len(failed) == 50
+    assert {f["reason"] for f in failed} == {"out_of_stock"}
+    assert all(f["skus"] == [sku] for f in failed)
+
+
+async def test_multi_line_orders_in_opposite_sku_orders_never_deadlock_or_oversell(
+    sessionmaker: Sessions, settings: InventorySettings, make_sku: Callable[[], str]
+) -> None:
+    first, second = make_sku(), make_sku()
+    await new_product(sessionmaker, settings, first, stock=10)
+    await new_product(sessionmaker, settings, second, stock=10)
+    forwards = [OrderLine(first, 1), OrderLine(second, 1)]
+    backwards = list(reversed(forwards))
+    outcomes = await asyncio.gather(
+        *(reserve(sessionmaker, forwards if i % 2 else backwards) for i in range(60))
+    )
+    assert sum(outcome.reserved for outcome in outcomes) == 10
+    assert await stock(sessionmaker, first) == (10, 10)
+    assert await stock(sessionmaker, second) == (10, 10)
+
+
+async def test_an_order_is_reserved_whole_or_not_at_all(
+    sessionmaker: Sessions, settings: InventorySettings, make_sku: Callable[[], str]
+) -> None:
+    plenty, scarce = make_sku(), make_sku()
+    await new_product(sessionmaker, settings, plenty, stock=10)
+    await new_product(sessionmaker, settings, scarce, stock=1)
+    outcome = await reserve(sessionmaker, [OrderLine(plenty, 3), OrderLine(scarce, 2)])
+    assert outcome == ReservationOutcome(False, FailureReason.OUT_OF_STOCK, (scarce,))
+    assert await stock(sessionmaker, plenty) == (10, 0)
+    assert await stock(sessionmaker, scarce) == (1, 0)
+
+
+async def test_repeated_skus_in_one_order_are_reserved_as_their_sum(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=3)
+    refused = await reserve(sessionmaker, [OrderLine(sku, 2), OrderLine(sku, 2)])
+    assert refused.reason is FailureReason.OUT_OF_STOCK
+    assert (await reserve(sessionmaker, [OrderLine(sku, 1), OrderLine(sku, 2)])).reserved
+    assert await stock(sessionmaker, sku) == (3, 3)
+
+
+async def test_unknown_and_inactive_skus_are_named_in_the_failure(
+    sessionmaker: Sessions,
+    settings: InventorySettings,
+    make_sku: Callable[[], str],
+    outbox_events: Callable[..., Any],
+) -> None:
+    known, retired, missing = make_sku(), make_sku(), make_sku()
+    await new_product(sessionmaker, settings, known, stock=5)
+    await new_product(sessionmaker, settings, retired, stock=5)
+    async with sessionmaker() as session:
+        await update_product(
+            session=session,
+            settings=settings,
+            sku=retired,
+            changes=ProductUpdate(active=False),
+            actor="test",
+        )
+    unknown = await reserve(sessionmaker, [OrderLine(known, 1), OrderLine(missing, 1)])
+    assert unknown == ReservationOutcome(False, FailureReason.UNKNOWN_SKU, (missing,))
+    order_id = uuid.uuid4()
+    inactive = await reserve(sessionmaker, [OrderLine(known, 1), OrderLine(retired, 1)], order_id)
+    assert inactive == ReservationOutcome(False, FailureReason.INACTIVE, (retired,))
+    assert await stock(sessionmaker, known) == (5, 0)
+    events = await outbox_events(
+        "inventory.stock_reservation_failed", lambda d: d["order_id"] == str(order_id)
+    )
+    assert events == [{"order_id": str(order_id), "reason": "inactive", "skus": [retired]}]
+
+
+async def test_confirmation_commits_and_a_later_cancellation_returns_the_stock(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=10)
+    order_id = uuid.uuid4()
+    assert (await reserve(sessionmaker, [OrderLine(sku, 4)], order_id)).reserved
+    for _ in range(2):  # the second confirmation is late and repeated: no effect
+        async with sessionmaker() as session, session.begin():
+            await commit_order(session=session, order_id=order_id)
+    assert await stock(sessionmaker, sku) == (6, 0)
+    assert await status(sessionmaker, order_id) == "committed"
+
+    for _ in range(2):
+        async with sessionmaker() as session, session.begin():
+            await cancel_order(session=session, order_id=order_id)
+    assert await stock(sessionmaker, sku) == (10, 0)
+    assert await status(sessionmaker, order_id) == "returned"
+    async with sessionmaker() as session:
+        kinds = (
+            await session.scalars(
+                select(StockMovement.kind)
+                .where(StockMovement.reference == str(order_id))
+                .order_by(StockMovement.id)
+            )
+        ).all()
+    assert kinds == ["reservation", "commit", "return"]
+
+
+async def test_cancellation_releases_a_live_reservation_once(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=5)
+    order_id = uuid.uuid4()
+    await reserve(sessionmaker, [OrderLine(sku, 5)], order_id)
+    for _ in range(3):
+        async with sessionmaker() as session, session.begin():
+            await cancel_order(session=session, order_id=order_id)
+        async with sessionmaker() as session, session.begin():
+            await commit_order(session=session, order_id=order_id)  # too late: ignored
+    assert await stock(sessionmaker, sku) == (5, 0)
+    assert await status(sessionmaker, order_id) == "released"
+
+
+async def test_a_cancellation_overtaking_its_creation_leaves_nothing_reserved(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=5)
+    order_id = uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        await cancel_order(session=session, order_id=order_id)
+    late = await reserve(sessionmaker, [OrderLine(sku, 1)], order_id)
+    assert late == ReservationOutcome(reserved=False)
+    assert await stock(sessionmaker, sku) == (5, 0)
+    assert await status(sessionmaker, order_id) == "cancelled"
+
+
+async def test_a_repeated_creation_reserves_once(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=5)
+    order_id = uuid.uuid4()
+    outcomes = await asyncio.gather(
+        *(reserve(sessionmaker, [OrderLine(sku, 2)], order_id) for _ in range(5))
+    )
+    assert sum(o.reserved for o in outcomes) == 1
+    assert await stock(sessionmaker, sku) == (5, 2)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 100])
+async def test_two_concurrent_sweepers_expire_each_reservation_exactly_once(
+    sessionmaker: Sessions,
+    settings: InventorySettings,
+    sku: str,
+    outbox_events: Callable[..., Any],
+    batch_size: int,
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=20)
+    order_ids = [uuid.uuid4() for _ in range(12)]
+    for order_id in order_ids:
+        await reserve(sessionmaker, [OrderLine(sku, 1)], order_id)
+    live = uuid.uuid4()  # not due: must survive the sweep
+    await reserve(sessionmaker, [OrderLine(sku, 1)], live)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.order_id.in_(order_ids))
+            .values(expires_at=Reservation.created_at - timedelta(seconds=1))
+        )
+
+    sweeping = settings.model_copy(update={"sweeper_batch_size": batch_size})
+    released = await asyncio.gather(
+        sweep_once(sessionmaker=sessionmaker, settings=sweeping),
+        sweep_once(sessionmaker=sessionmaker, settings=sweeping),
+    )
+    # Other tests' due reservations (none are left due) cannot inflate the count.
+    assert sum(released) == 12
+    assert await stock(sessionmaker, sku) == (20, 1)
+    assert {await status(sessionmaker, order_id) for order_id in order_ids} == {"expired"}
+    assert await status(sessionmaker, live) == "reserved"
+    mine = set(map(str, order_ids))
+    expired = await outbox_events("inventory.reservation_expired", lambda d: d["order_id"] in mine)
+    assert sorted(e["order_id"] for e in expired) == sorted(mine)
+
+    # The order service then cancels: nothing more is released.
+    async with sessionmaker() as session, session.begin():
+        await cancel_order(session=session, order_id=order_ids[0])
+    assert await stock(sessionmaker, sku) == (20, 1)
