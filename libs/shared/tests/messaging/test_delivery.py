@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 import aio_pika
+import pytest
 from aio_pika.abc import AbstractChannel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
-from shared.messaging import Envelope, OutboxRelay
+from shared.messaging import Envelope, MalformedEventError, OutboxRelay, decode
 from shared.messaging.dlq import count_messages, peek, replay
-from shared.messaging.topology import queue_name
+from shared.messaging.topology import queue_name, unrouted_name
 
 from .conftest import Harness, metric, wait_until
 
@@ -177,3 +178,28 @@ async def test_malformed_messages_go_to_the_dlq_without_a_redelivery_loop(
 
 def _stock_low() -> StockLow:
     return StockLow(sku="SKU-X", available=1, reorder_point=2)
+
+
+async def test_event_no_queue_is_bound_for_is_parked_not_retried_forever(
+    harness: Harness,
+) -> None:
+    broker = await harness.broker()
+    channel = await broker.channel()
+    parked = unrouted_name(harness.settings)
+    relay = await harness.relay(broker=broker)  # declares the exchanges; no consumer is bound
+
+    await harness.emit(3)
+    await wait_until(lambda: _count(channel, parked, 3), what="three events parked")
+    await relay.flush()
+    assert await harness.unsent() == 0  # confirmed and marked sent, not retried
+
+    letters = await peek(channel, parked, limit=10)
+    assert {letter.routing_key for letter in letters} == {StockLow.event_type}
+
+
+def test_malformed_reason_names_fields_but_never_echoes_their_values() -> None:
+    body = Envelope.new(_stock_low()).to_bytes().replace(b'"SKU-X"', b'["tok_secret_4242"]')
+    with pytest.raises(MalformedEventError) as caught:
+        decode(body)
+    assert "sku: Input should be a valid string" in str(caught.value)
+    assert "tok_secret_4242" not in str(caught.value)

@@ -108,4 +108,10 @@ def decode(body: bytes) -> Envelope:
         data = model.model_validate(raw.get("data"))
         return Envelope.model_validate({**raw, "data": data})
     except ValidationError as exc:
-        raise MalformedEventError(f"invalid {model.event_type} envelope: {exc}") from None
+        # Locations and messages only: the offending input may be a payment token, and this
+        # text reaches logs and the dead-letter queue's reason.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise MalformedEventError(f"invalid {model.event_type} envelope: {problems}") from None
