@@ -1,0 +1,150 @@
+"""The whole platform on loopback: gateway, three services and three workers, for real.
+
+Each is a separate ``python -m`` process on a free port with the platform's database and
+broker namespace, small connection pools (the shared Postgres allows 100 connections across
+every suite running), its log in a file of its own. ``start()`` waits until every app
+answers ``/health/ready`` and every worker has declared its topology; ``stop()`` sends
+SIGTERM and SIGKILLs what does not exit in time.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.harness.processes import ManagedProcess, child_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ("inventory", "orders", "payments", "gateway")  # the gateway last: it merges the others
+WORKERS = ("inventory-worker", "orders-worker", "payments-worker")
+READY_SECONDS = 60.0
+WORKER_STARTED = "worker started"
+
+# Pools small enough for a shared server: 7 processes x (3 + 2) connections at most, plus
+# each relay's LISTEN connection. Prefetch stays under the pool, so a burst of messages
+# waits in the queue rather than for a connection.
+PROCESS_SETTINGS = {
+    "COMMERCE_DB_POOL_SIZE": "3",
+    "COMMERCE_DB_MAX_OVERFLOW": "2",
+    "COMMERCE_DB_POOL_TIMEOUT_SECONDS": "30",
+    "COMMERCE_BROKER_PREFETCH": "4",
+    "PAYMENTS_BROKER_PREFETCH": "2",
+    "COMMERCE_BROKER_RECONNECT_INTERVAL_SECONDS": "0.5",
+    "COMMERCE_OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
+    "COMMERCE_OUTBOX_MAX_BACKOFF_SECONDS": "2",
+    "COMMERCE_WORKER_SHUTDOWN_TIMEOUT_SECONDS": "10",
+    "COMMERCE_LOG_FORMAT": "json",
+    # The sweeper is the saga's last resort; it runs often so a fault ends in bounded time.
+    "ORDERS_SWEEPER_INTERVAL_SECONDS": "2",
+    "ORDERS_PENDING_TIMEOUT_SECONDS": "120",
+    "ORDERS_AWAITING_PAYMENT_TIMEOUT_SECONDS": "30",
+    # Rate limits stay on (Redis is real) but above what the suites send from one address.
+    "GATEWAY_RATE_LIMIT_API": "2000/second",
+    "GATEWAY_RATE_LIMIT_LOGIN_PER_ADDRESS": "2000/minute",
+    "GATEWAY_RATE_LIMIT_LOGIN_PER_ACCOUNT": "200/minute",
+    "GATEWAY_RATE_LIMIT_AUTH_PER_ADDRESS": "2000/minute",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Platform:
+    database: str
+    namespace: str
+    log_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: {app: free_port() for app in APPS})
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        env = child_environment(self._settings())
+        for app in APPS:
+            self.processes[app] = ManagedProcess(
+                app, app, env=env, log=self.log_dir / f"{app}.log", cwd=ROOT
+            )
+        for worker in WORKERS:
+            module = worker.replace("-", ".")
+            self.processes[worker] = ManagedProcess(
+                worker, module, env=env, log=self.log_dir / f"{worker}.log", cwd=ROOT
+            )
+
+    def _settings(self) -> dict[str, str]:
+        routes = {
+            "/api/v1/products": self.url("inventory"),
+            "/api/v1/inventory": self.url("inventory"),
+            "/api/v1/orders": self.url("orders"),
+            "/api/v1/payments": self.url("payments"),
+        }
+        return {
+            **PROCESS_SETTINGS,
+            "COMMERCE_DB_NAME": self.database,
+            "COMMERCE_BROKER_NAMESPACE": self.namespace,
+            "COMMERCE_ENVIRONMENT": "test",
+            "GATEWAY_ROUTES": json.dumps(routes),
+            **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
+        }
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every process of the platform runs with (for commands)."""
+        return self.processes["gateway"].env
+
+    def url(self, app: str) -> str:
+        return f"http://127.0.0.1:{self.ports[app]}"
+
+    @property
+    def gateway(self) -> str:
+        return self.url("gateway")
+
+    def start(self) -> None:
+        # Workers first: they declare the queues before any app writes an event.
+        for name in (*WORKERS, *APPS):
+            self.start_process(name)
+
+    def start_process(self, name: str) -> None:
+        process = self.processes[name]
+        mark = process.log_size()
+        process.start()
+        if name in WORKERS:
+            process.wait_for_log(WORKER_STARTED, seconds=READY_SECONDS, since=mark)
+        else:
+            self.wait_ready(name)
+
+    def restart(self, name: str) -> None:
+        self.processes[name].stop()
+        self.start_process(name)
+
+    def wait_ready(self, app: str, seconds: float = READY_SECONDS) -> None:
+        """Poll ``/health/ready`` until 200; the bound only stops a hung start."""
+        process = self.processes[app]
+        deadline = time.monotonic() + seconds
+        with httpx.Client(timeout=3) as client:
+            while time.monotonic() < deadline and process.running:
+                try:
+                    if client.get(f"{self.url(app)}/health/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.2)
+        raise AssertionError(f"{app} never became ready:\n{process.log_tail()}")
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop the apps (gateway first), then the workers; their exit codes."""
+        order = ("gateway", "inventory", "orders", "payments", *WORKERS)
+        return {name: self.processes[name].stop() for name in order}
+
+    def logs(self, lines: int = 40) -> str:
+        return "\n".join(
+            f"===== {name} ({process.log}) =====\n{process.log_tail(lines)}"
+            for name, process in self.processes.items()
+        )

@@ -1,0 +1,25 @@
+"""Remove what a platform run declared on the shared broker."""
+
+from __future__ import annotations
+
+from shared.messaging import Broker, delete_topology
+from shared.settings import BaseServiceSettings
+
+PURPOSES = (
+    "inventory.reservations",
+    "inventory.stock-alerts",
+    "orders.saga",
+    "orders.catalog",
+    "payments.requests",
+)
+
+
+async def delete_namespace(namespace: str) -> None:
+    settings = BaseServiceSettings(broker_namespace=namespace)
+    broker = Broker(settings)
+    await broker.connect()
+    try:
+        channel = await broker.channel()
+        await delete_topology(channel, settings=settings, purposes=PURPOSES)
+    finally:
+        await broker.close()
