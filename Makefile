@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate dev test lint fmt typecheck archcheck pytest up down clean bench
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,10 +38,18 @@ migrate: db ## Apply every service's migrations
 	  $(BIN)/alembic -c $$dir/alembic.ini upgrade head || exit 1; \
 	done
 
-dev: migrate ## Run the whole shop locally: gateway :8000, services :8001-8003 (Ctrl-C stops all)
+DEV_ADMIN_EMAIL ?= admin@example.com
+DEV_ADMIN_PASSWORD ?= correct-horse-battery-staple
+
+seed: migrate ## Development data: an admin (DEV_ADMIN_EMAIL) and a demo catalog with stock (idempotent)
+	@$(BIN)/python -m gateway create-admin --email $(DEV_ADMIN_EMAIL) --password $(DEV_ADMIN_PASSWORD)
+	@$(BIN)/python -m inventory seed
+
+dev: seed ## Run the whole shop locally: gateway :8000, services :8001-8003, workers (Ctrl-C stops all)
 	@echo ""
 	@echo "  gateway   http://127.0.0.1:8000   (docs: http://127.0.0.1:8000/docs)"
-	@echo "  inventory http://127.0.0.1:8001   orders http://127.0.0.1:8002   payments http://127.0.0.1:8003"
+	@echo "  admin     $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"
+	@echo "  services  inventory :8001  orders :8002  payments :8003  (workers' probes :8101-8103)"
 	@echo ""
 	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/honcho -f Procfile start
 

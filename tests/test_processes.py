@@ -66,3 +66,30 @@ async def test_process_boots_answers_ready_and_stops_on_sigterm(
     # well-behaved Unix process does: killed by SIGTERM, after a clean shutdown.
     assert process.returncode in (0, -signal.SIGTERM), stderr.decode()[-2000:]
     assert b'"message":"Application shutdown complete."' in stderr
+
+
+WORKERS = [service for service in SERVICES if service.name != "gateway"]
+
+
+@pytest.mark.parametrize("service", WORKERS, ids=lambda service: service.name)
+async def test_worker_boots_reports_ready_and_stops_on_sigterm(
+    service: Service, database: str
+) -> None:
+    port = free_port()
+    env = {**os.environ, f"{service.name.upper()}_WORKER_PORT": str(port)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        f"{service.name}.worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        response = await wait_ready(f"http://127.0.0.1:{port}/health/ready", process, seconds=30)
+        assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=40)
+    assert process.returncode == 0, stderr.decode()[-2000:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
@@ -25,6 +25,18 @@ async def _run_check(name: str, check: ReadinessCheck, seconds: float) -> bool:
     return True
 
 
+async def failing_checks(checks: Mapping[str, ReadinessCheck], *, seconds: float) -> list[str]:
+    """Run every check concurrently, each bounded by ``seconds``; the names of those failing."""
+    results = await asyncio.gather(
+        *(_run_check(name, check, seconds) for name, check in checks.items())
+    )
+    return [name for name, ok in zip(checks, results, strict=True) if not ok]
+
+
+def not_ready_detail(failing: list[str]) -> str:
+    return f"Not ready: {', '.join(failing)} unavailable."
+
+
 def health_router() -> APIRouter:
     """Checks are read from ``app.state.readiness_checks`` (name → coroutine function) and
     the time allowed each from ``app.state.settings.readiness_timeout_seconds``."""
@@ -38,12 +50,9 @@ def health_router() -> APIRouter:
     async def ready(request: Request) -> Response:
         checks: dict[str, ReadinessCheck] = request.app.state.readiness_checks
         timeout: float = request.app.state.settings.readiness_timeout_seconds
-        results = await asyncio.gather(
-            *(_run_check(name, check, timeout) for name, check in checks.items())
-        )
-        failing = [name for name, ok in zip(checks, results, strict=True) if not ok]
+        failing = await failing_checks(checks, seconds=timeout)
         if failing:
-            return problem_response(503, f"Not ready: {', '.join(failing)} unavailable.")
+            return problem_response(503, not_ready_detail(failing))
         return JSONResponse({"status": "ok", "checks": {name: "ok" for name in checks}})
 
     return router

@@ -73,6 +73,8 @@ class BaseServiceSettings(BaseSettings):
     outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)  # cap on retry pauses
     outbox_retention_hours: float = Field(default=72.0, gt=0)  # sent rows older are pruned
     worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)  # drain on SIGTERM
+    # Port of the worker's probe server (/health/live, /health/ready, /metrics); 0 turns it off.
+    worker_port: int = Field(default=0, ge=0, le=65535)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     # Access tokens (shared.auth): every process verifies the gateway's RS256 tokens.
     jwt_issuer: str = "commerce-gateway"  # the `iss` tokens must carry

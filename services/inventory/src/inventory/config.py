@@ -17,6 +17,7 @@ class InventorySettings(BaseServiceSettings):
     service_name: ClassVar[str] = "inventory"
 
     port: int = 8001
+    worker_port: int = 8101  # the worker's probe: /health/*, /metrics
     db_user: str = "inventory"
     # The one currency of the store: every price written must be in it.
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")

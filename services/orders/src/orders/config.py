@@ -17,6 +17,7 @@ class OrdersSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "orders"
 
     port: int = 8002
+    worker_port: int = 8102  # the worker's probe: /health/*, /metrics
     db_user: str = "orders"
 
     # The one currency the store sells in; a catalog price in another is not for sale.

@@ -17,6 +17,7 @@ class PaymentsSettings(BaseServiceSettings):
     service_name: ClassVar[str] = "payments"
 
     port: int = 8003
+    worker_port: int = 8103  # the worker's probe: /health/*, /metrics
     db_user: str = "payments"
     # Every payment in flight keeps its consumer transaction (the inbox key) open during the
     # provider call and briefly needs a second connection: prefetch must stay well under the

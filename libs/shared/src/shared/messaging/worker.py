@@ -10,14 +10,18 @@ import asyncio
 import logging
 import signal
 from collections.abc import Sequence
+from functools import partial
 
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker, ping
+from shared.health import ReadinessCheck
 from shared.logging import configure_logging
 from shared.messaging.broker import Broker
 from shared.messaging.consumer import Consumer, RunningConsumer
 from shared.messaging.outbox import Outbox
+from shared.messaging.probe import start_probe
 from shared.messaging.relay import OutboxRelay
 from shared.settings import BaseServiceSettings
 
@@ -50,7 +54,19 @@ async def run_worker(
         for c in consumers
     ]
     relay: OutboxRelay | None = None
+    probe: web.AppRunner | None = None
     try:
+        if settings.worker_port:
+            checks: dict[str, ReadinessCheck] = {
+                "database": partial(ping, engine),
+                "broker": broker.check,
+            }
+            probe = await start_probe(
+                checks,
+                host=settings.host,
+                port=settings.worker_port,
+                check_seconds=settings.readiness_timeout_seconds,
+            )
         await broker.connect()
         for consumer in running:
             await consumer.declare()
@@ -68,6 +84,8 @@ async def run_worker(
         if relay is not None:
             await relay.stop(drain_seconds=timeout)  # after the consumers: their events go out too
         await broker.close()
+        if probe is not None:
+            await probe.cleanup()
         if own_engine:
             await engine.dispose()
         if install_signal_handlers:

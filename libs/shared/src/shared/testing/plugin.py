@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from shared.dbadmin import create_database, drop_database, run_script
+from shared.testing.broker import delete_broker_namespace
 from shared.testing.migrations import migrate
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -38,6 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["COMMERCE_DB_NAME"] = f"commerce_test_{RUN_ID}"
     os.environ["COMMERCE_BROKER_NAMESPACE"] = f"test-{RUN_ID}"
     os.environ["COMMERCE_ENVIRONMENT"] = "test"
+    # Workers started by tests open no probe port unless a test asks for one
+    # (<SERVICE>_WORKER_PORT), so concurrent runs never fight over the development ports.
+    os.environ["COMMERCE_WORKER_PORT"] = "0"
 
 
 async def _prepare(name: str, init_sql: str) -> None:
@@ -64,6 +68,12 @@ def database(pytestconfig: pytest.Config, db_init_sql: str) -> Iterator[str]:
     finally:
         if not pytestconfig.getoption("--keep-database"):
             _run(drop_database(name))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete every exchange and queue the run declared: tests clean up after themselves, and
+    this catches what a failed or interrupted test left behind."""
+    _run(delete_broker_namespace(os.environ["COMMERCE_BROKER_NAMESPACE"]))
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
