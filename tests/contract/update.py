@@ -1,0 +1,23 @@
+"""``python -m tests.contract.update``: rewrite the contract snapshots on purpose.
+
+The OpenAPI documents of every app land in ``tests/contract/openapi/``; the event schemas
+are exported by ``shared.contracts`` into its own snapshot folder (one copy, read by the
+contract tests), which still refuses an incompatible rewrite of a published event version.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from shared.contracts.__main__ import main as export_events
+from tests.contract.documents import write_snapshots
+
+
+def main() -> int:
+    for path in write_snapshots():
+        print(f"wrote {path}")
+    return export_events(["export"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
