@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.config import GatewaySettings
 from tests.services import ROOT, SERVICES, Service
 
 INFRASTRUCTURE = ("postgres", "rabbitmq", "redis")
@@ -79,3 +81,50 @@ def test_postgres_is_initialised_with_the_schemas_and_roles(compose: dict[str, A
         for volume in volumes
     )
     assert Path(ROOT, "infra/postgres/init.sql").is_file()
+
+
+WORKERS = [service for service in SERVICES if service.name != "gateway"]
+
+
+@pytest.mark.parametrize("service", WORKERS, ids=lambda service: service.name)
+def test_each_service_has_a_worker_with_its_probe_as_health_check(
+    compose: dict[str, Any], service: Service
+) -> None:
+    definition = compose["services"][f"{service.name}-worker"]
+    prefix = service.settings_class.env_prefix()
+    port = int(definition["environment"][f"{prefix}WORKER_PORT"])
+    assert port == service.settings_class.model_fields["worker_port"].default
+    assert definition["command"] == ["python", "-m", f"{service.name}.worker"]
+    assert f"http://127.0.0.1:{port}/health/ready" in " ".join(definition["healthcheck"]["test"])
+    for infrastructure in INFRASTRUCTURE:
+        assert definition["depends_on"][infrastructure]["condition"] == "service_healthy"
+
+
+def test_prometheus_scrapes_every_process(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
+    targets = set(config["scrape_configs"][0]["static_configs"][0]["targets"])
+    expected = {f"{service.name}:{service.default_port}" for service in SERVICES} | {
+        f"{service.name}-worker:{service.settings_class.model_fields['worker_port'].default}"
+        for service in WORKERS
+    }
+    assert targets == expected
+
+
+def test_gateway_routes_reach_the_services_by_their_compose_names(compose: dict[str, Any]) -> None:
+    routes = json.loads(compose["services"]["gateway"]["environment"]["GATEWAY_ROUTES"])
+    ports = {service.name: service.default_port for service in SERVICES}
+    assert routes == {
+        "/api/v1/products": f"http://inventory:{ports['inventory']}",
+        "/api/v1/inventory": f"http://inventory:{ports['inventory']}",
+        "/api/v1/orders": f"http://orders:{ports['orders']}",
+        "/api/v1/payments": f"http://payments:{ports['payments']}",
+    }
+    assert set(routes) == set(GatewaySettings().routes)
+
+
+def test_every_app_shares_one_development_key_volume(compose: dict[str, Any]) -> None:
+    for name, definition in compose["services"].items():
+        if "build" not in definition:
+            continue
+        assert "jwt-keys:/app/var/keys" in definition["volumes"], name
+        assert definition["environment"]["COMMERCE_JWT_DEV_KEY_DIR"] == "/app/var/keys", name
