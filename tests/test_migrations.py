@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from shared.dbadmin import admin_url, create_database, drop_database, run_script
-from shared.testing import migrate
+from shared.testing import assert_models_match_migrations, migrate
 from tests.services import SERVICES, Service
 
 
@@ -81,3 +81,8 @@ async def test_a_service_role_can_use_only_its_own_schema(service: Service, data
             await connection.execute("CREATE SCHEMA probe_schema")
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_models_and_migrations_describe_the_same_schema(service: Service, database: str) -> None:
+    assert_models_match_migrations(service.alembic_ini)

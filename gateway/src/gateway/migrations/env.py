@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import gateway.identity.models  # noqa: F401  (registers every table on the metadata)
 from gateway.config import get_settings
 from gateway.db import metadata
 from shared.migrations import run_migrations

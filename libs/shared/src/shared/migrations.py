@@ -56,7 +56,15 @@ def run_migrations(metadata: MetaData, settings: BaseServiceSettings) -> None:
             context.run_migrations()
 
     async def run_online() -> None:
-        engine = create_async_engine(settings.database_url, poolclass=pool.NullPool)
+        # The search path points away from the service's schema (its role's default): were
+        # the schema the connection's default, reflection would report its tables under no
+        # schema, and autogenerate and `alembic check` would take every table for a new one.
+        # Migrations name their schema explicitly.
+        engine = create_async_engine(
+            settings.database_url,
+            poolclass=pool.NullPool,
+            connect_args={"server_settings": {"search_path": "public"}},
+        )
         try:
             async with engine.connect() as connection:
                 found = await connection.scalar(
@@ -68,7 +76,6 @@ def run_migrations(metadata: MetaData, settings: BaseServiceSettings) -> None:
                         f"schema {schema!r} does not exist in {settings.db_name!r}: "
                         "prepare the database first (make db)"
                     )
-                await connection.execute(text(f'SET search_path TO "{schema}"'))
                 await connection.run_sync(migrate)
                 await connection.commit()
         finally:

@@ -4,6 +4,6 @@ Registered as a pytest plugin (``-p shared.testing.plugin``); nothing here is mo
 """
 
 from shared.testing.apps import app_client
-from shared.testing.migrations import migrate
+from shared.testing.migrations import assert_models_match_migrations, migrate
 
-__all__ = ["app_client", "migrate"]
+__all__ = ["app_client", "assert_models_match_migrations", "migrate"]
