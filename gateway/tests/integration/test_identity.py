@@ -249,3 +249,17 @@ async def test_jwks_publishes_the_signing_key_and_a_previous_one(
     keys = response.json()["keys"]
     assert len(keys) == 2
     assert all(key["kty"] == "RSA" and key["alg"] == "RS256" and "d" not in key for key in keys)
+
+
+async def test_text_with_a_nul_character_is_a_422_never_a_500(client: httpx.AsyncClient) -> None:
+    # Found by fuzzing the platform: Postgres cannot store NUL, and the error was a 500.
+    registered = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "nul\u0000@example.com", "password": "analytical engine 1843"},
+    )
+    assert registered.status_code == 422, registered.text
+    assert registered.json()["type"] == "/problems/unstorable-text"
+    login = await client.post(
+        "/api/v1/auth/token", data={"username": "a\u0000@example.com", "password": "x" * 12}
+    )
+    assert login.status_code in (401, 422), login.text

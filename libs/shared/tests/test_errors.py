@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 import pytest
+from sqlalchemy.exc import DBAPIError
+from starlette.requests import Request
 
+from shared.errors import UNSTORABLE_TEXT_SQLSTATES, _database_error
 from shared.logging import ContextFilter
 
 PROBLEM = "application/problem+json"
@@ -77,3 +81,24 @@ async def test_domain_error_carries_its_status_title_and_type(client: httpx.Asyn
         "detail": "SKU-1 has 0 available.",
         "request_id": body["request_id"],
     }
+
+
+class _DriverError(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(f"sqlstate {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize("sqlstate", sorted(UNSTORABLE_TEXT_SQLSTATES))
+async def test_text_postgres_cannot_store_is_the_clients_422(sqlstate: str) -> None:
+    # Found by fuzzing the platform: a NUL character in any text field was a 500.
+    error = DBAPIError("INSERT ...", {}, _DriverError(sqlstate))
+    response = await _database_error(Request({"type": "http"}), error)
+    assert response.status_code == 422
+    assert orjson.loads(bytes(response.body))["type"] == "/problems/unstorable-text"
+
+
+async def test_any_other_database_error_stays_a_server_error() -> None:
+    error = DBAPIError("SELECT 1", {}, _DriverError("57P01"))
+    with pytest.raises(DBAPIError):
+        await _database_error(Request({"type": "http"}), error)

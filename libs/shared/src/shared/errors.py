@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -113,6 +114,23 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# Text Postgres cannot store: a NUL character (22021) in text or a \u0000 escape in JSONB
+# (22P05). Any string field lets a client send one; it is their input, not a server fault.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)
+    if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
+        return problem_response(
+            422,
+            "The request holds text that cannot be stored, such as a NUL character.",
+            title="Unstorable Text",
+            type_="/problems/unstorable-text",
+        )
+    raise exc  # any other database failure is ours: logged and answered as a bare 500
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer validation, HTTP and domain errors as problem+json.
 
@@ -122,3 +140,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(DBAPIError, _database_error)

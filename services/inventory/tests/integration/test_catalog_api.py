@@ -277,3 +277,15 @@ async def test_a_tampered_or_foreign_cursor_is_400(
         "/api/v1/inventory/low-stock", params={"cursor": cursor}, headers=admin
     )
     assert_problem(low_stock, 400)
+
+
+async def test_text_with_a_nul_character_is_a_422_never_a_500(
+    client: httpx.AsyncClient, admin: dict[str, str], sku: str
+) -> None:
+    # Found by fuzzing the platform: Postgres cannot store NUL, and the error was a 500.
+    created = await client.post(PRODUCTS, json=product_body(sku, name="a\u0000b"), headers=admin)
+    assert assert_problem(created, 422)["type"] == "/problems/unstorable-text"
+    assert_problem(await client.get(PRODUCTS, params={"q": "a\x00b"}), 422)
+    await create(client, admin, sku)
+    patched = await client.patch(f"{PRODUCTS}/{sku}", json={"description": "\x00"}, headers=admin)
+    assert_problem(patched, 422)

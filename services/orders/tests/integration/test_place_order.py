@@ -288,3 +288,17 @@ async def test_only_customers_place_orders(
         "/api/v1/orders", json=body, headers={**admin.headers, "Idempotency-Key": "a3"}
     )
     assert as_admin.status_code == 403
+
+
+async def test_text_with_a_nul_character_is_a_422_never_a_500(
+    place: Place, product: Product, customer: User, engine: AsyncEngine
+) -> None:
+    # Found by fuzzing the platform: Postgres cannot store NUL (nor JSONB its \u0000 escape).
+    sku = await product()
+    body = order_body((sku, 1))
+    body["shipping_address"]["name"] = "Ada\u0000"
+    response = await place(customer, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"] == "/problems/unstorable-text"
+    assert (await place(customer, order_body((sku, 1), token="tok_\u0000"))).status_code == 422
+    assert await count_orders(engine, customer) == 0
