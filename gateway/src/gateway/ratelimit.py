@@ -5,15 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.config import GatewaySettings
 from shared.errors import DomainError
@@ -57,8 +53,42 @@ class RateLimiterUnavailable(DomainError):
     type = "/problems/rate-limiter-unavailable"
 
 
-def redis_storage_uri(redis_url: str) -> str:
-    return f"async+{redis_url}"
+# Sliding-window counters for every limit of a request in one round trip (the ``limits``
+# library's strategy costs two Redis calls and ~70 us of CPU per limit: measured, it halved
+# the gateway's throughput). Per limit, two fixed windows: the previous one weighs what is
+# left of it, the current one counts in full. Nothing is counted unless every limit allows
+# the request. Redis's clock decides the window, so replicas never disagree. Returns
+# {0, 0} when allowed, else {index of the refusing limit (1-based), seconds to wait}.
+# Window keys are derived here from KEYS (a single Redis, not a cluster).
+SLIDING_WINDOW_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local windows = {}
+for i = 1, #KEYS do
+  local amount = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local index = math.floor(now / window)
+  local current_key = KEYS[i] .. ':' .. index
+  local current = tonumber(redis.call('GET', current_key) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[i] .. ':' .. (index - 1)) or '0')
+  local elapsed = (now - index * window) / window
+  if previous * (1 - elapsed) + current + 1 > amount then
+    local wait
+    if current + 1 > amount then
+      wait = (1 - elapsed) * window + window * math.max(0, 1 - (amount - 1) / current)
+    else
+      wait = (1 - (amount - current - 1) / previous - elapsed) * window
+    end
+    return {i, math.ceil(math.min(wait, window))}
+  end
+  windows[i] = {current_key, window}
+end
+for i = 1, #windows do
+  redis.call('INCR', windows[i][1])
+  redis.call('EXPIRE', windows[i][1], 2 * windows[i][2])
+end
+return {0, 0}
+"""
 
 
 def account_key(email: str) -> str:
@@ -67,7 +97,8 @@ def account_key(email: str) -> str:
 
 
 class RateLimiter:
-    """Sliding-window counters (two Redis counters per limit: accurate and cheap).
+    """Sliding-window counters (two Redis counters per limit: accurate and cheap), all the
+    limits of a request checked and counted by one script call.
 
     ``fail_open`` decides what happens when Redis is away: requests pass (and a warning is
     logged) or are refused with 503.
@@ -83,15 +114,9 @@ class RateLimiter:
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
         )
-        pool_option: dict[str, Any] = {"connection_pool": self._pool}
-        self.storage = RedisStorage(
-            redis_storage_uri(redis_url),
-            implementation="redispy",
-            key_prefix=settings.rate_limit_prefix,
-            wrap_exceptions=True,
-            **pool_option,
-        )
-        self._strategy = SlidingWindowCounterRateLimiter(self.storage)
+        self._redis = redis.asyncio.Redis(connection_pool=self._pool)
+        self._script = self._redis.register_script(SLIDING_WINDOW_SCRIPT)
+        self._prefix = settings.rate_limit_prefix
         self.api = parse_many(settings.rate_limit_api)
         self.login_per_address = parse_many(settings.rate_limit_login_per_address)
         self.login_per_account = parse_many(settings.rate_limit_login_per_account)
@@ -101,13 +126,18 @@ class RateLimiter:
         """Count one request against each limit; the first one exceeded, if any."""
         if not self.enabled:
             return None
+        if not limits:
+            return None
+        keys = [f"{self._prefix}:{limit.key_for(*identifiers)}" for limit in limits]
+        windows: list[int] = []
+        for limit in limits:
+            windows += [limit.amount, limit.get_expiry()]
         try:
-            for limit in limits:
-                if not await self._strategy.hit(limit, *identifiers):
-                    stats = await self._strategy.get_window_stats(limit, *identifiers)
-                    wait = max(1, math.ceil(stats.reset_time - time.time()))
-                    return Refusal(limit, retry_after=wait, reset_after=wait)
-        except Exception as exc:  # limits wraps the Redis client's errors in StorageError
+            refused, wait = await self._script(keys=keys, args=windows)
+            if refused:
+                wait = max(1, math.ceil(wait))
+                return Refusal(limits[int(refused) - 1], retry_after=wait, reset_after=wait)
+        except Exception as exc:  # Redis away, too slow, or refusing
             if not self.fail_open:
                 raise RateLimiterUnavailable("Rate limiting is unavailable; retry later.") from exc
             logger.warning("rate limiter unavailable, request let through: %r", exc)
@@ -123,5 +153,5 @@ class RateLimiter:
 
     async def check(self) -> None:
         """Readiness: raise unless Redis answers."""
-        if not await self.storage.check():
+        if not await self._redis.ping():
             raise ConnectionError("redis does not answer")
