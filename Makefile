@@ -12,10 +12,10 @@ PY_DIRS := libs services gateway infra tests
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench e2e contracts fuzz faults
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or set PYTHON=..."; exit 1; }
@@ -71,6 +71,19 @@ pytest: check-servers ## The test suite alone (real Postgres, RabbitMQ, Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck archcheck pytest ## Everything CI runs: lint, types, architecture, tests
+
+e2e: check-servers ## End-to-end storefront journeys through the gateway of the whole running platform
+	$(BIN)/pytest -m e2e tests $(PYTEST_ARGS)
+
+contracts: $(STAMP) ## Rewrite the OpenAPI and event schema snapshots on purpose, then run the contract tests
+	$(BIN)/python -m tests.contract.update
+	$(BIN)/pytest -m contracts tests $(PYTEST_ARGS)
+
+fuzz: check-servers ## Schemathesis against the gateway's merged OpenAPI, authenticated, all phases
+	$(BIN)/pytest -m fuzz tests $(PYTEST_ARGS)
+
+faults: check-servers ## Crash a worker, stop the broker, cut database connections, replay a DLQ; then check the books
+	$(BIN)/pytest -m faults tests $(PYTEST_ARGS)
 
 bench: check-servers ## Load benchmarks (127.0.0.1 only); they print figures, never pass or fail
 	$(BIN)/python bench/messaging.py $(BENCH_ARGS)

@@ -39,6 +39,8 @@ PROCESS_SETTINGS = {
     "COMMERCE_OUTBOX_MAX_BACKOFF_SECONDS": "2",
     "COMMERCE_WORKER_SHUTDOWN_TIMEOUT_SECONDS": "10",
     "COMMERCE_LOG_FORMAT": "json",
+    # A provider call takes a little while, so a crash can land in the middle of a charge.
+    "PAYMENTS_FAKE_PROVIDER_LATENCY_MS": "50",
     # The sweeper is the saga's last resort; it runs often so a fault ends in bounded time.
     "ORDERS_SWEEPER_INTERVAL_SECONDS": "2",
     "ORDERS_PENDING_TIMEOUT_SECONDS": "120",
