@@ -25,11 +25,11 @@ WORKERS = ("inventory-worker", "orders-worker", "payments-worker")
 READY_SECONDS = 60.0
 WORKER_STARTED = "worker started"
 
-# Pools small enough for a shared server: 7 processes x (3 + 2) connections at most, plus
+# Pools small enough for a shared server: 7 processes x (2 + 2) connections at most, plus
 # each relay's LISTEN connection. Prefetch stays under the pool, so a burst of messages
 # waits in the queue rather than for a connection.
 PROCESS_SETTINGS = {
-    "COMMERCE_DB_POOL_SIZE": "3",
+    "COMMERCE_DB_POOL_SIZE": "2",
     "COMMERCE_DB_MAX_OVERFLOW": "2",
     "COMMERCE_DB_POOL_TIMEOUT_SECONDS": "30",
     "COMMERCE_BROKER_PREFETCH": "4",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ VISA = "tok_visa"  # the fake provider's card that always pays
 # Statuses an order leaves on its own (the saga is still working on it).
 IN_FLIGHT = frozenset({"pending", "awaiting_payment", "refund_pending"})
 SETTLE_SECONDS = 90.0  # bound on a saga; only stops a hung test
+COMMAND_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,23 @@ def new_sku() -> str:
 
 
 def create_admin(platform: Platform, email: str, password: str = PASSWORD) -> None:
-    """``python -m gateway create-admin``, as an operator runs it."""
-    subprocess.run(
-        [sys.executable, "-m", "gateway", "create-admin", "--email", email, "--password", password],
-        env=platform.env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    """``python -m gateway create-admin``, as an operator runs it (again if the shared
+    database server had no connection slot left; the command is idempotent)."""
+    command = [sys.executable, "-m", "gateway", "create-admin", "--email", email]
+    for _ in range(COMMAND_ATTEMPTS):
+        result = subprocess.run(
+            [*command, "--password", password],
+            env=platform.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode == 0:
+            return
+        time.sleep(1)
+    raise AssertionError(f"create-admin failed: {result.stderr[-2000:]}")
 
 
 class Storefront:
@@ -78,10 +88,16 @@ class Storefront:
         return Shopper(email=email, user_id=me.json()["id"], access_token=token)
 
     async def new_customer(self) -> Shopper:
+        """Register and log in. A registration answered 503 is sent again; a 409 then means
+        the first one went through."""
         email = new_email()
-        reply = await self.register(email)
-        assert reply.status_code == 201, reply.text
-        return await self.login(email)
+        for attempt in range(COMMAND_ATTEMPTS):
+            reply = await self.register(email)
+            if reply.status_code == 201 or (attempt and reply.status_code == 409):
+                return await self.login(email)
+            assert reply.status_code == 503, reply.text
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"registration kept failing: {reply.text}")
 
     async def create_product(
         self, admin: Shopper, *, stock: int, price: int = 1999, sku: str | None = None

@@ -99,6 +99,14 @@ async def test_text_postgres_cannot_store_is_the_clients_422(sqlstate: str) -> N
 
 
 async def test_any_other_database_error_stays_a_server_error() -> None:
-    error = DBAPIError("SELECT 1", {}, _DriverError("57P01"))
+    error = DBAPIError("SELECT 1", {}, _DriverError("42P01"))
     with pytest.raises(DBAPIError):
         await _database_error(Request({"type": "http"}), error)
+
+
+async def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
+    # Found by the platform's fault tests: out of connection slots, every request was a 500.
+    error = DBAPIError("SELECT 1", {}, _DriverError("53300"))
+    response = await _database_error(Request({"type": "http"}), error)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"

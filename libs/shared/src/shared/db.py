@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import MetaData, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -55,3 +57,22 @@ async def ping(engine: AsyncEngine) -> None:
     """Raise unless the database answers a trivial query."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+# SQLSTATE classes meaning "the database is unavailable", not "this message is wrong":
+# connection exceptions, insufficient resources (too many connections), operator intervention
+# (admin or crash shutdown, cannot connect now).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached rather than refused the work."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    cause: BaseException | None = exc
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc.orig, OSError):
+            return True
+        cause = exc.orig
+    sqlstate = getattr(cause, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

@@ -12,10 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from shared.context import current_request_id
+from shared.db import database_unavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 GENERIC_PROBLEM_TYPE = "about:blank"
@@ -120,8 +122,17 @@ UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DBAPIError)
-    if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
+    assert isinstance(exc, DBAPIError | PoolTimeoutError)
+    if database_unavailable(exc):
+        # Not a fault of this request, and gone in a moment: a client may retry (with its
+        # Idempotency-Key), so say so instead of a 500.
+        logger.warning("database unavailable: %r", exc)
+        return problem_response(
+            503, "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
+        )
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in (
+        UNSTORABLE_TEXT_SQLSTATES
+    ):
         return problem_response(
             422,
             "The request holds text that cannot be stored, such as a NUL character.",
@@ -141,3 +152,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)

@@ -7,9 +7,11 @@ from collections import Counter
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
+from shared.db import database_unavailable
 from shared.messaging import Envelope, MalformedEventError, OutboxRelay, decode
 from shared.messaging.dlq import count_messages, peek, replay
 from shared.messaging.topology import queue_name, unrouted_name
@@ -203,3 +205,40 @@ def test_malformed_reason_names_fields_but_never_echoes_their_values() -> None:
         decode(body)
     assert "sku: Input should be a valid string" in str(caught.value)
     assert "tok_secret_4242" not in str(caught.value)
+
+
+class _TooManyConnections(Exception):
+    sqlstate = "53300"
+
+
+async def test_a_database_away_for_longer_than_the_delivery_limit_sends_nothing_to_the_dlq(
+    harness: Harness,
+) -> None:
+    # Found by the platform's fault tests: with the server out of connection slots, every
+    # delivery failed at once and sound events landed in the DLQ, leaving stock reserved.
+    name = "database-away"
+    attempts: Counter[str] = Counter()
+    record = harness.recording_handler(name)
+
+    async def database_refuses_four_times(session: AsyncSession, event: Envelope) -> None:
+        attempts[str(event.id)] += 1
+        if attempts[str(event.id)] <= 4:  # more than x-delivery-limit=2 allows deliveries
+            raise DBAPIError("SELECT 1", {}, _TooManyConnections("no slots left"))
+        await record(session, event)
+
+    consumer = await harness.consumer(name, database_refuses_four_times)
+    ids = await harness.emit(3)
+    await harness.relay()
+    await wait_until(lambda: harness.applied(name, 3), what="3 handled")
+
+    assert await harness.effects(name) == dict.fromkeys(ids, 1)
+    assert attempts == Counter({str(i): 5 for i in ids})
+    channel = await harness.brokers[0].channel()
+    assert await _count(channel, consumer.queue.name + ".dlq", 0)
+
+
+def test_only_an_unreachable_database_is_retried_in_place() -> None:
+    assert database_unavailable(DBAPIError("x", {}, _TooManyConnections()))
+    assert database_unavailable(DBAPIError("x", {}, ConnectionRefusedError()))
+    assert not database_unavailable(DBAPIError("x", {}, ValueError("bad row")))
+    assert not database_unavailable(ValueError("cannot handle this one"))

@@ -7,6 +7,11 @@ Per message:
 - already in the inbox → acked, handler not run;
 - handler raises → the transaction rolls back, the message is returned (nack, requeue) and
   the quorum queue counts the delivery; past ``x-delivery-limit`` it goes to the DLQ;
+- handler fails because the database is away (connection refused, lost or out of slots) →
+  the message is not the problem: the handler is retried in place with growing pauses, for
+  up to ``DATABASE_RETRY_SECONDS``, before the message is returned as above. Without this a
+  database blip of a second spent every delivery of the messages in flight and sent sound
+  events to the DLQ;
 - otherwise the inbox key and the handler's effects commit together, then the ack is sent.
   An ack lost after commit means a redelivery, which the inbox absorbs.
 """
@@ -25,6 +30,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.context import request_id_var
+from shared.db import database_unavailable
 from shared.messaging import metrics
 from shared.messaging.broker import Broker
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
@@ -36,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 """Runs inside the consumer's transaction; raise to have the event redelivered."""
+
+DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
+_RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
 
 
 @dataclass(frozen=True)
@@ -150,7 +159,7 @@ class RunningConsumer:
         token = request_id_var.set(event.correlation_id)
         started = time.perf_counter()
         try:
-            handled = await self._run_handler(handler, event)
+            handled = await self._run_handler_while_database_away(handler, event)
         except Exception:
             metrics.EVENTS_FAILED.labels(label).inc()
             if self._is_last_delivery(message):
@@ -163,6 +172,32 @@ class RunningConsumer:
         metrics.HANDLER_LATENCY.labels(label).observe(time.perf_counter() - started)
         (metrics.EVENTS_CONSUMED if handled else metrics.EVENTS_DUPLICATE).labels(label).inc()
         await self._settle(message.ack())
+
+    async def _run_handler_while_database_away(
+        self, handler: EventHandler, event: Envelope
+    ) -> bool:
+        """``_run_handler``, retried in place while the database is unavailable (bounded, and
+        not once the consumer is stopping)."""
+        deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+        pause = _RETRY_PAUSE_FIRST
+        while True:
+            try:
+                return await self._run_handler(handler, event)
+            except Exception as exc:
+                stopping = self._consumer_tag is None
+                if not database_unavailable(exc) or stopping or time.monotonic() >= deadline:
+                    raise
+                metrics.EVENTS_FAILED.labels(self.consumer.name).inc()
+                logger.warning(
+                    "%s: database unavailable for %s %s, retrying in %.1fs: %r",
+                    self.consumer.name,
+                    event.type,
+                    event.id,
+                    pause,
+                    exc,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RETRY_PAUSE_MAX)
 
     async def _run_handler(self, handler: EventHandler, event: Envelope) -> bool:
         """Run the handler in a transaction with the inbox key; False for a duplicate."""
