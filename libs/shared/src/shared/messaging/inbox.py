@@ -7,13 +7,15 @@ purposes handling the same event each do so once.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Table, func
+from sqlalchemy import DateTime, String, Table, bindparam, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.dml import ReturningInsert
 
 
 class InboxMixin:
@@ -44,10 +46,21 @@ async def claim_event(
     A concurrent claim of the same key waits on the row lock and then sees the conflict, so
     exactly one transaction wins.
     """
-    statement = (
+    params = {"event_id": event_id, "consumer": consumer, "event_type": event_type}
+    return (await session.execute(_claim_statement(table), params)).first() is not None
+
+
+@functools.cache
+def _claim_statement(table: Table) -> ReturningInsert[tuple[uuid.UUID]]:
+    # Built once per table: building the statement and its cache key on every message cost
+    # more CPU than executing it.
+    return (
         insert(table)
-        .values(event_id=event_id, consumer=consumer, event_type=event_type)
+        .values(
+            event_id=bindparam("event_id"),
+            consumer=bindparam("consumer"),
+            event_type=bindparam("event_type"),
+        )
         .on_conflict_do_nothing()
         .returning(table.c.event_id)
     )
-    return (await session.execute(statement)).first() is not None

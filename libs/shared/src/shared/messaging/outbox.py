@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Table, Text, func, insert, select, text
+import orjson
+from sqlalchemy import DateTime, Index, Integer, String, Table, Text, TextClause, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -62,6 +63,18 @@ class Outbox:
         self.model = model
         self.table: Table = table
         self.channel = notify_channel(table)
+        # One fixed statement whatever the number of events: the rows travel as three arrays,
+        # so Postgres and asyncpg prepare it once per connection and SQLAlchemy compiles it
+        # once (building an INSERT ... VALUES per call cost ~0.6 ms of CPU per event).
+        # The insert rides in a CTE of the NOTIFY: one round trip; Postgres delivers the
+        # notification at commit and folds duplicates within a transaction.
+        self._insert: TextClause = text(
+            f"WITH inserted_events AS (INSERT INTO {_qualified(table)} (id, event_type, body) "  # noqa: S608 (our table)
+            "SELECT id, event_type, CAST(body AS jsonb) "
+            "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:bodies AS text[])) "
+            "AS e(id, event_type, body)) "
+            "SELECT pg_notify(:channel, '')"
+        )
 
     async def add(self, session: AsyncSession, event: Envelope) -> None:
         """Write ``event`` in the session's current transaction; wake relays at commit."""
@@ -71,8 +84,17 @@ class Outbox:
         """Write several events in one statement, same transaction semantics as ``add``."""
         if not events:
             return
-        rows = [{"id": e.id, "event_type": e.type, "body": e.to_json()} for e in events]
-        # One round trip: the insert rides in a CTE of the NOTIFY. Postgres delivers the
-        # notification at commit and folds duplicates within a transaction.
-        inserted = insert(self.table).values(rows).cte("inserted_events")
-        await session.execute(select(func.pg_notify(self.channel, "")).add_cte(inserted))
+        await session.execute(
+            self._insert,
+            {
+                "ids": [e.id for e in events],
+                "types": [e.type for e in events],
+                "bodies": [orjson.dumps(e.to_json()).decode() for e in events],
+                "channel": self.channel,
+            },
+        )
+
+
+def _qualified(table: Table) -> str:
+    """``"schema"."name"``, quoted: names come from our own models, never from input."""
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
