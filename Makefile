@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench e2e contracts fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench soak e2e contracts fuzz faults
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -85,9 +85,15 @@ fuzz: check-servers ## Schemathesis against the gateway's merged OpenAPI, authen
 faults: check-servers ## Crash a worker, stop the broker, cut database connections, replay a DLQ; then check the books
 	$(BIN)/pytest -m faults tests $(PYTEST_ARGS)
 
-bench: check-servers ## Load benchmarks (127.0.0.1 only); they print figures, never pass or fail
-	$(BIN)/python bench/messaging.py $(BENCH_ARGS)
+bench: check-servers ## Load benchmarks (127.0.0.1 only, ~8 min): figures and bench/results/<date>.md, never pass or fail
+	$(BIN)/python -m bench.shop $(BENCH_ARGS)
+	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
 	$(BIN)/python bench/gateway.py $(GATEWAY_BENCH_ARGS)
+
+SOAK_SECONDS ?= 600
+
+soak: check-servers ## Whole-platform soak (SOAK_SECONDS, default 600): memory of every process, plus make bench's scenarios
+	$(BIN)/python -m bench.shop --soak-seconds $(SOAK_SECONDS) $(BENCH_ARGS)
 
 up: ## Run the whole shop on Docker Compose
 	docker compose up --build -d

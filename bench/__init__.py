@@ -1,0 +1,1 @@
+"""Load benchmarks (``make bench``); they print figures and never pass or fail."""

@@ -1,0 +1,1 @@
+"""The whole-platform benchmark: ``python -m bench.shop`` (see ``__main__``)."""
