@@ -1,10 +1,10 @@
 """The whole platform on loopback: gateway, three services and three workers, for real.
 
-Each is a separate ``python -m`` process on a free port with the platform's database and
-broker namespace, small connection pools (the shared Postgres allows 100 connections across
-every suite running), its log in a file of its own. ``start()`` waits until every app
-answers ``/health/ready`` and every worker has declared its topology; ``stop()`` sends
-SIGTERM and SIGKILLs what does not exit in time.
+Each is a separate ``python -m`` process on a free port (a worker: its probe port) with the
+platform's database and broker namespace, small connection pools (the shared Postgres allows
+100 connections across every suite running), its log in a file of its own. ``start()`` waits
+until every worker has declared its topology and every process answers ``/health/ready``;
+``stop()`` sends SIGTERM and SIGKILLs what does not exit in time.
 """
 
 from __future__ import annotations
@@ -66,6 +66,9 @@ class Platform:
     namespace: str
     log_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {app: free_port() for app in APPS})
+    probe_ports: dict[str, int] = field(
+        default_factory=lambda: {worker: free_port() for worker in WORKERS}
+    )
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,6 +97,10 @@ class Platform:
             "COMMERCE_ENVIRONMENT": "test",
             "GATEWAY_ROUTES": json.dumps(routes),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
+            **{
+                f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)
+                for worker, port in self.probe_ports.items()
+            },
         }
 
     @property
@@ -101,8 +108,10 @@ class Platform:
         """The environment every process of the platform runs with (for commands)."""
         return self.processes["gateway"].env
 
-    def url(self, app: str) -> str:
-        return f"http://127.0.0.1:{self.ports[app]}"
+    def url(self, name: str) -> str:
+        """An app's base URL, or a worker's probe server (/health, /metrics)."""
+        port = self.ports[name] if name in self.ports else self.probe_ports[name]
+        return f"http://127.0.0.1:{port}"
 
     @property
     def gateway(self) -> str:
@@ -118,16 +127,18 @@ class Platform:
         mark = process.log_size()
         process.start()
         if name in WORKERS:
+            # Ready only once its queues are declared and consumed: an event published before
+            # would be parked as unrouted.
             process.wait_for_log(WORKER_STARTED, seconds=READY_SECONDS, since=mark)
-        else:
-            self.wait_ready(name)
+        self.wait_ready(name)
 
     def restart(self, name: str) -> None:
         self.processes[name].stop()
         self.start_process(name)
 
     def wait_ready(self, app: str, seconds: float = READY_SECONDS) -> None:
-        """Poll ``/health/ready`` until 200; the bound only stops a hung start."""
+        """Poll ``/health/ready`` (a worker's on its probe port) until 200; the bound only
+        stops a hung start."""
         process = self.processes[app]
         deadline = time.monotonic() + seconds
         with httpx.Client(timeout=3) as client:
