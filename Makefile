@@ -88,7 +88,7 @@ faults: check-servers ## Crash a worker, stop the broker, cut database connectio
 bench: check-servers ## Load benchmarks (127.0.0.1 only, ~10 min): figures and bench/results/<date>.md, never pass or fail
 	$(BIN)/python -m bench.shop $(BENCH_ARGS)
 	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
-	$(BIN)/python bench/gateway.py $(GATEWAY_BENCH_ARGS)
+	$(BIN)/python -m bench.gateway $(GATEWAY_BENCH_ARGS)
 
 SOAK_SECONDS ?= 600
 

@@ -12,13 +12,14 @@ gateway anonymous (rate-limited per address). Each row runs ``--rounds`` times; 
 request: on a small machine the load generator, gateway, upstream and Redis share the
 cores, so throughput understates the gateway and the CPU figure is the one to compare.
 
-``python bench/gateway.py [--seconds 5] [--connections 64] [--rounds 3]``
+``python -m bench.gateway [--seconds 5] [--connections 64] [--rounds 3]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ import aiohttp
 import uvicorn
 from jose import jwt
 
+from bench.shop.references import nginx_available, nginx_in_front_of
 from shared.auth import ensure_development_keys, key_id
 
 PATH = "/api/v1/products/SKU-1"
@@ -123,10 +125,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    url: str, headers: dict[str, str], connections: int, seconds: float, server_pid: int
+    url: str, headers: dict[str, str], connections: int, seconds: float, server_pid: int | None
 ) -> Any:
-    """(req/s, p50 s, p99 s, errors, server CPU s per request) of one timed run."""
-    cpu_before = cpu_seconds(server_pid)
+    """(req/s, p50 s, p99 s, errors, server CPU s per request) of one timed run.
+
+    The CPU figure is NaN where the serving process is not ours to read (nginx's worker).
+    """
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     queue: Any = multiprocessing.Queue()
     process = multiprocessing.Process(
         target=_load_process, args=((url, headers, connections, seconds), queue)
@@ -136,6 +141,8 @@ def measure(
     process.join()
     # Warm-up requests are counted in the CPU time too: one second at about the same rate.
     requests = rate * (seconds + 1.0)
+    if not server_pid:
+        return rate, p50, p99, errors, float("nan")
     return rate, p50, p99, errors, (cpu_seconds(server_pid) - cpu_before) / max(requests, 1)
 
 
@@ -171,63 +178,94 @@ def main() -> None:
         "GATEWAY_RATE_LIMIT_API": "1000000/second",
         "COMMERCE_BROKER_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
     }
-    upstream_command = [sys.executable, __file__, "--serve-upstream", str(upstream_port)]
+    upstream_command = [
+        sys.executable,
+        "-m",
+        "bench.gateway",
+        "--serve-upstream",
+        str(upstream_port),
+    ]
     processes = [
         subprocess.Popen(upstream_command),  # noqa: S603
         subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
     ]
-    try:
-        wait_listening(upstream_port)
-        wait_listening(gateway_port)
-        now = int(time.time())
-        claims = {
-            "iss": "commerce-gateway",
-            "aud": "commerce-api",
-            "sub": str(uuid.uuid4()),
-            "roles": ["customer"],
-            "iat": now,
-            "exp": now + 3600,
-            "jti": uuid.uuid4().hex,
-        }
-        token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
-        upstream_pid, gateway_pid = processes[0].pid, processes[1].pid
-        rows = {
-            "direct upstream": (f"http://127.0.0.1:{upstream_port}{PATH}", {}, upstream_pid),
-            "gateway, bearer token": (
-                f"http://127.0.0.1:{gateway_port}{PATH}",
-                {"Authorization": f"Bearer {token}"},
-                gateway_pid,
-            ),
-            "gateway, anonymous": (f"http://127.0.0.1:{gateway_port}{PATH}", {}, gateway_pid),
-        }
-        results: dict[str, list[Any]] = {name: [] for name in rows}
-        for _ in range(options.rounds):
-            for name, (url, headers, pid) in rows.items():
-                results[name].append(
-                    measure(url, headers, options.connections, options.seconds, pid)
-                )
-        print(
-            f"GET {PATH}, {options.connections} connections, {options.seconds:g} s x "
-            f"{options.rounds} rounds (medians), {os.cpu_count()} CPUs"
-        )
-        print(
-            f"{'row':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
-            f" {'server CPU us/req':>18}"
-        )
-        direct_rate = statistics.median(r[0] for r in results["direct upstream"])
-        for name, runs in results.items():
-            rate = statistics.median(r[0] for r in runs)
-            p50 = statistics.median(r[1] for r in runs) * 1000
-            p99 = statistics.median(r[2] for r in runs) * 1000
-            errors = sum(r[3] for r in runs)
-            cpu = statistics.median(r[4] for r in runs) * 1e6
-            share = f"  ({rate / direct_rate:.0%} of direct)" if name != "direct upstream" else ""
-            print(f"{name:24} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+    with contextlib.ExitStack() as stack:
+        try:
+            wait_listening(upstream_port)
+            wait_listening(gateway_port)
+            nginx = (
+                stack.enter_context(nginx_in_front_of(f"127.0.0.1:{upstream_port}"))
+                if nginx_available()
+                else None
+            )
+            run_rows(
+                options, upstream_port, gateway_port, nginx, private_pem, public_pem, processes
+            )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+
+
+def run_rows(
+    options: argparse.Namespace,
+    upstream_port: int,
+    gateway_port: int,
+    nginx: str | None,
+    private_pem: str,
+    public_pem: str,
+    processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """Measure every row in rounds and print the medians."""
+    now = int(time.time())
+    claims = {
+        "iss": "commerce-gateway",
+        "aud": "commerce-api",
+        "sub": str(uuid.uuid4()),
+        "roles": ["customer"],
+        "iat": now,
+        "exp": now + 3600,
+        "jti": uuid.uuid4().hex,
+    }
+    token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
+    upstream_pid, gateway_pid = processes[0].pid, processes[1].pid
+    rows: dict[str, tuple[str, dict[str, str], int | None]] = {
+        "direct upstream": (f"http://127.0.0.1:{upstream_port}{PATH}", {}, upstream_pid),
+        "gateway, bearer token": (
+            f"http://127.0.0.1:{gateway_port}{PATH}",
+            {"Authorization": f"Bearer {token}"},
+            gateway_pid,
+        ),
+        "gateway, anonymous": (f"http://127.0.0.1:{gateway_port}{PATH}", {}, gateway_pid),
+    }
+    if nginx:
+        rows["nginx (reference)"] = (f"{nginx}{PATH}", {}, None)
+    results: dict[str, list[Any]] = {name: [] for name in rows}
+    for _ in range(options.rounds):
+        for name, (url, headers, pid) in rows.items():
+            results[name].append(measure(url, headers, options.connections, options.seconds, pid))
+    print(
+        f"GET {PATH}, {options.connections} connections, {options.seconds:g} s x "
+        f"{options.rounds} rounds (medians), {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'row':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f" {'server CPU us/req':>18}"
+    )
+    direct_rate = statistics.median(r[0] for r in results["direct upstream"])
+    nginx_rate = statistics.median(r[0] for r in results["nginx (reference)"]) if nginx else None
+    for name, runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        p50 = statistics.median(r[1] for r in runs) * 1000
+        p99 = statistics.median(r[2] for r in runs) * 1000
+        errors = sum(r[3] for r in runs)
+        cpu = statistics.median(r[4] for r in runs) * 1e6
+        share = f"  ({rate / direct_rate:.0%} of direct" if name != "direct upstream" else ""
+        if share and nginx_rate and name.startswith("gateway"):
+            share += f", {rate / nginx_rate:.0%} of nginx"
+        share += ")" if share else ""
+        print(f"{name:24} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")
 
 
 if __name__ == "__main__":
