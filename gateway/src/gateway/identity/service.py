@@ -16,11 +16,11 @@ from gateway.identity.exceptions import (
     InvalidRefreshToken,
     UserGone,
 )
-from gateway.identity.ids import uuid7
 from gateway.identity.models import RefreshToken, User
 from gateway.identity.passwords import PasswordHasher
 from gateway.identity.schemas import normalise_email
 from gateway.identity.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
+from shared.ids import new_id
 
 CUSTOMER = "customer"
 ADMIN = "admin"
@@ -49,7 +49,7 @@ async def register(
     if await repository.get_user_by_email(session, email) is not None:
         raise EmailTaken()
     user = User(
-        id=uuid7(),
+        id=new_id(),
         email=email,
         password_hash=await hasher.hash(password),
         full_name=full_name,
@@ -72,7 +72,7 @@ async def _issue_pair(
     now = _now()
     session.add(
         RefreshToken(
-            id=uuid7(),
+            id=new_id(),
             user_id=user.id,
             family_id=family_id,
             token_hash=hash_refresh_token(refresh_token),
@@ -98,7 +98,7 @@ async def login(
         raise InvalidCredentials()
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = await hasher.hash(password)
-    pair = await _issue_pair(session, issuer, user, family_id=uuid7())
+    pair = await _issue_pair(session, issuer, user, family_id=new_id())
     await session.commit()
     return pair
 
@@ -151,7 +151,7 @@ async def create_admin(
     user = await repository.get_user_by_email(session, email)
     created = user is None
     if user is None:
-        user = User(id=uuid7(), email=email, password_hash=password_hash, roles=[ADMIN])
+        user = User(id=new_id(), email=email, password_hash=password_hash, roles=[ADMIN])
         session.add(user)
     else:
         user.password_hash = password_hash

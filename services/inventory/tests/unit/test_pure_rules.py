@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from inventory.ids import new_id
 from inventory.pagination import InvalidCursor, decode_cursor, encode_cursor
 from inventory.stock.models import StockItem
 from inventory.stock.repository import LockedStock
@@ -18,12 +17,6 @@ def test_a_cursor_round_trips_and_is_bound_to_its_secret_and_list() -> None:
         decode_cursor(secret="s2", kind="products", cursor=cursor)
     with pytest.raises(InvalidCursor):
         decode_cursor(secret="s1", kind="low-stock", cursor=cursor)
-
-
-def test_ids_are_version_7_and_sort_by_creation() -> None:
-    ids = [new_id() for _ in range(200)]
-    assert {i.version for i in ids} == {7}
-    assert [i.bytes[:6] for i in ids] == sorted(i.bytes[:6] for i in ids)
 
 
 def test_the_low_stock_alarm_fires_once_per_crossing() -> None:

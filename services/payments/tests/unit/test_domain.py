@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from payments.ids import new_id
 from payments.payment.schemas import decode_cursor, encode_cursor
 from payments.provider import DeclineCode, ProviderUnavailableError, RetryPolicy
 from payments.provider.fake import decline_for
@@ -52,11 +51,3 @@ def test_cursor_round_trips_and_refuses_anything_else() -> None:
     for garbage in ["", "not-a-cursor!", encode_cursor(payment_id)[:-2], 42]:
         with pytest.raises(ValueError, match="cursor"):
             decode_cursor(garbage)
-
-
-def test_ids_are_version_7_and_sort_by_creation() -> None:
-    ids = [new_id() for _ in range(1000)]
-    assert all(value.version == 7 and value.variant == uuid.RFC_4122 for value in ids)
-    assert len(set(ids)) == 1000
-    # Same-millisecond ids may tie on time; across milliseconds they are ordered.
-    assert [value.int >> 80 for value in ids] == sorted(value.int >> 80 for value in ids)

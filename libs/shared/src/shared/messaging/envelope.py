@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 import shared.contracts  # noqa: F401  (registers every contract before any lookup)
 from shared.context import current_request_id
 from shared.contracts.base import EventPayload, UnknownEventError, payload_model
+from shared.ids import new_id
 
 PayloadT = TypeVar("PayloadT", bound=EventPayload)
 
@@ -24,15 +25,6 @@ class MalformedEventError(ValueError):
 
     Such a message goes straight to the dead-letter queue; redelivering it cannot help.
     """
-
-
-def new_event_id() -> uuid.UUID:
-    """A time-ordered UUID (version 7), so outbox rows and logs sort by creation."""
-    millis = int(datetime.now(UTC).timestamp() * 1000)
-    rand = int.from_bytes(uuid.uuid4().bytes[6:], "big") & ((1 << 74) - 1)
-    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return uuid.UUID(int=value)
 
 
 class Envelope(BaseModel):
@@ -62,7 +54,7 @@ class Envelope(BaseModel):
         the current request unless given, the producer from the type's prefix unless given."""
         event_type = payload.event_type
         return cls(
-            id=new_event_id(),
+            id=new_id(),
             type=event_type,
             version=payload.event_version,
             occurred_at=datetime.now(UTC),

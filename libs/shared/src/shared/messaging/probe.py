@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from shared.errors import PROBLEM_CONTENT_TYPE
+from shared.errors import PROBLEM_CONTENT_TYPE, Problem
 from shared.health import ReadinessCheck, failing_checks, not_ready_detail
 
 logger = logging.getLogger(__name__)
@@ -27,14 +27,13 @@ def probe_app(checks: Mapping[str, ReadinessCheck], *, check_seconds: float) -> 
     async def ready(request: web.Request) -> web.Response:
         failing = await failing_checks(checks, seconds=check_seconds)
         if failing:
-            problem = {
-                "type": "about:blank",
-                "title": "Service Unavailable",
-                "status": 503,
-                "detail": not_ready_detail(failing),
-            }
+            problem = Problem(
+                title="Service Unavailable", status=503, detail=not_ready_detail(failing)
+            )
             return web.Response(
-                body=orjson.dumps(problem), status=503, content_type=PROBLEM_CONTENT_TYPE
+                body=orjson.dumps(problem.model_dump(exclude_none=True)),
+                status=503,
+                content_type=PROBLEM_CONTENT_TYPE,
             )
         return web.json_response({"status": "ok", "checks": {name: "ok" for name in checks}})
 

@@ -12,7 +12,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.catalog.models import Product
-from inventory.ids import new_id
 from inventory.stock.models import (
     MovementKind,
     Reservation,
@@ -21,6 +20,7 @@ from inventory.stock.models import (
     StockItem,
     StockMovement,
 )
+from shared.ids import new_id
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orders.catalog import repository as catalog
 from orders.config import OrdersSettings
 from orders.events import outbox
-from orders.ids import new_id
 from orders.order import repository
 from orders.order.exceptions import (
     IdempotencyKeyInFlight,
@@ -61,6 +60,7 @@ from shared.context import current_request_id
 from shared.contracts import EventPayload, Money
 from shared.contracts.orders import OrderCreated, OrderedQuantity, PaymentRequested
 from shared.contracts.orders import OrderLine as EventLine
+from shared.ids import new_id
 from shared.messaging import Envelope
 
 logger = logging.getLogger(__name__)

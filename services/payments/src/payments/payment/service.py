@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.events import OUTBOX
-from payments.ids import new_id
 from payments.payment import repository
 from payments.payment.exceptions import PaymentNotFoundError
 from payments.payment.models import FailureReason, Payment, PaymentStatus
@@ -31,6 +30,7 @@ from shared.auth import Principal
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.ids import new_id
 from shared.messaging import Envelope
 
 logger = logging.getLogger(__name__)

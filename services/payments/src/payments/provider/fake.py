@@ -19,7 +19,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
-from payments.ids import new_id
 from payments.provider.base import (
     Charge,
     DeclineCode,
@@ -29,6 +28,7 @@ from payments.provider.base import (
 )
 from payments.provider.models import FakeProviderCharge, FakeProviderRefund
 from shared.contracts import Money
+from shared.ids import new_id
 
 SUCCEEDED = "succeeded"
 
