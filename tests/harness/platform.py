@@ -128,7 +128,7 @@ class Platform:
         process.start()
         if name in WORKERS:
             # Ready only once its queues are declared and consumed: an event published before
-            # would be parked as unrouted.
+            # would be returned as unroutable and retried by the relay.
             process.wait_for_log(WORKER_STARTED, seconds=READY_SECONDS, since=mark)
         self.wait_ready(name)
 

@@ -14,7 +14,7 @@ from shared.contracts.inventory import StockLow
 from shared.db import database_unavailable
 from shared.messaging import Envelope, MalformedEventError, OutboxRelay, decode
 from shared.messaging.dlq import count_messages, peek, replay
-from shared.messaging.topology import queue_name, unrouted_name
+from shared.messaging.topology import queue_name
 
 from .conftest import Harness, metric, wait_until
 
@@ -180,23 +180,6 @@ async def test_malformed_messages_go_to_the_dlq_without_a_redelivery_loop(
 
 def _stock_low() -> StockLow:
     return StockLow(sku="SKU-X", available=1, reorder_point=2)
-
-
-async def test_event_no_queue_is_bound_for_is_parked_not_retried_forever(
-    harness: Harness,
-) -> None:
-    broker = await harness.broker()
-    channel = await broker.channel()
-    parked = unrouted_name(harness.settings)
-    relay = await harness.relay(broker=broker)  # declares the exchanges; no consumer is bound
-
-    await harness.emit(3)
-    await wait_until(lambda: _count(channel, parked, 3), what="three events parked")
-    await relay.flush()
-    assert await harness.unsent() == 0  # confirmed and marked sent, not retried
-
-    letters = await peek(channel, parked, limit=10)
-    assert {letter.routing_key for letter in letters} == {StockLow.event_type}
 
 
 def test_malformed_reason_names_fields_but_never_echoes_their_values() -> None:

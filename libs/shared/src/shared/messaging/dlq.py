@@ -13,13 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import QueueEmpty
 
 from shared.messaging.broker import Broker
-from shared.messaging.topology import (
-    DLQ_SUFFIX,
-    dlq_name,
-    events_exchange_name,
-    namespaced,
-    unrouted_name,
-)
+from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
 from shared.settings import BaseServiceSettings
 
 # Replay headers are set by us; x-death and the delivery count belong to the broker's
@@ -51,14 +45,9 @@ class DeadLetter:
 
 
 def resolve_dlq(settings: BaseServiceSettings, queue: str) -> str:
-    """Accept a purpose (``orders.saga``), its queue or its DLQ; return the DLQ's full name.
-
-    The parking queue of unrouted events (``commerce.unrouted``) is taken as it is.
-    """
+    """Accept a purpose (``orders.saga``), its queue or its DLQ; return the DLQ's full name."""
     prefix = namespaced(settings, "")
     name = queue if prefix and queue.startswith(prefix) else namespaced(settings, queue)
-    if name == unrouted_name(settings):
-        return name
     return name if name.endswith(DLQ_SUFFIX) else dlq_name(name)
 
 
@@ -76,7 +65,7 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
         event_type=message.type,
         reason=str(first["reason"]) if "reason" in first else None,
         source_queue=str(first["queue"]) if "queue" in first else None,
-        routing_key=str(routing_keys[0]) if routing_keys else message.routing_key,
+        routing_key=str(routing_keys[0]) if routing_keys else None,
         deaths=count if isinstance(count, int) else 0,
         dead_lettered_at=when if isinstance(when, datetime) else None,
         body=message.body,

@@ -17,12 +17,7 @@ from shared.settings import BaseServiceSettings
 
 EVENTS_EXCHANGE = "commerce.events"
 DEAD_LETTER_EXCHANGE = "commerce.dead-letter"
-UNROUTED = "commerce.unrouted"
 DLQ_SUFFIX = ".dlq"
-# Events no queue is bound for (today inventory.stock_low: no service subscribes to it yet)
-# are parked here rather than returned to the relay, which would retry them forever. The
-# bound keeps a type nobody reads from growing without end; `dlq show|replay` works on it.
-UNROUTED_MAX_LENGTH = 100_000
 
 
 def namespaced(settings: BaseServiceSettings, name: str) -> str:
@@ -36,11 +31,6 @@ def events_exchange_name(settings: BaseServiceSettings) -> str:
 
 def dead_letter_exchange_name(settings: BaseServiceSettings) -> str:
     return namespaced(settings, DEAD_LETTER_EXCHANGE)
-
-
-def unrouted_name(settings: BaseServiceSettings) -> str:
-    """The alternate exchange of the events exchange, and the queue behind it (same name)."""
-    return namespaced(settings, UNROUTED)
 
 
 def queue_name(settings: BaseServiceSettings, purpose: str) -> str:
@@ -76,21 +66,9 @@ class DeclaredQueue:
 async def declare_exchanges(
     channel: AbstractChannel, *, settings: BaseServiceSettings
 ) -> tuple[AbstractExchange, AbstractExchange]:
-    """Declare the events exchange (topic) with its alternate exchange and queue for unrouted
-    events, and the dead-letter exchange (direct); all durable."""
-    unrouted = unrouted_name(settings)
-    parking = await channel.declare_exchange(unrouted, aio_pika.ExchangeType.FANOUT, durable=True)
-    parked = await channel.declare_queue(
-        unrouted,
-        durable=True,
-        arguments={"x-queue-type": "quorum", "x-max-length": UNROUTED_MAX_LENGTH},
-    )
-    await parked.bind(parking)
+    """Declare the events exchange (topic) and the dead-letter exchange (direct), durable."""
     events = await channel.declare_exchange(
-        events_exchange_name(settings),
-        aio_pika.ExchangeType.TOPIC,
-        durable=True,
-        arguments={"alternate-exchange": unrouted},
+        events_exchange_name(settings), aio_pika.ExchangeType.TOPIC, durable=True
     )
     dead_letter = await channel.declare_exchange(
         dead_letter_exchange_name(settings), aio_pika.ExchangeType.DIRECT, durable=True
@@ -128,7 +106,5 @@ async def delete_topology(
         name = queue_name(settings, purpose)
         await channel.queue_delete(name)
         await channel.queue_delete(dlq_name(name))
-    await channel.queue_delete(unrouted_name(settings))
     await channel.exchange_delete(events_exchange_name(settings))
     await channel.exchange_delete(dead_letter_exchange_name(settings))
-    await channel.exchange_delete(unrouted_name(settings))
