@@ -45,6 +45,7 @@ from shared.settings import BaseServiceSettings
 
 SCHEMA = "messaging_bench"
 PURPOSE = "bench.consumer"
+PRODUCERS = 8  # concurrent producer transactions in the latency run
 
 
 class BenchSettings(BaseServiceSettings):
@@ -102,8 +103,36 @@ def spawn(role: str, database: str, namespace: str) -> subprocess.Popen[bytes]:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()  # SIGTERM: graceful stop
-    process.wait(timeout=30)
+    if process.poll() is None:
+        process.terminate()  # SIGTERM: graceful stop
+        process.wait(timeout=30)
+
+
+def cpu_of(pids: list[int]) -> float:
+    """User plus system CPU seconds used so far by those of ``pids`` still alive (/proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(command: str) -> list[int]:
+    """Processes of this host whose command name is ``command`` (the broker, the database)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == command:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -118,6 +147,7 @@ async def run(events: int, rate: int, seconds: float) -> None:
     await create_database(database)
     engine = create_engine(config)
     broker = Broker(config)
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         async with engine.begin() as connection:
             await connection.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
@@ -145,36 +175,47 @@ async def run(events: int, rate: int, seconds: float) -> None:
                     return
                 await asyncio.sleep(0.02)
 
-        # 1. throughput: a backlog drained by one relay and one consumer.
-        for start in range(0, events, 500):
-            batch = [
-                Envelope.new(StockLow(sku="B", available=n, reorder_point=1))
-                for n in range(start, min(events, start + 500))
-            ]
-            async with sessionmaker() as session, session.begin():
-                await outbox.add_many(session, batch)
+        # 1. throughput: a backlog committed at once, drained by one relay and one consumer
+        # that are already up and idle (their start-up is outside the timing and the CPU).
         consumer_process = spawn("consumer", database, namespace)
-        await asyncio.sleep(2)  # let the consumer connect and start (outside the timing)
-        started = time.time()
         relay_process = spawn("relay", database, namespace)
+        processes.extend([relay_process, consumer_process])
+        await asyncio.sleep(3)
+        watched = {"relay": [relay_process.pid], "consumer": [consumer_process.pid]}
+        watched |= {"broker": pids_named("beam.smp"), "postgres": pids_named("postgres")}
+        cpu_before = {role: cpu_of(pids) for role, pids in watched.items()}
+        backlog = [
+            Envelope.new(StockLow(sku="B", available=n, reorder_point=1)) for n in range(events)
+        ]
+        async with sessionmaker() as session, session.begin():
+            await outbox.add_many(session, backlog)
+        started = time.time()  # the commit: the relay is notified now
         await wait_handled(events, 120)
+        cpu_used = {role: cpu_of(watched[role]) - before for role, before in cpu_before.items()}
         async with engine.connect() as connection:
             last = (await connection.execute(select(func.max(Handled.handled_at)))).scalar_one()
         drained = await handled_count()
         throughput = drained / (last - started) if last else 0.0
+        cpu_per_event = {role: used / max(drained, 1) * 1e6 for role, used in cpu_used.items()}
 
         # 2. latency at a fixed offered rate, one event per transaction.
+        # Several producers share the schedule, as a service's requests would: one alone
+        # cannot commit 1,000 transactions a second on this machine.
         commits: dict[uuid.UUID, float] = {}
         total = int(rate * seconds)
         origin = time.monotonic()
-        for n in range(total):
-            delay = origin + n / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
-            async with sessionmaker() as session, session.begin():
-                await outbox.add(session, event)
-            commits[event.id] = time.time()
+
+        async def produce(first: int) -> None:
+            for n in range(first, total, PRODUCERS):
+                delay = origin + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
+                async with sessionmaker() as session, session.begin():
+                    await outbox.add(session, event)
+                commits[event.id] = time.time()
+
+        await asyncio.gather(*(produce(first) for first in range(PRODUCERS)))
         achieved = total / (time.monotonic() - origin)
         await wait_handled(drained + total, 60)
         async with engine.connect() as connection:
@@ -186,8 +227,6 @@ async def run(events: int, rate: int, seconds: float) -> None:
                 )
             ).all()
         latencies = [(handled_at - commits[event_id]) * 1000 for event_id, handled_at in rows]
-        stop(relay_process)
-        stop(consumer_process)
 
         print(
             "messaging benchmark (1 relay process, 1 consumer process, "
@@ -199,12 +238,19 @@ async def run(events: int, rate: int, seconds: float) -> None:
             f" = {throughput:,.0f} events/s"
         )
         print(
+            "  CPU per event while draining: "
+            + ", ".join(f"{role} {us:,.0f} us" for role, us in cpu_per_event.items())
+            + f" (total {sum(cpu_per_event.values()):,.0f} us)"
+        )
+        print(
             f"  latency at {rate}/s offered ({achieved:,.0f}/s achieved, "
             f"{len(latencies)}/{total} handled): "
             f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
             f"mean {statistics.fmean(latencies):.1f} ms, max {max(latencies):.1f} ms"
         )
     finally:
+        for process in processes:
+            stop(process)
         if broker.is_connected():
             channel = await broker.channel()
             await delete_topology(channel, settings=config, purposes=[PURPOSE])

@@ -215,7 +215,10 @@ async def test_a_database_away_for_longer_than_the_delivery_limit_sends_nothing_
     await wait_until(lambda: harness.applied(name, 3), what="3 handled")
 
     assert await harness.effects(name) == dict.fromkeys(ids, 1)
-    assert attempts == Counter({str(i): 5 for i in ids})
+    # Each event met four refusals before its effect committed; a batch retried in place
+    # runs the handlers of its earlier events again (rolled back each time).
+    assert set(attempts) == {str(i) for i in ids}
+    assert min(attempts.values()) >= 5
     channel = await harness.brokers[0].channel()
     assert await _count(channel, consumer.queue.name + ".dlq", 0)
 

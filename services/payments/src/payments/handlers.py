@@ -47,4 +47,8 @@ def requests_consumer(
             RefundRequested.event_type: on_refund_requested,
         },
         inbox=ProcessedEvent,
+        # A charge calls the provider: one event per transaction (a failed batch would call
+        # it again), and as many in flight as the prefetch lets in, since each mostly waits.
+        max_batch=1,
+        concurrency=settings.broker_prefetch,
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Table, bindparam, func
+from sqlalchemy import DateTime, String, Table, TextClause, bindparam, func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -63,4 +64,38 @@ def _claim_statement(table: Table) -> ReturningInsert[tuple[uuid.UUID]]:
         )
         .on_conflict_do_nothing()
         .returning(table.c.event_id)
+    )
+
+
+async def claim_events(
+    session: AsyncSession,
+    *,
+    table: Table,
+    events: Sequence[tuple[uuid.UUID, str]],
+    consumer: str,
+) -> set[uuid.UUID]:
+    """``claim_event`` for many ``(event id, event type)`` pairs in one statement; the ids
+    claimed now (the others were processed before, or appear twice in ``events``)."""
+    if not events:
+        return set()
+    params = {
+        "ids": [event_id for event_id, _ in events],
+        "types": [event_type for _, event_type in events],
+        "consumer": consumer,
+    }
+    result = await session.execute(_claim_many_statement(table), params)
+    return {row[0] for row in result}
+
+
+@functools.cache
+def _claim_many_statement(table: Table) -> TextClause:
+    # One fixed statement whatever the batch size: the keys travel as two arrays, so it is
+    # prepared once per connection. ON CONFLICT DO NOTHING also skips a key repeated within
+    # the arrays, so an event delivered twice in one batch is claimed once.
+    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    return text(
+        f"INSERT INTO {name} (event_id, consumer, event_type) "  # noqa: S608 (our own table)
+        "SELECT e.event_id, :consumer, e.event_type "
+        "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(event_id, event_type) "
+        "ON CONFLICT DO NOTHING RETURNING event_id"
     )

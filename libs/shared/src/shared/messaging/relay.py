@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from sqlalchemy import Text, cast, delete, func, select, update
+from sqlalchemy import ARRAY, Text, Uuid, any_, bindparam, cast, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.messaging import metrics
@@ -58,6 +59,14 @@ class OutboxRelay:
         self._last_gauge = 0.0
         self._last_prune = 0.0
         self._table_label = outbox.table.fullname
+        table = outbox.table
+        # The ids travel as one array, not as an IN list of one parameter per row: the
+        # statement is the same whatever the batch size, so it is compiled and prepared once.
+        self._mark_sent_statement = (
+            update(table)
+            .where(table.c.id == any_(bindparam("ids", type_=ARRAY(Uuid()))))
+            .values(sent_at=func.now())
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,11 +141,8 @@ class OutboxRelay:
 
     async def _mark_sent(self, connection: AsyncConnection, sent: list[OutgoingMessage]) -> None:
         if sent:
-            table = self.outbox.table
-            ids = [m.event_id for m in sent]
-            await connection.execute(
-                update(table).where(table.c.id.in_(ids)).values(sent_at=func.now())
-            )
+            ids = [uuid.UUID(m.event_id) for m in sent]
+            await connection.execute(self._mark_sent_statement, {"ids": ids})
 
     async def _record_failures(
         self, connection: AsyncConnection, failed: list[tuple[OutgoingMessage, BaseException]]

@@ -1,0 +1,154 @@
+"""Batches: deliveries that queue up behind a busy transaction are handled in the next one,
+and a failure in a batch costs no event more than a failure alone would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.inventory import StockLow
+from shared.messaging import Envelope, RunningConsumer
+from shared.messaging.broker import OutgoingMessage
+from shared.messaging.dlq import count_messages
+
+from .conftest import Harness, metric, wait_until
+
+GATE_SKU = "SKU-GATE"
+
+
+class GatedScenario:
+    """A consumer whose first event holds its transaction open until ``release()``, so the
+    deliveries that follow wait for it and form the next batch."""
+
+    def __init__(self, harness: Harness, name: str) -> None:
+        self.harness = harness
+        self.name = name
+        self.attempts: Counter[uuid.UUID] = Counter()
+        self.transaction_of: dict[uuid.UUID, int] = {}
+        self.fail_first_attempt: set[str] = set()  # skus whose handler raises once
+        self._entered = asyncio.Event()
+        self._gate = asyncio.Event()
+        self.consumer: RunningConsumer | None = None
+
+    async def handle(self, session: AsyncSession, event: Envelope) -> None:
+        sku = event.payload(StockLow).sku
+        self.attempts[event.id] += 1
+        if sku == GATE_SKU:
+            self._entered.set()
+            await self._gate.wait()
+        self.transaction_of[event.id] = (
+            await session.execute(text("SELECT txid_current()"))
+        ).scalar_one()
+        await self.harness.recording_handler(self.name)(session, event)
+        if sku in self.fail_first_attempt and self.attempts[event.id] == 1:
+            raise ValueError("refused once")
+
+    async def start_gated(self) -> None:
+        """Start the consumer and let its first transaction block on the gate."""
+        self.consumer = await self.harness.consumer(self.name, self.handle)
+        await self.harness.emit(1, sku=GATE_SKU)
+        await self.harness.relay()
+        await asyncio.wait_for(self._entered.wait(), 30)
+
+    async def queue_up(self, publish: Callable[[], Awaitable[object]]) -> None:
+        """Publish while the gate holds, until every message waits inside the consumer."""
+        await publish()
+        assert self.consumer is not None
+        channel = await self.harness.brokers[0].channel()
+        queue = self.consumer.queue.name
+
+        async def all_delivered() -> bool:
+            return await self.harness.unsent() == 0 and await count_messages(channel, queue) == 0
+
+        await wait_until(all_delivered, what="every message delivered to the consumer")
+        await channel.close()
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+async def test_deliveries_waiting_behind_a_transaction_share_the_next_one(
+    harness: Harness,
+) -> None:
+    scenario = GatedScenario(harness, "batched")
+    await scenario.start_gated()
+    waiting: list[uuid.UUID] = []
+
+    async def publish() -> None:
+        waiting.extend(await harness.emit(20))
+
+    await scenario.queue_up(publish)
+    scenario.release()
+    await wait_until(lambda: harness.applied("batched", 21), what="21 handled")
+
+    assert len({scenario.transaction_of[event_id] for event_id in waiting}) == 1
+    assert all(scenario.attempts[event_id] == 1 for event_id in waiting)
+    effects = await harness.effects("batched")
+    assert len(effects) == 21
+    assert set(effects.values()) == {1}
+    assert metric("messaging_events_consumed_total", queue="batched") == 21
+
+
+async def test_a_failing_event_goes_back_alone_and_the_rest_of_its_batch_commits_together(
+    harness: Harness,
+) -> None:
+    name = "batched-failure"
+    scenario = GatedScenario(harness, name)
+    scenario.fail_first_attempt.add("SKU-FLAKY")
+    await scenario.start_gated()
+    sound: list[uuid.UUID] = []
+    flaky: list[uuid.UUID] = []
+
+    async def publish() -> None:
+        sound.extend(await harness.emit(10))
+        flaky.extend(await harness.emit(1, sku="SKU-FLAKY"))
+        sound.extend(await harness.emit(10))
+
+    await scenario.queue_up(publish)
+    scenario.release()
+    await wait_until(lambda: harness.applied(name, 22), what="22 handled")
+
+    # The flaky event ran once per delivery: refused, returned, redelivered, applied.
+    assert scenario.attempts[flaky[0]] == 2
+    assert metric("messaging_events_failed_total", queue=name) == 1
+    # The ten before it ran in the failed attempt and again; none ran more than that, and
+    # all twenty committed in one transaction without it.
+    assert all(scenario.attempts[event_id] <= 2 for event_id in sound)
+    assert len({scenario.transaction_of[event_id] for event_id in sound}) == 1
+    effects = await harness.effects(name)
+    assert len(effects) == 22
+    assert set(effects.values()) == {1}
+
+
+async def test_the_same_event_twice_in_a_batch_is_applied_once(harness: Harness) -> None:
+    name = "batched-duplicate"
+    scenario = GatedScenario(harness, name)
+    await scenario.start_gated()
+    event = Envelope.new(StockLow(sku="SKU-TWICE", available=1, reorder_point=5))
+    message = OutgoingMessage(str(event.id), event.type, event.to_bytes())
+
+    async def publish() -> None:
+        publisher = await harness.brokers[0].publisher()
+        assert await publisher.publish_many([message, message]) == [None, None]
+
+    await scenario.queue_up(publish)
+    scenario.release()
+    await wait_until(lambda: harness.applied(name, 2), what="both events handled")
+    await wait_until(
+        lambda: _metric_is("messaging_events_duplicate_total", name, 1), what="one duplicate"
+    )
+
+    assert scenario.attempts[event.id] == 1
+    effects = await harness.effects(name)
+    assert effects[event.id] == 1
+    assert len(effects) == 2
+    assert metric("messaging_events_consumed_total", queue=name) == 2
+
+
+async def _metric_is(name: str, queue: str, value: float) -> bool:
+    return metric(name, queue=queue) == value
