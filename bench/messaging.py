@@ -108,17 +108,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=30)
 
 
-def cpu_of(pids: list[int]) -> float:
-    """User plus system CPU seconds used so far by those of ``pids`` still alive (/proc)."""
-    total = 0
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    """User plus system CPU seconds used so far by each of ``pids`` still alive (/proc)."""
+    used = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds used since ``before`` by those of its processes alive at both readings."""
+    now = cpu_of(list(before))
+    return sum(now[pid] - before[pid] for pid in now)
 
 
 def pids_named(command: str) -> list[int]:
@@ -191,7 +197,7 @@ async def run(events: int, rate: int, seconds: float) -> None:
             await outbox.add_many(session, backlog)
         started = time.time()  # the commit: the relay is notified now
         await wait_handled(events, 120)
-        cpu_used = {role: cpu_of(watched[role]) - before for role, before in cpu_before.items()}
+        cpu_used = {role: cpu_since(before) for role, before in cpu_before.items()}
         async with engine.connect() as connection:
             last = (await connection.execute(select(func.max(Handled.handled_at)))).scalar_one()
         drained = await handled_count()
