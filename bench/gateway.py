@@ -1,7 +1,10 @@
 """Gateway benchmark: proxied GET throughput and latency against the same upstream, direct.
 
 Prints figures, never pass/fail. Everything runs on 127.0.0.1:
-- an upstream: a minimal ASGI app (``GET`` → a small JSON body) under uvicorn, one worker;
+- an upstream under uvicorn, one worker, answering ``GET`` with a small JSON body: a FastAPI
+  route (``--upstream fastapi``, the default, as in the issue's reference figures) or a bare
+  ASGI function (``--upstream minimal``: the upstream costs least, so the proxy's share of
+  the time is largest);
 - the gateway: ``python -m gateway``, one worker, routing ``/api/v1/products`` to it, with
   its rate limiter on the local Redis, a development key made for the run;
 - a load generator in its own process (aiohttp, N keep-alive connections, fixed duration).
@@ -55,6 +58,22 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": BODY.ljust(52)})
+
+
+def fastapi_upstream() -> Any:
+    """The upstream of the issue's reference figures: a FastAPI route answering small JSON."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/api/v1/products/{sku}")
+    async def product(sku: str) -> dict[str, object]:
+        return {"sku": sku, "name": "Widget", "available": 3}
+
+    return app
+
+
+UPSTREAMS = {"fastapi": fastapi_upstream, "minimal": lambda: upstream_app}
 
 
 def free_port() -> int:
@@ -151,11 +170,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--upstream",
+        choices=sorted(UPSTREAMS),
+        default="fastapi",
+        help="fastapi: a FastAPI route, as in the reference figures (default); "
+        "minimal: a bare ASGI function, the hardest case for the gateway's share",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_upstream:
         uvicorn.run(
-            upstream_app,
+            UPSTREAMS[options.upstream](),
             host="127.0.0.1",
             port=options.serve_upstream,
             loop="uvloop",
@@ -184,6 +210,8 @@ def main() -> None:
         "bench.gateway",
         "--serve-upstream",
         str(upstream_port),
+        "--upstream",
+        options.upstream,
     ]
     processes = [
         subprocess.Popen(upstream_command),  # noqa: S603
@@ -246,8 +274,8 @@ def run_rows(
         for name, (url, headers, pid) in rows.items():
             results[name].append(measure(url, headers, options.connections, options.seconds, pid))
     print(
-        f"GET {PATH}, {options.connections} connections, {options.seconds:g} s x "
-        f"{options.rounds} rounds (medians), {os.cpu_count()} CPUs"
+        f"GET {PATH} ({options.upstream} upstream), {options.connections} connections, "
+        f"{options.seconds:g} s x {options.rounds} rounds (medians), {os.cpu_count()} CPUs"
     )
     print(
         f"{'row':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
