@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,10 @@ def fastapi_upstream() -> Any:
     return app
 
 
-UPSTREAMS = {"fastapi": fastapi_upstream, "minimal": lambda: upstream_app}
+UPSTREAMS: dict[str, Callable[[], Any]] = {
+    "fastapi": fastapi_upstream,
+    "minimal": lambda: upstream_app,
+}
 
 
 def free_port() -> int:
