@@ -9,8 +9,10 @@ Prints figures, never pass/fail. Everything runs on 127.0.0.1:
   its rate limiter on the local Redis, a development key made for the run;
 - a load generator in its own process (aiohttp, N keep-alive connections, fixed duration).
 
-Rows: direct upstream; gateway with a bearer token (verified, rate-limited per user);
-gateway anonymous (rate-limited per address). Each row runs ``--rounds`` times; medians.
+Rows: direct upstream; a bare pure-ASGI aiohttp proxy (the design's floor: no auth, limits,
+ids, metrics); gateway with a bearer token (verified, rate-limited per user); gateway
+anonymous (rate-limited per address); nginx in front of the upstream when installed. Each
+row runs ``--rounds`` times; medians.
 "server CPU us/req" is the CPU time the serving process (upstream or gateway) spent per
 request: on a small machine the load generator, gateway, upstream and Redis share the
 cores, so throughput understates the gateway and the CPU figure is the one to compare.
@@ -78,6 +80,33 @@ UPSTREAMS: dict[str, Callable[[], Any]] = {
     "fastapi": fastapi_upstream,
     "minimal": lambda: upstream_app,
 }
+
+
+def bare_proxy(upstream: str) -> Any:
+    """The floor of the design: a pure-ASGI app forwarding to ``upstream`` on one pooled
+    aiohttp session, answering with the buffered body. No auth, limits, ids, metrics,
+    CORS or gzip: what the gateway costs on top of a Python proxy is its row minus this."""
+    session: aiohttp.ClientSession | None = None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal session
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    session = aiohttp.ClientSession(auto_decompress=False)
+                    await send({"type": "lifespan.startup.complete"})
+            if session is not None:
+                await session.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert session is not None
+        async with session.get(upstream + scope["raw_path"].decode("latin-1")) as response:
+            body = await response.read()
+            headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() != b"date"]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
 def free_port() -> int:
@@ -182,12 +211,16 @@ def main() -> None:
         "minimal: a bare ASGI function, the hardest case for the gateway's share",
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-bare-proxy", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--proxied", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.serve_upstream:
+    if options.serve_upstream or options.serve_bare_proxy:
         uvicorn.run(
-            UPSTREAMS[options.upstream](),
+            bare_proxy(options.proxied)
+            if options.serve_bare_proxy
+            else UPSTREAMS[options.upstream](),
             host="127.0.0.1",
-            port=options.serve_upstream,
+            port=options.serve_upstream or options.serve_bare_proxy,
             loop="uvloop",
             http="httptools",
             access_log=False,
@@ -197,7 +230,7 @@ def main() -> None:
 
     key_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-keys-"))
     private_pem, public_pem = ensure_development_keys(key_dir)
-    upstream_port, gateway_port = free_port(), free_port()
+    upstream_port, gateway_port, bare_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "GATEWAY_PORT": str(gateway_port),
@@ -217,22 +250,30 @@ def main() -> None:
         "--upstream",
         options.upstream,
     ]
+    bare_command = [
+        *upstream_command[:3],
+        "--serve-bare-proxy",
+        str(bare_port),
+        "--proxied",
+        f"http://127.0.0.1:{upstream_port}",
+    ]
     processes = [
         subprocess.Popen(upstream_command),  # noqa: S603
         subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
+        subprocess.Popen(bare_command),  # noqa: S603
     ]
     with contextlib.ExitStack() as stack:
         try:
             wait_listening(upstream_port)
             wait_listening(gateway_port)
+            wait_listening(bare_port)
             nginx = (
                 stack.enter_context(nginx_in_front_of(f"127.0.0.1:{upstream_port}"))
                 if nginx_available()
                 else None
             )
-            run_rows(
-                options, upstream_port, gateway_port, nginx, private_pem, public_pem, processes
-            )
+            ports = {"upstream": upstream_port, "gateway": gateway_port, "bare": bare_port}
+            run_rows(options, ports, nginx, private_pem, public_pem, processes)
         finally:
             for process in processes:
                 process.terminate()
@@ -242,8 +283,7 @@ def main() -> None:
 
 def run_rows(
     options: argparse.Namespace,
-    upstream_port: int,
-    gateway_port: int,
+    ports: dict[str, int],
     nginx: str | None,
     private_pem: str,
     public_pem: str,
@@ -261,9 +301,11 @@ def run_rows(
         "jti": uuid.uuid4().hex,
     }
     token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
-    upstream_pid, gateway_pid = processes[0].pid, processes[1].pid
+    upstream_pid, gateway_pid, bare_pid = (process.pid for process in processes)
+    upstream_port, gateway_port = ports["upstream"], ports["gateway"]
     rows: dict[str, tuple[str, dict[str, str], int | None]] = {
         "direct upstream": (f"http://127.0.0.1:{upstream_port}{PATH}", {}, upstream_pid),
+        "bare aiohttp proxy": (f"http://127.0.0.1:{ports['bare']}{PATH}", {}, bare_pid),
         "gateway, bearer token": (
             f"http://127.0.0.1:{gateway_port}{PATH}",
             {"Authorization": f"Bearer {token}"},
@@ -294,7 +336,7 @@ def run_rows(
         errors = sum(r[3] for r in runs)
         cpu = statistics.median(r[4] for r in runs) * 1e6
         share = f"  ({rate / direct_rate:.0%} of direct" if name != "direct upstream" else ""
-        if share and nginx_rate and name.startswith("gateway"):
+        if share and nginx_rate and not name.startswith(("direct", "nginx")):
             share += f", {rate / nginx_rate:.0%} of nginx"
         share += ")" if share else ""
         print(f"{name:24} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")

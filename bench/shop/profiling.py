@@ -63,6 +63,8 @@ def top_functions(path: Path, name: str, count: int = 12) -> str:
         return f"{name}: no profile"
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
+        if not samples.isdigit():  # py-spy wraps a frame name that holds a newline
+            continue
         frames = stack.split(";")
         weight = int(samples)
         total += weight
