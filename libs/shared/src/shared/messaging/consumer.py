@@ -180,10 +180,6 @@ class RunningConsumer:
 
     # -- handling ----------------------------------------------------------------------------
 
-    async def handle_message(self, message: AbstractIncomingMessage) -> None:
-        """Process one delivery to the end: acked, returned or dead-lettered."""
-        await self.handle_batch([message])
-
     async def handle_batch(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Process deliveries to the end, in one transaction when all succeed (module doc)."""
         pending = [item for message in messages if (item := await self._decode(message))]
@@ -196,7 +192,7 @@ class RunningConsumer:
                 break  # not one event's fault (a deadlock between batches, say): one by one
             # That event's handler raised: it goes back (as it would alone) and the others
             # try again together, so it is run once per delivery and theirs are not delayed.
-            await self._give_back(delivery)
+            await self._give_back(delivery, error)
             pending.remove(delivery)
         for item in pending:
             await self._handle_alone(item)
@@ -251,20 +247,20 @@ class RunningConsumer:
             handled = await self._while_database_away(
                 lambda: self._run_handlers([delivery]), what=f"{event.type} {event.id}"
             )
-        except Exception:
-            await self._give_back(delivery)
+        except Exception as exc:
+            await self._give_back(delivery, exc)
             return
         self._count_success(handled[0], time.perf_counter() - started)
         await self._settle(delivery.message.ack())
 
-    async def _give_back(self, delivery: _Delivery) -> None:
-        """Return a delivery whose handler failed (called while handling that exception):
-        the queue counts it and, past the limit, dead-letters it."""
+    async def _give_back(self, delivery: _Delivery, error: Exception) -> None:
+        """Return a delivery whose handler failed: the queue counts it and, past the limit,
+        dead-letters it."""
         label, event, message = self.consumer.name, delivery.event, delivery.message
         metrics.EVENTS_FAILED.labels(label).inc()
         if self._is_last_delivery(message):
             metrics.EVENTS_DEAD_LETTERED.labels(label, "delivery_limit").inc()
-        logger.exception("%s: handler failed for %s %s", label, event.type, event.id)
+        logger.error("%s: handler failed for %s %s", label, event.type, event.id, exc_info=error)
         await self._settle(message.nack(requeue=True))
 
     def _count_success(self, handled: bool, seconds: float) -> None:
