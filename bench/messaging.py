@@ -221,7 +221,9 @@ async def run(events: int, rate: int, seconds: float) -> None:
                     await outbox.add(session, event)
                 commits[event.id] = time.time()
 
+        producer_cpu = time.process_time()
         await asyncio.gather(*(produce(first) for first in range(PRODUCERS)))
+        producer_us = (time.process_time() - producer_cpu) / max(total, 1) * 1e6
         achieved = total / (time.monotonic() - origin)
         await wait_handled(drained + total, 60)
         async with engine.connect() as connection:
@@ -252,7 +254,8 @@ async def run(events: int, rate: int, seconds: float) -> None:
             f"  latency at {rate}/s offered ({achieved:,.0f}/s achieved, "
             f"{len(latencies)}/{total} handled): "
             f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
-            f"mean {statistics.fmean(latencies):.1f} ms, max {max(latencies):.1f} ms"
+            f"mean {statistics.fmean(latencies):.1f} ms, max {max(latencies):.1f} ms; "
+            f"the producer spent {producer_us:,.0f} us of CPU per commit"
         )
     finally:
         for process in processes:
