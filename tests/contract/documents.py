@@ -15,7 +15,7 @@ SNAPSHOT_DIR = Path(__file__).with_name("openapi")
 Document = dict[str, Any]
 
 
-def _factories() -> dict[str, Callable[[], FastAPI]]:
+def app_factories() -> dict[str, Callable[[], FastAPI]]:
     from gateway.main import create_app as gateway
     from inventory.main import create_app as inventory
     from orders.main import create_app as orders
@@ -26,7 +26,7 @@ def _factories() -> dict[str, Callable[[], FastAPI]]:
 
 def current_documents() -> dict[str, Document]:
     """Each app's own document (the gateway's: identity and JWKS; it serves the merge)."""
-    return {name: factory().openapi() for name, factory in _factories().items()}
+    return {name: factory().openapi() for name, factory in app_factories().items()}
 
 
 def snapshot_path(name: str) -> Path:

@@ -11,17 +11,19 @@ from gateway.runtime import GatewayRuntime
 from shared.deps import SessionDep
 
 
-def _settings(request: Request) -> GatewaySettings:
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop on every request for reading an attribute.
+async def _settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
 
 
-def _runtime(request: Request) -> GatewayRuntime:
+async def _runtime(request: Request) -> GatewayRuntime:
     runtime: GatewayRuntime = request.app.state.runtime
     return runtime
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 

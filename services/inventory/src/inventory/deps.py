@@ -9,7 +9,9 @@ from shared.auth import AdminDep, OptionalPrincipalDep
 from shared.deps import SessionDep
 
 
-def _settings(request: Request) -> InventorySettings:
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop on every request for reading an attribute.
+async def _settings(request: Request) -> InventorySettings:
     settings: InventorySettings = request.app.state.settings
     return settings
 

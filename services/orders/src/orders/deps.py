@@ -8,7 +8,9 @@ from orders.config import OrdersSettings
 from shared.deps import SessionDep
 
 
-def _settings(request: Request) -> OrdersSettings:
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop on every request for reading an attribute.
+async def _settings(request: Request) -> OrdersSettings:
     settings: OrdersSettings = request.app.state.settings
     return settings
 

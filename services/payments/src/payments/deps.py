@@ -8,7 +8,9 @@ from payments.config import PaymentsSettings
 from shared.deps import SessionDep
 
 
-def _settings(request: Request) -> PaymentsSettings:
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop on every request for reading an attribute.
+async def _settings(request: Request) -> PaymentsSettings:
     settings: PaymentsSettings = request.app.state.settings
     return settings
 
