@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from orders.order.models import IdempotencyRecord, Order
 from orders.saga import OrderStatus
@@ -16,14 +17,20 @@ from orders.saga import OrderStatus
 async def get(
     *, session: AsyncSession, order_id: uuid.UUID, for_update: bool = False
 ) -> Order | None:
-    statement = select(Order).where(Order.id == order_id)
+    # The order with its lines and history in one round trip (joined, not the mapping's
+    # two follow-up selects): every saga step and every read loads all three.
+    statement = (
+        select(Order)
+        .where(Order.id == order_id)
+        .options(joinedload(Order.lines), joinedload(Order.history))
+    )
     if for_update:
         # Every transition locks its order first: two events for one order apply one after
-        # the other, each seeing the status the previous one left.
-        statement = statement.with_for_update()
-    order: Order | None = (
-        await session.scalars(statement.execution_options(populate_existing=True))
-    ).first()
+        # the other, each seeing the status the previous one left. Only the order row: the
+        # joined rows are on the nullable side of outer joins, which cannot be locked.
+        statement = statement.with_for_update(of=Order)
+    result = await session.scalars(statement.execution_options(populate_existing=True))
+    order: Order | None = result.unique().first()
     return order
 
 
