@@ -68,7 +68,7 @@ class Outbox:
         # once (building an INSERT ... VALUES per call cost ~0.6 ms of CPU per event).
         # The insert rides in a CTE of the NOTIFY: one round trip; Postgres delivers the
         # notification at commit and folds duplicates within a transaction.
-        self._insert: TextClause = text(
+        self.statement: TextClause = text(
             f"WITH inserted_events AS (INSERT INTO {_qualified(table)} (id, event_type, body) "  # noqa: S608 (our table)
             "SELECT id, event_type, CAST(body AS jsonb) "
             "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:bodies AS text[])) "
@@ -82,17 +82,18 @@ class Outbox:
 
     async def add_many(self, session: AsyncSession, events: Sequence[Envelope]) -> None:
         """Write several events in one statement, same transaction semantics as ``add``."""
-        if not events:
-            return
-        await session.execute(
-            self._insert,
-            {
-                "ids": [e.id for e in events],
-                "types": [e.type for e in events],
-                "bodies": [orjson.dumps(e.to_json()).decode() for e in events],
-                "channel": self.channel,
-            },
-        )
+        if events:
+            await session.execute(self.statement, self.parameters(events))
+
+    def parameters(self, events: Sequence[Envelope]) -> dict[str, Any]:
+        """The parameters of ``statement`` for ``events``: with both, a caller holding a Core
+        connection instead of a session writes events the same way, in its transaction."""
+        return {
+            "ids": [e.id for e in events],
+            "types": [e.type for e in events],
+            "bodies": [orjson.dumps(e.to_json()).decode() for e in events],
+            "channel": self.channel,
+        }
 
 
 def _qualified(table: Table) -> str:
