@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
@@ -31,6 +32,7 @@ class GatedScenario:
         self.attempts: Counter[uuid.UUID] = Counter()
         self.transaction_of: dict[uuid.UUID, int] = {}
         self.fail_first_attempt: set[str] = set()  # skus whose handler raises once
+        self.first_failure: Callable[[], Exception] = lambda: ValueError("refused once")
         self._entered = asyncio.Event()
         self._gate = asyncio.Event()
         self.consumer: RunningConsumer | None = None
@@ -46,7 +48,7 @@ class GatedScenario:
         ).scalar_one()
         await self.harness.recording_handler(self.name)(session, event)
         if sku in self.fail_first_attempt and self.attempts[event.id] == 1:
-            raise ValueError("refused once")
+            raise self.first_failure()
 
     async def start_gated(self) -> None:
         """Start the consumer and let its first transaction block on the gate."""
@@ -123,6 +125,38 @@ async def test_a_failing_event_goes_back_alone_and_the_rest_of_its_batch_commits
     effects = await harness.effects(name)
     assert len(effects) == 22
     assert set(effects.values()) == {1}
+
+
+class _DeadlockDetected(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_deadlock_in_a_batch_falls_back_to_one_transaction_per_event(
+    harness: Harness,
+) -> None:
+    # Two consumers' batches that lock rows in different orders can deadlock; Postgres then
+    # aborts one. That is no event's fault: nothing is returned, each event runs alone.
+    name = "batched-deadlock"
+    scenario = GatedScenario(harness, name)
+    scenario.fail_first_attempt.add("SKU-VICTIM")
+    scenario.first_failure = lambda: DBAPIError("UPDATE", {}, _DeadlockDetected("deadlock"))
+    await scenario.start_gated()
+    waiting: list[uuid.UUID] = []
+
+    async def publish() -> None:
+        waiting.extend(await harness.emit(5))
+        waiting.extend(await harness.emit(1, sku="SKU-VICTIM"))
+
+    await scenario.queue_up(publish)
+    scenario.release()
+    await wait_until(lambda: harness.applied(name, 7), what="7 handled")
+
+    effects = await harness.effects(name)
+    assert len(effects) == 7
+    assert set(effects.values()) == {1}
+    assert metric("messaging_events_failed_total", queue=name) == 0  # nothing returned
+    assert all(scenario.attempts[event_id] == 2 for event_id in waiting)  # batch, then alone
+    assert len({scenario.transaction_of[event_id] for event_id in waiting}) == len(waiting)
 
 
 async def test_the_same_event_twice_in_a_batch_is_applied_once(harness: Harness) -> None:
