@@ -17,10 +17,12 @@ Per message:
 
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``): one claim of every inbox key, the handlers in
-delivery order, one commit, then the acks. Under load this turns four round trips per event
-into four per batch; at a trickle every batch holds one event and nothing waits. If anything
-in a batch fails, the batch rolls back and its events are handled again one per transaction,
-so the rules above hold per event: the failing event alone is returned, the others commit.
+delivery order, one commit, then the acks. Under load the begin, claim, commit and ack are
+paid once per batch instead of once per event; at a trickle every batch holds one event and
+nothing waits. If a handler in a batch raises, the batch rolls back, that event alone is
+returned (as above) and the others try again together. A deadlock or serialization failure
+between batches, or a database outage past the in-place retries, is no event's fault: the
+batch's events are then handled one per transaction. So the rules above hold per event.
 """
 
 from __future__ import annotations
