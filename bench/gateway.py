@@ -9,10 +9,11 @@ Prints figures, never pass/fail. Everything runs on 127.0.0.1:
   its rate limiter on the local Redis, a development key made for the run;
 - a load generator in its own process (aiohttp, N keep-alive connections, fixed duration).
 
-Rows: direct upstream; a bare pure-ASGI aiohttp proxy (the design's floor: no auth, limits,
-ids, metrics); gateway with a bearer token (verified, rate-limited per user); gateway
-anonymous (rate-limited per address); nginx in front of the upstream when installed. Each
-row runs ``--rounds`` times; medians.
+Rows: direct upstream; candidate proxy designs with nothing but the forwarding (``--designs``:
+pure ASGI on an aiohttp session, the gateway's design and so its floor; pure ASGI on httpx;
+a FastAPI catch-all route streaming through httpx); gateway with a bearer token (verified,
+rate-limited per user); gateway anonymous (rate-limited per address); nginx in front of the
+upstream when installed. Each row runs ``--rounds`` times; medians.
 "server CPU us/req" is the CPU time the serving process (upstream or gateway) spent per
 request: on a small machine the load generator, gateway, upstream and Redis share the
 cores, so throughput understates the gateway and the CPU figure is the one to compare.
@@ -35,12 +36,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from jose import jwt
 
 from bench.shop.references import nginx_available, nginx_in_front_of
@@ -65,8 +68,6 @@ async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def fastapi_upstream() -> Any:
     """The upstream of the issue's reference figures: a FastAPI route answering small JSON."""
-    from fastapi import FastAPI
-
     app = FastAPI()
 
     @app.get("/api/v1/products/{sku}")
@@ -107,6 +108,67 @@ def bare_proxy(upstream: str) -> Any:
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def httpx_proxy(upstream: str) -> Any:
+    """A candidate design: the same pure-ASGI forwarding on one pooled httpx client."""
+    import httpx
+
+    client: httpx.AsyncClient | None = None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal client
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+                    client = httpx.AsyncClient(limits=limits)
+                    await send({"type": "lifespan.startup.complete"})
+            if client is not None:
+                await client.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert client is not None
+        response = await client.get(upstream + scope["raw_path"].decode("latin-1"))
+        headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() != b"date"]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": response.content})
+
+    return app
+
+
+def fastapi_httpx_route(upstream: str) -> Any:
+    """A candidate design: a FastAPI catch-all route streaming through httpx."""
+    import httpx
+
+    app = FastAPI()
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
+
+    @app.get("/{path:path}")
+    async def forward(path: str, request: Request) -> StreamingResponse:
+        upstream_request = client.build_request("GET", f"{upstream}/{path}")
+        response = await client.send(upstream_request, stream=True)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(body(), status_code=response.status_code)
+
+    return app
+
+
+# Proxy designs measured beside the gateway, each in its own uvicorn process.
+PROXIES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "aiohttp": ("bare aiohttp proxy", bare_proxy),
+    "httpx": ("bare httpx proxy", httpx_proxy),
+    "fastapi-httpx": ("FastAPI route + httpx", fastapi_httpx_route),
+}
 
 
 def free_port() -> int:
@@ -211,16 +273,22 @@ def main() -> None:
         "minimal: a bare ASGI function, the hardest case for the gateway's share",
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-bare-proxy", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--designs",
+        default=",".join(PROXIES),
+        help=f"proxy designs measured beside the gateway, comma-separated: {','.join(PROXIES)}",
+    )
+    parser.add_argument("--serve-proxy", choices=sorted(PROXIES), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--proxied", help=argparse.SUPPRESS)
     options = parser.parse_args()
-    if options.serve_upstream or options.serve_bare_proxy:
+    if options.serve_upstream or options.serve_proxy:
         uvicorn.run(
-            bare_proxy(options.proxied)
-            if options.serve_bare_proxy
+            PROXIES[options.serve_proxy][1](options.proxied)
+            if options.serve_proxy
             else UPSTREAMS[options.upstream](),
             host="127.0.0.1",
-            port=options.serve_upstream or options.serve_bare_proxy,
+            port=options.serve_upstream or options.port,
             loop="uvloop",
             http="httptools",
             access_log=False,
@@ -230,7 +298,9 @@ def main() -> None:
 
     key_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-keys-"))
     private_pem, public_pem = ensure_development_keys(key_dir)
-    upstream_port, gateway_port, bare_port = free_port(), free_port(), free_port()
+    upstream_port, gateway_port = free_port(), free_port()
+    designs = [name for name in options.designs.split(",") if name]
+    design_ports = {name: free_port() for name in designs}
     env = {
         **os.environ,
         "GATEWAY_PORT": str(gateway_port),
@@ -250,34 +320,29 @@ def main() -> None:
         "--upstream",
         options.upstream,
     ]
-    bare_command = [
-        *upstream_command[:3],
-        "--serve-bare-proxy",
-        str(bare_port),
-        "--proxied",
-        f"http://127.0.0.1:{upstream_port}",
-    ]
-    processes = [
-        subprocess.Popen(upstream_command),  # noqa: S603
-        subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
-        subprocess.Popen(bare_command),  # noqa: S603
-    ]
+    processes = {
+        "upstream": subprocess.Popen(upstream_command),  # noqa: S603
+        "gateway": subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
+    }
+    for name, port in design_ports.items():
+        proxied = f"http://127.0.0.1:{upstream_port}"
+        command = [*upstream_command[:3], "--serve-proxy", name, "--port", str(port)]
+        processes[name] = subprocess.Popen([*command, "--proxied", proxied])  # noqa: S603
     with contextlib.ExitStack() as stack:
         try:
-            wait_listening(upstream_port)
-            wait_listening(gateway_port)
-            wait_listening(bare_port)
+            ports = {"upstream": upstream_port, "gateway": gateway_port, **design_ports}
+            for port in ports.values():
+                wait_listening(port)
             nginx = (
                 stack.enter_context(nginx_in_front_of(f"127.0.0.1:{upstream_port}"))
                 if nginx_available()
                 else None
             )
-            ports = {"upstream": upstream_port, "gateway": gateway_port, "bare": bare_port}
             run_rows(options, ports, nginx, private_pem, public_pem, processes)
         finally:
-            for process in processes:
+            for process in processes.values():
                 process.terminate()
-            for process in processes:
+            for process in processes.values():
                 process.wait(timeout=30)
 
 
@@ -287,7 +352,7 @@ def run_rows(
     nginx: str | None,
     private_pem: str,
     public_pem: str,
-    processes: list[subprocess.Popen[bytes]],
+    processes: dict[str, subprocess.Popen[bytes]],
 ) -> None:
     """Measure every row in rounds and print the medians."""
     now = int(time.time())
@@ -301,11 +366,15 @@ def run_rows(
         "jti": uuid.uuid4().hex,
     }
     token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
-    upstream_pid, gateway_pid, bare_pid = (process.pid for process in processes)
+    upstream_pid, gateway_pid = processes["upstream"].pid, processes["gateway"].pid
     upstream_port, gateway_port = ports["upstream"], ports["gateway"]
     rows: dict[str, tuple[str, dict[str, str], int | None]] = {
         "direct upstream": (f"http://127.0.0.1:{upstream_port}{PATH}", {}, upstream_pid),
-        "bare aiohttp proxy": (f"http://127.0.0.1:{ports['bare']}{PATH}", {}, bare_pid),
+    }
+    for name, (label, _) in PROXIES.items():
+        if name in ports:
+            rows[label] = (f"http://127.0.0.1:{ports[name]}{PATH}", {}, processes[name].pid)
+    rows |= {
         "gateway, bearer token": (
             f"http://127.0.0.1:{gateway_port}{PATH}",
             {"Authorization": f"Bearer {token}"},
