@@ -72,6 +72,8 @@ class BaseServiceSettings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)  # fallback when no NOTIFY
     outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)  # cap on retry pauses
     outbox_retention_hours: float = Field(default=72.0, gt=0)  # sent rows older are pruned
+    # Inbox keys older than this are pruned: it must outlast any late copy of an event.
+    inbox_retention_hours: float = Field(default=168.0, gt=0)
     worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)  # drain on SIGTERM
     # Port of the worker's probe server (/health/live, /health/ready, /metrics); 0 turns it off.
     worker_port: int = Field(default=0, ge=0, le=65535)

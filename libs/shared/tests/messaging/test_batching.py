@@ -1,5 +1,6 @@
 """Batches: deliveries that queue up behind a busy transaction are handled in the next one,
-and a failure in a batch costs no event more than a failure alone would."""
+and a failure in a batch costs no event more than a failure alone would. And the inbox's
+upkeep: old keys are pruned."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,8 +18,9 @@ from shared.contracts.inventory import StockLow
 from shared.messaging import Envelope, RunningConsumer
 from shared.messaging.broker import OutgoingMessage
 from shared.messaging.dlq import count_messages
+from shared.messaging.inbox import inbox_table
 
-from .conftest import Harness, metric, wait_until
+from .conftest import Harness, ProcessedEvent, metric, wait_until
 
 GATE_SKU = "SKU-GATE"
 
@@ -186,3 +189,31 @@ async def test_the_same_event_twice_in_a_batch_is_applied_once(harness: Harness)
 
 async def _metric_is(name: str, queue: str, value: float) -> bool:
     return metric(name, queue=queue) == value
+
+
+async def test_inbox_keys_older_than_the_retention_are_pruned_for_their_consumer_only(
+    harness: Harness,
+) -> None:
+    consumer = await harness.consumer("pruned", start=False)
+    table = inbox_table(ProcessedEvent)
+    old = datetime.now(UTC) - timedelta(hours=harness.settings.inbox_retention_hours + 1)
+    rows = [
+        {"event_id": uuid.uuid4(), "consumer": name, "event_type": "t", "processed_at": at}
+        for name, at in [("pruned", old)] * 3
+        + [("pruned", datetime.now(UTC))] * 2
+        + [("another", old)] * 2
+    ]
+    async with harness.engine.begin() as connection:
+        await connection.execute(insert(table), rows)
+
+    assert await consumer.prune_inbox() == 3
+
+    async with harness.engine.connect() as connection:
+        left = (
+            await connection.execute(
+                select(table.c.consumer, func.count())
+                .where(table.c.event_id.in_([row["event_id"] for row in rows]))
+                .group_by(table.c.consumer)
+            )
+        ).all()
+    assert dict(left) == {"pruned": 2, "another": 2}

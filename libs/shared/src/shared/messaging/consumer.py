@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from sqlalchemy import Table
@@ -45,7 +46,7 @@ from shared.db import database_unavailable
 from shared.messaging import metrics
 from shared.messaging.broker import Broker
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
-from shared.messaging.inbox import InboxMixin, claim_events, inbox_table
+from shared.messaging.inbox import InboxMixin, claim_events, inbox_table, prune_inbox
 from shared.messaging.topology import DeclaredQueue, declare_queue
 from shared.settings import BaseServiceSettings
 
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 """Runs inside the consumer's transaction; raise to have the event redelivered."""
 
+INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
 
@@ -105,6 +107,7 @@ class RunningConsumer:
         self._in_flight = 0  # delivered and not yet settled: waiting or in a batch
         self._batch_runners = 0
         self._runner_tasks: set[asyncio.Task[None]] = set()
+        self._pruner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -131,9 +134,16 @@ class RunningConsumer:
         declared = await self.declare()
         if self._consumer_tag is None:
             self._consumer_tag = await declared.queue.consume(self._on_message)
+        if self._pruner is None:
+            self._pruner = asyncio.create_task(
+                self._prune_periodically(), name=f"{self.consumer.name} inbox pruning"
+            )
 
     async def stop(self, *, drain_seconds: float | None = None) -> None:
         """Stop taking messages, then wait (bounded) for those in flight to finish."""
+        pruner, self._pruner = self._pruner, None
+        if pruner is not None:
+            pruner.cancel()
         tag, self._consumer_tag = self._consumer_tag, None
         if tag is not None and self._declared is not None:
             with contextlib.suppress(Exception):  # the broker may be away; closing cancels too
@@ -149,6 +159,24 @@ class RunningConsumer:
             logger.warning(
                 "%s: %d messages still in flight at stop", self.consumer.name, self._in_flight
             )
+
+    async def prune_inbox(self) -> int:
+        """Delete this consumer's inbox keys older than the retention; the number deleted."""
+        cutoff = datetime.now(UTC) - timedelta(hours=self.settings.inbox_retention_hours)
+        return await prune_inbox(
+            self.sessionmaker, table=self._inbox, consumer=self.consumer.name, older_than=cutoff
+        )
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(INBOX_PRUNE_INTERVAL_SECONDS)
+            try:
+                deleted = await self.prune_inbox()
+            except Exception as exc:  # the database may be away: next time
+                logger.warning("%s: inbox pruning failed: %r", self.consumer.name, exc)
+            else:
+                if deleted:
+                    logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
 
     # -- deliveries into batches --------------------------------------------------------------
 

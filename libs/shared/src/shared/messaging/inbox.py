@@ -12,10 +12,21 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Table, TextClause, bindparam, func, text
+from sqlalchemy import (
+    DateTime,
+    Index,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.sql.dml import ReturningInsert
 
 
@@ -30,6 +41,12 @@ class InboxMixin:
     processed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+    @declared_attr.directive
+    @classmethod
+    def __table_args__(cls) -> tuple[Index, ...]:
+        # Pruning finds a consumer's oldest rows without reading the whole table.
+        return (Index(f"ix_{cls.__tablename__}_consumer_processed_at", "consumer", "processed_at"),)
 
 
 def inbox_table(model: type[InboxMixin]) -> Table:
@@ -99,3 +116,40 @@ def _claim_many_statement(table: Table) -> TextClause:
         "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(event_id, event_type) "
         "ON CONFLICT DO NOTHING RETURNING event_id"
     )
+
+
+PRUNE_BATCH = 5000
+
+
+async def prune_inbox(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    table: Table,
+    consumer: str,
+    older_than: datetime,
+) -> int:
+    """Delete ``consumer``'s inbox rows processed before ``older_than``, in bounded batches
+    (one transaction each, rows another pruner holds skipped); the number deleted.
+
+    A key must outlive every copy of its event that could still arrive: relays re-publish
+    within seconds to minutes, so the retention is counted in days.
+    """
+    doomed = (
+        select(table.c.event_id)
+        .where(table.c.consumer == consumer, table.c.processed_at < older_than)
+        .limit(PRUNE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    total = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            result = await session.execute(
+                delete(table).where(
+                    table.c.consumer == consumer,
+                    table.c.event_id.in_(doomed.scalar_subquery()),
+                )
+            )
+        deleted = int(getattr(result, "rowcount", 0))
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            return total

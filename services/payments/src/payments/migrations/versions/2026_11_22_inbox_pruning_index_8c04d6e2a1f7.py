@@ -1,0 +1,32 @@
+"""Index the inbox by consumer and processing time, for pruning old keys.
+
+Revision ID: 8c04d6e2a1f7
+Revises: 977ef1798179
+Created: 2026-11-22 06:30:00
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "8c04d6e2a1f7"
+down_revision: str | None = "977ef1798179"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SCHEMA = "payments"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_processed_events_consumer_processed_at",
+        "processed_events",
+        ["consumer", "processed_at"],
+        schema=SCHEMA,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(
+        "ix_processed_events_consumer_processed_at", table_name="processed_events", schema=SCHEMA
+    )
