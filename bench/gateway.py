@@ -46,7 +46,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from jose import jwt
 
-from bench.shop.references import nginx_available, nginx_in_front_of
+from bench.shop.references import nginx_available, nginx_in_front_of, wait_listening
 from shared.auth import ensure_development_keys, key_id
 
 PATH = "/api/v1/products/SKU-1"
@@ -176,16 +176,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def wait_listening(port: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def _load(url: str, headers: dict[str, str], connections: int, seconds: float) -> Any:

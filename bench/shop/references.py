@@ -153,7 +153,7 @@ def nginx_in_front_of(upstream: str) -> Iterator[str]:
     conf.write_text(NGINX_CONF.format(root=root, upstream=upstream, port=port))
     process = subprocess.Popen([NGINX, "-p", str(root), "-c", str(conf)])  # noqa: S603 (fixed argv)
     try:
-        _wait_listening(port)
+        wait_listening(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -161,7 +161,8 @@ def nginx_in_front_of(upstream: str) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_listening(port: int, seconds: float = 20.0) -> None:
+def wait_listening(port: int, seconds: float = 20.0) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; raise after ``seconds``."""
     import socket
 
     deadline = time.monotonic() + seconds
@@ -170,4 +171,4 @@ def _wait_listening(port: int, seconds: float = 20.0) -> None:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"nginx never listened on {port}")
+    raise RuntimeError(f"nothing listens on {port}")

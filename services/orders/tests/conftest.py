@@ -29,7 +29,7 @@ from shared.contracts import EventPayload, Money
 from shared.contracts.inventory import ProductUpserted
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import Envelope
-from shared.messaging.inbox import claim_event, inbox_table
+from shared.messaging.inbox import claim_events, inbox_table
 from shared.testing import app_client
 
 ADDRESS = {
@@ -124,12 +124,8 @@ def deliver(settings: OrdersSettings, sessionmaker: async_sessionmaker[AsyncSess
             if handler is None:
                 continue
             async with sessionmaker() as session, session.begin():
-                claimed = await claim_event(
-                    session,
-                    table=table,
-                    event_id=event.id,
-                    consumer=consumer.name,
-                    event_type=event.type,
+                claimed = await claim_events(
+                    session, table=table, events=[(event.id, event.type)], consumer=consumer.name
                 )
                 if claimed:
                     await handler(session, event)

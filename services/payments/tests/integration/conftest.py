@@ -30,7 +30,7 @@ from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import Envelope, decode
-from shared.messaging.inbox import claim_event, inbox_table
+from shared.messaging.inbox import claim_events, inbox_table
 
 _namespaces = itertools.count(1)
 
@@ -203,12 +203,11 @@ class Payments:
         received = decode(event.to_bytes())  # as it arrives off the wire
         handler = consumer.handlers[received.type]
         async with self.sessionmaker() as session, session.begin():
-            claimed = await claim_event(
+            claimed = await claim_events(
                 session,
                 table=inbox_table(ProcessedEvent),
-                event_id=received.id,
+                events=[(received.id, received.type)],
                 consumer=consumer.name,
-                event_type=received.type,
             )
             if not claimed:
                 return False

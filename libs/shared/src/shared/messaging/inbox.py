@@ -18,16 +18,13 @@ from sqlalchemy import (
     String,
     Table,
     TextClause,
-    bindparam,
     delete,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
-from sqlalchemy.sql.dml import ReturningInsert
 
 
 class InboxMixin:
@@ -56,34 +53,6 @@ def inbox_table(model: type[InboxMixin]) -> Table:
     return table
 
 
-async def claim_event(
-    session: AsyncSession, *, table: Table, event_id: uuid.UUID, consumer: str, event_type: str
-) -> bool:
-    """Record the event as processed by ``consumer``; False if it already was (a duplicate).
-
-    A concurrent claim of the same key waits on the row lock and then sees the conflict, so
-    exactly one transaction wins.
-    """
-    params = {"event_id": event_id, "consumer": consumer, "event_type": event_type}
-    return (await session.execute(_claim_statement(table), params)).first() is not None
-
-
-@functools.cache
-def _claim_statement(table: Table) -> ReturningInsert[tuple[uuid.UUID]]:
-    # Built once per table: building the statement and its cache key on every message cost
-    # more CPU than executing it.
-    return (
-        insert(table)
-        .values(
-            event_id=bindparam("event_id"),
-            consumer=bindparam("consumer"),
-            event_type=bindparam("event_type"),
-        )
-        .on_conflict_do_nothing()
-        .returning(table.c.event_id)
-    )
-
-
 async def claim_events(
     session: AsyncSession,
     *,
@@ -91,8 +60,12 @@ async def claim_events(
     events: Sequence[tuple[uuid.UUID, str]],
     consumer: str,
 ) -> set[uuid.UUID]:
-    """``claim_event`` for many ``(event id, event type)`` pairs in one statement; the ids
-    claimed now (the others were processed before, or appear twice in ``events``)."""
+    """Record each ``(event id, event type)`` as processed by ``consumer``, in one statement;
+    the ids claimed now (the others were processed before, or appear twice in ``events``).
+
+    A concurrent claim of the same key waits on the row lock and then sees the conflict, so
+    exactly one transaction wins.
+    """
     if not events:
         return set()
     params = {
