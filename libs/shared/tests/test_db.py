@@ -1,0 +1,85 @@
+"""The driver connection joins the session's transaction; raw driver errors are classified."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.db import create_engine, create_sessionmaker, database_unavailable, driver_connection
+
+from .conftest import SampleSettings
+
+
+@pytest.fixture
+async def sessionmaker(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(SampleSettings(db_user="postgres"))
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TABLE IF EXISTS public.driver_probe"))
+        await connection.execute(
+            text("CREATE TABLE public.driver_probe (id int PRIMARY KEY, doc jsonb)")
+        )
+    yield create_sessionmaker(engine)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TABLE public.driver_probe"))
+    await engine.dispose()
+
+
+async def _ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(text("SELECT id FROM public.driver_probe ORDER BY id"))
+        return list(rows.scalars())
+
+
+async def _insert_then_fail(sessionmaker: async_sessionmaker[AsyncSession], row_id: int) -> None:
+    async with sessionmaker() as session, session.begin():
+        db = await driver_connection(session)
+        await db.execute("INSERT INTO public.driver_probe (id) VALUES ($1)", row_id)
+        raise RuntimeError("the handler failed")
+
+
+async def _insert_twice(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session, session.begin():
+        db = await driver_connection(session)
+        await db.execute("INSERT INTO public.driver_probe (id) VALUES (7), (7)")
+
+
+async def test_driver_statements_commit_and_roll_back_with_the_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    engine = sessionmaker.kw["bind"]
+    async with sessionmaker() as session, session.begin():
+        db = await driver_connection(session)
+        await db.execute("INSERT INTO public.driver_probe (id, doc) VALUES ($1, $2)", 1, '{"a": 1}')
+        # The ORM side of the same transaction sees the row: one transaction, not two.
+        assert await session.scalar(text("SELECT count(*) FROM public.driver_probe")) == 1
+    # The first statement of the transaction went through the driver: it is rolled back too.
+    with pytest.raises(RuntimeError):
+        await _insert_then_fail(sessionmaker, 2)
+    assert await _ids(engine) == [1]
+    async with sessionmaker() as session:
+        db = await driver_connection(session)
+        # jsonb comes back decoded by the dialect's codec, as through the ORM.
+        assert await db.fetchval("SELECT doc FROM public.driver_probe WHERE id = 1") == {"a": 1}
+
+
+async def test_driver_errors_keep_their_sqlstate_and_lost_connections_count_as_unavailable(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(asyncpg.UniqueViolationError) as duplicate:
+        await _insert_twice(sessionmaker)
+    assert duplicate.value.sqlstate == "23505"
+    assert not database_unavailable(duplicate.value)
+    assert await _ids(sessionmaker.kw["bind"]) == []
+
+    async with sessionmaker() as session:
+        db = await driver_connection(session)
+        await db.close()
+        with pytest.raises(asyncpg.InterfaceError) as closed:
+            await db.fetchval("SELECT 1")
+        assert database_unavailable(closed.value)
+        await session.invalidate()
+    assert database_unavailable(ConnectionResetError("reset by peer"))
