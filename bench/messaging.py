@@ -207,8 +207,8 @@ async def run(events: int, rate: int, seconds: float) -> None:
         # 2. latency at a fixed offered rate, one event per transaction.
         # Several producers share the schedule, as a service's requests would: one alone
         # cannot commit 1,000 transactions a second on this machine. They write through a
-        # Core connection (the outbox's own statement and parameters), not an ORM session,
-        # so that the load generator takes as little of the two cores as it can.
+        # Core connection, not an ORM session, so that the load generator takes as little of
+        # the two cores as it can.
         commits: dict[uuid.UUID, float] = {}
         total = int(rate * seconds)
         origin = time.monotonic()
@@ -220,7 +220,7 @@ async def run(events: int, rate: int, seconds: float) -> None:
                     await asyncio.sleep(delay)
                 event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
                 async with engine.begin() as connection:
-                    await connection.execute(outbox.statement, outbox.parameters([event]))
+                    await outbox.add(connection, event)
                 commits[event.id] = time.time()
 
         producer_cpu = time.process_time()

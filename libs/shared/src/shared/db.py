@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -31,6 +32,11 @@ NAMING_CONVENTION = {
 def service_metadata(schema: str) -> MetaData:
     """Metadata whose tables all live in the service's own schema."""
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def qualified_name(table: Table) -> str:
+    """``"schema"."name"`` quoted, for fixed SQL texts: names come from our own models."""
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
 def create_engine(settings: BaseServiceSettings) -> AsyncEngine:
@@ -68,8 +74,9 @@ def _ping_on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("pooled connection failed its ping") from exc
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under ``session``'s transaction, for statements on hot paths.
+async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
+    """The asyncpg connection under the transaction of ``session`` (a session or a Core
+    connection), for statements on hot paths.
 
     A fixed SQL text run here costs ~65 us of CPU against ~190 us through
     ``session.execute(text(...))`` and ~400-600 us for an ORM query or flush (measured in one
@@ -82,7 +89,7 @@ async def driver_connection(session: AsyncSession) -> Any:
     exception; ``database_unavailable`` knows them), and the ORM neither flushes before nor
     sees what these statements write: a unit of work uses one path or the other.
     """
-    connection = await session.connection()
+    connection = await session.connection() if isinstance(session, AsyncSession) else session
     raw = await connection.get_raw_connection()
     adapter = raw.dbapi_connection
     # The dialect sends BEGIN lazily, with the first statement it executes itself: begin
@@ -118,12 +125,14 @@ def database_unavailable(exc: BaseException) -> bool:
         return True
     cause: BaseException | None = exc
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or isinstance(exc.orig, OSError):
             return True
         cause = exc.orig
-    # Raised as themselves by statements on the driver connection: a socket error, or
-    # asyncpg's "connection is closed" (an InterfaceError without a SQLSTATE).
-    if isinstance(cause, OSError | asyncpg.InterfaceError):
+    # Statements on the driver connection raise asyncpg's errors as they are: a connection
+    # lost mid-statement carries SQLSTATE 08003 (below), one used after it closed is an
+    # InterfaceError without a SQLSTATE. (A bare OSError is not counted: it may come from
+    # anything a handler calls, and is then that event's failure.)
+    if isinstance(cause, asyncpg.InterfaceError):
         return True
     sqlstate = getattr(cause, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

@@ -17,14 +17,14 @@ from sqlalchemy import (
     Index,
     String,
     Table,
-    TextClause,
     delete,
     func,
     select,
-    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from shared.db import driver_connection, qualified_name
 
 
 class InboxMixin:
@@ -68,25 +68,26 @@ async def claim_events(
     """
     if not events:
         return set()
-    params = {
-        "ids": [event_id for event_id, _ in events],
-        "types": [event_type for _, event_type in events],
-        "consumer": consumer,
-    }
-    result = await session.execute(_claim_many_statement(table), params)
-    return {row[0] for row in result}
+    db = await driver_connection(session)
+    rows = await db.fetch(
+        _claim_many_statement(table),
+        [event_id for event_id, _ in events],
+        [event_type for _, event_type in events],
+        consumer,
+    )
+    return {row[0] for row in rows}
 
 
 @functools.cache
-def _claim_many_statement(table: Table) -> TextClause:
+def _claim_many_statement(table: Table) -> str:
     # One fixed statement whatever the batch size: the keys travel as two arrays, so it is
-    # prepared once per connection. ON CONFLICT DO NOTHING also skips a key repeated within
-    # the arrays, so an event delivered twice in one batch is claimed once.
-    name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
-    return text(
-        f"INSERT INTO {name} (event_id, consumer, event_type) "  # noqa: S608 (our own table)
-        "SELECT e.event_id, :consumer, e.event_type "
-        "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS e(event_id, event_type) "
+    # prepared once per connection, and it runs on the driver connection (the consumer's
+    # first statement of every transaction). ON CONFLICT DO NOTHING also skips a key
+    # repeated within the arrays, so an event delivered twice in one batch is claimed once.
+    return (
+        f"INSERT INTO {qualified_name(table)} (event_id, consumer, event_type) "  # noqa: S608 (our own table)
+        "SELECT e.event_id, $3, e.event_type "
+        "FROM unnest($1::uuid[], $2::text[]) AS e(event_id, event_type) "
         "ON CONFLICT DO NOTHING RETURNING event_id"
     )
 

@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Index, Integer, String, Table, Text, TextClause, func, text
+from sqlalchemy import DateTime, Index, Integer, String, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from shared.db import driver_connection, qualified_name
 from shared.messaging.envelope import Envelope
 
 
@@ -64,38 +65,43 @@ class Outbox:
         self.table: Table = table
         self.channel = notify_channel(table)
         # One fixed statement whatever the number of events: the rows travel as three arrays,
-        # so Postgres and asyncpg prepare it once per connection and SQLAlchemy compiles it
-        # once (building an INSERT ... VALUES per call cost ~0.6 ms of CPU per event).
-        # The insert rides in a CTE of the NOTIFY: one round trip; Postgres delivers the
-        # notification at commit and folds duplicates within a transaction.
-        self.statement: TextClause = text(
-            f"WITH inserted_events AS (INSERT INTO {_qualified(table)} (id, event_type, body) "  # noqa: S608 (our table)
+        # so Postgres and asyncpg prepare it once per connection; it runs on the driver
+        # connection (building an INSERT ... VALUES per call cost ~0.6 ms of CPU per event,
+        # the same text through SQLAlchemy ~0.2 ms, on the driver ~0.07 ms). The insert rides
+        # in a CTE of the NOTIFY: one round trip; Postgres delivers the notification at
+        # commit and folds duplicates within a transaction.
+        self.statement: str = (
+            f"WITH inserted_events AS (INSERT INTO {qualified_name(table)} (id, event_type, body) "  # noqa: S608 (our table)
             "SELECT id, event_type, CAST(body AS jsonb) "
-            "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:bodies AS text[])) "
-            "AS e(id, event_type, body)) "
-            "SELECT pg_notify(:channel, '')"
+            "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(id, event_type, body)) "
+            "SELECT pg_notify($4, '')"
         )
 
-    async def add(self, session: AsyncSession, event: Envelope) -> None:
+    async def add(self, session: AsyncSession | AsyncConnection, event: Envelope) -> None:
         """Write ``event`` in the session's current transaction; wake relays at commit."""
         await self.add_many(session, [event])
 
-    async def add_many(self, session: AsyncSession, events: Sequence[Envelope]) -> None:
-        """Write several events in one statement, same transaction semantics as ``add``."""
-        if events:
-            await session.execute(self.statement, self.parameters(events))
+    async def add_many(
+        self, session: AsyncSession | AsyncConnection, events: Sequence[Envelope]
+    ) -> None:
+        """Write several events in one statement, same transaction semantics as ``add``.
 
-    def parameters(self, events: Sequence[Envelope]) -> dict[str, Any]:
-        """The parameters of ``statement`` for ``events``: with both, a caller holding a Core
-        connection instead of a session writes events the same way, in its transaction."""
-        return {
-            "ids": [e.id for e in events],
-            "types": [e.type for e in events],
-            "bodies": [orjson.dumps(e.to_json()).decode() for e in events],
-            "channel": self.channel,
-        }
+        ``session`` may also be a Core connection: its transaction is used the same way.
+        Pending ORM changes of a session are flushed first, so they reach the database before
+        the event that announces them, as they would if the event were an ORM insert.
+        """
+        if not events:
+            return
+        if isinstance(session, AsyncSession) and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        db = await driver_connection(session)
+        await db.execute(self.statement, *self.parameters(events))
 
-
-def _qualified(table: Table) -> str:
-    """``"schema"."name"``, quoted: names come from our own models, never from input."""
-    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+    def parameters(self, events: Sequence[Envelope]) -> tuple[Any, ...]:
+        """The positional parameters of ``statement`` for ``events``."""
+        return (
+            [e.id for e in events],
+            [e.type for e in events],
+            [orjson.dumps(e.to_json()).decode() for e in events],
+            self.channel,
+        )

@@ -16,9 +16,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from sqlalchemy import ARRAY, Text, Uuid, any_, bindparam, cast, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import driver_connection, qualified_name
 from shared.messaging import metrics
 from shared.messaging.broker import Broker, OutgoingMessage
 from shared.messaging.outbox import Outbox
@@ -60,13 +61,15 @@ class OutboxRelay:
         self._last_prune = 0.0
         self._table_label = outbox.table.fullname
         table = outbox.table
-        # The ids travel as one array, not as an IN list of one parameter per row: the
-        # statement is the same whatever the batch size, so it is compiled and prepared once.
-        self._mark_sent_statement = (
-            update(table)
-            .where(table.c.id == any_(bindparam("ids", type_=ARRAY(Uuid()))))
-            .values(sent_at=func.now())
+        # Fixed texts run on the driver connection, prepared once per connection: the claim
+        # and the mark are the relay's two statements per batch. The ids travel as one
+        # array, not as an IN list of one parameter per row.
+        name = qualified_name(table)
+        self._claim_statement = (
+            f"SELECT id, event_type, body::text FROM {name} "  # noqa: S608 (our own table)
+            "WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
+        self._mark_sent_statement = f"UPDATE {name} SET sent_at = now() WHERE id = ANY($1::uuid[])"  # noqa: S608
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -128,21 +131,14 @@ class OutboxRelay:
 
     async def claim(self, connection: AsyncConnection) -> list[OutgoingMessage]:
         """Lock a batch of unsent rows, oldest first, skipping rows other relays hold."""
-        table = self.outbox.table
-        statement = (
-            select(table.c.id, table.c.event_type, cast(table.c.body, Text))
-            .where(table.c.sent_at.is_(None))
-            .order_by(table.c.created_at, table.c.id)
-            .limit(self.settings.outbox_batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        rows = (await connection.execute(statement)).all()
+        db = await driver_connection(connection)
+        rows = await db.fetch(self._claim_statement, self.settings.outbox_batch_size)
         return [OutgoingMessage(str(row[0]), row[1], row[2].encode()) for row in rows]
 
     async def _mark_sent(self, connection: AsyncConnection, sent: list[OutgoingMessage]) -> None:
         if sent:
-            ids = [uuid.UUID(m.event_id) for m in sent]
-            await connection.execute(self._mark_sent_statement, {"ids": ids})
+            db = await driver_connection(connection)
+            await db.execute(self._mark_sent_statement, [uuid.UUID(m.event_id) for m in sent])
 
     async def _record_failures(
         self, connection: AsyncConnection, failed: list[tuple[OutgoingMessage, BaseException]]
