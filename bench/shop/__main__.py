@@ -125,6 +125,7 @@ async def order_rows(
     try:
         common = {"base": platform.gateway, "tokens": seeded.customer_tokens, "skus": seeded.skus}
         before = memory.cpu(platform.pids())
+        servers_before = memory.server_cpu()
         with profiling.profiled(platform.pids(), options.profile, options.order_seconds):
             saturated = await orders.place_orders(
                 db,
@@ -133,10 +134,14 @@ async def order_rows(
                 connections=options.order_connections,
                 **common,  # type: ignore[arg-type]
             )
-        spent = memory.cpu(platform.pids())
+        now = memory.cpu(platform.pids())
+        spent = {name: now[name] - before[name] for name in now}
+        # The shared servers too: their share of the two cores bounds the saga as much as
+        # ours (an upper bound: other engineers' runs on this machine use them as well).
+        spent |= memory.server_cpu_since(servers_before)
         placed = saturated.saga.extra.get("orders", 0)
         saturated.saga.extra["cpu_ms_per_order"] = {
-            name: round((spent[name] - before[name]) * 1000 / max(placed, 1), 2) for name in spent
+            name: round(seconds * 1000 / max(placed, 1), 2) for name, seconds in spent.items()
         }
         print("CPU ms per order at saturation:", saturated.saga.extra["cpu_ms_per_order"])
         fixed = await orders.place_orders(

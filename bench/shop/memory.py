@@ -37,3 +37,37 @@ def cpu_seconds(pid: int) -> float:
 
 def cpu(pids: dict[str, int]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def pids_named(command: str) -> list[int]:
+    """This host's processes whose command name is ``command`` (``postgres``, ``beam.smp``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+SERVERS = {"postgres": "postgres", "rabbitmq": "beam.smp"}
+
+
+def server_cpu() -> dict[str, dict[int, float]]:
+    """CPU seconds so far of each process of the shared servers, by server."""
+    return {
+        server: {pid: cpu_seconds(pid) for pid in pids_named(command)}
+        for server, command in SERVERS.items()
+    }
+
+
+def server_cpu_since(before: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds each server spent since ``before``, over its processes alive at both
+    readings (Postgres forks a backend per connection; the harness's outlive the run)."""
+    now = server_cpu()
+    return {
+        server: sum(now[server][pid] - used for pid, used in pids.items() if pid in now[server])
+        for server, pids in before.items()
+    }
