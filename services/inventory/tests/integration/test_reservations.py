@@ -31,14 +31,18 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 async def new_product(
-    sessionmaker: Sessions, settings: InventorySettings, sku: str, stock: int
+    sessionmaker: Sessions,
+    settings: InventorySettings,
+    sku: str,
+    stock: int,
+    reorder_point: int = 0,
 ) -> None:
     data = ProductCreate(
         sku=sku,
         name=sku,
         price=MoneyIn(amount=100, currency="USD"),
         initial_stock=stock,
-        reorder_point=0,
+        reorder_point=reorder_point,
     )
     async with sessionmaker() as session:
         await create_product(session=session, settings=settings, data=data, actor="test")
@@ -57,6 +61,23 @@ async def stock(sessionmaker: Sessions, sku: str) -> tuple[int, int]:
     async with sessionmaker() as session:
         item = (await session.execute(select(StockItem).where(StockItem.sku == sku))).scalar_one()
         return item.on_hand, item.reserved
+
+
+async def alerted(sessionmaker: Sessions, sku: str) -> bool:
+    async with sessionmaker() as session:
+        flag = await session.scalar(select(StockItem.low_stock_alerted).where(StockItem.sku == sku))
+        assert flag is not None
+        return flag
+
+
+async def movements(sessionmaker: Sessions, order_id: uuid.UUID) -> list[str]:
+    async with sessionmaker() as session:
+        kinds = await session.scalars(
+            select(StockMovement.kind)
+            .where(StockMovement.reference == str(order_id))
+            .order_by(StockMovement.id)
+        )
+        return list(kinds)
 
 
 async def status(sessionmaker: Sessions, order_id: uuid.UUID) -> str | None:
@@ -266,3 +287,72 @@ async def test_two_concurrent_sweepers_expire_each_reservation_exactly_once(
     async with sessionmaker() as session, session.begin():
         await cancel_order(session=session, order_id=order_ids[0])
     assert await stock(sessionmaker, sku) == (20, 1)
+
+
+async def test_reservations_raise_the_low_stock_alarm_once_per_crossing(
+    sessionmaker: Sessions,
+    settings: InventorySettings,
+    make_sku: Callable[[], str],
+    outbox_events: Callable[..., Any],
+) -> None:
+    sku, calm = make_sku(), make_sku()
+    await new_product(sessionmaker, settings, sku, stock=10, reorder_point=5)
+    await new_product(sessionmaker, settings, calm, stock=10, reorder_point=5)
+    first, second, third, fourth = (uuid.uuid4() for _ in range(4))
+    assert (await reserve(sessionmaker, [OrderLine(sku, 4), OrderLine(calm, 1)], first)).reserved
+    assert not await alerted(sessionmaker, sku)
+    await reserve(sessionmaker, [OrderLine(calm, 1), OrderLine(sku, 2)], second)  # 4 left: low
+    assert await alerted(sessionmaker, sku)
+    await reserve(sessionmaker, [OrderLine(sku, 1)], third)  # 3 left: already said
+    for order_id in (second, third):  # 6 left: re-armed, silently
+        async with sessionmaker() as session, session.begin():
+            await cancel_order(session=session, order_id=order_id)
+    assert not await alerted(sessionmaker, sku)
+    await reserve(sessionmaker, [OrderLine(sku, 5)], fourth)  # 1 left: low again
+    async with sessionmaker() as session, session.begin():
+        await commit_order(session=session, order_id=fourth)  # available unchanged
+    assert await alerted(sessionmaker, sku)
+    assert await stock(sessionmaker, sku) == (5, 4)
+    async with sessionmaker() as session, session.begin():
+        await cancel_order(session=session, order_id=fourth)  # returned: 6 left, re-armed
+    assert not await alerted(sessionmaker, sku)
+    assert await stock(sessionmaker, sku) == (10, 4)
+
+    low = await outbox_events("inventory.stock_low", lambda d: d["sku"] in {sku, calm})
+    assert low == [
+        {"sku": sku, "available": 4, "reorder_point": 5},
+        {"sku": sku, "available": 1, "reorder_point": 5},
+    ]
+    assert not await alerted(sessionmaker, calm)
+
+
+async def test_a_confirmation_racing_a_cancellation_moves_the_stock_once(
+    sessionmaker: Sessions, settings: InventorySettings, make_sku: Callable[[], str]
+) -> None:
+    first, second = make_sku(), make_sku()
+    await new_product(sessionmaker, settings, first, stock=20)
+    await new_product(sessionmaker, settings, second, stock=20)
+    order_ids = [uuid.uuid4() for _ in range(10)]
+    for i, order_id in enumerate(order_ids):
+        lines = [OrderLine(first, 2), OrderLine(second, 1)]
+        assert (await reserve(sessionmaker, lines if i % 2 else lines[::-1], order_id)).reserved
+
+    async def confirm(order_id: uuid.UUID) -> None:
+        async with sessionmaker() as session, session.begin():
+            await commit_order(session=session, order_id=order_id)
+
+    async def cancel(order_id: uuid.UUID) -> None:
+        async with sessionmaker() as session, session.begin():
+            await cancel_order(session=session, order_id=order_id)
+
+    await asyncio.gather(*(f(o) for o in order_ids for f in (confirm, cancel)))
+    # Whichever came first, the other saw its status: nothing is left reserved or lost.
+    assert await stock(sessionmaker, first) == (20, 0)
+    assert await stock(sessionmaker, second) == (20, 0)
+    for order_id in order_ids:
+        ledger = await movements(sessionmaker, order_id)
+        if await status(sessionmaker, order_id) == "released":
+            assert sorted(ledger) == ["release", "release", "reservation", "reservation"]
+        else:
+            assert await status(sessionmaker, order_id) == "returned"
+            assert sorted(ledger) == ["commit"] * 2 + ["reservation"] * 2 + ["return"] * 2

@@ -4,6 +4,10 @@
 the event consumer's, which also records the event in the inbox, so an effect and the
 record that it happened commit together. ``expire_due_reservations`` is the sweeper's and
 owns its transaction.
+
+They are the worker's hot path, so each transaction is a few fixed statements on the driver
+connection (``repository``): lock what the decision needs, decide here, write every effect
+in one statement, then the events. No ORM object of these tables is loaded on the way.
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.events import outbox
 from inventory.stock import repository
 from inventory.stock.models import MovementKind, ReservationStatus
-from inventory.stock.repository import LockedStock, Movement
-from inventory.stock.service import low_stock_events
+from inventory.stock.repository import LockedLine, Movement, StockChange, StockLevel
+from inventory.stock.service import low_stock_alarm
 from shared.contracts.base import EventPayload
 from shared.contracts.inventory import (
     ReservationExpired,
     ReservedLine,
+    StockLow,
     StockReservationFailed,
     StockReserved,
 )
@@ -62,28 +66,40 @@ def _emit(cause: Envelope | None, payloads: Iterable[EventPayload]) -> list[Enve
 
 
 def _shortfall(
-    wanted: dict[str, int], locked: Sequence[LockedStock]
+    wanted: dict[str, int], locked: Sequence[StockLevel]
 ) -> tuple[FailureReason, list[str]] | None:
     """Why the order cannot be reserved, naming every offending sku; None if it can.
 
     An unknown sku outranks an inactive one, which outranks a shortage: the most permanent
     reason is the most useful to the customer.
     """
-    by_sku = {row.item.sku: row for row in locked}
+    by_sku = {row.sku: row for row in locked}
     unknown = sorted(sku for sku in wanted if sku not in by_sku)
     if unknown:
         return FailureReason.UNKNOWN_SKU, unknown
     inactive = sorted(sku for sku in wanted if not by_sku[sku].active)
     if inactive:
         return FailureReason.INACTIVE, inactive
-    short = sorted(
-        sku
-        for sku, quantity in wanted.items()
-        if by_sku[sku].item.on_hand - by_sku[sku].item.reserved < quantity
-    )
+    short = sorted(sku for sku, quantity in wanted.items() if by_sku[sku].available < quantity)
     if short:
         return FailureReason.OUT_OF_STOCK, short
     return None
+
+
+def _low_stock_events(levels: Iterable[StockLevel]) -> list[StockLow]:
+    """The low-stock rule on rows just changed (in place, still locked): their alarms' new
+    state is set on them for the write, and the events due are returned, in sku order."""
+    events = []
+    for level in sorted(levels, key=lambda level: level.sku):
+        level.low_stock_alerted, event = low_stock_alarm(
+            sku=level.sku,
+            available=level.available,
+            reorder_point=level.reorder_point,
+            alerted=level.low_stock_alerted,
+        )
+        if event is not None:
+            events.append(event)
+    return events
 
 
 async def reserve_order(
@@ -98,19 +114,19 @@ async def reserve_order(
 
     The stock rows are locked in sku order, checked, then updated; whatever the number of
     concurrent orders, each sees the stock the previous one left, so none oversells.
+    Three statements: claim and lock, the reservation's writes, the events.
     """
     wanted: Counter[str] = Counter()
     for line in lines:
         wanted[line.sku] += line.quantity
-    claimed = await repository.claim_reservation(
-        session, order_id=order_id, status=ReservationStatus.RESERVED, ttl=ttl
+    locked = await repository.claim_reservation(
+        session, order_id=order_id, status=ReservationStatus.RESERVED, ttl=ttl, skus=wanted
     )
-    if not claimed:
+    if locked is None:
         # Created before (a repeat under another event id) or cancelled before it arrived.
         logger.info("order %s already has a reservation; creation ignored", order_id)
         return ReservationOutcome(reserved=False)
 
-    locked = await repository.lock_stock(session, skus=wanted)
     failure = _shortfall(wanted, locked)
     if failure is not None:
         reason, skus = failure
@@ -121,50 +137,51 @@ async def reserve_order(
         await outbox.add_many(session, _emit(cause, [failed]))
         return ReservationOutcome(reserved=False, reason=reason, skus=tuple(skus))
 
-    movements = []
-    for row in locked:
-        quantity = wanted[row.item.sku]
-        row.item.reserved += quantity
-        row.item.updated_at = func.now()
-        movements.append(
-            Movement(row.item.sku, MovementKind.RESERVATION, 0, quantity, "order", str(order_id))
-        )
-    await repository.add_reservation_lines(session, order_id=order_id, quantities=dict(wanted))
-    await repository.record_movements(session, movements)
+    for level in locked:
+        level.reserved += wanted[level.sku]
+    low = _low_stock_events(locked)
+    await repository.reserve_stock(
+        session,
+        order_id=order_id,
+        quantities=wanted,
+        alerted={level.sku: level.low_stock_alerted for level in locked},
+        reason="order",
+    )
     reserved = StockReserved(
         order_id=order_id,
         items=[ReservedLine(sku=sku, quantity=q) for sku, q in sorted(wanted.items())],
     )
-    await outbox.add_many(session, _emit(cause, [reserved, *low_stock_events(locked)]))
+    await outbox.add_many(session, _emit(cause, [reserved, *low]))
     return ReservationOutcome(reserved=True, skus=tuple(sorted(wanted)))
 
 
 async def commit_order(
     *, session: AsyncSession, order_id: uuid.UUID, cause: Envelope | None = None
 ) -> bool:
-    """The order is paid: reserved quantities leave on hand. False when nothing was live."""
-    reservation = await repository.lock_reservation(session, order_id=order_id)
+    """The order is paid: reserved quantities leave on hand. False when nothing was live.
+
+    Two statements: lock the reservation with its stock, then the writes.
+    """
+    reservation = await repository.lock_reservation(
+        session, order_id=order_id, with_stock_when=[ReservationStatus.RESERVED]
+    )
     if reservation is None or reservation.status != ReservationStatus.RESERVED:
         status = reservation.status if reservation is not None else "absent"
         logger.warning("order %s confirmed but its reservation is %s: ignored", order_id, status)
         return False
-    lines = await repository.reservation_lines(session, order_ids=[order_id])
-    quantities = {line.sku: line.quantity for line in lines}
-    locked = await repository.lock_stock(session, skus=quantities)
-    movements = []
-    for row in locked:
-        quantity = quantities[row.item.sku]
-        row.item.on_hand -= quantity
-        row.item.reserved -= quantity
-        row.item.updated_at = func.now()
-        movements.append(
-            Movement(row.item.sku, MovementKind.COMMIT, -quantity, -quantity, "paid", str(order_id))
-        )
-    await repository.record_movements(session, movements)
-    await repository.set_reservation_status(
-        session, order_ids=[order_id], status=ReservationStatus.COMMITTED
+    # Available is unchanged by a commit, so the low-stock rule has nothing to say: alarms
+    # stay as they are.
+    await _move(
+        session,
+        lines=reservation.lines,
+        kind=MovementKind.COMMIT,
+        reason="paid",
+        on_hand=-1,
+        reserved=-1,
+        status=ReservationStatus.COMMITTED,
+        order_ids=[order_id],
+        apply_low_stock_rule=False,
     )
-    # Available is unchanged by a commit, so the low-stock rule has nothing to say.
     return True
 
 
@@ -179,64 +196,90 @@ async def cancel_order(
     tombstoned = await repository.claim_reservation(
         session, order_id=order_id, status=ReservationStatus.CANCELLED, ttl=None
     )
-    if tombstoned:
+    if tombstoned is not None:
         logger.info("order %s cancelled before its creation arrived: tombstone", order_id)
         return None
-    reservation = await repository.lock_reservation(session, order_id=order_id)
+    reservation = await repository.lock_reservation(
+        session,
+        order_id=order_id,
+        with_stock_when=[ReservationStatus.RESERVED, ReservationStatus.COMMITTED],
+    )
     assert reservation is not None  # the claim above found it
     if reservation.status == ReservationStatus.RESERVED:
-        await _release(session, order_ids=[order_id], reason="cancelled", cause=cause)
-        await repository.set_reservation_status(
-            session, order_ids=[order_id], status=ReservationStatus.RELEASED
+        # Released stock can only raise available: this re-arms alarms, it never emits.
+        low = await _move(
+            session,
+            lines=reservation.lines,
+            kind=MovementKind.RELEASE,
+            reason="cancelled",
+            on_hand=0,
+            reserved=-1,
+            status=ReservationStatus.RELEASED,
+            order_ids=[order_id],
         )
+        await outbox.add_many(session, _emit(cause, low))
         return ReservationStatus.RELEASED
     if reservation.status == ReservationStatus.COMMITTED:
-        await _return(session, order_id=order_id, cause=cause)
-        await repository.set_reservation_status(
-            session, order_ids=[order_id], status=ReservationStatus.RETURNED
+        low = await _move(
+            session,
+            lines=reservation.lines,
+            kind=MovementKind.RETURN,
+            reason="refunded",
+            on_hand=1,
+            reserved=0,
+            status=ReservationStatus.RETURNED,
+            order_ids=[order_id],
         )
+        await outbox.add_many(session, _emit(cause, low))
         return ReservationStatus.RETURNED
     return None
 
 
-async def _release(
+async def _move(
     session: AsyncSession,
     *,
-    order_ids: Sequence[uuid.UUID],
+    lines: Sequence[LockedLine],
+    kind: MovementKind,
     reason: str,
-    cause: Envelope | None,
-) -> None:
-    """Give the reserved quantities of these (locked, live) reservations back to available."""
-    lines = await repository.reservation_lines(session, order_ids=order_ids)
-    rows = await repository.lock_stock(session, skus={line.sku for line in lines})
-    locked = {row.item.sku: row for row in rows}
+    on_hand: int,
+    reserved: int,
+    status: ReservationStatus,
+    order_ids: Sequence[uuid.UUID],
+    apply_low_stock_rule: bool = True,
+) -> list[StockLow]:
+    """Move each (locked) line's quantity, times ``on_hand`` and ``reserved`` (-1, 0 or 1),
+    record one movement per line and set the reservations' status, in one statement; the
+    ``stock_low`` events due."""
     movements = []
     for line in lines:
-        item = locked[line.sku].item
-        item.reserved -= line.quantity
-        item.updated_at = func.now()
+        line.stock.on_hand += on_hand * line.quantity
+        line.stock.reserved += reserved * line.quantity
         movements.append(
-            Movement(line.sku, MovementKind.RELEASE, 0, -line.quantity, reason, str(line.order_id))
+            Movement(
+                line.stock.sku,
+                kind,
+                on_hand * line.quantity,
+                reserved * line.quantity,
+                reason,
+                str(line.order_id),
+            )
         )
-    await repository.record_movements(session, movements)
-    # Released stock can only raise available: this re-arms alarms, it never emits.
-    await outbox.add_many(session, _emit(cause, low_stock_events(list(locked.values()))))
-
-
-async def _return(session: AsyncSession, *, order_id: uuid.UUID, cause: Envelope | None) -> None:
-    lines = await repository.reservation_lines(session, order_ids=[order_id])
-    locked = await repository.lock_stock(session, skus={line.sku for line in lines})
-    quantities = {line.sku: line.quantity for line in lines}
-    movements = []
-    for row in locked:
-        quantity = quantities[row.item.sku]
-        row.item.on_hand += quantity
-        row.item.updated_at = func.now()
-        movements.append(
-            Movement(row.item.sku, MovementKind.RETURN, quantity, 0, "refunded", str(order_id))
-        )
-    await repository.record_movements(session, movements)
-    await outbox.add_many(session, _emit(cause, low_stock_events(locked)))
+    # Lines of one sku share their stock row: one change per row, the sum of its lines.
+    levels = {line.stock.sku: line.stock for line in lines}
+    on_hand_deltas: Counter[str] = Counter()
+    reserved_deltas: Counter[str] = Counter()
+    for movement in movements:
+        on_hand_deltas[movement.sku] += movement.on_hand_delta
+        reserved_deltas[movement.sku] += movement.reserved_delta
+    low = _low_stock_events(levels.values()) if apply_low_stock_rule else []
+    changes = [
+        StockChange(sku, on_hand_deltas[sku], reserved_deltas[sku], level.low_stock_alerted)
+        for sku, level in levels.items()
+    ]
+    await repository.move_reserved_stock(
+        session, changes=changes, movements=movements, order_ids=order_ids, status=status
+    )
+    return low
 
 
 async def expire_due_reservations(*, session: AsyncSession, batch_size: int) -> list[uuid.UUID]:
@@ -246,14 +289,20 @@ async def expire_due_reservations(*, session: AsyncSession, batch_size: int) -> 
     and a reservation being committed or cancelled right now is left to that transaction.
     """
     async with session.begin():
-        due = await repository.lock_due_reservations(session, limit=batch_size)
-        order_ids = [reservation.order_id for reservation in due]
+        order_ids, lines = await repository.lock_due_reservations(session, limit=batch_size)
         if not order_ids:
             return []
-        await _release(session, order_ids=order_ids, reason="expired", cause=None)
-        await repository.set_reservation_status(
-            session, order_ids=order_ids, status=ReservationStatus.EXPIRED
+        # Released stock can only raise available: this re-arms alarms, it never emits.
+        low = await _move(
+            session,
+            lines=lines,
+            kind=MovementKind.RELEASE,
+            reason="expired",
+            on_hand=0,
+            reserved=-1,
+            status=ReservationStatus.EXPIRED,
+            order_ids=order_ids,
         )
         expired = [ReservationExpired(order_id=order_id) for order_id in order_ids]
-        await outbox.add_many(session, _emit(None, expired))
+        await outbox.add_many(session, _emit(None, [*low, *expired]))
     return order_ids

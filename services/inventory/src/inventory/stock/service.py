@@ -32,28 +32,37 @@ def stock_out(item: StockItem, reorder_point: int) -> StockOut:
     )
 
 
-def low_stock_events(locked: Sequence[LockedStock]) -> list[StockLow]:
-    """Apply the once-per-crossing rule to rows just changed (and still locked).
+def low_stock_alarm(
+    *, sku: str, available: int, reorder_point: int, alerted: bool
+) -> tuple[bool, StockLow | None]:
+    """The once-per-crossing rule for one row just changed: the alarm's new state, and the
+    ``stock_low`` due now, if any.
 
     ``stock_low`` is due when available falls to or under the reorder point while the alarm
     is not raised; the alarm is re-armed when available climbs back above it, so a run of
     sales past the point says so once.
     """
+    low = available <= reorder_point
+    if low and not alerted:
+        return True, StockLow(sku=sku, available=available, reorder_point=reorder_point)
+    return low, None
+
+
+def low_stock_events(locked: Sequence[LockedStock]) -> list[StockLow]:
+    """Apply the once-per-crossing rule (``low_stock_alarm``) to rows just changed (and still
+    locked), raising or re-arming their alarms."""
     events = []
     for row in locked:
         item = row.item
-        low = item.on_hand - item.reserved <= row.reorder_point
-        if low and not item.low_stock_alerted:
-            item.low_stock_alerted = True
-            events.append(
-                StockLow(
-                    sku=item.sku,
-                    available=item.on_hand - item.reserved,
-                    reorder_point=row.reorder_point,
-                )
-            )
-        elif not low and item.low_stock_alerted:
-            item.low_stock_alerted = False
+        alerted, event = low_stock_alarm(
+            sku=item.sku,
+            available=item.on_hand - item.reserved,
+            reorder_point=row.reorder_point,
+            alerted=item.low_stock_alerted,
+        )
+        item.low_stock_alerted = alerted
+        if event is not None:
+            events.append(event)
     return events
 
 
