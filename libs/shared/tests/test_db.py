@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared import db as db_module
 from shared.db import create_engine, create_sessionmaker, database_unavailable, driver_connection
 
 from .conftest import SampleSettings
@@ -84,3 +86,47 @@ async def test_driver_errors_keep_their_sqlstate_and_lost_connections_count_as_u
         await session.invalidate()
     # Not the database's: an error of anything else a handler calls is that event's failure.
     assert not database_unavailable(ConnectionResetError("reset by peer"))
+
+
+async def _backend_pid(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        db = await driver_connection(session)
+        return int(await db.fetchval("SELECT pg_backend_pid()"))
+
+
+@pytest.fixture
+async def one_connection(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(SampleSettings(db_user="postgres", db_pool_size=1, db_max_overflow=0))
+    yield create_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_at_checkout(
+    one_connection: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await _backend_pid(one_connection)
+    killer = await asyncpg.connect(user="postgres", host="127.0.0.1", database="postgres")
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", first)
+    finally:
+        await killer.close()
+    await asyncio.sleep(0.1)  # the server's goodbye reaches the idle connection
+    # Checked out again at once, so without a ping: the closed socket alone gives it away.
+    assert await _backend_pid(one_connection) not in (first, 0)
+
+
+async def test_only_a_connection_idle_past_the_threshold_is_pinged(
+    one_connection: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "PING_AFTER_IDLE_SECONDS", 0.2)
+    pings: list[str] = []
+    async with one_connection() as session:
+        db = await driver_connection(session)
+        db.add_query_logger(
+            lambda record: pings.append(record.query) if record.query == ";" else None
+        )
+    await _backend_pid(one_connection)  # back from the pool at once: no ping
+    assert pings == []
+    await asyncio.sleep(0.3)
+    await _backend_pid(one_connection)  # idle past the threshold: pinged first
+    assert pings == [";"]
