@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -10,6 +11,9 @@ from starlette.requests import Request
 
 from shared.errors import UNSTORABLE_TEXT_SQLSTATES, _database_error
 from shared.logging import ContextFilter
+from shared.testing import app_client
+
+from .conftest import build_sample_app
 
 PROBLEM = "application/problem+json"
 
@@ -110,3 +114,34 @@ async def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
     response = await _database_error(Request({"type": "http"}), error)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (asyncpg.CharacterNotInRepertoireError("invalid byte sequence"), 422),
+        (asyncpg.UntranslatableCharacterError("unsupported Unicode escape sequence"), 422),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), 503),
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), 503),
+    ],
+)
+async def test_driver_errors_are_answered_as_the_dialects_are(
+    error: Exception, status: int
+) -> None:
+    # Statements on the driver connection (shared.db.driver_connection) raise asyncpg's own
+    # errors; the app must answer them as it answers SQLAlchemy's, not with a 500.
+    app = build_sample_app()
+
+    @app.get("/driver-error")
+    async def driver_error() -> None:
+        raise error
+
+    async with app_client(app) as client:
+        response = await client.get("/driver-error")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_other_driver_errors_stay_server_errors() -> None:
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await _database_error(Request({"type": "http"}), asyncpg.UndefinedTableError("no"))

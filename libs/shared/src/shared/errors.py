@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -121,8 +122,15 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 
 
+_DATABASE_ERRORS = (DBAPIError, PoolTimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DBAPIError | PoolTimeoutError)
+    # SQLAlchemy's errors, or asyncpg's own from statements on the driver connection
+    # (``shared.db.driver_connection``): the same rules for both.
+    assert isinstance(
+        exc, DBAPIError | PoolTimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError
+    )
     if database_unavailable(exc):
         # Not a fault of this request, and gone in a moment: a client may retry (with its
         # Idempotency-Key), so say so instead of a 500.
@@ -130,9 +138,8 @@ async def _database_error(request: Request, exc: Exception) -> Response:
         return problem_response(
             503, "The database is unavailable; retry shortly.", headers={"Retry-After": "1"}
         )
-    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in (
-        UNSTORABLE_TEXT_SQLSTATES
-    ):
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    if getattr(cause, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
         return problem_response(
             422,
             "The request holds text that cannot be stored, such as a NUL character.",
@@ -151,5 +158,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(DBAPIError, _database_error)
-    app.add_exception_handler(PoolTimeoutError, _database_error)
+    for error in _DATABASE_ERRORS:
+        app.add_exception_handler(error, _database_error)
