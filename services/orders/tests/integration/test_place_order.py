@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.config import OrdersSettings
+from orders.order import repository
 from services.orders.tests.conftest import (
     Deliver,
     OutboxReader,
@@ -302,3 +304,89 @@ async def test_text_with_a_nul_character_is_a_422_never_a_500(
     assert response.json()["type"] == "/problems/unstorable-text"
     assert (await place(customer, order_body((sku, 1), token="tok_\u0000"))).status_code == 422
     assert await count_orders(engine, customer) == 0
+
+
+async def test_the_answer_is_the_order_as_stored_and_read_back(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    engine: AsyncEngine,
+    settings: OrdersSettings,
+) -> None:
+    # The 202 body is built before the one statement that inserts the order: it must be
+    # exactly what a read of the stored order answers, lines in the order they were sent.
+    late, early = await product(price=120), await product(price=80)
+    response = await place(customer, order_body((late, 2), (early, 5)))
+    assert response.status_code == 202
+    read = await client.get(response.headers["location"], headers=customer.headers)
+    assert read.json() == response.json()
+    assert [line["sku"] for line in read.json()["items"]] == [late, early]
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(
+                    "SELECT payment_token, payment_requests, sweep_due_at - created_at AS wait, "
+                    "shipping_address FROM orders.orders WHERE id = :id"
+                ),
+                {"id": uuid.UUID(response.json()["id"])},
+            )
+        ).one()
+    assert (row.payment_token, row.payment_requests) == ("tok_visa", 0)
+    assert row.wait.total_seconds() == settings.pending_timeout_seconds
+    assert row.shipping_address["city"] == "London"
+
+
+async def test_an_expired_record_is_replaced_by_the_new_requests_answer(
+    place: Place, product: Product, customer: User, engine: AsyncEngine
+) -> None:
+    sku = await product()
+    await place(customer, order_body((sku, 1)), key="renewed")
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE orders.idempotency_keys SET created_at = now() - interval '25 hours' "
+                "WHERE user_id = :user"
+            ),
+            {"user": customer.id},
+        )
+    second = await place(customer, order_body((sku, 5)), key="renewed")
+    again = await place(customer, order_body((sku, 5)), key="renewed")
+    assert (second.status_code, again.status_code) == (202, 202)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == second.json()
+    assert (await place(customer, order_body((sku, 1)), key="renewed")).status_code == 422
+
+
+@pytest.mark.parametrize("same_body", [True, False], ids=["same-body", "other-body"])
+async def test_a_record_committed_after_the_keys_read_is_still_honoured(
+    monkeypatch: pytest.MonkeyPatch,
+    place: Place,
+    product: Product,
+    customer: User,
+    engine: AsyncEngine,
+    outbox_events: OutboxReader,
+    same_body: bool,
+) -> None:
+    # The key's record is read with the lock statement's snapshot, taken just before the
+    # lock: a first request committing in between is not seen there. Simulated by hiding
+    # the record from that read; the insert must then write nothing and answer as a replay.
+    sku = await product()
+    first = await place(customer, order_body((sku, 1)), key="raced")
+    real_lock = repository.lock_idempotency_key
+
+    async def stale_read(**kwargs: Any) -> repository.KeyLock:
+        lock = await real_lock(**kwargs)
+        return repository.KeyLock(acquired=lock.acquired, record=None)
+
+    monkeypatch.setattr(repository, "lock_idempotency_key", stale_read)
+    second = await place(customer, order_body((sku, 1 if same_body else 2)), key="raced")
+    if same_body:
+        assert second.status_code == 202
+        assert second.headers["idempotent-replayed"] == "true"
+        assert second.json() == first.json()
+    else:
+        assert second.status_code == 422
+        assert second.json()["type"] == "/problems/idempotency-key-reused"
+    assert await count_orders(engine, customer) == 1
+    assert len(await outbox_events(uuid.UUID(first.json()["id"]))) == 1

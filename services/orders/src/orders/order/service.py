@@ -1,7 +1,8 @@
 """Business rules of orders and the transaction boundary; the only writer of the outbox.
 
 HTTP actions open their own transaction on the request's session. Event reactions run
-inside the consumer's transaction (the inbox key commits with them), so they only flush.
+inside the consumer's transaction (the inbox key commits with them), so they never commit;
+being the worker's hot path, they run fixed SQL on the driver connection, not the ORM.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,7 @@ from orders.order.exceptions import (
     ProductsUnavailable,
     UnavailableLine,
 )
-from orders.order.models import IdempotencyRecord, Order, OrderLine, StatusChange
+from orders.order.models import Order, OrderLine, StatusChange
 from orders.order.schemas import (
     AddressOut,
     LineOut,
@@ -124,52 +125,66 @@ async def place_order(
     key = _check_idempotency_key(idempotency_key)
     fingerprint = request_fingerprint(request)
     now = _now()
+    expired_before = now - timedelta(hours=settings.idempotency_retention_hours)
+    # Fixed SQL on the driver connection (the app's hot path): the key's lock and record in
+    # one statement, the prices in one, the order with its lines, first history entry and
+    # the key's record in one, then the outbox. (The app answers the driver's errors as it
+    # answers SQLAlchemy's: shared.errors.)
     async with session.begin():
         # A second request with the key while the first is still running: 409 at once
         # rather than waiting on its lock (the IETF draft's "in flight" answer).
-        if not await repository.try_lock_idempotency_key(
+        lock = await repository.lock_idempotency_key(
             session=session, user_id=principal.user_id, key=key
-        ):
+        )
+        if not lock.acquired:
             raise IdempotencyKeyInFlight(
                 "A request with this Idempotency-Key is still being processed; retry later."
             )
-        record = await repository.get_idempotency_record(
-            session=session, user_id=principal.user_id, key=key
-        )
-        retention = timedelta(hours=settings.idempotency_retention_hours)
-        if record is not None and record.created_at < now - retention:
-            await repository.delete_idempotency_record(session=session, record=record)
-            record = None
-        if record is not None:
-            if record.request_hash != fingerprint:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was used for a different request; use a new key."
-                )
-            return PlacedOrder(
-                order_id=record.order_id,
-                status_code=record.response_status,
-                body=record.response_body,
-                replayed=True,
-            )
+        record = lock.record
+        if record is not None and record.created_at >= expired_before:
+            return _replay(record, fingerprint)
+        # No record, or an expired one: this request's record replaces it.
 
         order = await _new_order(
             session=session, settings=settings, principal=principal, request=request, now=now
         )
         body = to_detail(order).model_dump(mode="json")
-        session.add(
-            IdempotencyRecord(
-                user_id=principal.user_id,
-                key=key,
-                request_hash=fingerprint,
-                order_id=order.id,
-                response_status=202,
-                response_body=body,
-                created_at=now,
+        if not await repository.insert_order(
+            session=session,
+            order=order,
+            key=key,
+            request_hash=fingerprint,
+            response_status=202,
+            response_body=body,
+            replaces_records_before=expired_before,
+        ):
+            # A request with this key committed between the record's read and the lock
+            # (the read's snapshot is the lock statement's): answer what it was answered.
+            record = await repository.get_idempotency_record(
+                session=session, user_id=principal.user_id, key=key
             )
-        )
+            if record is None:  # gone again (not expired: it cannot be pruned yet)
+                raise IdempotencyKeyInFlight(
+                    "A request with this Idempotency-Key is still being processed; retry later."
+                )
+            return _replay(record, fingerprint)
         await _emit(session, [_order_created(order)], cause=None)
     logger.info("order %s placed by %s", order.id, principal.user_id)
     return PlacedOrder(order_id=order.id, status_code=202, body=body, replayed=False)
+
+
+def _replay(record: repository.StoredAnswer, fingerprint: str) -> PlacedOrder:
+    """The first answer to the key again, if this is the same request."""
+    if record.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used for a different request; use a new key."
+        )
+    return PlacedOrder(
+        order_id=record.order_id,
+        status_code=record.response_status,
+        body=record.response_body,
+        replayed=True,
+    )
 
 
 async def _new_order(
@@ -180,6 +195,7 @@ async def _new_order(
     request: PlaceOrder,
     now: datetime,
 ) -> Order:
+    """The priced order, its lines and first history entry: transient, written by the caller."""
     prices = await catalog.prices_for(session=session, skus=(line.sku for line in request.items))
     unavailable: list[UnavailableLine] = []
     for index, line in enumerate(request.items):
@@ -205,7 +221,9 @@ async def _new_order(
         )
         for index, line in enumerate(request.items)
     ]
-    order = Order(
+    # Never added to the session: the objects only carry the values to the insert and to
+    # the response (built by the same ``to_detail`` as every read of an order).
+    return Order(
         id=order_id,
         user_id=principal.user_id,
         status=OrderStatus.PENDING,
@@ -217,12 +235,12 @@ async def _new_order(
         sweep_due_at=now + timedelta(seconds=settings.pending_timeout_seconds),
         created_at=now,
         updated_at=now,
+        carrier=None,
+        tracking_number=None,
+        payment_id=None,
         lines=lines,
         history=[StatusChange(status=OrderStatus.PENDING, reason="order_placed", at=now)],
     )
-    session.add(order)
-    await session.flush()
-    return order
 
 
 def _order_created(order: Order) -> OrderCreated:
@@ -389,12 +407,18 @@ async def react(
     A late, repeated or out-of-order event that the table does not allow is logged and
     acknowledged: it never moves an order backwards.
     """
-    order = await repository.get(session=session, order_id=order_id, for_update=True)
+    # Fixed SQL on the driver connection (this is the worker's hot path): one statement
+    # locks and reads the order, one moves it and records the history entry, then the
+    # outbox write. The ORM is not involved, so no ORM object of this order goes stale.
+    order = await repository.lock_for_reaction(session=session, order_id=order_id)
     if order is None:
         logger.warning("%s %s names unknown order %s; skipped", event.type, event.id, order_id)
         return False
-    if next_status(order.status, trigger) is None:
-        compensation = stray_event_compensation(_facts(order), status=order.status, trigger=trigger)
+    target = next_status(order.status, trigger)
+    if target is None:
+        compensation = stray_event_compensation(
+            _locked_facts(order), status=order.status, trigger=trigger
+        )
         logger.info(
             "%s %s ignored: order %s is %s%s",
             event.type,
@@ -406,10 +430,29 @@ async def react(
         await _emit(session, compensation, cause=event)
         return False
     if payment_id is not None:
-        order.payment_id = payment_id
-    await _transition(
-        session=session, settings=settings, order=order, trigger=trigger, reason=reason, cause=event
+        order = replace(order, payment_id=payment_id)
+    now = _now()
+    payloads = events_for(_locked_facts(order), source=order.status, target=target, reason=reason)
+    after = _bookkeeping(
+        target,
+        payment_requests=order.payment_requests,
+        sweep_due_at=order.sweep_due_at,
+        payment_token=order.payment_token,
+        settings=settings,
+        now=now,
     )
+    await repository.apply_transition(
+        session=session,
+        order_id=order.id,
+        status=target,
+        payment_id=order.payment_id,
+        payment_requests=after.payment_requests,
+        sweep_due_at=after.sweep_due_at,
+        payment_token=after.payment_token,
+        reason=reason,
+        at=now,
+    )
+    await _emit(session, payloads, cause=event)
     return True
 
 
@@ -512,16 +555,47 @@ async def _transition(
     order.status = target
     order.updated_at = now
     order.history.append(StatusChange(status=target, reason=reason, at=now))
-    if target is OrderStatus.AWAITING_PAYMENT:
-        order.payment_requests += 1
-        order.sweep_due_at = now + timedelta(seconds=settings.awaiting_payment_timeout_seconds)
-    elif target not in WAITING:
-        order.sweep_due_at = None
-        # The token is needed only to (re-)request payment; once the order stops waiting
-        # for a payment, it is dropped.
-        order.payment_token = None
+    after = _bookkeeping(
+        target,
+        payment_requests=order.payment_requests,
+        sweep_due_at=order.sweep_due_at,
+        payment_token=order.payment_token,
+        settings=settings,
+        now=now,
+    )
+    order.payment_requests = after.payment_requests
+    order.sweep_due_at = after.sweep_due_at
+    order.payment_token = after.payment_token
     await _emit(session, payloads, cause=cause)
     await session.flush()
+
+
+class _Bookkeeping(NamedTuple):
+    """The columns a transition sets besides its status: the sweeper's and payment's."""
+
+    payment_requests: int
+    sweep_due_at: datetime | None
+    payment_token: str | None
+
+
+def _bookkeeping(
+    target: OrderStatus,
+    *,
+    payment_requests: int,
+    sweep_due_at: datetime | None,
+    payment_token: str | None,
+    settings: OrdersSettings,
+    now: datetime,
+) -> _Bookkeeping:
+    """Those columns after a transition to ``target`` (one rule for both write paths)."""
+    if target is OrderStatus.AWAITING_PAYMENT:
+        deadline = now + timedelta(seconds=settings.awaiting_payment_timeout_seconds)
+        return _Bookkeeping(payment_requests + 1, deadline, payment_token)
+    if target not in WAITING:
+        # The token is needed only to (re-)request payment; once the order stops waiting
+        # for a payment, it is dropped.
+        return _Bookkeeping(payment_requests, None, None)
+    return _Bookkeeping(payment_requests, sweep_due_at, payment_token)
 
 
 def _facts(order: Order) -> OrderFacts:
@@ -533,6 +607,21 @@ def _facts(order: Order) -> OrderFacts:
         payment_token=order.payment_token,
         payment_id=order.payment_id,
         was_confirmed=any(change.status is OrderStatus.CONFIRMED for change in order.history),
+    )
+
+
+def _locked_facts(order: repository.LockedOrder) -> OrderFacts:
+    return OrderFacts(
+        order_id=order.id,
+        user_id=order.user_id,
+        total=Money(amount=order.total_amount, currency=order.currency),
+        items=[
+            OrderedQuantity(sku=sku, quantity=quantity)
+            for sku, quantity in zip(order.skus, order.quantities, strict=True)
+        ],
+        payment_token=order.payment_token,
+        payment_id=order.payment_id,
+        was_confirmed=order.was_confirmed,
     )
 
 

@@ -1,0 +1,178 @@
+"""Saga reactions run as fixed SQL on the driver connection: the same columns, history and
+lock as the ORM path they replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from orders.config import OrdersSettings
+from orders.handlers import on_payment_succeeded, on_stock_reserved
+from orders.order import service
+from orders.saga import Trigger
+from services.orders.tests.conftest import (
+    Deliver,
+    OutboxReader,
+    Place,
+    Product,
+    User,
+    event,
+    order_body,
+)
+from shared.contracts import Money
+from shared.contracts.inventory import ReservedLine, StockReserved
+from shared.contracts.payments import PaymentSucceeded
+
+pytestmark = pytest.mark.usefixtures("database")
+
+
+async def two_line_order(place: Place, product: Product, user: User) -> uuid.UUID:
+    first, second = await product(price=700), await product(price=300)
+    response = await place(user, order_body((second, 1), (first, 3)))
+    assert response.status_code == 202, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+def reserved(order_id: uuid.UUID) -> StockReserved:
+    return StockReserved(order_id=order_id, items=[ReservedLine(sku="x", quantity=1)])
+
+
+def succeeded(order_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentSucceeded:
+    amount = Money(amount=2400, currency="USD")
+    return PaymentSucceeded(payment_id=payment_id, order_id=order_id, amount=amount)
+
+
+async def columns(engine: AsyncEngine, order_id: uuid.UUID) -> dict[str, object]:
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text(
+                    "SELECT status, payment_requests, sweep_due_at, payment_token, payment_id, "
+                    "updated_at FROM orders.orders WHERE id = :id"
+                ),
+                {"id": order_id},
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def test_reactions_write_the_columns_history_and_events_of_each_transition(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    deliver: Deliver,
+    outbox_events: OutboxReader,
+    engine: AsyncEngine,
+    settings: OrdersSettings,
+) -> None:
+    order_id = await two_line_order(place, product, customer)
+    before = datetime.now(UTC)
+    await deliver(event(reserved(order_id)))
+    awaiting = await columns(engine, order_id)
+    assert (awaiting["status"], awaiting["payment_requests"]) == ("awaiting_payment", 1)
+    assert awaiting["payment_token"] == "tok_visa"
+    due = awaiting["sweep_due_at"]
+    timeout = timedelta(seconds=settings.awaiting_payment_timeout_seconds)
+    assert isinstance(due, datetime)
+    assert before + timeout <= due <= datetime.now(UTC) + timeout
+
+    payment_id = uuid.uuid4()
+    await deliver(event(succeeded(order_id, payment_id)))
+    confirmed = await columns(engine, order_id)
+    assert confirmed["status"] == "confirmed"
+    assert (confirmed["sweep_due_at"], confirmed["payment_token"]) == (None, None)
+    assert confirmed["payment_id"] == payment_id
+
+    response = await client.get(f"/api/v1/orders/{order_id}", headers=customer.headers)
+    order = response.json()
+    assert [(h["status"], h["reason"]) for h in order["status_history"]] == [
+        ("pending", "order_placed"),
+        ("awaiting_payment", "stock_reserved"),
+        ("confirmed", "payment_succeeded"),
+    ]
+    assert order["updated_at"] == order["status_history"][-1]["at"]
+    events = await outbox_events(order_id)
+    [(_, requested), (_, confirmation)] = events[1:]
+    assert requested == {
+        "order_id": str(order_id),
+        "user_id": str(customer.id),
+        "amount": {"amount": 2400, "currency": "USD"},
+        "payment_token": "tok_visa",
+    }
+    # The lines in the order they were placed (position), not by sku.
+    assert confirmation["items"] == [
+        {"sku": line["sku"], "quantity": line["quantity"]} for line in order["items"]
+    ]
+
+
+async def test_two_events_for_one_order_in_one_transaction_apply_in_turn(
+    place: Place,
+    product: Product,
+    customer: User,
+    outbox_events: OutboxReader,
+    engine: AsyncEngine,
+    settings: OrdersSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # A consumer batch: the second reaction reads what the first wrote, uncommitted.
+    order_id = await two_line_order(place, product, customer)
+    async with sessionmaker() as session, session.begin():
+        await on_stock_reserved(session, event(reserved(order_id)), settings=settings)
+        await on_payment_succeeded(
+            session, event(succeeded(order_id, uuid.uuid4())), settings=settings
+        )
+    assert (await columns(engine, order_id))["status"] == "confirmed"
+    assert [kind for kind, _ in await outbox_events(order_id)] == [
+        "orders.order_created",
+        "orders.payment_requested",
+        "orders.order_confirmed",
+    ]
+
+
+async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_status(
+    place: Place,
+    product: Product,
+    customer: User,
+    outbox_events: OutboxReader,
+    settings: OrdersSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    order_id = await two_line_order(place, product, customer)
+    async with sessionmaker() as first, first.begin():
+        first_event = event(reserved(order_id))
+        assert await service.react(
+            session=first,
+            settings=settings,
+            event=first_event,
+            order_id=order_id,
+            trigger=Trigger.STOCK_RESERVED,
+            reason="stock_reserved",
+        )
+
+        async def second() -> bool:
+            async with sessionmaker() as session, session.begin():
+                return await service.react(
+                    session=session,
+                    settings=settings,
+                    event=event(reserved(order_id)),
+                    order_id=order_id,
+                    trigger=Trigger.STOCK_RESERVED,
+                    reason="stock_reserved",
+                )
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # blocked on the row lock the first reaction holds
+    # The first committed: the second now finds the order awaiting payment and skips.
+    assert await asyncio.wait_for(waiting, timeout=10) is False
+    assert [kind for kind, _ in await outbox_events(order_id)] == [
+        "orders.order_created",
+        "orders.payment_requested",
+    ]
