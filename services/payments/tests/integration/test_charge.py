@@ -6,11 +6,17 @@ import asyncio
 import itertools
 import logging
 import uuid
+from typing import Any
 
 import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from payments.payment.models import PaymentStatus
+from payments.payment import repository
+from payments.payment.models import Payment, PaymentStatus
 from payments.provider import FakeProvider
+from payments.provider.models import FakeProviderCharge
+from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested
 from shared.messaging import Envelope
 
@@ -210,6 +216,103 @@ async def test_answers_lost_by_the_provider_are_retried_under_the_same_key(
     assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "processing_error")
     assert flaky.charge_calls == 3
     assert await payments.charges() == 1  # charged on a lost answer, never again
+
+
+class CountingConnection:
+    """An asyncpg connection that counts the statements sent through ``fetchrow``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fetchrows = 0
+
+    async def fetchrow(self, query: str, *args: object) -> Any:
+        self.fetchrows += 1
+        return await self.inner.fetchrow(query, *args)
+
+
+async def wait_for_a_lock_wait(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Until some statement of the database waits on a lock (the one the test set up)."""
+    statement = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(10):
+        while True:
+            async with sessionmaker() as session:
+                if await session.scalar(statement):
+                    return
+            await asyncio.sleep(0.01)
+
+
+async def test_attempt_waiting_on_a_concurrent_insert_of_the_order_returns_that_payment(
+    payments: Payments, engine: AsyncEngine
+) -> None:
+    # Another request's insert of the same order is in flight: ours waits on it and then
+    # conflicts, but its snapshot is older than that commit, so the statement finds no row.
+    # The attempt must still come back as that payment (asked again), and none be added.
+    order_id, first_id = uuid.uuid4(), uuid.uuid4()
+    async with payments.sessionmaker() as first:
+        await first.execute(
+            insert(Payment).values(
+                id=first_id,
+                order_id=order_id,
+                user_id=uuid.uuid4(),
+                amount=1999,
+                currency="USD",
+                status=PaymentStatus.PENDING.value,
+            )
+        )
+        async with engine.connect() as connection:
+            db = CountingConnection((await connection.get_raw_connection()).driver_connection)
+            recording = asyncio.create_task(
+                repository.record_attempt(
+                    db,
+                    payment_id=uuid.uuid4(),
+                    order_id=order_id,
+                    user_id=uuid.uuid4(),
+                    amount=1999,
+                    currency="USD",
+                )
+            )
+            await wait_for_a_lock_wait(payments.sessionmaker)
+            await first.commit()
+            attempt = await recording
+
+    assert (attempt.id, attempt.order_id, attempt.status) == (first_id, order_id, "pending")
+    assert db.fetchrows == 2  # the race happened: the first statement found nothing
+    assert await payments.payment_count() == 1
+
+
+async def test_charge_waiting_on_a_concurrent_charge_with_its_key_returns_that_charge(
+    payments: Payments,
+) -> None:
+    # The provider's side of the same race: the first answer under a key wins, and a request
+    # that waited on it gets that answer, not an error and not a second charge.
+    key = str(uuid.uuid4())
+    provider = FakeProvider(sessionmaker=payments.sessionmaker)
+    async with payments.sessionmaker() as first:
+        await first.execute(
+            insert(FakeProviderCharge).values(
+                idempotency_key=key,
+                charge_id="ch_first",
+                amount=1999,
+                currency="USD",
+                outcome="succeeded",
+            )
+        )
+        charging = asyncio.create_task(
+            provider.authorize_and_capture(
+                idempotency_key=key,
+                amount=Money(amount=1999, currency="USD"),
+                payment_token="tok_visa",
+            )
+        )
+        await wait_for_a_lock_wait(payments.sessionmaker)
+        await first.commit()
+        charge = await charging
+
+    assert (charge.charge_id, charge.decline) == ("ch_first", None)
+    assert await payments.charges() == 1
 
 
 def order_of(event: Envelope) -> uuid.UUID:

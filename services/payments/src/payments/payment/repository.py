@@ -5,53 +5,73 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import asyncpg
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments.payment.models import Payment, PaymentStatus
-
-
-async def insert_pending_once(
-    session: AsyncSession,
-    *,
-    payment_id: uuid.UUID,
-    order_id: uuid.UUID,
-    user_id: uuid.UUID,
-    amount: int,
-    currency: str,
-) -> None:
-    """Insert the order's pending payment unless the order already has one."""
-    statement = (
-        insert(Payment)
-        .values(
-            id=payment_id,
-            order_id=order_id,
-            user_id=user_id,
-            amount=amount,
-            currency=currency,
-            status=PaymentStatus.PENDING.value,
-        )
-        .on_conflict_do_nothing(index_elements=[Payment.order_id])
-    )
-    await session.execute(statement)
 
 
 async def get(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
     return await session.get(Payment, payment_id, populate_existing=True)
 
 
-async def get_by_order(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
-    statement = (
-        select(Payment)
-        .where(Payment.order_id == order_id)
-        .execution_options(populate_existing=True)
-    )
-    return await session.scalar(statement)
+# --- the charge path: fixed SQL on the asyncpg connection -------------------------------------
+# ~65 us of CPU per statement against ~400-600 us for the ORM statement it replaces; the
+# caller decides the transaction (a lone autocommitted statement, or the consumer's).
+
+_PAYMENT_COLUMNS = (
+    "id, order_id, user_id, amount, currency, status, failure_reason, refunded_amount, "
+    "provider_charge_id, provider_refund_id, created_at, updated_at"
+)
+
+RECORD_ATTEMPT = (
+    "WITH inserted AS ("  # noqa: S608 (a constant column list, no input)
+    "INSERT INTO payments.payments (id, order_id, user_id, amount, currency, status) "
+    "VALUES ($1, $2, $3, $4, $5, 'pending') "
+    f"ON CONFLICT (order_id) DO NOTHING RETURNING {_PAYMENT_COLUMNS}) "
+    f"SELECT {_PAYMENT_COLUMNS} FROM inserted "
+    "UNION ALL "
+    f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments "
+    "WHERE order_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)"
+)
+"""The order's payment: inserted as pending now, or the one it already has; one statement."""
+
+SETTLE_PENDING = (
+    "UPDATE payments.payments "  # noqa: S608 (a constant column list, no input)
+    "SET status = $2, failure_reason = $3, provider_charge_id = $4, updated_at = now() "
+    f"WHERE id = $1 AND status = 'pending' RETURNING {_PAYMENT_COLUMNS}"
+)
+"""A pending payment moved to its outcome; no row when it was no longer pending."""
+
+
+async def record_attempt(
+    db: asyncpg.Connection,
+    *,
+    payment_id: uuid.UUID,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> Payment:
+    """The order's payment, inserted as pending unless the order already has one.
+
+    Run alone (autocommitted), the statement is atomic: the pending payment is committed
+    when it returns. A detached ``Payment`` comes back, as after a committed session.
+    """
+    # Twice at most: when a concurrent request's insert of this order is still in flight,
+    # ours waits for it and then does nothing, but the SELECT half reads the snapshot taken
+    # when our statement started, which does not hold that row: no row comes back. The row
+    # is committed by then (rows are never deleted), so the statement run again returns it.
+    for _ in range(2):
+        row = await db.fetchrow(RECORD_ATTEMPT, payment_id, order_id, user_id, amount, currency)
+        if row is not None:
+            return _payment(row)
+    raise AssertionError(f"the payment of order {order_id} was neither inserted nor found")
 
 
 async def settle_pending(
-    session: AsyncSession,
+    db: asyncpg.Connection,
     *,
     payment_id: uuid.UUID,
     status: PaymentStatus,
@@ -63,19 +83,15 @@ async def settle_pending(
     The status condition is what makes a concurrent second settlement a no-op: it waits on
     the row lock, then finds the payment settled.
     """
-    statement = (
-        update(Payment)
-        .where(Payment.id == payment_id, Payment.status == PaymentStatus.PENDING.value)
-        .values(
-            status=status.value,
-            failure_reason=failure_reason,
-            provider_charge_id=provider_charge_id,
-            updated_at=func.now(),
-        )
-        .returning(Payment)
-        .execution_options(populate_existing=True)
+    row = await db.fetchrow(
+        SETTLE_PENDING, payment_id, status.value, failure_reason, provider_charge_id
     )
-    return await session.scalar(statement)
+    return None if row is None else _payment(row)
+
+
+def _payment(row: asyncpg.Record) -> Payment:
+    """A detached ``Payment`` holding one row of ``_PAYMENT_COLUMNS``."""
+    return Payment(**dict(row.items()))
 
 
 async def mark_refunded(

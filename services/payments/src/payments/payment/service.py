@@ -30,6 +30,7 @@ from shared.auth import Principal
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.db import autocommit_connection, driver_connection
 from shared.ids import new_id
 from shared.messaging import Envelope
 
@@ -91,8 +92,9 @@ async def charge_for_order(
     """Handle ``orders.payment_requested``: charge the order once, emit the outcome.
 
     ``session`` is in the consumer's transaction, which holds the event's inbox key: the
-    outcome, its event and the key commit together. ``sessionmaker`` gives the separate,
-    committed transaction that records the attempt before the provider is called.
+    outcome, its event and the key commit together. ``sessionmaker`` gives the separate
+    connection that records the attempt (one statement, committed on its own) before the
+    provider is called.
     """
     request = event.payload(PaymentRequested)
     payment = await _record_attempt(sessionmaker=sessionmaker, request=request)
@@ -111,7 +113,7 @@ async def charge_for_order(
 
     status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
     settled = await repository.settle_pending(
-        session,
+        await driver_connection(session),  # the consumer's transaction, with the inbox key
         payment_id=payment.id,
         status=status,
         failure_reason=failure.value if failure else None,
@@ -120,6 +122,7 @@ async def charge_for_order(
     if settled is None:
         # Another delivery of this order's request settled it first and emitted the event.
         logger.info("payment %s was settled concurrently", payment.id)
+        # Rare, so the ORM: a fresh read (the session holds no object of this payment).
         current = await repository.get(session, payment.id)
         assert current is not None
         return current
@@ -151,18 +154,15 @@ async def _record_attempt(
     *, sessionmaker: async_sessionmaker[AsyncSession], request: PaymentRequested
 ) -> Payment:
     """The order's payment, inserted as pending (and committed) unless it exists already."""
-    async with sessionmaker() as attempt, attempt.begin():
-        await repository.insert_pending_once(
-            attempt,
+    async with autocommit_connection(sessionmaker) as db:
+        return await repository.record_attempt(
+            db,
             payment_id=new_id(),
             order_id=request.order_id,
             user_id=request.user_id,
             amount=request.amount.amount,
             currency=request.amount.currency,
         )
-        payment = await repository.get_by_order(attempt, request.order_id)
-    assert payment is not None  # inserted now or before; rows are never deleted
-    return payment
 
 
 def _refusal(payment: Payment, *, store_currency: str) -> FailureReason | None:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from enum import Enum
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +29,7 @@ from payments.provider.base import (
 )
 from payments.provider.models import FakeProviderCharge, FakeProviderRefund
 from shared.contracts import Money
+from shared.db import autocommit_connection
 from shared.ids import new_id
 
 SUCCEEDED = "succeeded"
@@ -53,6 +55,41 @@ def decline_for(payment_token: str) -> DeclineCode | None:
         # The message names no token: callers may log it.
         raise ProviderUnavailableError("the provider reported a processing error")
     return outcome
+
+
+CHARGE_ONCE = (
+    "WITH inserted AS ("
+    "INSERT INTO payments.fake_provider_charges "
+    "(idempotency_key, charge_id, amount, currency, outcome) VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING charge_id, amount, currency, outcome) "
+    "SELECT charge_id, amount, currency, outcome FROM inserted "
+    "UNION ALL "
+    "SELECT charge_id, amount, currency, outcome FROM payments.fake_provider_charges "
+    "WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
+)
+"""The charge stored under the key: this one, inserted now, or the first one; one statement."""
+
+
+async def _charge_once(
+    db: asyncpg.Connection,
+    *,
+    idempotency_key: str,
+    charge_id: str,
+    amount: Money,
+    outcome: str,
+) -> asyncpg.Record:
+    """The key decides: a concurrent or repeated request gets the first answer, durably (the
+    statement, run alone, has committed when it returns)."""
+    # Twice at most: a concurrent first request with this key still in flight makes ours
+    # wait, then do nothing, and the SELECT half reads the snapshot from before that commit:
+    # no row. Run again, the statement sees the committed charge (charges are never deleted).
+    for _ in range(2):
+        stored = await db.fetchrow(
+            CHARGE_ONCE, idempotency_key, charge_id, amount.amount, amount.currency, outcome
+        )
+        if stored is not None:
+            return stored
+    raise AssertionError("the charge was neither stored nor found under its key")
 
 
 class FakeProvider:
@@ -86,28 +123,20 @@ class FakeProvider:
     ) -> Charge:
         lose_answer = await self._network()
         decline = decline_for(payment_token)
-        row = {
-            "idempotency_key": idempotency_key,
-            "charge_id": f"ch_{new_id().hex}",
-            "amount": amount.amount,
-            "currency": amount.currency,
-            "outcome": decline.value if decline else SUCCEEDED,
-        }
-        async with self.sessionmaker() as session, session.begin():
-            # The key decides: a concurrent or repeated request gets the first answer.
-            await session.execute(insert(FakeProviderCharge).values(row).on_conflict_do_nothing())
-            stored = await session.scalar(
-                select(FakeProviderCharge).where(
-                    FakeProviderCharge.idempotency_key == idempotency_key
-                )
+        async with autocommit_connection(self.sessionmaker) as db:
+            stored = await _charge_once(
+                db,
+                idempotency_key=idempotency_key,
+                charge_id=f"ch_{new_id().hex}",
+                amount=amount,
+                outcome=decline.value if decline else SUCCEEDED,
             )
-        assert stored is not None
         if lose_answer:
             raise ProviderUnavailableError("simulated failure: the answer was lost")
         return Charge(
-            charge_id=stored.charge_id,
-            amount=Money(amount=stored.amount, currency=stored.currency),
-            decline=None if stored.outcome == SUCCEEDED else DeclineCode(stored.outcome),
+            charge_id=stored["charge_id"],
+            amount=Money(amount=stored["amount"], currency=stored["currency"]),
+            decline=None if stored["outcome"] == SUCCEEDED else DeclineCode(stored["outcome"]),
         )
 
     async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
