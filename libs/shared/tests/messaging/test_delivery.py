@@ -7,16 +7,18 @@ from collections import Counter
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
-from shared.db import database_unavailable
+from shared.db import database_unavailable, driver_connection
 from shared.messaging import Envelope, MalformedEventError, OutboxRelay, decode
 from shared.messaging.dlq import count_messages, peek, replay
+from shared.messaging.relay import PublishFailedError
 from shared.messaging.topology import queue_name
 
-from .conftest import Harness, metric, wait_until
+from .conftest import Harness, OutboxEvent, metric, wait_until
 
 
 async def test_event_committed_before_a_crash_is_published_by_the_next_relay(
@@ -52,7 +54,7 @@ async def test_publication_repeated_after_a_crash_before_marking_is_absorbed_by_
         relay = OutboxRelay(
             settings=harness.settings, engine=harness.engine, broker=crashed, outbox=harness.outbox
         )
-        claimed = await relay.claim(connection)
+        claimed = await relay.claim(await driver_connection(connection))
         assert await publisher.publish_many(claimed) == [None] * 10
         await transaction.rollback()
     assert await harness.unsent() == 10
@@ -228,3 +230,35 @@ def test_only_an_unreachable_database_is_retried_in_place() -> None:
     assert database_unavailable(DBAPIError("x", {}, ConnectionRefusedError()))
     assert not database_unavailable(DBAPIError("x", {}, ValueError("bad row")))
     assert not database_unavailable(ValueError("cannot handle this one"))
+
+
+async def test_an_unroutable_event_stays_unsent_with_its_error_until_a_queue_takes_it(
+    harness: Harness,
+) -> None:
+    # No queue is bound for the type yet: the broker returns the events, nothing is lost.
+    ids = await harness.emit(2)
+    relay = OutboxRelay(
+        settings=harness.settings,
+        engine=harness.engine,
+        broker=await harness.broker(),
+        outbox=harness.outbox,
+    )
+    try:
+        with pytest.raises(PublishFailedError):
+            await relay.relay_batch()
+        async with harness.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(OutboxEvent.attempts, OutboxEvent.last_error, OutboxEvent.sent_at)
+                )
+            ).all()
+        assert [(attempts, sent_at) for attempts, _, sent_at in rows] == [(1, None), (1, None)]
+        assert all(error for _, error, _ in rows)
+
+        await harness.consumer("routable-later")
+        assert await relay.relay_batch() == 2
+    finally:
+        await relay.stop(drain_seconds=2)
+    await wait_until(lambda: harness.applied("routable-later", 2), what="2 handled")
+    assert await harness.effects("routable-later") == dict.fromkeys(ids, 1)
+    assert await harness.unsent() == 0
