@@ -29,9 +29,11 @@ BENCH_SETTINGS = {
     "INVENTORY_DB_POOL_SIZE": "5",
     "ORDERS_DB_POOL_SIZE": "5",
     "PAYMENTS_DB_POOL_SIZE": "4",
-    # Prefetch under the pool: a burst waits in the queue, not for a connection.
-    "COMMERCE_BROKER_PREFETCH": "4",
-    "PAYMENTS_BROKER_PREFETCH": "3",
+    # The services' defaults: a consumer runs one transaction at a time, so its prefetch is
+    # the most events one batch can take, not connections; payments' requests wait on the
+    # provider (50 ms here, the harness's) holding no connection, 32 at a time.
+    "COMMERCE_BROKER_PREFETCH": "100",
+    "PAYMENTS_BROKER_PREFETCH": "32",
     # INFO stays: the harness waits for "worker started"; the per-request line goes.
     "COMMERCE_ACCESS_LOG": "false",
     "GATEWAY_ACCESS_TOKEN_TTL_SECONDS": "7200",

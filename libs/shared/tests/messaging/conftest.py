@@ -12,7 +12,7 @@ import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client import REGISTRY
@@ -32,6 +32,7 @@ from shared.messaging import (
     Outbox,
     OutboxMixin,
     OutboxRelay,
+    PreparedHandler,
     RunningConsumer,
     delete_topology,
 )
@@ -136,7 +137,7 @@ class Harness:
     async def consumer(
         self,
         name: str,
-        handler: EventHandler | None = None,
+        handler: EventHandler | PreparedHandler[Any] | None = None,
         *,
         broker: Broker | None = None,
         start: bool = True,

@@ -7,13 +7,13 @@ from collections import Counter
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
 from shared.db import database_unavailable, driver_connection
-from shared.messaging import Envelope, MalformedEventError, OutboxRelay, decode
+from shared.messaging import Envelope, MalformedEventError, OutboxRelay, PreparedHandler, decode
 from shared.messaging.dlq import count_messages, peek, replay
 from shared.messaging.relay import PublishFailedError
 from shared.messaging.topology import queue_name
@@ -262,3 +262,65 @@ async def test_an_unroutable_event_stays_unsent_with_its_error_until_a_queue_tak
     await wait_until(lambda: harness.applied("routable-later", 2), what="2 handled")
     assert await harness.effects("routable-later") == dict.fromkeys(ids, 1)
     assert await harness.unsent() == 0
+
+
+async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once(
+    harness: Harness,
+) -> None:
+    name = "prepared"
+    record = harness.recording_handler(name)
+    held_during_prepare: list[int] = []
+    prepared: Counter[str] = Counter()
+    applied: dict[str, int] = {}
+
+    async def prepare(event: Envelope) -> int:
+        # The slow call of a real handler (a provider): no pooled connection is held for it.
+        held_during_prepare.append(harness.engine.pool.checkedout())  # type: ignore[attr-defined]
+        prepared[str(event.id)] += 1
+        if prepared[str(event.id)] == 1 and event.payload(StockLow).available == 0:
+            raise ConnectionError("the provider did not answer")  # returned, then redelivered
+        return event.payload(StockLow).available * 10
+
+    async def apply(session: AsyncSession, event: Envelope, outcome: int) -> None:
+        applied[str(event.id)] = outcome
+        await record(session, event)
+
+    await harness.consumer(name, PreparedHandler(prepare=prepare, apply=apply))
+    ids = await harness.emit(3)
+    await harness.relay()
+    await wait_until(lambda: harness.applied(name, 3), what="3 handled")
+
+    assert await harness.effects(name) == dict.fromkeys(ids, 1)
+    assert held_during_prepare
+    assert set(held_during_prepare) == {0}
+    assert sorted(applied.values()) == [0, 10, 20]  # what prepare returned reached apply
+    assert sorted(prepared.values()) == [1, 1, 2]  # the failed preparation ran again
+    assert metric("messaging_events_failed_total", queue=name) == 1
+
+
+async def test_a_duplicate_is_prepared_again_but_never_applied_twice(harness: Harness) -> None:
+    name = "prepared-duplicate"
+    record = harness.recording_handler(name)
+    prepared: Counter[str] = Counter()
+    applied: Counter[str] = Counter()
+
+    async def prepare(event: Envelope) -> None:
+        prepared[str(event.id)] += 1
+
+    async def apply(session: AsyncSession, event: Envelope, _: None) -> None:
+        applied[str(event.id)] += 1
+        await record(session, event)
+
+    await harness.consumer(name, PreparedHandler(prepare=prepare, apply=apply))
+    [event_id] = await harness.emit(1)
+    await harness.relay()
+    await wait_until(lambda: harness.applied(name, 1), what="handled")
+    # The same event again, as a relay that died before marking it sent would publish it.
+    async with harness.engine.begin() as connection:
+        await connection.execute(update(OutboxEvent).values(sent_at=None))
+    await wait_until(
+        lambda: _metric_reaches("messaging_events_duplicate_total", name, 1), what="duplicate"
+    )
+    assert prepared == Counter({str(event_id): 2})
+    assert applied == Counter({str(event_id): 1})
+    assert await harness.effects(name) == {event_id: 1}

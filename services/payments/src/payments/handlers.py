@@ -9,7 +9,7 @@ from payments.events import ProcessedEvent
 from payments.payment import service
 from payments.provider import PaymentProvider, RetryPolicy
 from shared.contracts.orders import PaymentRequested, RefundRequested
-from shared.messaging import Consumer, Envelope
+from shared.messaging import Consumer, Envelope, PreparedHandler
 
 CONSUMER_NAME = "payments.requests"
 
@@ -22,14 +22,15 @@ def requests_consumer(
 ) -> Consumer:
     """The one consuming purpose of payments: the charge and refund requests of orders.
 
-    One queue for both keeps the number of payments in flight (and so of connections held
-    during provider calls) bounded by a single prefetch.
+    One queue for both keeps the number of provider calls in flight bounded by a single
+    prefetch.
     """
     retry = RetryPolicy.from_settings(settings)
 
-    async def on_payment_requested(session: AsyncSession, event: Envelope) -> None:
-        await service.charge_for_order(
-            session=session,
+    # Both requests call the provider: prepared handlers, so no transaction and no pooled
+    # connection waits on it. The consumer's transaction only writes the outcome.
+    async def prepare_charge(event: Envelope) -> service.ChargeOutcome:
+        return await service.prepare_charge(
             sessionmaker=sessionmaker,
             provider=provider,
             retry=retry,
@@ -37,18 +38,31 @@ def requests_consumer(
             event=event,
         )
 
-    async def on_refund_requested(session: AsyncSession, event: Envelope) -> None:
-        await service.refund_payment(session=session, provider=provider, retry=retry, event=event)
+    async def settle_charge(
+        session: AsyncSession, event: Envelope, outcome: service.ChargeOutcome
+    ) -> None:
+        await service.settle_charge(session=session, event=event, outcome=outcome)
+
+    async def prepare_refund(event: Envelope) -> service.RefundOutcome:
+        return await service.prepare_refund(
+            sessionmaker=sessionmaker, provider=provider, retry=retry, event=event
+        )
+
+    async def record_refund(
+        session: AsyncSession, event: Envelope, outcome: service.RefundOutcome
+    ) -> None:
+        await service.record_refund(session=session, event=event, outcome=outcome)
 
     return Consumer(
         name=CONSUMER_NAME,
         handlers={
-            PaymentRequested.event_type: on_payment_requested,
-            RefundRequested.event_type: on_refund_requested,
+            PaymentRequested.event_type: PreparedHandler(prepare_charge, settle_charge),
+            RefundRequested.event_type: PreparedHandler(prepare_refund, record_refund),
         },
         inbox=ProcessedEvent,
-        # A charge calls the provider: one event per transaction (a failed batch would call
-        # it again), and as many in flight as the prefetch lets in, since each mostly waits.
+        # Each delivery is prepared on its own (a provider call) and as many are in flight as
+        # the prefetch lets in, since each mostly waits; they hold a connection only for their
+        # few statements. One event per transaction: a batch would prepare one after another.
         max_batch=1,
         concurrency=settings.broker_prefetch,
     )

@@ -29,7 +29,7 @@ from shared.auth import key_id
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import Envelope, decode
+from shared.messaging import Envelope, PreparedHandler, decode
 from shared.messaging.inbox import claim_events, inbox_table
 
 _namespaces = itertools.count(1)
@@ -193,8 +193,9 @@ class Payments:
         )
 
     async def deliver(self, event: Envelope, *, provider: PaymentProvider | None = None) -> bool:
-        """Handle one delivery as ``RunningConsumer`` does: inbox key and effect in one
-        transaction. False for a duplicate; raises (rolling back) when the handler does."""
+        """Handle one delivery as ``RunningConsumer`` does: the handler's preparation first,
+        outside any transaction, then the inbox key and the effect in one transaction.
+        False for a duplicate; raises (rolling back) when the handler does."""
         consumer = requests_consumer(
             settings=self.settings,
             sessionmaker=self.sessionmaker,
@@ -202,6 +203,8 @@ class Payments:
         )
         received = decode(event.to_bytes())  # as it arrives off the wire
         handler = consumer.handlers[received.type]
+        assert isinstance(handler, PreparedHandler)  # both requests call the provider
+        prepared = await handler.prepare(received)
         async with self.sessionmaker() as session, session.begin():
             claimed = await claim_events(
                 session,
@@ -211,7 +214,7 @@ class Payments:
             )
             if not claimed:
                 return False
-            await handler(session, received)
+            await handler.apply(session, received, prepared)
         return True
 
     async def charges(self) -> int:

@@ -128,7 +128,10 @@ async def test_same_request_delivered_five_times_concurrently_charges_once(
 
     assert sorted(handled) == [False, False, False, False, True]
     assert await payments.charges() == 1
-    assert payments.provider.charge_calls == 1
+    # A delivery asks the provider before its transaction (no connection waits on the
+    # provider) unless it finds the payment settled already, always with the order's key:
+    # the provider answers every ask with the one charge.
+    assert 1 <= payments.provider.charge_calls <= 5
     assert await payments.payment_count() == 1
     assert [event_type for event_type, _ in await payments.events()] == [
         "payments.payment_succeeded"

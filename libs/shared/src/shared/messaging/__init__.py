@@ -9,7 +9,7 @@ The API a service uses::
 """
 
 from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
-from shared.messaging.consumer import Consumer, EventHandler, RunningConsumer
+from shared.messaging.consumer import Consumer, EventHandler, PreparedHandler, RunningConsumer
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
 from shared.messaging.inbox import InboxMixin
 from shared.messaging.outbox import Outbox, OutboxMixin
@@ -29,6 +29,7 @@ __all__ = [
     "Outbox",
     "OutboxMixin",
     "OutboxRelay",
+    "PreparedHandler",
     "Publisher",
     "RunningConsumer",
     "declare_exchanges",

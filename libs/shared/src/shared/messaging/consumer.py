@@ -15,6 +15,15 @@ Per message:
 - otherwise the inbox key and the handler's effects commit together, then the ack is sent.
   An ack lost after commit means a redelivery, which the inbox absorbs.
 
+Prepared handlers: a ``PreparedHandler`` splits an event's handling in two. ``prepare`` runs
+first, outside any transaction and holding no connection while it waits (a call to a payment
+provider); ``apply`` then runs in the transaction with the inbox key, given what ``prepare``
+returned. ``prepare`` must be idempotent: it runs again on a redelivery, and also runs for a
+duplicate, which the inbox then skips without applying. A ``prepare`` that raises returns the
+delivery as a handler failure does. Without this split a slow call kept a pooled connection
+idle in transaction for its whole length, so the pool, not the work, bounded how many could
+be in flight.
+
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``): one claim of every inbox key, the handlers in
 delivery order, one commit, then the acks. Under load the begin, claim, commit and ack are
@@ -33,8 +42,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from sqlalchemy import Table
@@ -55,6 +65,18 @@ logger = logging.getLogger(__name__)
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 """Runs inside the consumer's transaction; raise to have the event redelivered."""
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PreparedHandler(Generic[T]):
+    """A handler in two parts: ``prepare`` outside the transaction, ``apply`` inside it with
+    what ``prepare`` returned (module doc). ``prepare`` must be idempotent."""
+
+    prepare: Callable[[Envelope], Awaitable[T]]
+    apply: Callable[[AsyncSession, Envelope, T], Awaitable[None]]
+
+
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
@@ -69,7 +91,7 @@ class Consumer:
     """
 
     name: str
-    handlers: Mapping[str, EventHandler]
+    handlers: Mapping[str, EventHandler | PreparedHandler[Any]]
     inbox: type[InboxMixin]
     max_batch: int = 100
     """Most events handled in one transaction. Use 1 for handlers with effects outside the
@@ -212,7 +234,8 @@ class RunningConsumer:
 
     async def handle_batch(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Process deliveries to the end, in one transaction when all succeed (module doc)."""
-        pending = [item for message in messages if (item := await self._decode(message))]
+        decoded = [item for message in messages if (item := await self._decode(message))]
+        pending = [item for delivery in decoded if (item := await self._prepare(delivery))]
         while len(pending) > 1:
             failure = await self._try_as_one_transaction(pending)
             if failure is None:
@@ -243,6 +266,25 @@ class RunningConsumer:
             await self._settle(message.reject(requeue=False))
             return None
         return _Delivery(message, event, handler)
+
+    async def _prepare(self, delivery: _Delivery) -> _Delivery | None:
+        """Run a prepared handler's ``prepare``, outside any transaction; the delivery with
+        its result, or None once a failed preparation has returned the delivery."""
+        handler = delivery.handler
+        if not isinstance(handler, PreparedHandler):
+            return delivery
+        event = delivery.event
+        token = request_id_var.set(event.correlation_id)
+        try:
+            prepared = await self._while_database_away(
+                lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
+            )
+        except Exception as exc:
+            await self._give_back(delivery, exc)
+            return None
+        finally:
+            request_id_var.reset(token)
+        return replace(delivery, prepared=prepared)
 
     async def _try_as_one_transaction(
         self, batch: list[_Delivery]
@@ -298,9 +340,7 @@ class RunningConsumer:
         metrics.HANDLER_LATENCY.labels(label).observe(seconds)
         (metrics.EVENTS_CONSUMED if handled else metrics.EVENTS_DUPLICATE).labels(label).inc()
 
-    async def _while_database_away(
-        self, attempt: Callable[[], Awaitable[list[bool]]], *, what: str
-    ) -> list[bool]:
+    async def _while_database_away(self, attempt: Callable[[], Awaitable[T]], *, what: str) -> T:
         """``attempt()``, retried in place while the database is unavailable (bounded, and
         not once the consumer is stopping)."""
         deadline = time.monotonic() + DATABASE_RETRY_SECONDS
@@ -344,8 +384,12 @@ class RunningConsumer:
                 handled.append(new)
                 if new:
                     token = request_id_var.set(event.correlation_id)
+                    handler = delivery.handler
                     try:
-                        await delivery.handler(session, event)
+                        if isinstance(handler, PreparedHandler):
+                            await handler.apply(session, event, delivery.prepared)
+                        else:
+                            await handler(session, event)
                     except Exception:
                         if failed is not None:
                             failed.append(delivery)
@@ -384,4 +428,5 @@ def _not_one_events_fault(exc: BaseException) -> bool:
 class _Delivery:
     message: AbstractIncomingMessage
     event: Envelope
-    handler: EventHandler
+    handler: EventHandler | PreparedHandler[Any]
+    prepared: Any = None  # what a prepared handler's ``prepare`` returned

@@ -1,10 +1,14 @@
 """Business rules of payments and their transaction boundaries; the only writer of the outbox.
 
 Charging follows one rule: record the attempt (committed), ask the provider outside any
-transaction of ours that holds the payment, then record the answer and its event together.
+transaction of ours, then record the answer and its event together. The first two are the
+``prepare`` half of the request's handler, which the consumer runs before its transaction
+and without holding a connection while the provider thinks; the last is the ``apply`` half,
+in the consumer's transaction with the event's inbox key (``shared.messaging.PreparedHandler``).
 A crash anywhere leaves either nothing, a pending payment that the redelivered request
 resumes (the provider, asked again with the order id as key, returns the same charge), or
-the settled payment with its event. No path charges twice.
+the settled payment with its event. No path charges twice. Refunds are split the same way,
+keyed by the payment id.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from payments.payment.models import FailureReason, Payment, PaymentStatus
 from payments.provider import (
     PaymentProvider,
     ProviderUnavailableError,
+    Refund,
     RetryPolicy,
     with_retries,
 )
@@ -80,44 +85,60 @@ async def list_payments(
 # --- charging --------------------------------------------------------------------------------
 
 
-async def charge_for_order(
+@dataclass(frozen=True, slots=True)
+class ChargeOutcome:
+    """What preparing a charge found: the pending payment and the provider's answer, or a
+    payment already settled (``settled`` True), for which nothing is left to do."""
+
+    payment: Payment
+    failure: FailureReason | None = None
+    charge_id: str | None = None
+    settled: bool = False
+
+
+async def prepare_charge(
     *,
-    session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     retry: RetryPolicy,
     store_currency: str,
     event: Envelope,
-) -> Payment:
-    """Handle ``orders.payment_requested``: charge the order once, emit the outcome.
-
-    ``session`` is in the consumer's transaction, which holds the event's inbox key: the
-    outcome, its event and the key commit together. ``sessionmaker`` gives the separate
-    connection that records the attempt (one statement, committed on its own) before the
-    provider is called.
-    """
+) -> ChargeOutcome:
+    """``orders.payment_requested``, before the consumer's transaction: record the attempt
+    (one statement, committed on its own) and ask the provider. Idempotent: a redelivery
+    finds the attempt, and the provider answers the order's key with the same charge."""
     request = event.payload(PaymentRequested)
     payment = await _record_attempt(sessionmaker=sessionmaker, request=request)
     if payment.status != PaymentStatus.PENDING:
         logger.info(
             "payment %s of order %s already %s", payment.id, payment.order_id, payment.status
         )
-        return payment
-
+        return ChargeOutcome(payment, settled=True)
     failure = _refusal(payment, store_currency=store_currency)
     charge_id: str | None = None
     if failure is None:
         failure, charge_id = await _ask_provider(
             provider=provider, retry=retry, payment=payment, token=request.payment_token
         )
+    return ChargeOutcome(payment, failure, charge_id)
 
+
+async def settle_charge(
+    *, session: AsyncSession, event: Envelope, outcome: ChargeOutcome
+) -> Payment:
+    """``orders.payment_requested``, in the consumer's transaction (which holds the event's
+    inbox key): the pending payment takes the provider's answer and its event is written."""
+    payment = outcome.payment
+    if outcome.settled:
+        return payment
+    failure = outcome.failure
     status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
     settled = await repository.settle_pending(
-        await driver_connection(session),  # the consumer's transaction, with the inbox key
+        await driver_connection(session),
         payment_id=payment.id,
         status=status,
         failure_reason=failure.value if failure else None,
-        provider_charge_id=charge_id,
+        provider_charge_id=outcome.charge_id,
     )
     if settled is None:
         # Another delivery of this order's request settled it first and emitted the event.
@@ -197,34 +218,45 @@ async def _ask_provider(
 # --- refunding -------------------------------------------------------------------------------
 
 
-async def refund_payment(
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    """What preparing a refund found: the payment and the provider's refund, or no refund
+    (``refund`` None) when the request does not apply or the payment is refunded already."""
+
+    payment: Payment | None
+    refund: Refund | None = None
+
+
+async def prepare_refund(
     *,
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     retry: RetryPolicy,
     event: Envelope,
-) -> Payment | None:
-    """Handle ``orders.refund_requested``: refund the full captured amount, once.
+) -> RefundOutcome:
+    """``orders.refund_requested``, before the consumer's transaction: ask the provider to
+    refund the full captured amount, once.
 
     The provider is asked with the payment id as key, so a redelivery after a crash gets the
     same refund back. A provider that stays unavailable raises: the request is redelivered
     (a refund owed is never dropped). A request that cannot apply is skipped with a log line.
     """
     request = event.payload(RefundRequested)
-    payment = await repository.get(session, request.payment_id)
+    async with sessionmaker() as session:
+        payment = await repository.get(session, request.payment_id)
     if payment is None or payment.order_id != request.order_id:
         logger.warning(
             "refund for order %s skipped: no payment %s of that order",
             request.order_id,
             request.payment_id,
         )
-        return None
+        return RefundOutcome(None)
     if payment.status == PaymentStatus.REFUNDED:
         logger.info("payment %s already refunded", payment.id)
-        return payment
+        return RefundOutcome(payment)
     if payment.status != PaymentStatus.SUCCEEDED or payment.provider_charge_id is None:
         logger.warning("refund of payment %s skipped: it is %s", payment.id, payment.status)
-        return payment
+        return RefundOutcome(payment)
     captured = Money(amount=payment.amount, currency=payment.currency)
     if request.amount != captured:
         # The captured amount is what the customer paid; a refund always returns all of it.
@@ -244,6 +276,17 @@ async def refund_payment(
         policy=retry,
         what=f"refund of payment {payment.id}",
     )
+    return RefundOutcome(payment, refund)
+
+
+async def record_refund(
+    *, session: AsyncSession, event: Envelope, outcome: RefundOutcome
+) -> Payment | None:
+    """``orders.refund_requested``, in the consumer's transaction: the payment is marked
+    refunded and ``payments.payment_refunded`` written, unless there was nothing to refund."""
+    payment, refund = outcome.payment, outcome.refund
+    if payment is None or refund is None:
+        return payment
     refunded = await repository.mark_refunded(
         session,
         payment_id=payment.id,
