@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -130,3 +132,30 @@ async def test_only_a_connection_idle_past_the_threshold_is_pinged(
     await asyncio.sleep(0.3)
     await _backend_pid(one_connection)  # idle past the threshold: pinged first
     assert pings == [";"]
+
+
+def _terminate_without_yielding(pid: int) -> None:
+    """Terminate backend ``pid`` from another thread while this event loop is blocked, so
+    that the server's goodbye waits unread on the connection's socket."""
+
+    async def terminate() -> None:
+        killer = await asyncpg.connect(user="postgres", host="127.0.0.1", database="postgres")
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await killer.close()
+
+    worker = threading.Thread(target=asyncio.run, args=(terminate(),))
+    worker.start()
+    worker.join()
+    time.sleep(0.1)  # the goodbye and the end of the stream reach the socket
+
+
+async def test_a_connection_cut_before_asyncpg_read_the_news_is_pinged_and_replaced(
+    one_connection: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await _backend_pid(one_connection)
+    # asyncpg still thinks the connection open: only the bytes waiting on its socket tell.
+    # Checked out again at once, so it is not pinged for being idle.
+    _terminate_without_yielding(first)
+    assert await _backend_pid(one_connection) not in (first, 0)

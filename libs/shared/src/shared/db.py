@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,26 +77,42 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """Pessimistic disconnect handling, at the price of a round trip only where it helps.
 
     A connection the server closed (a restart, ``pg_terminate_backend``, an idle timeout)
-    is known to asyncpg within milliseconds: the server says so and closes the socket,
-    which the event loop reads while the connection sits in the pool. That check is free and
-    runs on every checkout. A ping (``SELECT ;``, one round trip) is added only for a
-    connection idle for over ``PING_AFTER_IDLE_SECONDS``, the one that may have been cut
-    without a word (a network drop, a proxy's timeout). Pinging every checkout cost a round
-    trip per transaction, ~65 us of CPU here, and an order is some fifteen transactions.
-    (SQLAlchemy's own ``pool_pre_ping`` is three round trips on asyncpg: BEGIN, ping,
-    ROLLBACK.) Either failure raises ``DisconnectionError``, on which the pool discards the
-    connection and checks out another (a fresh one after a database restart).
+    says so: the server writes its reason and closes the socket. Between uses an idle pooled
+    connection receives nothing, so a closed connection, or one with input waiting that
+    asyncpg has not read yet, is pinged (``SELECT ;``, one round trip) before it is handed
+    out, and discarded if the ping fails. Both checks are free of round trips (asyncpg's own
+    state, and a zero-timeout ``select`` on its socket). A connection idle for over
+    ``PING_AFTER_IDLE_SECONDS`` is pinged too: it may have been cut without a word (a network
+    drop, a proxy's timeout). Pinging every checkout cost a round trip per transaction,
+    ~65 us of CPU here, and an order is some fifteen transactions. (SQLAlchemy's own
+    ``pool_pre_ping`` is three round trips on asyncpg: BEGIN, ping, ROLLBACK.) A failed check
+    raises ``DisconnectionError``, on which the pool discards the connection and checks out
+    another (a fresh one after a database restart).
     """
     driver = dbapi_connection.driver_connection
     if driver.is_closed():
         raise DisconnectionError("pooled connection was closed by the server")
     idle = time.monotonic() - record.info.get("checked_in_at", 0.0)
-    if idle < PING_AFTER_IDLE_SECONDS:
+    if idle < PING_AFTER_IDLE_SECONDS and not _has_unread_input(driver):
         return
     try:
         await_(driver.fetchrow(";"))
     except Exception as exc:
         raise DisconnectionError("pooled connection failed its ping") from exc
+
+
+def _has_unread_input(driver: Any) -> bool:
+    """Whether the server wrote to this idle connection (its goodbye, usually) or closed it.
+
+    (``_transport`` is asyncpg's; the version is pinned and tests/test_db.py fails if this
+    stops holding.)
+    """
+    transport = getattr(driver, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True  # cannot tell: ping
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return bool(readable)
 
 
 async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
@@ -121,7 +138,14 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     # (Private to SQLAlchemy's asyncpg adapter; the version is pinned and tests/test_db.py
     # fails if this stops holding.)
     if adapter is not None and adapter._transaction is None:
-        await adapter._start_transaction()
+        try:
+            await adapter._start_transaction()
+        except Exception as exc:
+            # BEGIN fails only on a broken connection: discard it, and raise what the apps
+            # answer with a 503 and the consumers retry in place (SQLAlchemy would have
+            # wrapped it so, had it sent the BEGIN itself).
+            await connection.invalidate(exc)
+            raise DBAPIError("BEGIN", None, exc, connection_invalidated=True) from exc
     return raw.driver_connection
 
 

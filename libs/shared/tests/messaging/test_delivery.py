@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import aio_pika
@@ -281,14 +282,20 @@ async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once
             raise ConnectionError("the provider did not answer")  # returned, then redelivered
         return event.payload(StockLow).available * 10
 
+    all_applied = asyncio.Event()
+
     async def apply(session: AsyncSession, event: Envelope, outcome: int) -> None:
         applied[str(event.id)] = outcome
         await record(session, event)
+        if len(applied) == 3:
+            all_applied.set()
 
     await harness.consumer(name, PreparedHandler(prepare=prepare, apply=apply))
     ids = await harness.emit(3)
     await harness.relay()
-    await wait_until(lambda: harness.applied(name, 3), what="3 handled")
+    # Waited on without polling the database: the test's own reads would hold connections.
+    await asyncio.wait_for(all_applied.wait(), 30)
+    await wait_until(lambda: harness.applied(name, 3), what="3 committed")
 
     assert await harness.effects(name) == dict.fromkeys(ids, 1)
     assert held_during_prepare

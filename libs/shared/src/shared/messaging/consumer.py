@@ -20,9 +20,10 @@ first, outside any transaction and holding no connection while it waits (a call 
 provider); ``apply`` then runs in the transaction with the inbox key, given what ``prepare``
 returned. ``prepare`` must be idempotent: it runs again on a redelivery, and also runs for a
 duplicate, which the inbox then skips without applying. A ``prepare`` that raises returns the
-delivery as a handler failure does. Without this split a slow call kept a pooled connection
-idle in transaction for its whole length, so the pool, not the work, bounded how many could
-be in flight.
+delivery as a handler failure does. The preparations of a batch run concurrently, before its
+transaction; a batch that is retried (one of its ``apply`` failed) is not prepared again.
+Without this split a slow call kept a pooled connection idle in transaction for its whole
+length, so the pool, not the work, bounded how many could be in flight.
 
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``): one claim of every inbox key, the handlers in
@@ -235,7 +236,9 @@ class RunningConsumer:
     async def handle_batch(self, messages: Sequence[AbstractIncomingMessage]) -> None:
         """Process deliveries to the end, in one transaction when all succeed (module doc)."""
         decoded = [item for message in messages if (item := await self._decode(message))]
-        pending = [item for delivery in decoded if (item := await self._prepare(delivery))]
+        # The batch's preparations wait on their calls side by side, not one after another.
+        prepared = await asyncio.gather(*(self._prepare(delivery) for delivery in decoded))
+        pending = [delivery for delivery in prepared if delivery is not None]
         while len(pending) > 1:
             failure = await self._try_as_one_transaction(pending)
             if failure is None:
