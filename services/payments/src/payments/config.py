@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -34,6 +34,27 @@ class PaymentsSettings(BaseServiceSettings):
     # transiently (for load and fault tests; 0 in normal use).
     fake_provider_latency_ms: int = Field(default=0, ge=0)
     fake_provider_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The reconciler: how often each worker looks for payments left pending, how long one
+    # must have been pending (since its last attempt) to be looked at, and how many it takes
+    # per transaction. The age is well beyond a charge with all its retries and redeliveries:
+    # a charge still in progress is never resolved under it.
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    reconcile_after_seconds: float = Field(default=600.0, gt=0)
+    reconcile_batch_size: int = Field(default=50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _reconcile_after_outlasts_a_charge(self) -> PaymentsSettings:
+        # Imported here: the retry policy reads these settings (payments.provider.retry).
+        from payments.provider.retry import RetryPolicy
+
+        budget = sum(RetryPolicy.from_settings(self).pauses())
+        if self.reconcile_after_seconds <= budget:
+            raise ValueError(
+                f"reconcile_after_seconds ({self.reconcile_after_seconds}) must exceed the "
+                f"provider retry pauses of one charge ({budget:.1f}s): a payment still being "
+                "charged would be reconciled"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,8 @@
-"""``python -m payments.worker``: the request consumer and the outbox relay, until SIGTERM."""
+"""``python -m payments.worker``: the request consumer, the outbox relay and the reconciler.
+
+SIGTERM or SIGINT stops taking messages, drains those in flight, flushes the relay, lets the
+current reconciliation finish, and exits.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from payments.config import PaymentsSettings, get_settings
 from payments.events import OUTBOX
 from payments.handlers import requests_consumer
 from payments.provider import FakeProvider, PaymentProvider
+from payments.reconciler import run_reconciler
 from shared.db import create_engine, create_sessionmaker
 from shared.logging import configure_logging
 from shared.messaging import run_worker
@@ -21,12 +26,17 @@ async def run(
     install_signal_handlers: bool = True,
 ) -> None:
     """Consume and relay until ``stop`` is set or a signal arrives; then drain and return."""
-    # The engine is ours, not the runner's: the handlers need its sessionmaker for the
-    # attempt records and the fake provider's memory.
+    stop = stop or asyncio.Event()
+    # The engine is ours, not the runner's: the handlers and the reconciler need its
+    # sessionmaker for the attempt records and the fake provider's memory.
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
+    reconciler = asyncio.create_task(
+        run_reconciler(sessionmaker=sessionmaker, provider=provider, settings=settings, stop=stop),
+        name="payments reconciler",
+    )
     try:
         await run_worker(
             settings,
@@ -37,6 +47,8 @@ async def run(
             install_signal_handlers=install_signal_handlers,
         )
     finally:
+        stop.set()  # also when the worker failed: the reconciler must not outlive it
+        await reconciler
         await engine.dispose()
 
 

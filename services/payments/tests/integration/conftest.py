@@ -3,6 +3,7 @@ and a harness that hands events to the handlers exactly as the consumer does."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -135,6 +136,7 @@ class CountingProvider:
     inner: PaymentProvider
     charge_calls: int = 0
     refund_calls: int = 0
+    lookup_calls: int = 0
 
     async def authorize_and_capture(
         self, *, idempotency_key: str, amount: Money, payment_token: str
@@ -149,6 +151,10 @@ class CountingProvider:
         return await self.inner.refund(
             idempotency_key=idempotency_key, charge_id=charge_id, amount=amount
         )
+
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        self.lookup_calls += 1
+        return await self.inner.find_charge(idempotency_key=idempotency_key)
 
 
 @dataclass
@@ -174,6 +180,9 @@ class CrashAfterProviderAnswered:
         )
         self._crash_once("crashed after the provider refunded")
         return refund
+
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        return await self.inner.find_charge(idempotency_key=idempotency_key)
 
     def _crash_once(self, what: str) -> None:
         if not self.crashed:
@@ -286,3 +295,17 @@ def refund_requested(payment: Payment, *, amount: int | None = None) -> Envelope
             ),
         )
     )
+
+
+async def wait_for_a_lock_wait(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Until some statement of the database waits on a lock (the one the test set up)."""
+    statement = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(10):
+        while True:
+            async with sessionmaker() as session:
+                if await session.scalar(statement):
+                    return
+            await asyncio.sleep(0.01)

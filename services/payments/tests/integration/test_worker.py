@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -19,7 +20,13 @@ from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSuc
 from shared.messaging import Broker, Envelope, declare_queue, decode, delete_topology
 from shared.messaging.broker import OutgoingMessage
 
-from .conftest import CrashAfterProviderAnswered, Payments, payment_requested, refund_requested
+from .conftest import (
+    CrashAfterProviderAnswered,
+    Payments,
+    SimulatedCrash,
+    payment_requested,
+    refund_requested,
+)
 
 LISTENER = "payments-test.listener"
 
@@ -191,3 +198,39 @@ async def _reached(count: float) -> bool:
 
 async def _unsent_is_zero(payments: Payments) -> bool:
     return await payments.unsent() == 0 and len(await payments.events()) > 0
+
+
+async def test_worker_reconciles_a_payment_left_pending_and_stops_the_reconciler_with_it(
+    shop: Shop, payments: Payments
+) -> None:
+    # The request died after the provider charged and is never redelivered (dead-lettered):
+    # the worker's reconciler, not a delivery, settles and announces it.
+    event = payment_requested("tok_visa")
+    order_id = event.payload(PaymentRequested).order_id
+    with pytest.raises(SimulatedCrash):
+        await payments.deliver(event, provider=CrashAfterProviderAnswered(payments.provider))
+    settings = shop.settings.model_copy(
+        update={"reconcile_interval_seconds": 0.05, "reconcile_after_seconds": 0.2}
+    )
+    stop, task = await _run_worker(settings, payments)
+    try:
+        await wait_until(
+            lambda: _status_is(payments, order_id, PaymentStatus.SUCCEEDED),
+            what="the payment reconciled",
+        )
+        await wait_until(lambda: _unsent_is_zero(payments), what="the outcome published")
+        assert any(t.get_name() == "payments reconciler" for t in asyncio.all_tasks())
+    finally:
+        stop.set()
+        await task
+
+    assert not any(t.get_name() == "payments reconciler" for t in asyncio.all_tasks())
+    assert await payments.charges() == 1
+    announced = await shop.received()
+    assert [(e.type, e.payload(PaymentSucceeded).order_id) for e in announced] == [
+        ("payments.payment_succeeded", order_id)
+    ]
+
+
+async def _status_is(payments: Payments, order_id: uuid.UUID, status: PaymentStatus) -> bool:
+    return (await payments.payment_of(order_id)).status == status

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
+from payments.config import PaymentsSettings
 from payments.payment.schemas import decode_cursor, encode_cursor
 from payments.provider import DeclineCode, ProviderUnavailableError, RetryPolicy
 from payments.provider.fake import decline_for
@@ -51,3 +53,15 @@ def test_cursor_round_trips_and_refuses_anything_else() -> None:
     for garbage in ["", "not-a-cursor!", encode_cursor(payment_id)[:-2], 42]:
         with pytest.raises(ValueError, match="cursor"):
             decode_cursor(garbage)
+
+
+def test_reconciler_age_must_outlast_a_charges_retry_pauses() -> None:
+    # Pauses 0.2 + 0.4 + 0.8 = 1.4 s: a payment pending for less may still be being charged.
+    retries = {
+        "provider_max_attempts": 4,
+        "provider_backoff_initial_seconds": 0.2,
+        "provider_backoff_max_seconds": 2.0,
+    }
+    with pytest.raises(ValidationError, match="reconcile_after_seconds"):
+        PaymentsSettings(reconcile_after_seconds=1.4, **retries)  # type: ignore[arg-type]
+    assert PaymentsSettings(reconcile_after_seconds=1.5, **retries).reconcile_after_seconds == 1.5  # type: ignore[arg-type]

@@ -56,4 +56,12 @@ class Payment(Base):
         CheckConstraint("refunded_amount >= 0", name="refunded_amount_not_negative"),
         # A customer's payments, newest first (ids are time-ordered).
         Index("ix_payments_user_id_id", "user_id", "id"),
+        # The reconciler's claim: pending payments, longest untouched first. Partial, so it
+        # holds only the few payments not yet settled, however many the table keeps.
+        Index(
+            "ix_payments_pending_updated_at",
+            "updated_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )

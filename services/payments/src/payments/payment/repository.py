@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 from sqlalchemy import func, select, update
@@ -26,16 +27,21 @@ _PAYMENT_COLUMNS = (
 )
 
 RECORD_ATTEMPT = (
-    "WITH inserted AS ("  # noqa: S608 (a constant column list, no input)
-    "INSERT INTO payments.payments (id, order_id, user_id, amount, currency, status) "
-    "VALUES ($1, $2, $3, $4, $5, 'pending') "
-    f"ON CONFLICT (order_id) DO NOTHING RETURNING {_PAYMENT_COLUMNS}) "
-    f"SELECT {_PAYMENT_COLUMNS} FROM inserted "
-    "UNION ALL "
-    f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments "
-    "WHERE order_id = $2 AND NOT EXISTS (SELECT 1 FROM inserted)"
+    "INSERT INTO payments.payments AS p "  # noqa: S608 (a constant column list, no input)
+    "(id, order_id, user_id, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending') "
+    "ON CONFLICT (order_id) DO UPDATE SET updated_at = "
+    "CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END "
+    f"RETURNING {_PAYMENT_COLUMNS}"
 )
-"""The order's payment: inserted as pending now, or the one it already has; one statement."""
+"""The order's payment: inserted as pending now, or the one it already has; one statement.
+
+On conflict the existing row is locked and returned as it is at the latest commit, not as
+the statement's snapshot saw it: a request arriving while the reconciler holds the payment
+waits, then finds it settled and does not charge. A pending payment's ``updated_at`` becomes
+the time of this, its latest attempt, which the reconciler's age counts from: it leaves alone
+a payment that a request is charging now. (A settled one keeps its time; the row is still
+rewritten, once per duplicate request.)
+"""
 
 SETTLE_PENDING = (
     "UPDATE payments.payments "  # noqa: S608 (a constant column list, no input)
@@ -59,15 +65,11 @@ async def record_attempt(
     Run alone (autocommitted), the statement is atomic: the pending payment is committed
     when it returns. A detached ``Payment`` comes back, as after a committed session.
     """
-    # Twice at most: when a concurrent request's insert of this order is still in flight,
-    # ours waits for it and then does nothing, but the SELECT half reads the snapshot taken
-    # when our statement started, which does not hold that row: no row comes back. The row
-    # is committed by then (rows are never deleted), so the statement run again returns it.
-    for _ in range(2):
-        row = await db.fetchrow(RECORD_ATTEMPT, payment_id, order_id, user_id, amount, currency)
-        if row is not None:
-            return _payment(row)
-    raise AssertionError(f"the payment of order {order_id} was neither inserted nor found")
+    # Always a row: the insert, or the existing one updated. A concurrent request's insert
+    # of this order still in flight makes ours wait for it and then update (and return) it.
+    row = await db.fetchrow(RECORD_ATTEMPT, payment_id, order_id, user_id, amount, currency)
+    assert row is not None, f"the payment of order {order_id} was neither inserted nor found"
+    return _payment(row)
 
 
 async def settle_pending(
@@ -87,6 +89,36 @@ async def settle_pending(
         SETTLE_PENDING, payment_id, status.value, failure_reason, provider_charge_id
     )
     return None if row is None else _payment(row)
+
+
+CLAIM_STALE_PENDING = (
+    f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments "  # noqa: S608 (constant columns)
+    "WHERE status = 'pending' AND updated_at < $1 AND (updated_at, id) > ($2, $3) "
+    "ORDER BY updated_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"
+)
+"""Pending payments untouched since before the cutoff, after a (updated_at, id) cursor,
+locked for the caller's transaction; rows another transaction holds are skipped."""
+
+# The cursor before every row: a pass starts here.
+CURSOR_START: tuple[datetime, uuid.UUID] = (datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
+
+
+async def claim_stale_pending(
+    db: asyncpg.Connection,
+    *,
+    untouched_since: datetime,
+    after: tuple[datetime, uuid.UUID],
+    limit: int,
+) -> list[Payment]:
+    """Lock up to ``limit`` payments pending since before ``untouched_since``, oldest first,
+    after the cursor ``after`` (``CURSOR_START``, or the last payment of the batch before).
+
+    SKIP LOCKED shares the work: reconcilers running at once take disjoint batches, and one
+    never waits on a payment a consumer is settling. The cursor lets a pass move on past the
+    payments it left pending (provider unavailable) instead of taking them again.
+    """
+    rows = await db.fetch(CLAIM_STALE_PENDING, untouched_since, *after, limit)
+    return [_payment(row) for row in rows]
 
 
 def _payment(row: asyncpg.Record) -> Payment:

@@ -9,14 +9,20 @@ A crash anywhere leaves either nothing, a pending payment that the redelivered r
 resumes (the provider, asked again with the order id as key, returns the same charge), or
 the settled payment with its event. No path charges twice. Refunds are split the same way,
 keyed by the payment id.
+
+A pending payment whose request never completes (dead-lettered after the provider charged,
+say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
+provider's memory of the order's key; it never charges.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +31,7 @@ from payments.payment import repository
 from payments.payment.exceptions import PaymentNotFoundError
 from payments.payment.models import FailureReason, Payment, PaymentStatus
 from payments.provider import (
+    Charge,
     PaymentProvider,
     ProviderUnavailableError,
     Refund,
@@ -131,42 +138,57 @@ async def settle_charge(
     payment = outcome.payment
     if outcome.settled:
         return payment
-    failure = outcome.failure
+    settled = await _settle(
+        session, payment=payment, failure=outcome.failure, charge_id=outcome.charge_id, cause=event
+    )
+    if settled is None:
+        # Another delivery of this order's request (or the reconciler) settled it first and
+        # emitted the event.
+        logger.info("payment %s was settled concurrently", payment.id)
+        # Rare, so the ORM: a fresh read (the session holds no object of this payment).
+        current = await repository.get(session, payment.id)
+        assert current is not None
+        return current
+    return settled
+
+
+async def _settle(
+    session: AsyncSession,
+    *,
+    payment: Payment,
+    failure: FailureReason | None,
+    charge_id: str | None,
+    cause: Envelope | None,
+) -> Payment | None:
+    """Move the pending payment to its outcome and write that outcome's event, in the
+    session's transaction; None, and no event, when it was no longer pending.
+
+    The one place a charge is settled, by a request (``cause``: the event is its follow-up)
+    or by the reconciler (no cause). The update is conditional on ``pending``, so however
+    many settle one payment at once, one of them moves it and writes its event.
+    """
     status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
     settled = await repository.settle_pending(
         await driver_connection(session),
         payment_id=payment.id,
         status=status,
         failure_reason=failure.value if failure else None,
-        provider_charge_id=outcome.charge_id,
+        provider_charge_id=charge_id,
     )
     if settled is None:
-        # Another delivery of this order's request settled it first and emitted the event.
-        logger.info("payment %s was settled concurrently", payment.id)
-        # Rare, so the ORM: a fresh read (the session holds no object of this payment).
-        current = await repository.get(session, payment.id)
-        assert current is not None
-        return current
+        return None
+    outcome: PaymentSucceeded | PaymentFailed
     if failure is None:
-        await OUTBOX.add(
-            session,
-            event.caused(
-                PaymentSucceeded(
-                    payment_id=settled.id,
-                    order_id=settled.order_id,
-                    amount=Money(amount=settled.amount, currency=settled.currency),
-                )
-            ),
+        outcome = PaymentSucceeded(
+            payment_id=settled.id,
+            order_id=settled.order_id,
+            amount=Money(amount=settled.amount, currency=settled.currency),
         )
     else:
-        await OUTBOX.add(
-            session,
-            event.caused(
-                PaymentFailed(
-                    payment_id=settled.id, order_id=settled.order_id, reason=failure.value
-                )
-            ),
+        outcome = PaymentFailed(
+            payment_id=settled.id, order_id=settled.order_id, reason=failure.value
         )
+    await OUTBOX.add(session, cause.caused(outcome) if cause else Envelope.new(outcome))
     logger.info("payment %s of order %s %s", settled.id, settled.order_id, status.value)
     return settled
 
@@ -210,9 +232,108 @@ async def _ask_provider(
         )
     except ProviderUnavailableError:
         return FailureReason.PROCESSING_ERROR, None
+    return _answer(charge)
+
+
+def _answer(charge: Charge) -> tuple[FailureReason | None, str | None]:
+    """A provider's charge as (failure, charge id): declined with its reason, or captured."""
     if charge.decline is not None:
         return FailureReason(charge.decline.value), None
     return None, charge.charge_id
+
+
+# --- reconciling -----------------------------------------------------------------------------
+
+LOOKUP_TIMEOUT_SECONDS = 10.0
+"""A provider lookup slower than this counts as unavailable: the batch's row locks (which a
+late request for one of its orders waits on) are held no longer than about this."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciledBatch:
+    claimed: int
+    settled: int  # the others stay pending: the provider could not tell what became of them
+    cursor: tuple[datetime, uuid.UUID] | None  # the last payment claimed; None if none was
+
+
+async def reconcile_batch(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    store_currency: str,
+    untouched_since: datetime,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> ReconciledBatch:
+    """Settle one batch of payments left pending, those no request has touched since
+    ``untouched_since`` (the request dead-lettered, say, after the provider charged), with
+    their events, so that orders learns the outcome and refunds a charge it no longer wants.
+
+    One transaction: lock the batch (SKIP LOCKED: reconcilers share the work), ask the
+    provider what became of each charge under the order's key (side by side, never charging:
+    the token is not kept), settle the answered ones as a request would (``_settle``). No
+    charge under the key means none was made, and none can be now: failed as
+    ``processing_error``. A payment the provider cannot answer for stays pending, for the next
+    round. Unlike a request, this asks the provider inside the transaction: its row locks make
+    a late request for one of these orders wait (its attempt then finds the payment settled
+    and charges nothing) instead of charging just after the lookup found no charge. Those
+    lookups are few, and bounded by ``limit`` and ``LOOKUP_TIMEOUT_SECONDS``.
+    """
+    async with sessionmaker() as session, session.begin():
+        claimed = await repository.claim_stale_pending(
+            await driver_connection(session),
+            untouched_since=untouched_since,
+            after=after or repository.CURSOR_START,
+            limit=limit,
+        )
+        if not claimed:
+            return ReconciledBatch(claimed=0, settled=0, cursor=None)
+        answers = await asyncio.gather(
+            *(_what_became_of(payment, provider, store_currency) for payment in claimed)
+        )
+        settled = 0
+        for payment, answer in zip(claimed, answers, strict=True):
+            if answer is None:
+                continue
+            failure, charge_id = answer
+            done = await _settle(
+                session, payment=payment, failure=failure, charge_id=charge_id, cause=None
+            )
+            if done is not None:
+                settled += 1
+                logger.warning(
+                    "payment %s of order %s was left pending since %s: reconciled as %s",
+                    done.id,
+                    done.order_id,
+                    payment.updated_at.isoformat(),
+                    done.failure_reason or done.status,
+                )
+    last = claimed[-1]
+    return ReconciledBatch(claimed=len(claimed), settled=settled, cursor=(last.updated_at, last.id))
+
+
+async def _what_became_of(
+    payment: Payment, provider: PaymentProvider, store_currency: str
+) -> tuple[FailureReason | None, str | None] | None:
+    """The outcome of a pending payment's charge as (failure, charge id); None when the
+    provider cannot tell now."""
+    refusal = _refusal(payment, store_currency=store_currency)
+    if refusal is not None:
+        return refusal, None  # its request never went to the provider: the same refusal
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
+            charge = await provider.find_charge(idempotency_key=str(payment.order_id))
+    except Exception as exc:  # unavailable, slow or broken: the next round asks again
+        logger.warning(
+            "payment %s of order %s left pending: the provider could not be asked: %r",
+            payment.id,
+            payment.order_id,
+            exc,
+        )
+        return None
+    if charge is None:
+        return FailureReason.PROCESSING_ERROR, None
+    return _answer(charge)
 
 
 # --- refunding -------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Both operations take an idempotency key: asking again with the same key returns the first
 answer and never moves money twice. The service uses the order id for a charge and the
-payment id for its refund, so a retry after a crash asks the same question again.
+payment id for its refund, so a retry after a crash asks the same question again. The same
+key also finds a charge again without making one (``find_charge``): how the reconciler
+learns what became of a payment left pending, with no card token to charge.
 """
 
 from __future__ import annotations
@@ -64,4 +66,10 @@ class PaymentProvider(Protocol):
 
     async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
         """Return ``amount`` of a captured charge, at most once per ``idempotency_key``."""
+        ...
+
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        """The answer given to a charge under ``idempotency_key`` (captured or declined), or
+        None if no charge was ever made under it; never charges. Raise
+        ``ProviderUnavailableError`` when the provider cannot tell now."""
         ...

@@ -69,6 +69,12 @@ CHARGE_ONCE = (
 )
 """The charge stored under the key: this one, inserted now, or the first one; one statement."""
 
+FIND_CHARGE = (
+    "SELECT charge_id, amount, currency, outcome FROM payments.fake_provider_charges "
+    "WHERE idempotency_key = $1"
+)
+"""The charge stored under the key, if any: a lookup by primary key, writing nothing."""
+
 
 async def _charge_once(
     db: asyncpg.Connection,
@@ -90,6 +96,15 @@ async def _charge_once(
         if stored is not None:
             return stored
     raise AssertionError("the charge was neither stored nor found under its key")
+
+
+def _charge(stored: asyncpg.Record) -> Charge:
+    """The answer a stored charge stands for."""
+    return Charge(
+        charge_id=stored["charge_id"],
+        amount=Money(amount=stored["amount"], currency=stored["currency"]),
+        decline=None if stored["outcome"] == SUCCEEDED else DeclineCode(stored["outcome"]),
+    )
 
 
 class FakeProvider:
@@ -133,11 +148,15 @@ class FakeProvider:
             )
         if lose_answer:
             raise ProviderUnavailableError("simulated failure: the answer was lost")
-        return Charge(
-            charge_id=stored["charge_id"],
-            amount=Money(amount=stored["amount"], currency=stored["currency"]),
-            decline=None if stored["outcome"] == SUCCEEDED else DeclineCode(stored["outcome"]),
-        )
+        return _charge(stored)
+
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        if await self._network():
+            # A lookup changes nothing, so a lost answer is only an unavailable provider.
+            raise ProviderUnavailableError("simulated failure: the answer was lost")
+        async with autocommit_connection(self.sessionmaker) as db:
+            stored = await db.fetchrow(FIND_CHARGE, idempotency_key)
+        return None if stored is None else _charge(stored)
 
     async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
         lose_answer = await self._network()

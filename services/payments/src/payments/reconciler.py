@@ -1,0 +1,91 @@
+"""The reconciler: settles payments left pending, in every worker.
+
+A payment stays pending when its request never completes after the attempt was recorded: the
+request dead-lettered (its settle kept failing) after the provider had charged, say. Nothing
+else would then announce the outcome, and orders would cancel the order without refunding the
+charge. Every ``reconcile_interval_seconds`` the reconciler takes the payments no request has
+touched for ``reconcile_after_seconds`` and settles them from what the provider remembers
+under the order's key (``service.reconcile_batch``); a late ``payment_succeeded`` on a
+cancelled order makes orders refund it.
+
+Several workers may reconcile at once: batches are claimed with ``FOR UPDATE SKIP LOCKED``, and
+the settle is conditional on ``pending``, so each payment is settled, and announced, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from payments.config import PaymentsSettings
+from payments.payment import service
+from payments.provider import PaymentProvider
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    settled: int
+    left_pending: int  # the provider could not tell: the next round asks again
+
+
+async def reconcile_once(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    settings: PaymentsSettings,
+    now: datetime | None = None,
+) -> ReconcileResult:
+    """One pass over every payment left pending, batch by batch."""
+    untouched_since = (now or datetime.now(UTC)) - timedelta(
+        seconds=settings.reconcile_after_seconds
+    )
+    settled = left_pending = 0
+    cursor = None
+    while True:
+        batch = await service.reconcile_batch(
+            sessionmaker=sessionmaker,
+            provider=provider,
+            store_currency=settings.store_currency,
+            untouched_since=untouched_since,
+            after=cursor,
+            limit=settings.reconcile_batch_size,
+        )
+        settled += batch.settled
+        left_pending += batch.claimed - batch.settled
+        # Past the batch, not from the start again: those left pending are not asked twice.
+        if batch.claimed < settings.reconcile_batch_size or batch.cursor is None:
+            return ReconcileResult(settled=settled, left_pending=left_pending)
+        cursor = batch.cursor
+
+
+async def run_reconciler(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    settings: PaymentsSettings,
+    stop: asyncio.Event,
+) -> None:
+    """Reconcile every ``reconcile_interval_seconds`` until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            result = await reconcile_once(
+                sessionmaker=sessionmaker, provider=provider, settings=settings
+            )
+            if result.settled or result.left_pending:
+                logger.info(
+                    "reconciled %d payments left pending; %d still pending",
+                    result.settled,
+                    result.left_pending,
+                )
+        except Exception:
+            # The database may be away for a moment: the next round retries.
+            logger.exception("payment reconciliation failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.reconcile_interval_seconds)
