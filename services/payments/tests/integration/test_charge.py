@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import uuid
 from typing import Any
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payments.payment import repository
 from payments.payment.models import Payment, PaymentStatus
-from payments.provider import FakeProvider
+from payments.provider import FakeProvider, ProviderUnavailableError
 from payments.provider.models import FakeProviderCharge
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested
@@ -201,13 +200,14 @@ async def test_crash_after_provider_charged_and_before_commit_still_charges_once
 async def test_answers_lost_by_the_provider_are_retried_under_the_same_key(
     payments: Payments,
 ) -> None:
-    # Every call fails: the first and third after charging (the answer lost on the way
-    # back), the second before. The draws: "fail?" then "after processing?".
-    draws = itertools.cycle([0.0, 0.9, 0.0, 0.1])
+    # Every charge call fails: the first and third before charging, the second after (the
+    # answer lost on the way back); the lookup that follows gets through. The draws: "fail?"
+    # then "before processing?" per charge call, "fail?" for the lookup.
+    draws = iter([0.0, 0.1, 0.0, 0.9, 0.0, 0.1, 0.9])
     flaky = CountingProvider(
         FakeProvider(
             sessionmaker=payments.sessionmaker,
-            failure_rate=1.0,
+            failure_rate=0.5,
             random_source=lambda: next(draws),
         )
     )
@@ -216,10 +216,37 @@ async def test_answers_lost_by_the_provider_are_retried_under_the_same_key(
 
     await payments.deliver(event, provider=flaky)
 
+    # Charged on a lost answer, never again, and not failed: the lookup found the charge.
     payment = await payments.payment_of(order_id)
-    assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "processing_error")
+    assert payment.status == PaymentStatus.SUCCEEDED
     assert flaky.charge_calls == 3
-    assert await payments.charges() == 1  # charged on a lost answer, never again
+    assert await payments.charges() == 1
+    assert [event_type for event_type, _ in await payments.events()] == [
+        "payments.payment_succeeded"
+    ]
+
+
+async def test_a_provider_that_cannot_say_whether_it_charged_leaves_the_payment_pending(
+    payments: Payments,
+) -> None:
+    # Every call fails, the lookup too: the payment must not fail (it may have been charged);
+    # the request is returned for a redelivery, which settles it once the provider answers.
+    flaky = CountingProvider(
+        FakeProvider(
+            sessionmaker=payments.sessionmaker, failure_rate=1.0, random_source=lambda: 0.1
+        )
+    )
+    event = payment_requested("tok_visa")
+    order_id = order_of(event)
+
+    with pytest.raises(ProviderUnavailableError):
+        await payments.deliver(event, provider=flaky)
+    assert (await payments.payment_of(order_id)).status == PaymentStatus.PENDING
+    assert await payments.events() == []
+
+    assert await payments.deliver(event) is True  # the redelivery, the provider healthy
+    assert (await payments.payment_of(order_id)).status == PaymentStatus.SUCCEEDED
+    assert await payments.charges() == 1
 
 
 class CountingConnection:

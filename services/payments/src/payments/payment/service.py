@@ -220,18 +220,31 @@ def _refusal(payment: Payment, *, store_currency: str) -> FailureReason | None:
 async def _ask_provider(
     *, provider: PaymentProvider, retry: RetryPolicy, payment: Payment, token: str
 ) -> tuple[FailureReason | None, str | None]:
-    """The provider's answer as (failure, charge id); transient errors retried, then failed."""
+    """The provider's answer as (failure, charge id); transient errors retried, then failed.
+
+    When the retries run out the provider may still have charged: an answer lost on its way
+    back looks like an unavailable provider. So it is asked what it holds under the order's
+    key before the payment fails: a charge found is the answer; none found means none was
+    made, and the payment fails as ``processing_error``. If it cannot say either, this
+    raises: the request is redelivered (and, past its deliveries, the reconciler settles it),
+    since failing it could leave a customer charged for a cancelled order.
+    """
     amount = Money(amount=payment.amount, currency=payment.currency)
+    key = str(payment.order_id)
     try:
         charge = await with_retries(
             lambda: provider.authorize_and_capture(
-                idempotency_key=str(payment.order_id), amount=amount, payment_token=token
+                idempotency_key=key, amount=amount, payment_token=token
             ),
             policy=retry,
             what=f"charge of order {payment.order_id}",
         )
     except ProviderUnavailableError:
-        return FailureReason.PROCESSING_ERROR, None
+        found = await provider.find_charge(idempotency_key=key)  # raises if it cannot say
+        if found is None:
+            return FailureReason.PROCESSING_ERROR, None
+        logger.info("charge of order %s: the provider had charged; its answer was lost", key)
+        return _answer(found)
     return _answer(charge)
 
 
