@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -303,6 +304,28 @@ async def test_text_with_a_nul_character_is_a_422_never_a_500(
     assert response.status_code == 422, response.text
     assert response.json()["type"] == "/problems/unstorable-text"
     assert (await place(customer, order_body((sku, 1), token="tok_\u0000"))).status_code == 422
+    assert await count_orders(engine, customer) == 0
+
+
+async def test_a_token_that_is_not_valid_unicode_is_a_422_never_a_500(
+    client: httpx.AsyncClient, product: Product, customer: User, engine: AsyncEngine
+) -> None:
+    # A lone surrogate escape in the raw JSON: a str field refuses it, the SecretStr token
+    # let it through to the request's fingerprint, which could not encode it.
+    sku = await product()
+    raw = orjson.dumps(order_body((sku, 1))).decode().replace('"tok_visa"', '"tok_\\ud800"')
+    response = await client.post(
+        "/api/v1/orders",
+        content=raw,
+        headers={
+            **customer.headers,
+            "Idempotency-Key": uuid.uuid4().hex,
+            "Content-Type": "application/json",
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["body", "payment", "token"]]
+    assert "ud800" not in response.text
     assert await count_orders(engine, customer) == 0
 
 
