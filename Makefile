@@ -62,7 +62,7 @@ fmt: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff format $(PY_DIRS)
 
 typecheck: $(STAMP) ## mypy --strict over every package and the tests
-	$(BIN)/mypy libs/shared/src libs/shared/tests services/*/src gateway/src infra tests
+	$(BIN)/mypy libs/shared/src libs/shared/tests services/*/src services/*/tests gateway/src gateway/tests infra tests
 
 archcheck: $(STAMP) ## import-linter: services and gateway import only shared
 	$(BIN)/lint-imports
