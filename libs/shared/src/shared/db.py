@@ -81,7 +81,7 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     connection receives nothing, so a closed connection, or one with input waiting that
     asyncpg has not read yet, is pinged (``SELECT ;``, one round trip) before it is handed
     out, and discarded if the ping fails. Both checks are free of round trips (asyncpg's own
-    state, and a zero-timeout ``select`` on its socket). A connection idle for over
+    state, and a zero-timeout ``poll`` of its socket). A connection idle for over
     ``PING_AFTER_IDLE_SECONDS`` is pinged too: it may have been cut without a word (a network
     drop, a proxy's timeout). Pinging every checkout cost a round trip per transaction,
     ~65 us of CPU here, and an order is some fifteen transactions. (SQLAlchemy's own
@@ -111,8 +111,10 @@ def _has_unread_input(driver: Any) -> bool:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
         return True  # cannot tell: ping
-    readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    return bool(readable)
+    # poll, not select: select refuses descriptors above 1023, which a busy process reaches.
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
