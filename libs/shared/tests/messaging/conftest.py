@@ -140,6 +140,7 @@ class Harness:
         handler: EventHandler | PreparedHandler[Any] | None = None,
         *,
         broker: Broker | None = None,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         start: bool = True,
     ) -> RunningConsumer:
         """A consumer of ``inventory.stock_low``; declared (and started unless told not)."""
@@ -152,7 +153,7 @@ class Harness:
             consumer,
             settings=self.settings,
             broker=broker or await self.broker(),
-            sessionmaker=self.sessionmaker,
+            sessionmaker=sessionmaker or self.sessionmaker,
         )
         self.purposes.add(name)
         self.consumers.append(running)

@@ -13,7 +13,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
-from shared.db import database_unavailable, driver_connection
+from shared.db import (
+    create_engine,
+    create_sessionmaker,
+    database_unavailable,
+    driver_connection,
+)
 from shared.messaging import Envelope, MalformedEventError, OutboxRelay, PreparedHandler, decode
 from shared.messaging.dlq import count_messages, peek, replay
 from shared.messaging.relay import PublishFailedError
@@ -273,10 +278,12 @@ async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once
     held_during_prepare: list[int] = []
     prepared: Counter[str] = Counter()
     applied: dict[str, int] = {}
+    # The consumer's own pool: the relay's housekeeping borrows from the harness's at any time.
+    engine = create_engine(harness.settings)
 
     async def prepare(event: Envelope) -> int:
         # The slow call of a real handler (a provider): no pooled connection is held for it.
-        held_during_prepare.append(harness.engine.pool.checkedout())  # type: ignore[attr-defined]
+        held_during_prepare.append(engine.pool.checkedout())  # type: ignore[attr-defined]
         prepared[str(event.id)] += 1
         if prepared[str(event.id)] == 1 and event.payload(StockLow).available == 0:
             raise ConnectionError("the provider did not answer")  # returned, then redelivered
@@ -290,12 +297,19 @@ async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once
         if len(applied) == 3:
             all_applied.set()
 
-    await harness.consumer(name, PreparedHandler(prepare=prepare, apply=apply))
-    ids = await harness.emit(3)
-    await harness.relay()
-    # Waited on without polling the database: the test's own reads would hold connections.
-    await asyncio.wait_for(all_applied.wait(), 30)
-    await wait_until(lambda: harness.applied(name, 3), what="3 committed")
+    consumer = await harness.consumer(
+        name,
+        PreparedHandler(prepare=prepare, apply=apply),
+        sessionmaker=create_sessionmaker(engine),
+    )
+    try:
+        ids = await harness.emit(3)
+        await harness.relay()
+        await asyncio.wait_for(all_applied.wait(), 30)
+        await wait_until(lambda: harness.applied(name, 3), what="3 committed")
+    finally:
+        await consumer.stop(drain_seconds=2)
+        await engine.dispose()
 
     assert await harness.effects(name) == dict.fromkeys(ids, 1)
     assert held_during_prepare
