@@ -24,11 +24,11 @@ from tests.harness.topology import delete_namespace
 # gateway 2+1, inventory 2 x (5+1), orders 2 x (5+1), payments 2 x (4+1), three LISTEN
 # connections of the relays: 3 + 12 + 12 + 10 + 3 = 40, plus the benchmark's own reader.
 BENCH_SETTINGS = {
-    "COMMERCE_DB_MAX_OVERFLOW": "1",
+    "COMMERCE_DB_MAX_OVERFLOW": "0",
     "GATEWAY_DB_POOL_SIZE": "2",
     "INVENTORY_DB_POOL_SIZE": "5",
     "ORDERS_DB_POOL_SIZE": "5",
-    "PAYMENTS_DB_POOL_SIZE": "4",
+    "PAYMENTS_DB_POOL_SIZE": "5",
     # The services' defaults: a consumer runs one transaction at a time, so its prefetch is
     # the most events one batch can take, not connections; payments' requests wait on the
     # provider (50 ms here, the harness's) holding no connection, 32 at a time.

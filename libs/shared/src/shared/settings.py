@@ -56,7 +56,10 @@ class BaseServiceSettings(BaseSettings):
     db_user: str = "postgres"
     db_password: SecretStr = SecretStr("change-me")
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=5, ge=0)
+    # A fixed pool by default: an overflow connection is closed when its burst ends, so a
+    # worker whose batches come in bursts opened and closed one per batch (a Postgres backend
+    # started and torn down each time); waiting a moment for a pooled connection costs less.
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
 
