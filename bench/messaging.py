@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.contracts.inventory import StockLow
-from shared.db import create_engine, create_sessionmaker, service_metadata
+from shared.db import create_engine, create_sessionmaker, driver_connection, service_metadata
 from shared.dbadmin import create_database, drop_database
 from shared.messaging import (
     Broker,
@@ -79,8 +79,17 @@ def settings(database: str, namespace: str) -> BenchSettings:
     )
 
 
+# The handler's effect as the services write theirs: fixed SQL on the driver connection,
+# in the consumer's transaction (an ORM add and flush cost about twice the CPU).
+RECORD = (
+    f"INSERT INTO {SCHEMA}.handled (event_id, consumer, handled_at)"  # noqa: S608
+    " VALUES ($1, $2, $3)"
+)
+
+
 async def record(session: AsyncSession, event: Envelope) -> None:
-    session.add(Handled(event_id=event.id, consumer=PURPOSE, handled_at=time.time()))
+    db = await driver_connection(session)
+    await db.execute(RECORD, event.id, PURPOSE, time.time())
 
 
 def consumer() -> Consumer:
