@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, text
+import pytest
+from sqlalchemy import func, insert, literal_column, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,8 +20,9 @@ from shared.messaging import Envelope, RunningConsumer
 from shared.messaging.broker import OutgoingMessage
 from shared.messaging.dlq import count_messages
 from shared.messaging.inbox import inbox_table
+from shared.messaging.outbox import deferring_events
 
-from .conftest import Harness, ProcessedEvent, metric, wait_until
+from .conftest import Harness, OutboxEvent, ProcessedEvent, metric, wait_until
 
 GATE_SKU = "SKU-GATE"
 
@@ -185,6 +187,91 @@ async def test_the_same_event_twice_in_a_batch_is_applied_once(harness: Harness)
     assert effects[event.id] == 1
     assert len(effects) == 2
     assert metric("messaging_events_consumed_total", queue=name) == 2
+
+
+class EmittingScenario(GatedScenario):
+    """The gated consumer whose handler also emits a follow-up event caused by each event
+    (the follow-ups come back to it and are only recorded)."""
+
+    async def handle(self, session: AsyncSession, event: Envelope) -> None:
+        if event.payload(StockLow).sku != FOLLOW_UP_SKU:
+            follow_up = StockLow(sku=FOLLOW_UP_SKU, available=0, reorder_point=1)
+            await self.harness.outbox.add(session, event.caused(follow_up))
+        await super().handle(session, event)
+
+
+FOLLOW_UP_SKU = "SKU-FOLLOW-UP"
+
+
+async def test_a_batch_writes_its_handlers_events_once_in_its_own_transaction(
+    harness: Harness,
+) -> None:
+    name = "batched-emitting"
+    scenario = EmittingScenario(harness, name)
+    scenario.fail_first_attempt.add("SKU-FLAKY")
+    await scenario.start_gated()
+    sound: list[uuid.UUID] = []
+    flaky: list[uuid.UUID] = []
+
+    async def publish() -> None:
+        sound.extend(await harness.emit(10))
+        flaky.extend(await harness.emit(1, sku="SKU-FLAKY"))
+
+    await scenario.queue_up(publish)
+    scenario.release()
+    # The gate, ten sound events, the flaky one, and a follow-up of each of those twelve.
+    await wait_until(lambda: harness.applied(name, 24), what="24 handled")
+
+    causes = [str(event_id) for event_id in [*sound, *flaky]]
+    statement = select(OutboxEvent.body["causation_id"].astext, literal_column("xmin::text")).where(
+        OutboxEvent.body["causation_id"].astext.in_(causes)
+    )
+    async with harness.engine.connect() as connection:
+        rows = (await connection.execute(statement)).all()
+    caused_by = Counter(cause for cause, _ in rows)
+    # One follow-up per event: the failed attempt's (written with its batch) rolled back.
+    assert caused_by == dict.fromkeys(causes, 1)
+    written_in = {cause: xmin for cause, xmin in rows}
+    # The ten sound events' follow-ups were written in the transaction of their batch.
+    assert len({written_in[str(event_id)] for event_id in sound}) == 1
+    assert written_in[str(flaky[0])] != written_in[str(sound[0])]
+
+
+async def test_events_added_while_deferring_are_written_at_the_end_or_not_at_all(
+    harness: Harness,
+) -> None:
+    events = [
+        Envelope.new(StockLow(sku="SKU-DEFERRED", available=n, reorder_point=1)) for n in range(3)
+    ]
+    ids = [event.id for event in events]
+    count = select(func.count()).where(OutboxEvent.id.in_(ids))
+
+    async with harness.sessionmaker() as session, session.begin():
+        async with deferring_events(session):
+            await harness.outbox.add(session, events[0])
+            await harness.outbox.add_many(session, events[1:])
+            assert (await session.execute(count)).scalar_one() == 0  # collected only
+        assert (await session.execute(count)).scalar_one() == 3  # one statement, same transaction
+
+    others = [Envelope.new(StockLow(sku="SKU-DEFERRED", available=9, reorder_point=1))]
+    async with harness.sessionmaker() as session, session.begin():
+
+        async def failing_block() -> None:
+            async with deferring_events(session):
+                await harness.outbox.add_many(session, others)
+                raise ValueError("handler failed")
+
+        with pytest.raises(ValueError, match="handler failed"):
+            await failing_block()
+        # Nothing was written for the failed block, and adding writes at once again.
+        assert (
+            await session.execute(select(func.count()).where(OutboxEvent.id == others[0].id))
+        ).scalar_one() == 0
+        await harness.outbox.add_many(session, others)
+        assert (
+            await session.execute(select(func.count()).where(OutboxEvent.id == others[0].id))
+        ).scalar_one() == 1
+        await session.rollback()
 
 
 async def _metric_is(name: str, queue: str, value: float) -> bool:

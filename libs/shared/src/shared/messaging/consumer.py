@@ -58,6 +58,7 @@ from shared.messaging import metrics
 from shared.messaging.broker import Broker
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
 from shared.messaging.inbox import InboxMixin, claim_events, inbox_table, prune_inbox
+from shared.messaging.outbox import deferring_events
 from shared.messaging.topology import DeclaredQueue, declare_queue
 from shared.settings import BaseServiceSettings
 
@@ -372,7 +373,7 @@ class RunningConsumer:
         """Claim every inbox key and run the handlers of the new events, in one transaction;
         per delivery, False for a duplicate. A delivery whose handler raises is appended to
         ``failed`` before the exception propagates."""
-        async with self.sessionmaker() as session, session.begin():
+        async with self.sessionmaker() as session, session.begin(), deferring_events(session):
             claimed = await claim_events(
                 session,
                 table=self._inbox,
