@@ -183,8 +183,21 @@ async def test_large_answers_are_gzipped_when_the_client_accepts(
     )
     assert response.headers["content-encoding"] == "gzip"
     assert response.json()["query"].startswith("pad=")  # httpx decoded it
+    assert "accept-encoding" in response.headers["vary"].lower()
     plain = await client.get("/api/v1/products", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
+
+
+async def test_large_answers_are_sent_as_they_are_to_a_client_without_gzip(
+    client: httpx.AsyncClient,
+) -> None:
+    for accept in ["identity", "br, deflate"]:
+        response = await client.get(
+            "/api/v1/products?pad=" + "b" * 4000, headers={"Accept-Encoding": accept}
+        )
+        assert response.status_code == 200
+        assert "content-encoding" not in response.headers
+        assert response.json()["query"] == "pad=" + "b" * 4000
 
 
 async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
