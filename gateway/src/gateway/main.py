@@ -14,6 +14,7 @@ from gateway.config import GatewaySettings, get_settings
 from gateway.identity.router import router as identity_router
 from gateway.jwks import router as jwks_router
 from gateway.openapi import install_docs
+from gateway.proxy.front import GatewayApp
 from gateway.proxy.middleware import GatewayMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.runtime import GatewayRuntime
@@ -60,13 +61,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         title="Commerce API",
         routers=[identity_router, jwks_router],
         extra_lifespan=lifespan,
+        app_class=GatewayApp,
     )
     app.state.runtime = runtime
     app.state.token_verifier = runtime.verifier  # what shared.auth's dependencies use
     install_docs(app, runtime)
 
     # Innermost of the platform middleware: a proxied request already has its request id,
-    # metrics and body limit, and skips FastAPI's routing altogether.
+    # metrics and body limit, and skips FastAPI's routing altogether (and, through
+    # GatewayApp, FastAPI's own outer middleware: gateway.proxy.front).
     app.user_middleware.append(Middleware(GatewayMiddleware, runtime=runtime))
     # Outermost: compression of whatever the gateway answers, CORS on every answer.
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)

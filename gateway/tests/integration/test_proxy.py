@@ -10,6 +10,10 @@ from typing import Any
 import httpx
 from jose import jwt
 
+from gateway.config import GatewaySettings
+from gateway.main import create_app
+from shared.testing import app_client
+
 Tokens = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -208,3 +212,25 @@ async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
     metrics = await client.get("/metrics")
     assert 'route="/api/v1/products/{path}"' in metrics.text
+
+
+async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_request_id(
+    make_settings: Callable[..., GatewaySettings],
+) -> None:
+    # Proxied requests skip FastAPI's own outer middleware (gateway.proxy.front): the
+    # platform's request context still answers a crash with a problem, never a bare 500.
+    app = create_app(make_settings())
+    async with app_client(app) as client:
+        upstreams = app.state.runtime.upstreams
+
+        async def crash(*_: object) -> None:
+            raise RuntimeError("a bug in the proxy")
+
+        upstreams.forward = crash
+        response = await client.get("/api/v1/products", headers={"X-Request-ID": "req-crash-1"})
+        own_route = await client.get("/health/live")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "req-crash-1"
+    assert "a bug in the proxy" not in response.text
+    assert own_route.status_code == 200

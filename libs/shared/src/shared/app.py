@@ -26,11 +26,13 @@ def create_service_app(
     title: str,
     routers: Sequence[APIRouter] = (),
     extra_lifespan: ExtraLifespan | None = None,
+    app_class: type[FastAPI] = FastAPI,
 ) -> FastAPI:
     """Build an app with the platform's errors, middleware, health, metrics and database.
 
     The engine is created in the lifespan, not at import, and disposed of at shutdown.
     ``extra_lifespan`` runs inside, with the engine ready; it may add readiness checks.
+    ``app_class`` is FastAPI or a subclass of it (the gateway's builds its own stack).
     """
 
     @asynccontextmanager
@@ -53,7 +55,7 @@ def create_service_app(
     # FastAPI's native OpenTelemetry looks up the global providers (and the environment) on
     # every request even when none is configured; the platform exports Prometheus metrics.
     telemetry_off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, telemetry=telemetry_off)
+    app = app_class(title=title, version="1.0.0", lifespan=lifespan, telemetry=telemetry_off)
     app.state.settings = settings
     install_error_handlers(app)
     # Added innermost first: a request meets RequestContext, then Metrics, then the limit.
