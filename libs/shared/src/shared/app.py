@@ -14,7 +14,7 @@ from shared.asgi import BodySizeLimitMiddleware, RequestContextMiddleware
 from shared.db import create_engine, create_sessionmaker, ping
 from shared.errors import install_error_handlers
 from shared.health import ReadinessCheck, health_router
-from shared.metrics import MetricsMiddleware, metrics_router
+from shared.metrics import metrics_router
 from shared.settings import BaseServiceSettings
 
 ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -58,9 +58,8 @@ def create_service_app(
     app = app_class(title=title, version="1.0.0", lifespan=lifespan, telemetry=telemetry_off)
     app.state.settings = settings
     install_error_handlers(app)
-    # Added innermost first: a request meets RequestContext, then Metrics, then the limit.
+    # Added innermost first: a request meets RequestContext (id, log, metrics), then the limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     app.include_router(health_router())
     app.include_router(metrics_router())

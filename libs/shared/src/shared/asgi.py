@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.context import is_well_formed_request_id, new_request_id, request_id_var
 from shared.errors import internal_error_response, problem_response
+from shared.metrics import record_request
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -25,7 +26,8 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Gives every request an id, logs it, and turns an unexpected exception into a 500.
+    """Gives every request an id, logs it, counts it in the metrics, and turns an
+    unexpected exception into a 500.
 
     The id is taken from ``X-Request-ID`` when well formed, otherwise generated; it is put in
     a contextvar (for logs and events), in ``scope["state"]`` and echoed on the response.
@@ -66,6 +68,8 @@ class RequestContextMiddleware:
             if not response_started:
                 await internal_error_response()(scope, receive, send_with_request_id)
         finally:
+            elapsed = time.perf_counter() - started
+            record_request(scope, status=status, seconds=elapsed)
             if self.access_log:
                 logger.info(
                     "%s %s %s",
@@ -76,7 +80,7 @@ class RequestContextMiddleware:
                         "http_method": scope["method"],
                         "http_path": scope["path"],
                         "http_status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": round(elapsed * 1000, 3),
                     },
                 )
             request_id_var.reset(token)

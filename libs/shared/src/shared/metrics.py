@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 # Labelled by route template ("/orders/{order_id}"), never by raw path, so that the number of
 # series stays bounded whatever URLs clients send.
@@ -32,31 +30,17 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def record_request(scope: Scope, *, status: int, seconds: float) -> None:
+    """Count an answered request and its duration, by method and route template.
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = _route_template(scope)
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+    Called by ``RequestContextMiddleware`` once the request is over (its route is known
+    then): one middleware layer, and one send wrapper, fewer on every request than a
+    metrics middleware of its own (the send wrappers were ~7% of the gateway's profile).
+    """
+    route = _route_template(scope)
+    method = scope["method"]
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_LATENCY.labels(method, route).observe(seconds)
 
 
 def metrics_router() -> APIRouter:
