@@ -25,6 +25,7 @@ from shared.messaging.outbox import deferring_events
 from .conftest import Harness, OutboxEvent, ProcessedEvent, metric, wait_until
 
 GATE_SKU = "SKU-GATE"
+FOLLOW_UP_SKU = "SKU-FOLLOW-UP"
 
 
 class GatedScenario:
@@ -200,9 +201,6 @@ class EmittingScenario(GatedScenario):
         await super().handle(session, event)
 
 
-FOLLOW_UP_SKU = "SKU-FOLLOW-UP"
-
-
 async def test_a_batch_writes_its_handlers_events_once_in_its_own_transaction(
     harness: Harness,
 ) -> None:
@@ -249,7 +247,8 @@ async def test_events_added_while_deferring_are_written_at_the_end_or_not_at_all
     async with harness.sessionmaker() as session, session.begin():
         async with deferring_events(session):
             await harness.outbox.add(session, events[0])
-            await harness.outbox.add_many(session, events[1:])
+            async with deferring_events(session):  # nested: the outer block writes
+                await harness.outbox.add_many(session, events[1:])
             assert (await session.execute(count)).scalar_one() == 0  # collected only
         assert (await session.execute(count)).scalar_one() == 3  # one statement, same transaction
 

@@ -65,6 +65,9 @@ async def deferring_events(session: AsyncSession) -> AsyncIterator[None]:
     does reads its own outbox rows back, and atomicity is the transaction's, so the only
     difference is when in the transaction the rows are inserted.
     """
+    if _DEFERRED in session.info:  # already deferring: the outer block writes them all
+        yield
+        return
     deferred: dict[Outbox, list[Envelope]] = {}
     session.info[_DEFERRED] = deferred
     try:
