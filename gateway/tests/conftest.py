@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import random
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +48,9 @@ UPSTREAM_OPENAPI = {
     },
 }
 BIG_BODY_BYTES = 3 * 1024 * 1024
+# Answered by the upstream already gzipped (random, so still over the gzip threshold once
+# compressed): the gateway must not compress it again.
+ENCODED_TEXT = random.Random(7).randbytes(4096)
 
 
 async def _send_json(send: Send, status: int, payload: Any, headers: list[Any]) -> None:
@@ -91,6 +96,20 @@ async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path.endswith("/encoded"):
+        body = gzip.compress(ENCODED_TEXT)
+        headers = [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    if path.endswith("/events"):
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for number in range(100):
+            event = f"data: event {number:03} of a stream\n\n".encode()
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     status = int(query.get("status", ["200"])[0])
     await _send_json(
         send,
@@ -105,6 +124,12 @@ async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
         },
         [(b"x-upstream", b"echo"), (b"keep-alive", b"timeout=5"), (b"x-request-id", b"upstream")],
     )
+
+
+@pytest.fixture
+def encoded_text() -> bytes:
+    """What the upstream answers, gzipped, on a path ending in ``/encoded``."""
+    return ENCODED_TEXT
 
 
 def free_port() -> int:

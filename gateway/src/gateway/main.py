@@ -14,6 +14,7 @@ from gateway.config import GatewaySettings, get_settings
 from gateway.identity.router import router as identity_router
 from gateway.jwks import router as jwks_router
 from gateway.openapi import install_docs
+from gateway.proxy.compression import LEVEL
 from gateway.proxy.front import GatewayApp
 from gateway.proxy.middleware import GatewayMiddleware
 from gateway.ratelimit import RateLimiter
@@ -72,7 +73,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # GatewayApp, FastAPI's own outer middleware: gateway.proxy.front).
     app.user_middleware.append(Middleware(GatewayMiddleware, runtime=runtime))
     # Outermost: compression of whatever the gateway answers, CORS on every answer.
-    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=LEVEL)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -190,6 +190,61 @@ async def test_large_answers_are_gzipped_when_the_client_accepts(
     assert "accept-encoding" in response.headers["vary"].lower()
     plain = await client.get("/api/v1/products", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
+
+
+async def test_a_chunked_request_body_over_the_limit_is_413(gateway_client: Any) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for _ in range(4):
+            yield b"x" * 512
+
+    async with gateway_client(max_body_bytes=1024) as client:
+        response = await client.post("/api/v1/orders", content=chunks())
+        within = await client.post("/api/v1/orders", content=b"y" * 1024)
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert within.status_code == 200
+    assert within.json()["body"] == "y" * 1024
+
+
+async def test_small_answers_are_not_gzipped(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/products", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert "content-encoding" not in response.headers
+    assert int(response.headers["content-length"]) < 1024
+
+
+async def test_a_streamed_answer_is_gzipped_as_it_streams(client: httpx.AsyncClient) -> None:
+    async with client.stream(
+        "GET", "/api/v1/products/big", headers={"Accept-Encoding": "gzip"}
+    ) as response:
+        body = await response.aread()
+        sent_bytes = response.num_bytes_downloaded
+    assert response.headers["content-encoding"] == "gzip"
+    assert "content-length" not in response.headers
+    assert body == b"x" * 3 * 1024 * 1024  # the upstream's 48 chunks, whole
+    assert sent_bytes < 30 * 1024
+
+
+async def test_an_answer_the_upstream_encoded_is_relayed_as_it_is(
+    client: httpx.AsyncClient, encoded_text: bytes
+) -> None:
+    response = await client.get("/api/v1/products/encoded", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"  # once, not "gzip, gzip"
+    assert response.content == encoded_text
+
+
+async def test_an_event_stream_is_never_gzipped(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/products/events", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in response.headers
+    assert response.text.count("data: event") == 100
+
+
+async def test_gzip_refused_with_q_0_is_not_used(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/products?pad=" + "c" * 4000, headers={"Accept-Encoding": "gzip;q=0, identity"}
+    )
+    assert "content-encoding" not in response.headers
+    assert response.json()["query"] == "pad=" + "c" * 4000
 
 
 async def test_large_answers_are_sent_as_they_are_to_a_client_without_gzip(

@@ -7,6 +7,7 @@ import time
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.context import is_well_formed_request_id, new_request_id, request_id_var
@@ -18,11 +19,17 @@ REQUEST_ID_HEADER = "x-request-id"
 logger = logging.getLogger("shared.access")
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_value(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (``name`` in lower case), as sent."""
     for key, value in scope["headers"]:
         if key == name:
-            return str(value.decode("latin-1"))
+            return bytes(value)
     return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    value = header_value(scope, name)
+    return None if value is None else value.decode("latin-1")
 
 
 class RequestContextMiddleware:
@@ -91,6 +98,19 @@ class RequestBodyTooLarge(HTTPException):
         super().__init__(413, f"The request body exceeds the limit of {limit} bytes.")
 
 
+def declared_length_refusal(scope: Scope, max_body_bytes: int) -> Response | None:
+    """The problem answer for a ``Content-Length`` that is not a number or over the limit,
+    before anything is read; None when the declared length (if any) is acceptable."""
+    declared = header_value(scope, b"content-length")
+    if declared is None:
+        return None
+    if not declared.isdigit():
+        return problem_response(400, "Content-Length is not a number.")
+    if int(declared) > max_body_bytes:
+        return problem_response(413, RequestBodyTooLarge(max_body_bytes).detail)
+    return None
+
+
 class BodySizeLimitMiddleware:
     """Refuses bodies over ``max_body_bytes`` with 413, whether declared or streamed.
 
@@ -107,15 +127,10 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                await problem_response(400, "Content-Length is not a number.")(scope, receive, send)
-                return
-            if int(declared) > self.max_body_bytes:
-                too_large = RequestBodyTooLarge(self.max_body_bytes)
-                await problem_response(413, too_large.detail)(scope, receive, send)
-                return
+        refusal = declared_length_refusal(scope, self.max_body_bytes)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
 
         received = 0
         response_started = False

@@ -24,6 +24,12 @@ HTTP_LATENCY = Histogram(
 )
 
 
+# The labelled children of both metrics, by (method, route, status): looking them up by
+# labels costs more than counting (a lock, a tuple of strings, a dict) on every request.
+# Bounded as the series themselves are.
+_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -39,8 +45,17 @@ def record_request(scope: Scope, *, status: int, seconds: float) -> None:
     """
     route = _route_template(scope)
     method = scope["method"]
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_LATENCY.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_LATENCY.labels(method, route),
+        )
+        _CHILDREN[key] = children
+    count, latency = children
+    count.inc()
+    latency.observe(seconds)
 
 
 def metrics_router() -> APIRouter:
