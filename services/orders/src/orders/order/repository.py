@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from orders.order.models import IdempotencyRecord, Order
+from orders.order.models import IdempotencyRecord, NewOrder, Order
 from orders.saga import OrderStatus
 from shared.db import driver_connection
 
@@ -304,15 +304,15 @@ SELECT count(*) FROM placed
 async def insert_order(
     *,
     session: AsyncSession,
-    order: Order,
+    order: NewOrder,
     key: str,
     request_hash: str,
     response_status: int,
     response_body: dict[str, Any],
     replaces_records_before: datetime,
 ) -> bool:
-    """Insert ``order`` (a transient object: its lines, its one history entry) with the
-    key's record; False, writing nothing, if the key holds a record not expired."""
+    """Insert ``order`` (its lines, its one history entry) with the key's record; False,
+    writing nothing, if the key holds a record not expired."""
     [placed_as] = order.history
     db = await driver_connection(session)
     placed = await db.fetchval(

@@ -35,7 +35,7 @@ from orders.order.exceptions import (
     ProductsUnavailable,
     UnavailableLine,
 )
-from orders.order.models import Order, OrderLine, StatusChange
+from orders.order.models import NewLine, NewOrder, NewStatusChange, Order, StatusChange
 from orders.order.schemas import (
     AddressOut,
     LineOut,
@@ -194,8 +194,8 @@ async def _new_order(
     principal: Principal,
     request: PlaceOrder,
     now: datetime,
-) -> Order:
-    """The priced order, its lines and first history entry: transient, written by the caller."""
+) -> NewOrder:
+    """The priced order, its lines and first history entry, for the caller to write."""
     prices = await catalog.prices_for(session=session, skus=(line.sku for line in request.items))
     unavailable: list[UnavailableLine] = []
     for index, line in enumerate(request.items):
@@ -211,8 +211,7 @@ async def _new_order(
 
     order_id = new_id()
     lines = [
-        OrderLine(
-            order_id=order_id,
+        NewLine(
             sku=line.sku,
             position=index,
             name=prices[line.sku].name,
@@ -221,9 +220,7 @@ async def _new_order(
         )
         for index, line in enumerate(request.items)
     ]
-    # Never added to the session: the objects only carry the values to the insert and to
-    # the response (built by the same ``to_detail`` as every read of an order).
-    return Order(
+    return NewOrder(
         id=order_id,
         user_id=principal.user_id,
         status=OrderStatus.PENDING,
@@ -235,15 +232,12 @@ async def _new_order(
         sweep_due_at=now + timedelta(seconds=settings.pending_timeout_seconds),
         created_at=now,
         updated_at=now,
-        carrier=None,
-        tracking_number=None,
-        payment_id=None,
         lines=lines,
-        history=[StatusChange(status=OrderStatus.PENDING, reason="order_placed", at=now)],
+        history=[NewStatusChange(status=OrderStatus.PENDING, reason="order_placed", at=now)],
     )
 
 
-def _order_created(order: Order) -> OrderCreated:
+def _order_created(order: NewOrder) -> OrderCreated:
     return OrderCreated(
         order_id=order.id,
         user_id=order.user_id,
@@ -655,7 +649,7 @@ def to_out(order: Order) -> OrderOut:
     return OrderOut(**_fields(order))
 
 
-def to_detail(order: Order) -> OrderDetail:
+def to_detail(order: Order | NewOrder) -> OrderDetail:
     history = [
         StatusChangeOut(status=change.status, reason=change.reason, at=change.at)
         for change in order.history
@@ -663,7 +657,7 @@ def to_detail(order: Order) -> OrderDetail:
     return OrderDetail(**_fields(order), status_history=history)
 
 
-def _fields(order: Order) -> dict[str, Any]:
+def _fields(order: Order | NewOrder) -> dict[str, Any]:
     def money(amount: int) -> Money:
         return Money(amount=amount, currency=order.currency)
 
