@@ -14,11 +14,14 @@ pure ASGI on an aiohttp session, the gateway's design and so its floor; pure ASG
 a FastAPI catch-all route streaming through httpx); gateway with a bearer token (verified,
 rate-limited per user); gateway anonymous (rate-limited per address); nginx in front of the
 upstream when installed. Each row runs ``--rounds`` times; medians.
+``--baseline DIR`` runs a second gateway from another checkout (a git worktree of an
+earlier commit, say) beside this one, measured in the same rounds as rows of its own: on a
+machine whose speed drifts within minutes, the fair comparison of a change.
 "server CPU us/req" is the CPU time the serving process (upstream or gateway) spent per
 request: on a small machine the load generator, gateway, upstream and Redis share the
 cores, so throughput understates the gateway and the CPU figure is the one to compare.
 
-``python -m bench.gateway [--seconds 5] [--connections 64] [--rounds 3]``
+``python -m bench.gateway [--seconds 5] [--connections 64] [--rounds 3] [--baseline DIR]``
 """
 
 from __future__ import annotations
@@ -268,6 +271,12 @@ def main() -> None:
         default=",".join(PROXIES),
         help=f"proxy designs measured beside the gateway, comma-separated: {','.join(PROXIES)}",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the repository (e.g. a git worktree of an earlier commit) whose "
+        "gateway is measured beside this one, in the same rounds",
+    )
     parser.add_argument("--serve-proxy", choices=sorted(PROXIES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--proxied", help=argparse.SUPPRESS)
@@ -314,7 +323,21 @@ def main() -> None:
         "upstream": subprocess.Popen(upstream_command),  # noqa: S603
         "gateway": subprocess.Popen([sys.executable, "-m", "gateway"], env=env),
     }
+    if options.baseline:
+        baseline = options.baseline.resolve()
+        design_ports["baseline"] = free_port()
+        # Its own packages ahead of this checkout's (installed as editable paths).
+        sources = [baseline / "gateway" / "src", baseline / "libs" / "shared" / "src"]
+        baseline_env = env | {
+            "GATEWAY_PORT": str(design_ports["baseline"]),
+            "PYTHONPATH": os.pathsep.join(str(source) for source in sources),
+        }
+        processes["baseline"] = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=baseline_env, cwd=baseline
+        )
     for name, port in design_ports.items():
+        if name == "baseline":
+            continue
         proxied = f"http://127.0.0.1:{upstream_port}"
         command = [*upstream_command[:3], "--serve-proxy", name, "--port", str(port)]
         processes[name] = subprocess.Popen([*command, "--proxied", proxied])  # noqa: S603
@@ -372,6 +395,17 @@ def run_rows(
         ),
         "gateway, anonymous": (f"http://127.0.0.1:{gateway_port}{PATH}", {}, gateway_pid),
     }
+    if "baseline" in ports:
+        baseline_url, baseline_pid = (
+            f"http://127.0.0.1:{ports['baseline']}{PATH}",
+            processes["baseline"].pid,
+        )
+        rows["baseline, bearer token"] = (
+            baseline_url,
+            {"Authorization": f"Bearer {token}"},
+            baseline_pid,
+        )
+        rows["baseline, anonymous"] = (baseline_url, {}, baseline_pid)
     if nginx:
         rows["nginx (reference)"] = (f"{nginx}{PATH}", {}, None)
     results: dict[str, list[Any]] = {name: [] for name in rows}
