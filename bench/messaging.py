@@ -215,22 +215,26 @@ async def run(events: int, rate: int, seconds: float) -> None:
 
         # 2. latency at a fixed offered rate, one event per transaction.
         # Several producers share the schedule, as a service's requests would: one alone
-        # cannot commit 1,000 transactions a second on this machine. They write through a
-        # Core connection, not an ORM session, so that the load generator takes as little of
-        # the two cores as it can.
+        # cannot commit 1,000 transactions a second on this machine. Each runs the outbox's
+        # own statement on a driver connection of its own, as a transaction of one
+        # statement: one round trip per event instead of a pool checkout, BEGIN, the insert
+        # and COMMIT through SQLAlchemy (524 us of the producers' CPU per commit, a quarter
+        # of the two cores at 1,000/s, taken from the relay and the consumer measured).
         commits: dict[uuid.UUID, float] = {}
         total = int(rate * seconds)
         origin = time.monotonic()
 
         async def produce(first: int) -> None:
-            for n in range(first, total, PRODUCERS):
-                delay = origin + n / rate - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
-                async with engine.begin() as connection:
-                    await outbox.add(connection, event)
-                commits[event.id] = time.time()
+            async with engine.connect() as connection:
+                db = (await connection.get_raw_connection()).driver_connection
+                assert db is not None
+                for n in range(first, total, PRODUCERS):
+                    delay = origin + n / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    event = Envelope.new(StockLow(sku="L", available=n, reorder_point=1))
+                    await db.execute(outbox.statement, *outbox.parameters([event]))
+                    commits[event.id] = time.time()
 
         producer_cpu = time.process_time()
         await asyncio.gather(*(produce(first) for first in range(PRODUCERS)))
