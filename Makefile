@@ -89,6 +89,7 @@ bench: check-servers ## Load benchmarks (127.0.0.1 only, ~10 min): figures and b
 	$(BIN)/python -m bench.shop $(BENCH_ARGS)
 	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
 	$(BIN)/python -m bench.gateway $(GATEWAY_BENCH_ARGS)
+	$(BIN)/python -m bench.ratelimit
 
 SOAK_SECONDS ?= 600
 
