@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.ratelimit import RateLimitExceeded
 from gateway.runtime import GatewayRuntime
+from shared.asgi import header_value
 from shared.auth import NotAuthenticated, Principal, authenticate
 from shared.errors import DomainError, problem_response
 
@@ -21,13 +22,6 @@ async def _answer(error: DomainError, scope: Scope, receive: Receive, send: Send
         error.status, error.detail, title=error.title, type_=error.type, headers=error.headers
     )
     await response(scope, receive, send)
-
-
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
 
 
 class GatewayMiddleware:
@@ -44,10 +38,10 @@ class GatewayMiddleware:
         route = runtime.routes.match(scope["path"])
         principal: Principal | None = None
         refused: NotAuthenticated | None = None
-        authorization = _authorization(scope)
+        authorization = header_value(scope, b"authorization")
         if authorization is not None:
             try:
-                principal = authenticate(runtime.verifier, authorization)
+                principal = authenticate(runtime.verifier, authorization.decode("latin-1"))
             except NotAuthenticated as exc:
                 refused = exc
 

@@ -27,11 +27,6 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    value = header_value(scope, name)
-    return None if value is None else value.decode("latin-1")
-
-
 class RequestContextMiddleware:
     """Gives every request an id, logs it, counts it in the metrics, and turns an
     unexpected exception into a 500.
@@ -52,7 +47,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        offered = _header(scope, REQUEST_ID_HEADER.encode())
+        raw_offered = header_value(scope, REQUEST_ID_HEADER.encode())
+        offered = raw_offered.decode("latin-1") if raw_offered else None
         request_id = offered if offered and is_well_formed_request_id(offered) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)

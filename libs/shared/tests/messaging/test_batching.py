@@ -79,19 +79,26 @@ class GatedScenario:
     def release(self) -> None:
         self._gate.set()
 
+    async def batch_behind_gate(self, *groups: tuple[int, str]) -> list[list[uuid.UUID]]:
+        """Start gated, queue up ``count`` events of each ``(count, sku)`` group behind the
+        gate (each group committed as one transaction), then release it: each group's ids."""
+        await self.start_gated()
+        ids: list[list[uuid.UUID]] = []
+
+        async def publish() -> None:
+            for count, sku in groups:
+                ids.append(await self.harness.emit(count, sku=sku))
+
+        await self.queue_up(publish)
+        self.release()
+        return ids
+
 
 async def test_deliveries_waiting_behind_a_transaction_share_the_next_one(
     harness: Harness,
 ) -> None:
     scenario = GatedScenario(harness, "batched")
-    await scenario.start_gated()
-    waiting: list[uuid.UUID] = []
-
-    async def publish() -> None:
-        waiting.extend(await harness.emit(20))
-
-    await scenario.queue_up(publish)
-    scenario.release()
+    [waiting] = await scenario.batch_behind_gate((20, "SKU-OK"))
     await wait_until(lambda: harness.applied("batched", 21), what="21 handled")
 
     assert len({scenario.transaction_of[event_id] for event_id in waiting}) == 1
@@ -108,17 +115,10 @@ async def test_a_failing_event_goes_back_alone_and_the_rest_of_its_batch_commits
     name = "batched-failure"
     scenario = GatedScenario(harness, name)
     scenario.fail_first_attempt.add("SKU-FLAKY")
-    await scenario.start_gated()
-    sound: list[uuid.UUID] = []
-    flaky: list[uuid.UUID] = []
-
-    async def publish() -> None:
-        sound.extend(await harness.emit(10))
-        flaky.extend(await harness.emit(1, sku="SKU-FLAKY"))
-        sound.extend(await harness.emit(10))
-
-    await scenario.queue_up(publish)
-    scenario.release()
+    before, flaky, after = await scenario.batch_behind_gate(
+        (10, "SKU-OK"), (1, "SKU-FLAKY"), (10, "SKU-OK")
+    )
+    sound = before + after
     await wait_until(lambda: harness.applied(name, 22), what="22 handled")
 
     # The flaky event ran once per delivery: refused, returned, redelivered, applied.
@@ -146,15 +146,8 @@ async def test_a_deadlock_in_a_batch_falls_back_to_one_transaction_per_event(
     scenario = GatedScenario(harness, name)
     scenario.fail_first_attempt.add("SKU-VICTIM")
     scenario.first_failure = lambda: DBAPIError("UPDATE", {}, _DeadlockDetected("deadlock"))
-    await scenario.start_gated()
-    waiting: list[uuid.UUID] = []
-
-    async def publish() -> None:
-        waiting.extend(await harness.emit(5))
-        waiting.extend(await harness.emit(1, sku="SKU-VICTIM"))
-
-    await scenario.queue_up(publish)
-    scenario.release()
+    sound, victim = await scenario.batch_behind_gate((5, "SKU-OK"), (1, "SKU-VICTIM"))
+    waiting = sound + victim
     await wait_until(lambda: harness.applied(name, 7), what="7 handled")
 
     effects = await harness.effects(name)
@@ -207,16 +200,7 @@ async def test_a_batch_writes_its_handlers_events_once_in_its_own_transaction(
     name = "batched-emitting"
     scenario = EmittingScenario(harness, name)
     scenario.fail_first_attempt.add("SKU-FLAKY")
-    await scenario.start_gated()
-    sound: list[uuid.UUID] = []
-    flaky: list[uuid.UUID] = []
-
-    async def publish() -> None:
-        sound.extend(await harness.emit(10))
-        flaky.extend(await harness.emit(1, sku="SKU-FLAKY"))
-
-    await scenario.queue_up(publish)
-    scenario.release()
+    sound, flaky = await scenario.batch_behind_gate((10, "SKU-OK"), (1, "SKU-FLAKY"))
     # The gate, ten sound events, the flaky one, and a follow-up of each of those twelve.
     await wait_until(lambda: harness.applied(name, 24), what="24 handled")
 
