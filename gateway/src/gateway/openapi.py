@@ -12,17 +12,18 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
+from gateway.proxy.http1 import UpstreamError
 from gateway.runtime import GatewayRuntime
 
 logger = logging.getLogger(__name__)
 
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=3)
+_FETCH_TIMEOUT_SECONDS = 3.0
 _RETRY_MISSING_SECONDS = 5.0  # a service that did not answer is asked again this soon
 
 
@@ -84,13 +85,13 @@ class MergedOpenAPI:
 
     async def _fetch(self, upstream: str) -> dict[str, Any] | None:
         try:
-            session = self.runtime.upstreams.session
-            async with session.get(f"{upstream}/openapi.json", timeout=_FETCH_TIMEOUT) as reply:
-                if reply.status != 200:
-                    return None
-                document: dict[str, Any] = await reply.json(content_type=None)
-                return document
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            async with asyncio.timeout(_FETCH_TIMEOUT_SECONDS):
+                status, body = await self.runtime.upstreams.get(upstream, "/openapi.json")
+            if status != 200:
+                return None
+            document: dict[str, Any] = orjson.loads(body)
+            return document
+        except (UpstreamError, TimeoutError, ValueError) as exc:
             logger.warning("no OpenAPI document from %s: %r", upstream, exc)
             return None
 
