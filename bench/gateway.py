@@ -10,8 +10,9 @@ Prints figures, never pass/fail. Everything runs on 127.0.0.1:
 - a load generator in its own process (aiohttp, N keep-alive connections, fixed duration).
 
 Rows: direct upstream; candidate proxy designs with nothing but the forwarding (``--designs``:
-pure ASGI on an aiohttp session, the gateway's design and so its floor; pure ASGI on httpx;
-a FastAPI catch-all route streaming through httpx); gateway with a bearer token (verified,
+pure ASGI on the gateway's HTTP/1.1 pool, the gateway's design and so its floor; pure ASGI
+on an aiohttp session, the design before it; pure ASGI on httpx; a FastAPI catch-all route
+streaming through httpx); gateway with a bearer token (verified,
 rate-limited per user); gateway anonymous (rate-limited per address); nginx in front of the
 upstream when installed. Each row runs ``--rounds`` times; medians.
 ``--baseline DIR`` runs a second gateway from another checkout (a git worktree of an
@@ -86,10 +87,49 @@ UPSTREAMS: dict[str, Callable[[], Any]] = {
 }
 
 
+def bare_http1_proxy(upstream: str) -> Any:
+    """The floor of the gateway's design: a pure-ASGI app forwarding to ``upstream`` on the
+    gateway's own HTTP/1.1 pool (``gateway.proxy.http1``), answering with the buffered body.
+    No auth, limits, ids, metrics, CORS or gzip: what the gateway costs on top of a Python
+    proxy is its row minus this."""
+    from gateway.proxy.http1 import Http1Pool, Origin
+
+    origin = Origin.parse(upstream)
+    pool: Http1Pool | None = None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal pool
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    pool = Http1Pool(
+                        limit=256,
+                        keepalive_seconds=4.0,
+                        connect_timeout=2.0,
+                        read_timeout=15.0,
+                        total_timeout=30.0,
+                    )
+                    await send({"type": "lifespan.startup.complete"})
+            if pool is not None:
+                await pool.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert pool is not None
+        response = await pool.request(origin, "GET", scope["raw_path"], [], b"")
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        headers = [(k.lower(), v) for k, v in response.headers if k.lower() != b"date"]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 def bare_proxy(upstream: str) -> Any:
-    """The floor of the design: a pure-ASGI app forwarding to ``upstream`` on one pooled
-    aiohttp session, answering with the buffered body. No auth, limits, ids, metrics,
-    CORS or gzip: what the gateway costs on top of a Python proxy is its row minus this."""
+    """A candidate design, the gateway's until 2026-12-01: the same pure-ASGI forwarding on
+    one pooled aiohttp session, answering with the buffered body."""
     session: aiohttp.ClientSession | None = None
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -168,6 +208,7 @@ def fastapi_httpx_route(upstream: str) -> Any:
 
 # Proxy designs measured beside the gateway, each in its own uvicorn process.
 PROXIES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "http1": ("bare http1 pool proxy", bare_http1_proxy),
     "aiohttp": ("bare aiohttp proxy", bare_proxy),
     "httpx": ("bare httpx proxy", httpx_proxy),
     "fastapi-httpx": ("FastAPI route + httpx", fastapi_httpx_route),

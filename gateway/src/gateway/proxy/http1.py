@@ -13,7 +13,8 @@ What it guarantees:
   (within its deadline), and an idle connection to another upstream is closed to make one;
 - an idle connection is reused only within ``keepalive_seconds`` of its last answer, and
   never after it saw bytes or an end it was not waiting for;
-- the connect, each read and the whole exchange are bounded (``UpstreamTimeout``);
+- the connect (``UpstreamUnavailable``), each read and the whole exchange
+  (``UpstreamTimeout``) are bounded;
 - a connection that breaks before any byte of its answer is reported as ``stale`` when it
   was a reused one, so that the caller may retry an idempotent request once;
 - a body is buffered up to a bound, then the socket is paused until the reader catches up.
@@ -403,12 +404,11 @@ class Http1Pool:
         except BaseException as exc:
             self._connecting -= 1
             self._wake_one()  # the slot this connection would have taken is free again
-            if isinstance(exc, TimeoutError):
+            # A connect that times out is an upstream out of reach, as one refusing is (503);
+            # only an upstream that took the request and is slow to answer is a 504.
+            if isinstance(exc, OSError | TimeoutError):
                 where = f"{origin.host}:{origin.port}"
-                raise UpstreamTimeout(f"connecting to {where} timed out") from exc
-            if isinstance(exc, OSError):
-                where = f"{origin.host}:{origin.port}"
-                raise UpstreamUnavailable(f"cannot connect to {where}: {exc}") from exc
+                raise UpstreamUnavailable(f"cannot connect to {where}: {exc!r}") from exc
             raise
         self._connecting -= 1
         self._open.add(connection)
