@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aiormq.exceptions import ChannelInvalidStateError
+from pamqp import commands as spec
 
 from shared.messaging.topology import declare_exchanges
+from shared.messaging.transport import CoalescingRobustConnection
 from shared.settings import BaseServiceSettings
 
 
@@ -50,6 +55,7 @@ class Broker:
             heartbeat=settings.broker_heartbeat_seconds,
             reconnect_interval=settings.broker_reconnect_interval_seconds,
             client_properties={"connection_name": settings.service_name},
+            connection_class=CoalescingRobustConnection,  # writes gathered per loop turn
         )
         channel = await self.channel()
         await declare_exchanges(channel, settings=settings)
@@ -79,7 +85,7 @@ class Broker:
             channel = await self.channel(on_return_raises=True)
             events, _ = await declare_exchanges(channel, settings=self.settings)
             self._publisher = Publisher(
-                events, timeout=self.settings.broker_publish_timeout_seconds
+                events, channel, timeout=self.settings.broker_publish_timeout_seconds
             )
         return self._publisher
 
@@ -100,11 +106,17 @@ class Broker:
             await connection.close()
 
 
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
+
 class Publisher:
     """Publishes events persistent, mandatory, to the events exchange, keyed by type."""
 
-    def __init__(self, exchange: AbstractExchange, *, timeout: float) -> None:
+    def __init__(
+        self, exchange: AbstractExchange, channel: AbstractRobustChannel, *, timeout: float
+    ) -> None:
         self.exchange = exchange
+        self.channel = channel  # the exchange's, opened with on_return_raises
         self.timeout = timeout
 
     async def publish(self, message: OutgoingMessage) -> None:
@@ -113,17 +125,28 @@ class Publisher:
         Raises ``aio_pika.exceptions.PublishError`` when no queue is bound for the type
         (the channel raises on returns), ``DeliveryError`` on a nack, or a connection error.
         """
-        await self.exchange.publish(
-            aio_pika.Message(
-                message.body,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type="application/json",
-                message_id=message.event_id,
-                type=message.event_type,
-            ),
+        channel = self.channel
+        if channel.is_closed:
+            raise ChannelInvalidStateError(f"{channel!r} is closed")
+        # aiormq's channel directly, as aio-pika's ``Exchange.publish`` itself does, without
+        # building an aio-pika ``Message`` first. ``wait=False``: the confirm is awaited, so
+        # waiting for the frame to reach the socket before that only made each publish of a
+        # batch wait for the previous one's write (the channel's lock is held meanwhile).
+        # aiormq's abstract channel does not declare ``wait``; its one channel class has it.
+        underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+        await underlay.basic_publish(
+            message.body,
+            exchange=self.exchange.name,
             routing_key=message.event_type,
+            properties=spec.Basic.Properties(
+                content_type="application/json",
+                delivery_mode=PERSISTENT,
+                message_id=message.event_id,
+                message_type=message.event_type,
+            ),
             mandatory=True,
             timeout=self.timeout,
+            wait=False,
         )
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> list[BaseException | None]:
