@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
@@ -31,6 +32,7 @@ from shared.contracts.inventory import StockLow
 from shared.db import create_engine, create_sessionmaker, driver_connection, service_metadata
 from shared.dbadmin import create_database, drop_database
 from shared.messaging import (
+    BatchHandler,
     Broker,
     Consumer,
     Envelope,
@@ -80,20 +82,23 @@ def settings(database: str, namespace: str) -> BenchSettings:
 
 
 # The handler's effect as the services write theirs: fixed SQL on the driver connection,
-# in the consumer's transaction (an ORM add and flush cost about twice the CPU).
-RECORD = (
+# in the consumer's transaction (an ORM add and flush cost about twice the CPU). A batch
+# handler, as the orders service's price replica is: one statement for the events of a
+# batch instead of one per event (a quarter of the consumer's CPU in its profile).
+RECORD_MANY = (
     f"INSERT INTO {SCHEMA}.handled (event_id, consumer, handled_at)"  # noqa: S608
-    " VALUES ($1, $2, $3)"
+    " SELECT e, $2, $3 FROM unnest($1::uuid[]) AS e"
 )
 
 
-async def record(session: AsyncSession, event: Envelope) -> None:
+async def record(session: AsyncSession, events: Sequence[Envelope]) -> None:
     db = await driver_connection(session)
-    await db.execute(RECORD, event.id, PURPOSE, time.time())
+    await db.execute(RECORD_MANY, [event.id for event in events], PURPOSE, time.time())
 
 
 def consumer() -> Consumer:
-    return Consumer(name=PURPOSE, handlers={StockLow.event_type: record}, inbox=ProcessedEvent)
+    handlers = {StockLow.event_type: BatchHandler(record)}
+    return Consumer(name=PURPOSE, handlers=handlers, inbox=ProcessedEvent)
 
 
 async def role_main(role: str, database: str, namespace: str) -> None:

@@ -28,7 +28,7 @@ from shared.auth import ensure_development_keys, key_id
 from shared.contracts import EventPayload, Money
 from shared.contracts.inventory import ProductUpserted
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import Envelope, PreparedHandler
+from shared.messaging import BatchHandler, Envelope, PreparedHandler
 from shared.messaging.inbox import claim_events, inbox_table
 from shared.testing import app_client
 
@@ -128,7 +128,11 @@ def deliver(settings: OrdersSettings, sessionmaker: async_sessionmaker[AsyncSess
                 claimed = await claim_events(
                     session, table=table, events=[(event.id, event.type)], consumer=consumer.name
                 )
-                if claimed:
+                if not claimed:
+                    continue
+                if isinstance(handler, BatchHandler):
+                    await handler.apply(session, [event])
+                else:
                     await handler(session, event)
 
     return deliver

@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.contracts.inventory import StockLow
 from shared.db import create_engine, create_sessionmaker, service_metadata
 from shared.messaging import (
+    BatchHandler,
     Broker,
     Consumer,
     Envelope,
@@ -137,7 +138,7 @@ class Harness:
     async def consumer(
         self,
         name: str,
-        handler: EventHandler | PreparedHandler[Any] | None = None,
+        handler: EventHandler | PreparedHandler[Any] | BatchHandler | None = None,
         *,
         broker: Broker | None = None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,

@@ -6,12 +6,12 @@ that the event was handled commit together, and a redelivered event is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.catalog.service import apply_product_upserted
+from orders.catalog.service import apply_products_upserted
 from orders.config import OrdersSettings
 from orders.events import ProcessedEvent
 from orders.order import service
@@ -23,7 +23,7 @@ from shared.contracts.inventory import (
     StockReserved,
 )
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
-from shared.messaging import Consumer, Envelope, EventHandler
+from shared.messaging import BatchHandler, Consumer, Envelope, EventHandler
 
 SettingsHandler = Callable[..., Awaitable[None]]
 
@@ -116,9 +116,8 @@ async def on_payment_refunded(
     )
 
 
-async def on_product_upserted(session: AsyncSession, event: Envelope) -> None:
-    event.payload(ProductUpserted)  # refuse (redeliver, then DLQ) anything else
-    await apply_product_upserted(session=session, event=event)
+async def on_products_upserted(session: AsyncSession, events: Sequence[Envelope]) -> None:
+    await apply_products_upserted(session=session, events=events)
 
 
 def consumers(settings: OrdersSettings) -> list[Consumer]:
@@ -146,7 +145,9 @@ def consumers(settings: OrdersSettings) -> list[Consumer]:
     )
     catalog = Consumer(
         name=CATALOG_CONSUMER,
-        handlers={ProductUpserted.event_type: on_product_upserted},
+        # A batch handler: a catalog import's thousands of upserts are a statement per
+        # batch, not per product.
+        handlers={ProductUpserted.event_type: BatchHandler(on_products_upserted)},
         inbox=ProcessedEvent,
     )
     return [saga, catalog]

@@ -9,7 +9,13 @@ The API a service uses::
 """
 
 from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
-from shared.messaging.consumer import Consumer, EventHandler, PreparedHandler, RunningConsumer
+from shared.messaging.consumer import (
+    BatchHandler,
+    Consumer,
+    EventHandler,
+    PreparedHandler,
+    RunningConsumer,
+)
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
 from shared.messaging.inbox import InboxMixin
 from shared.messaging.outbox import Outbox, OutboxMixin
@@ -19,6 +25,7 @@ from shared.messaging.topology import declare_exchanges, declare_queue, delete_t
 from shared.messaging.worker import run_worker, serve_worker
 
 __all__ = [
+    "BatchHandler",
     "Broker",
     "BrokerUnavailableError",
     "Consumer",

@@ -25,6 +25,13 @@ transaction; a batch that is retried (one of its ``apply`` failed) is not prepar
 Without this split a slow call kept a pooled connection idle in transaction for its whole
 length, so the pool, not the work, bounded how many could be in flight.
 
+Batch handlers: a ``BatchHandler`` takes every new event of a run of consecutive deliveries
+of its type in one call, in the batch's transaction, so that its effect is one statement
+for the run instead of one per event (a catalog import, a benchmark's record). It must apply
+every event it is given or raise. When it raises for a run of several events, which one is
+at fault is unknown: the batch's events are then handled one per transaction, the handler
+given one event at a time, so the rules above still hold per event.
+
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``): one claim of every inbox key, the handlers in
 delivery order, one commit, then the acks. Under load the begin, claim, commit and ack are
@@ -79,6 +86,16 @@ class PreparedHandler(Generic[T]):
     apply: Callable[[AsyncSession, Envelope, T], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class BatchHandler:
+    """Handles a run of events of one type in one call, inside the consumer's transaction
+    (module doc): ``apply`` must apply every event it is given, or raise."""
+
+    apply: Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
+
+
+AnyHandler = EventHandler | PreparedHandler[Any] | BatchHandler
+
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
@@ -93,7 +110,7 @@ class Consumer:
     """
 
     name: str
-    handlers: Mapping[str, EventHandler | PreparedHandler[Any]]
+    handlers: Mapping[str, AnyHandler]
     inbox: type[InboxMixin]
     max_batch: int = 100
     """Most events handled in one transaction. Use 1 for handlers with effects outside the
@@ -381,25 +398,22 @@ class RunningConsumer:
                 consumer=self.consumer.name,
             )
             handled: list[bool] = []
+            new: list[_Delivery] = []
             for delivery in batch:
-                event = delivery.event
-                new = event.id in claimed
-                claimed.discard(event.id)  # the same event twice in a batch: handled once
-                handled.append(new)
-                if new:
-                    token = request_id_var.set(event.correlation_id)
-                    handler = delivery.handler
-                    try:
-                        if isinstance(handler, PreparedHandler):
-                            await handler.apply(session, event, delivery.prepared)
-                        else:
-                            await handler(session, event)
-                    except Exception:
-                        if failed is not None:
-                            failed.append(delivery)
-                        raise
-                    finally:
-                        request_id_var.reset(token)
+                event_id = delivery.event.id
+                is_new = event_id in claimed
+                claimed.discard(event_id)  # the same event twice in a batch: handled once
+                handled.append(is_new)
+                if is_new:
+                    new.append(delivery)
+            for run in handler_runs(new):
+                try:
+                    await _apply(session, run)
+                except Exception:
+                    # A run of one is that event's fault; of several, nobody knows whose.
+                    if failed is not None and len(run) == 1:
+                        failed.append(run[0])
+                    raise
         return handled
 
     def _is_last_delivery(self, message: AbstractIncomingMessage) -> bool:
@@ -413,6 +427,37 @@ class RunningConsumer:
             await settlement
         except Exception as exc:
             logger.warning("%s: could not settle a message: %r", self.consumer.name, exc)
+
+
+def handler_runs(deliveries: Sequence[_Delivery]) -> list[list[_Delivery]]:
+    """The deliveries in order, cut into what one handler call takes: a run of consecutive
+    deliveries with the same batch handler, or one delivery."""
+    runs: list[list[_Delivery]] = []
+    for delivery in deliveries:
+        if (
+            runs
+            and isinstance(delivery.handler, BatchHandler)
+            and runs[-1][-1].handler is delivery.handler
+        ):
+            runs[-1].append(delivery)
+        else:
+            runs.append([delivery])
+    return runs
+
+
+async def _apply(session: AsyncSession, run: list[_Delivery]) -> None:
+    first = run[0]
+    handler = first.handler
+    token = request_id_var.set(first.event.correlation_id)  # a run logs as its first event
+    try:
+        if isinstance(handler, BatchHandler):
+            await handler.apply(session, [delivery.event for delivery in run])
+        elif isinstance(handler, PreparedHandler):
+            await handler.apply(session, first.event, first.prepared)
+        else:
+            await handler(session, first.event)
+    finally:
+        request_id_var.reset(token)
 
 
 # Errors that one event alone might not have met: a serialization failure, a deadlock or a
@@ -432,5 +477,5 @@ def _not_one_events_fault(exc: BaseException) -> bool:
 class _Delivery:
     message: AbstractIncomingMessage
     event: Envelope
-    handler: EventHandler | PreparedHandler[Any]
+    handler: AnyHandler
     prepared: Any = None  # what a prepared handler's ``prepare`` returned

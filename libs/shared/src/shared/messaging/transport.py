@@ -1,4 +1,4 @@
-"""The AMQP connection's socket writes, gathered per turn of the event loop.
+"""The AMQP connection's socket writes, gathered while the event loop keeps bringing more.
 
 aiormq hands every frame it sends (each publish, each ack, each heartbeat) to the socket
 with a write of its own, and on loopback each write is a system call that also runs the

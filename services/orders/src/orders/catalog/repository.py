@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.catalog.models import CatalogPrice
 from shared.db import driver_connection
 
 
@@ -53,37 +50,54 @@ async def prices_for(*, session: AsyncSession, skus: Iterable[str]) -> dict[str,
     }
 
 
-async def upsert_price(
-    *,
-    session: AsyncSession,
-    sku: str,
-    name: str,
-    price_amount: int,
-    currency: str,
-    active: bool,
-    occurred_at: datetime,
-) -> bool:
-    """Insert or update one sku unless a newer version is already held; True if written."""
-    statement = insert(CatalogPrice).values(
-        sku=sku,
-        name=name,
-        price_amount=price_amount,
-        currency=currency,
-        active=active,
-        source_occurred_at=occurred_at,
-        updated_at=func.now(),
+@dataclass(frozen=True)
+class PriceVersion:
+    """One version of a sku's price, as inventory produced it."""
+
+    price: Price
+    occurred_at: datetime
+
+
+# A run of upserts in one statement, the versions as arrays. A version older than the one
+# held never overwrites it (queues do not order across redeliveries); an equal one does, as
+# the later of two deliveries would.
+UPSERT_PRICES = """
+INSERT INTO orders.catalog_prices AS held
+    (sku, name, price_amount, currency, active, source_occurred_at, updated_at)
+SELECT v.sku, v.name, v.price_amount, v.currency, v.active, v.occurred_at, now()
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::boolean[],
+            $6::timestamptz[]) AS v(sku, name, price_amount, currency, active, occurred_at)
+ON CONFLICT (sku) DO UPDATE
+SET name = excluded.name, price_amount = excluded.price_amount, currency = excluded.currency,
+    active = excluded.active, source_occurred_at = excluded.source_occurred_at,
+    updated_at = now()
+WHERE held.source_occurred_at <= excluded.source_occurred_at
+RETURNING sku
+"""
+
+
+async def upsert_prices(*, session: AsyncSession, versions: Sequence[PriceVersion]) -> set[str]:
+    """Hold each sku's newest version unless a newer one is held already; the skus written.
+
+    Of several versions of one sku, only the newest is sent (the later on a tie): one
+    statement may not update a row twice.
+    """
+    newest: dict[str, PriceVersion] = {}
+    for version in versions:
+        sku = version.price.sku
+        if sku not in newest or newest[sku].occurred_at <= version.occurred_at:
+            newest[sku] = version
+    if not newest:
+        return set()
+    chosen = list(newest.values())
+    db = await driver_connection(session)
+    rows = await db.fetch(
+        UPSERT_PRICES,
+        [v.price.sku for v in chosen],
+        [v.price.name for v in chosen],
+        [v.price.price_amount for v in chosen],
+        [v.price.currency for v in chosen],
+        [v.price.active for v in chosen],
+        [v.occurred_at for v in chosen],
     )
-    excluded = statement.excluded
-    upsert = statement.on_conflict_do_update(
-        index_elements=[CatalogPrice.sku],
-        set_={
-            "name": excluded.name,
-            "price_amount": excluded.price_amount,
-            "currency": excluded.currency,
-            "active": excluded.active,
-            "source_occurred_at": excluded.source_occurred_at,
-            "updated_at": func.now(),
-        },
-        where=CatalogPrice.source_occurred_at <= excluded.source_occurred_at,
-    ).returning(CatalogPrice.sku)
-    return (await session.execute(upsert)).first() is not None
+    return {row["sku"] for row in rows}
