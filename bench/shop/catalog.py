@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.shop.runner import run_load
-from bench.shop.stats import Figures
+from bench.shop.stats import Figures, failures_note
 
 
 def product_urls(origin: str, skus: list[str]) -> list[str]:
@@ -36,5 +36,5 @@ def read_catalog(
         "req/s",
         result["latencies_ms"],
         errors=result["errors"],
-        note=f"{connections} connections",
+        note=f"{connections} connections" + failures_note(result),
     )

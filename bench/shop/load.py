@@ -21,6 +21,7 @@ import json
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,7 +36,8 @@ ADDRESS = {
     "country": "US",
 }
 
-Request = Callable[[aiohttp.ClientSession], Awaitable[tuple[bool, str | None]]]
+# Sends one request: its answer's status, and the order id when one was placed.
+Request = Callable[[aiohttp.ClientSession], Awaitable[tuple[int, str | None]]]
 
 
 def _get_requests(spec: dict[str, Any]) -> Callable[[], Request]:
@@ -44,10 +46,10 @@ def _get_requests(spec: dict[str, Any]) -> Callable[[], Request]:
     def next_request() -> Request:
         url, headers = next(pairs)
 
-        async def send(session: aiohttp.ClientSession) -> tuple[bool, str | None]:
+        async def send(session: aiohttp.ClientSession) -> tuple[int, str | None]:
             async with session.get(url, headers=headers) as response:
                 await response.read()
-                return response.status == 200, None
+                return response.status, None
 
         return send
 
@@ -70,13 +72,13 @@ def _order_requests(spec: dict[str, Any]) -> Callable[[], Request]:
         )
         headers["Content-Type"] = "application/json"
 
-        async def send(session: aiohttp.ClientSession) -> tuple[bool, str | None]:
+        async def send(session: aiohttp.ClientSession) -> tuple[int, str | None]:
             async with session.post(url, data=body, headers=headers) as response:
                 answer = await response.read()
                 if response.status != 202:
-                    return False, None
+                    return response.status, None
                 order_id: str = json.loads(answer)["id"]
-                return True, order_id
+                return response.status, order_id
 
         return send
 
@@ -90,6 +92,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     latencies: list[float] = []
     ids: list[str] = []
     errors = 0
+    failures: Counter[str] = Counter()  # what the errors were: a status or an exception
     connector = aiohttp.TCPConnector(limit=spec.get("max_in_flight", spec.get("connections", 64)))
     timeout = aiohttp.ClientTimeout(total=30)
 
@@ -98,17 +101,19 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         async def one(scheduled: float, record: bool) -> None:
             nonlocal errors
             try:
-                ok, order_id = await make()(session)
-            except (aiohttp.ClientError, TimeoutError):
-                ok, order_id = False, None
+                status, order_id = await make()(session)
+                failure = None if status in (200, 202) else str(status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure, order_id = type(exc).__name__, None
             if not record:
                 return
-            if ok:
+            if failure is None:
                 latencies.append((time.perf_counter() - scheduled) * 1000)
                 if order_id:
                     ids.append(order_id)
             else:
                 errors += 1
+                failures[failure] += 1
 
         async def closed(until: float, record: bool) -> None:
             while time.perf_counter() < until:
@@ -146,6 +151,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "completed": len(latencies),
         "errors": errors,
+        "failures": dict(failures),
         "elapsed": elapsed,
         "latencies_ms": latencies,
         "order_ids": ids,

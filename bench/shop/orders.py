@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from bench.shop.runner import run_load
-from bench.shop.stats import Figures
+from bench.shop.stats import Figures, failures_note
 from tests.harness.storefront import IN_FLIGHT
 
 SETTLE_SECONDS = 300.0  # only stops a hung saga; the figures say how many settled
@@ -89,7 +89,7 @@ async def place_orders(
         "req/s",
         result["latencies_ms"],
         errors=result["errors"],
-        note=shape,
+        note=shape + failures_note(result),
     )
     saga = Figures.of(
         f"placed→confirmed ({label})",

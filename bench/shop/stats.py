@@ -44,3 +44,12 @@ class Figures:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def failures_note(result: dict[str, Any]) -> str:
+    """What a load run's errors were, for the report's note: ``; errors: 504 x13``."""
+    failures: dict[str, int] = result.get("failures") or {}
+    if not failures:
+        return ""
+    kinds = ", ".join(f"{kind} x{count}" for kind, count in sorted(failures.items()))
+    return f"; errors: {kinds}"
