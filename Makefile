@@ -90,6 +90,7 @@ bench: check-servers ## Load benchmarks (127.0.0.1 only, ~10 min): figures and b
 	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
 	$(BIN)/python -m bench.gateway $(GATEWAY_BENCH_ARGS)
 	$(BIN)/python -m bench.ratelimit
+	$(BIN)/python -m bench.tokens
 
 SOAK_SECONDS ?= 600
 

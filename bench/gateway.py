@@ -206,12 +206,28 @@ def fastapi_httpx_route(upstream: str) -> Any:
     return app
 
 
-# Proxy designs measured beside the gateway, each in its own uvicorn process.
+# Proxy designs measured beside the gateway, each in its own uvicorn process (on uvloop and
+# httptools, as every process of the platform, unless SERVER_OPTIONS says otherwise).
 PROXIES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "http1": ("bare http1 pool proxy", bare_http1_proxy),
+    "http1-stdlib": ("bare http1 pool, asyncio+h11", bare_http1_proxy),
     "aiohttp": ("bare aiohttp proxy", bare_proxy),
     "httpx": ("bare httpx proxy", httpx_proxy),
     "fastapi-httpx": ("FastAPI route + httpx", fastapi_httpx_route),
+}
+
+
+SERVER_OPTIONS: dict[str, dict[str, str]] = {
+    # The gateway's floor on the standard library's loop and uvicorn's pure-Python parser:
+    # what uvloop and httptools buy.
+    "http1-stdlib": {"loop": "asyncio", "http": "h11"},
+}
+
+# Gateways configured otherwise, measured with a token beside the gateway as shipped
+# (``--variants``): what the token cache and the pool size buy.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "no-token-cache": ("no token cache", {"COMMERCE_JWT_VERIFIED_CACHE_SIZE": "0"}),
+    "pool-16": ("pool of 16 connections", {"GATEWAY_UPSTREAM_POOL_SIZE": "16"}),
 }
 
 
@@ -306,6 +322,11 @@ def main() -> None:
         help="fastapi: a FastAPI route, as in the reference figures (default); "
         "minimal: a bare ASGI function, the hardest case for the gateway's share",
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"gateways configured otherwise, measured with a token: {','.join(VARIANTS)}",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument(
         "--designs",
@@ -323,14 +344,17 @@ def main() -> None:
     parser.add_argument("--proxied", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve_upstream or options.serve_proxy:
+        server = {"loop": "uvloop", "http": "httptools"} | SERVER_OPTIONS.get(
+            options.serve_proxy or "", {}
+        )
         uvicorn.run(
             PROXIES[options.serve_proxy][1](options.proxied)
             if options.serve_proxy
             else UPSTREAMS[options.upstream](),
             host="127.0.0.1",
             port=options.serve_upstream or options.port,
-            loop="uvloop",
-            http="httptools",
+            loop=server["loop"],
+            http=server["http"],
             access_log=False,
             log_level="warning",
         )
@@ -376,8 +400,17 @@ def main() -> None:
         processes["baseline"] = subprocess.Popen(
             [sys.executable, "-m", "gateway"], env=baseline_env, cwd=baseline
         )
+    variants = [name for name in options.variants.split(",") if name]
+    for name in variants:
+        design_ports[f"variant:{name}"] = free_port()
+        variant_env = (
+            env | VARIANTS[name][1] | {"GATEWAY_PORT": str(design_ports[f"variant:{name}"])}
+        )
+        processes[f"variant:{name}"] = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=variant_env
+        )
     for name, port in design_ports.items():
-        if name == "baseline":
+        if name == "baseline" or name.startswith("variant:"):
             continue
         proxied = f"http://127.0.0.1:{upstream_port}"
         command = [*upstream_command[:3], "--serve-proxy", name, "--port", str(port)]
@@ -447,6 +480,13 @@ def run_rows(
             baseline_pid,
         )
         rows["baseline, anonymous"] = (baseline_url, {}, baseline_pid)
+    for name, (label, _) in VARIANTS.items():
+        if f"variant:{name}" in ports:
+            rows[f"gateway, bearer, {label}"] = (
+                f"http://127.0.0.1:{ports[f'variant:{name}']}{PATH}",
+                {"Authorization": f"Bearer {token}"},
+                processes[f"variant:{name}"].pid,
+            )
     if nginx:
         rows["nginx (reference)"] = (f"{nginx}{PATH}", {}, None)
     results: dict[str, list[Any]] = {name: [] for name in rows}
@@ -458,7 +498,7 @@ def run_rows(
         f"{options.seconds:g} s x {options.rounds} rounds (medians), {os.cpu_count()} CPUs"
     )
     print(
-        f"{'row':24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f"{'row':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
         f" {'server CPU us/req':>18}"
     )
     direct_rate = statistics.median(r[0] for r in results["direct upstream"])
@@ -473,7 +513,7 @@ def run_rows(
         if share and nginx_rate and not name.startswith(("direct", "nginx")):
             share += f", {rate / nginx_rate:.0%} of nginx"
         share += ")" if share else ""
-        print(f"{name:24} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")
+        print(f"{name:40} {rate:8.0f} {p50:8.2f} {p99:8.2f} {errors:7d} {cpu:18.0f}{share}")
 
 
 if __name__ == "__main__":
