@@ -48,10 +48,10 @@ import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
-from jose import jwt
 
 from bench.shop.references import nginx_available, nginx_in_front_of, wait_listening
-from shared.auth import ensure_development_keys, key_id
+from bench.tokens import sample_token
+from shared.auth import ensure_development_keys
 
 PATH = "/api/v1/products/SKU-1"
 BODY = json.dumps({"sku": "SKU-1", "name": "Widget", "available": 3}).encode()
@@ -442,17 +442,7 @@ def run_rows(
     processes: dict[str, subprocess.Popen[bytes]],
 ) -> None:
     """Measure every row in rounds and print the medians."""
-    now = int(time.time())
-    claims = {
-        "iss": "commerce-gateway",
-        "aud": "commerce-api",
-        "sub": str(uuid.uuid4()),
-        "roles": ["customer"],
-        "iat": now,
-        "exp": now + 3600,
-        "jti": uuid.uuid4().hex,
-    }
-    token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
+    token = sample_token(private_pem, public_pem)
     upstream_pid, gateway_pid = processes["upstream"].pid, processes["gateway"].pid
     upstream_port, gateway_port = ports["upstream"], ports["gateway"]
     rows: dict[str, tuple[str, dict[str, str], int | None]] = {

@@ -28,6 +28,21 @@ from shared.auth import TokenVerifier, ensure_development_keys, key_id
 ISSUER, AUDIENCE = "commerce-gateway", "commerce-api"
 
 
+def sample_token(private_pem: str, public_pem: str) -> str:
+    """An access token of the gateway's shape (a customer's, valid for an hour)."""
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": str(uuid.uuid4()),
+        "roles": ["customer"],
+        "iat": now,
+        "exp": now + 3600,
+        "jti": uuid.uuid4().hex,
+    }
+    return str(jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)}))
+
+
 def cpu_per_call(verify: Callable[[], object], calls: int) -> float:
     """Microseconds of this process's CPU per call, after a short warm-up."""
     for _ in range(min(50, calls)):
@@ -46,17 +61,7 @@ def main() -> None:
     private_pem, public_pem = ensure_development_keys(
         Path(tempfile.mkdtemp(prefix="bench-tokens-"))
     )
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": str(uuid.uuid4()),
-        "roles": ["customer"],
-        "iat": now,
-        "exp": now + 3600,
-        "jti": uuid.uuid4().hex,
-    }
-    token = jwt.encode(claims, private_pem, "RS256", headers={"kid": key_id(public_pem)})
+    token = sample_token(private_pem, public_pem)
 
     def jose_with_pem() -> object:
         return jwt.decode(token, public_pem, algorithms=["RS256"], audience=AUDIENCE)

@@ -33,6 +33,21 @@ async def peer() -> AsyncIterator[tuple[URL, asyncio.Queue[bytes]]]:
     server.close()
 
 
+async def _watched_writer(url: URL) -> tuple[CoalescingStreamWriter, list[bytes]]:
+    """A writer from the factory, and the list of what it hands to its transport."""
+    _, writer = await CoalescingTransportFactory().create(url)
+    assert isinstance(writer, CoalescingStreamWriter)
+    handed: list[bytes] = []
+    write = writer.transport.write
+
+    def watched(data: bytes | bytearray | memoryview) -> None:
+        handed.append(bytes(data))
+        write(data)
+
+    writer.transport.write = watched  # type: ignore[method-assign]
+    return writer, handed
+
+
 async def _received(queue: asyncio.Queue[bytes], size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -44,16 +59,7 @@ async def test_writes_of_one_loop_turn_reach_the_transport_once_in_order(
     peer: tuple[URL, asyncio.Queue[bytes]],
 ) -> None:
     url, received = peer
-    _, writer = await CoalescingTransportFactory().create(url)
-    assert isinstance(writer, CoalescingStreamWriter)
-    handed: list[bytes] = []
-    write = writer.transport.write
-
-    def counting(data: bytes | bytearray | memoryview) -> None:
-        handed.append(bytes(data))
-        write(data)
-
-    writer.transport.write = counting  # type: ignore[method-assign]
+    writer, handed = await _watched_writer(url)
     for n in range(50):
         writer.write(b"frame %02d;" % n)
     assert handed == []  # nothing leaves before the turn ends
@@ -90,19 +96,12 @@ async def test_frames_arriving_one_per_turn_are_gathered_up_to_a_bound(
 ) -> None:
     # As a batch of publishes reaches the writer: one frame per loop turn.
     url, received = peer
-    _, writer = await CoalescingTransportFactory().create(url)
-    handed: list[int] = []
-    write = writer.transport.write
-
-    def counting(data: bytes | bytearray | memoryview) -> None:
-        handed.append(len(data))
-        write(data)
-
-    writer.transport.write = counting  # type: ignore[method-assign]
+    writer, handed_bytes = await _watched_writer(url)
     for _ in range(200):
         writer.write(b"x" * 10)
         await asyncio.sleep(0)
     await _received(received, 2_000)
+    handed = [len(data) for data in handed_bytes]
     assert sum(handed) == 2_000
     assert len(handed) < 10  # not one write per frame
     assert max(handed) <= MOST_FRAMES_HELD * 10
