@@ -16,6 +16,7 @@ from gateway.jwks import router as jwks_router
 from gateway.openapi import install_docs
 from gateway.proxy.compression import LEVEL
 from gateway.proxy.front import GatewayApp
+from gateway.proxy.metrics import unwatch_pool, watch_pool
 from gateway.proxy.middleware import GatewayMiddleware
 from gateway.ratelimit import RateLimiter
 from gateway.runtime import GatewayRuntime
@@ -49,10 +50,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         limiter = RateLimiter(settings)
         runtime.limiter = limiter
         await runtime.upstreams.start()
+        watch_pool(runtime.upstreams)
         app.state.readiness_checks["redis"] = limiter.check
         try:
             yield
         finally:
+            unwatch_pool(runtime.upstreams)
             await runtime.upstreams.close()
             await limiter.close()
             runtime.limiter = None

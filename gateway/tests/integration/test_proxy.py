@@ -269,6 +269,21 @@ async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
     assert 'route="/api/v1/products/{path}"' in metrics.text
 
 
+async def test_the_upstream_pool_is_on_the_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/products/SKU-1")).status_code == 200
+    text = (await client.get("/metrics")).text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_upstream_")
+    }
+    assert samples['gateway_upstream_connections{state="open"}'] >= 1
+    assert samples['gateway_upstream_connections{state="idle"}'] >= 1  # kept alive
+    assert samples["gateway_upstream_waiting_requests"] == 0
+    assert samples["gateway_upstream_connects_total"] >= 1
+    assert "gateway_upstream_stale_connections_total" in samples
+
+
 async def test_an_unexpected_error_on_the_proxy_path_is_a_500_problem_with_the_request_id(
     make_settings: Callable[..., GatewaySettings],
 ) -> None:

@@ -152,8 +152,10 @@ def test_a_stale_keep_alive_connection_is_reported_as_such(run: Runner) -> None:
                 await get(client, upstream.origin)
             assert broken.value.stale
             assert await get(client, upstream.origin) == (200, b"ok")  # a fresh connection
+            stats = client.stats()
             await client.close()
         assert upstream.connections == 2
+        assert (stats.connects, stats.stale, stats.open, stats.idle) == (2, 1, 1, 1)
 
     run(scenario())
 

@@ -77,6 +77,18 @@ class Origin:
         return cls(parts.hostname, port, tls, parts.netloc.encode("ascii"))
 
 
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """The pool's state at one moment, and its counts since it started (for ``/metrics``)."""
+
+    open: int
+    idle: int
+    connecting: int
+    waiting: int  # requests waiting for a connection slot
+    connects: int  # connections opened
+    stale: int  # reused connections found broken before any byte of their answer
+
+
 class _Connection(asyncio.Protocol):
     """One TCP connection, one exchange at a time. httptools calls the ``on_*`` methods."""
 
@@ -139,6 +151,8 @@ class _Connection(asyncio.Protocol):
                 self.keep_alive = False
             else:
                 stale = not self._got_bytes and self.exchanges > 0
+                if stale:
+                    self.pool.stale += 1
                 self._fail(
                     UpstreamUnavailable(f"upstream closed the connection: {exc!r}", stale=stale)
                 )
@@ -320,6 +334,19 @@ class Http1Pool:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._tls: ssl.SSLContext | None = None
         self._closing = False
+        self.connects = 0
+        self.stale = 0
+
+    def stats(self) -> PoolStats:
+        waiting = sum(1 for waiter in self._slot_waiters if not waiter.done())
+        return PoolStats(
+            open=len(self._open),
+            idle=sum(len(connections) for connections in self._idle.values()),
+            connecting=self._connecting,
+            waiting=waiting,
+            connects=self.connects,
+            stale=self.stale,
+        )
 
     async def request(
         self,
@@ -411,6 +438,7 @@ class Http1Pool:
                 raise UpstreamUnavailable(f"cannot connect to {where}: {exc!r}") from exc
             raise
         self._connecting -= 1
+        self.connects += 1
         self._open.add(connection)
         return connection
 

@@ -30,6 +30,7 @@ from gateway.proxy.compression import (
 from gateway.proxy.http1 import (
     Http1Pool,
     Origin,
+    PoolStats,
     UpstreamResponse,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -117,6 +118,10 @@ class UpstreamClient:
         if self._pool is None:
             raise RuntimeError("the upstream client is not started (lifespan not run)")
         return self._pool
+
+    def stats(self) -> PoolStats | None:
+        """The pool's state and counts; None before it starts or once it is closed."""
+        return self._pool.stats() if self._pool is not None else None
 
     def origin(self, upstream: str) -> Origin:
         origin = self._origins.get(upstream)
