@@ -277,6 +277,21 @@ def test_interim_answers_are_skipped(run: Runner) -> None:
     run(scenario())
 
 
+def test_a_connection_that_answered_twice_is_not_reused(run: Runner) -> None:
+    async def twice(connection: int, index: int, head: bytes) -> bytes:
+        return ok(b"one") + ok(b"two")
+
+    async def scenario() -> None:
+        async with ScriptedUpstream(twice) as upstream:
+            client = pool()
+            assert await get(client, upstream.origin) == (200, b"one")
+            assert await get(client, upstream.origin) == (200, b"one")
+            await client.close()
+        assert upstream.connections == 2
+
+    run(scenario())
+
+
 def test_an_answer_that_is_not_http_is_unavailable(run: Runner) -> None:
     async def garbage(connection: int, index: int, head: bytes) -> bytes:
         return b"SSH-2.0-OpenSSH\r\n\r\n"

@@ -102,6 +102,7 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._head_request = False
         self._got_bytes = False
+        self._spoiled = False  # bytes beyond the one answer asked for arrived
         self._waiter: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
         self._reading_paused = False
@@ -161,11 +162,18 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.message_done:
+            # A second answer to one request: the connection cannot be trusted again, and
+            # nothing of that answer reaches the one already read.
+            self._spoiled = True
+            return
         self.headers = []
         self.content_length = None
         self._chunked = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._spoiled:
+            return
         self.headers.append((name, value))
         lowered = name.lower()
         if lowered == b"content-length":
@@ -175,6 +183,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         assert self._parser is not None
+        if self._spoiled:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             return  # an interim answer (103 Early Hints): the real one follows
@@ -219,6 +229,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head_request = head
         self._got_bytes = False
+        self._spoiled = False
         self._error = None
         self.status = 0
         self.headers_done = self.message_done = self.keep_alive = False
@@ -261,6 +272,11 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self, now: float) -> bool:
         return not self.closed and now - self.idle_since < self.pool.keepalive_seconds
+
+    @property
+    def reusable_after_answer(self) -> bool:
+        """The answer was read whole, the upstream keeps the connection, nothing more came."""
+        return self.message_done and self.keep_alive and not self._spoiled
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -308,7 +324,7 @@ class UpstreamResponse:
             return
         self._released = True
         connection = self._connection
-        connection.pool._release(connection, connection.message_done and connection.keep_alive)
+        connection.pool._release(connection, connection.reusable_after_answer)
 
 
 class Http1Pool:
