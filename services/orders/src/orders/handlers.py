@@ -6,7 +6,7 @@ that the event was handled commit together, and a redelivered event is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,7 @@ from orders.catalog.service import apply_products_upserted
 from orders.config import OrdersSettings
 from orders.events import ProcessedEvent
 from orders.order import service
+from orders.order.service import Reaction
 from orders.saga import Trigger
 from shared.contracts.inventory import (
     ProductUpserted,
@@ -23,97 +24,65 @@ from shared.contracts.inventory import (
     StockReserved,
 )
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
-from shared.messaging import BatchHandler, Consumer, Envelope, EventHandler
-
-SettingsHandler = Callable[..., Awaitable[None]]
+from shared.messaging import BatchHandler, Consumer, Envelope
 
 SAGA_CONSUMER = "orders.saga"
 CATALOG_CONSUMER = "orders.catalog"
 
 
-async def on_stock_reserved(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _stock_reserved(event: Envelope) -> Reaction:
     data = event.payload(StockReserved)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.STOCK_RESERVED,
-        reason="stock_reserved",
-    )
+    return Reaction(event, data.order_id, Trigger.STOCK_RESERVED, "stock_reserved")
 
 
-async def on_stock_reservation_failed(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _stock_reservation_failed(event: Envelope) -> Reaction:
     data = event.payload(StockReservationFailed)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.STOCK_RESERVATION_FAILED,
-        reason=data.reason,
-    )
+    return Reaction(event, data.order_id, Trigger.STOCK_RESERVATION_FAILED, data.reason)
 
 
-async def on_reservation_expired(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _reservation_expired(event: Envelope) -> Reaction:
     data = event.payload(ReservationExpired)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.RESERVATION_EXPIRED,
-        reason="reservation_expired",
-    )
+    return Reaction(event, data.order_id, Trigger.RESERVATION_EXPIRED, "reservation_expired")
 
 
-async def on_payment_succeeded(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _payment_succeeded(event: Envelope) -> Reaction:
     data = event.payload(PaymentSucceeded)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.PAYMENT_SUCCEEDED,
-        reason="payment_succeeded",
+    return Reaction(
+        event,
+        data.order_id,
+        Trigger.PAYMENT_SUCCEEDED,
+        "payment_succeeded",
         payment_id=data.payment_id,
     )
 
 
-async def on_payment_failed(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _payment_failed(event: Envelope) -> Reaction:
     data = event.payload(PaymentFailed)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.PAYMENT_FAILED,
-        reason=data.reason,
-    )
+    return Reaction(event, data.order_id, Trigger.PAYMENT_FAILED, data.reason)
 
 
-async def on_payment_refunded(
-    session: AsyncSession, event: Envelope, *, settings: OrdersSettings
-) -> None:
+def _payment_refunded(event: Envelope) -> Reaction:
     data = event.payload(PaymentRefunded)
-    await service.react(
-        session=session,
-        settings=settings,
-        event=event,
-        order_id=data.order_id,
-        trigger=Trigger.PAYMENT_REFUNDED,
-        reason="refunded",
-    )
+    return Reaction(event, data.order_id, Trigger.PAYMENT_REFUNDED, "refunded")
+
+
+# What each event the saga consumes asks of its order.
+SAGA_REACTIONS: Mapping[str, Callable[[Envelope], Reaction]] = {
+    StockReserved.event_type: _stock_reserved,
+    StockReservationFailed.event_type: _stock_reservation_failed,
+    ReservationExpired.event_type: _reservation_expired,
+    PaymentSucceeded.event_type: _payment_succeeded,
+    PaymentFailed.event_type: _payment_failed,
+    PaymentRefunded.event_type: _payment_refunded,
+}
+
+
+async def on_saga_events(
+    session: AsyncSession, events: Sequence[Envelope], *, settings: OrdersSettings
+) -> None:
+    """A run of the saga's events, in delivery order, whatever their types."""
+    reactions = [SAGA_REACTIONS[event.type](event) for event in events]
+    await service.react_all(session=session, settings=settings, reactions=reactions)
 
 
 async def on_products_upserted(session: AsyncSession, events: Sequence[Envelope]) -> None:
@@ -126,21 +95,12 @@ def consumers(settings: OrdersSettings) -> list[Consumer]:
     Prices have a queue of their own: a burst of catalog updates never delays the saga.
     """
 
-    def bind(handler: SettingsHandler) -> EventHandler:
-        return partial(handler, settings=settings)
-
+    # One batch handler for every saga event: a batch's reactions lock their orders in one
+    # statement and write their transitions in another, whatever the mix of types.
+    saga_events = BatchHandler(partial(on_saga_events, settings=settings))
     saga = Consumer(
         name=SAGA_CONSUMER,
-        handlers={
-            StockReserved.event_type: bind(on_stock_reserved),
-            StockReservationFailed.event_type: partial(
-                on_stock_reservation_failed, settings=settings
-            ),
-            ReservationExpired.event_type: bind(on_reservation_expired),
-            PaymentSucceeded.event_type: bind(on_payment_succeeded),
-            PaymentFailed.event_type: bind(on_payment_failed),
-            PaymentRefunded.event_type: bind(on_payment_refunded),
-        },
+        handlers=dict.fromkeys(SAGA_REACTIONS, saga_events),
         inbox=ProcessedEvent,
     )
     catalog = Consumer(

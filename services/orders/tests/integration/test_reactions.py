@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
-from orders.handlers import on_payment_succeeded, on_stock_reserved
+from orders.handlers import on_saga_events
 from orders.order import service
 from orders.saga import Trigger
 from services.orders.tests.conftest import (
@@ -26,8 +26,8 @@ from services.orders.tests.conftest import (
     order_body,
 )
 from shared.contracts import Money
-from shared.contracts.inventory import ReservedLine, StockReserved
-from shared.contracts.payments import PaymentSucceeded
+from shared.contracts.inventory import ReservedLine, StockReservationFailed, StockReserved
+from shared.contracts.payments import PaymentRefunded, PaymentSucceeded
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -124,9 +124,21 @@ async def test_two_events_for_one_order_in_one_transaction_apply_in_turn(
     # A consumer batch: the second reaction reads what the first wrote, uncommitted.
     order_id = await two_line_order(place, product, customer)
     async with sessionmaker() as session, session.begin():
-        await on_stock_reserved(session, event(reserved(order_id)), settings=settings)
-        await on_payment_succeeded(
-            session, event(succeeded(order_id, uuid.uuid4())), settings=settings
+        await service.react(
+            session=session,
+            settings=settings,
+            event=event(reserved(order_id)),
+            order_id=order_id,
+            trigger=Trigger.STOCK_RESERVED,
+            reason="stock_reserved",
+        )
+        await service.react(
+            session=session,
+            settings=settings,
+            event=event(succeeded(order_id, uuid.uuid4())),
+            order_id=order_id,
+            trigger=Trigger.PAYMENT_SUCCEEDED,
+            reason="payment_succeeded",
         )
     assert (await columns(engine, order_id))["status"] == "confirmed"
     assert [kind for kind, _ in await outbox_events(order_id)] == [
@@ -176,3 +188,93 @@ async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_st
         "orders.order_created",
         "orders.payment_requested",
     ]
+
+
+async def history(client: httpx.AsyncClient, user: User, order_id: uuid.UUID) -> list[str]:
+    response = await client.get(f"/api/v1/orders/{order_id}", headers=user.headers)
+    return [change["reason"] for change in response.json()["status_history"]]
+
+
+async def test_a_batch_of_mixed_saga_events_applies_each_in_turn(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    outbox_events: OutboxReader,
+    engine: AsyncEngine,
+    settings: OrdersSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # One consumer batch, as the saga's batch handler gets it: events of several types for
+    # several orders, two of them for one order, one for no order, one the table refuses,
+    # one that needs compensating.
+    paid, rejected, early, cancelled = [
+        await two_line_order(place, product, customer) for _ in range(4)
+    ]
+    response = await client.post(f"/api/v1/orders/{cancelled}/cancel", headers=customer.headers)
+    assert response.status_code == 200, response.text
+    payment_id = uuid.uuid4()
+    failed = StockReservationFailed(order_id=rejected, reason="out_of_stock", skus=["x"])
+    batch = [
+        event(reserved(paid)),
+        event(failed),
+        event(reserved(uuid.uuid4())),  # an order this service never had
+        event(succeeded(early, uuid.uuid4())),  # pending: not awaiting payment yet
+        event(succeeded(paid, payment_id)),  # reads what the batch's first event left
+        event(reserved(cancelled)),  # the cancellation overtook the reservation
+    ]
+    async with sessionmaker() as session, session.begin():
+        await on_saga_events(session, batch, settings=settings)
+
+    assert (await columns(engine, paid))["payment_id"] == payment_id
+    statuses = [(await columns(engine, order))["status"] for order in (paid, rejected, early)]
+    assert statuses == ["confirmed", "rejected", "pending"]
+    assert await history(client, customer, paid) == [
+        "order_placed",
+        "stock_reserved",
+        "payment_succeeded",
+    ]
+    assert await history(client, customer, rejected) == ["order_placed", "out_of_stock"]
+    assert await history(client, customer, early) == ["order_placed"]
+    assert [kind for kind, _ in await outbox_events(paid)] == [
+        "orders.order_created",
+        "orders.payment_requested",
+        "orders.order_confirmed",
+    ]
+    assert [kind for kind, _ in await outbox_events(early)] == ["orders.order_created"]
+    [*_, (kind, compensation)] = await outbox_events(cancelled)
+    assert (kind, compensation["reason"]) == (
+        "orders.order_cancelled",
+        "cancelled_before_reservation",
+    )
+
+
+async def test_a_refund_after_a_batch_confirmed_the_order_returns_the_stock(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    outbox_events: OutboxReader,
+    engine: AsyncEngine,
+    settings: OrdersSettings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # A refund gives stock back only if the order was ever confirmed, which it reads from
+    # the history: the confirmation a batch wrote must be there.
+    order_id = await two_line_order(place, product, customer)
+    payment_id = uuid.uuid4()
+    async with sessionmaker() as session, session.begin():
+        await on_saga_events(
+            session,
+            [event(reserved(order_id)), event(succeeded(order_id, payment_id))],
+            settings=settings,
+        )
+    response = await client.post(f"/api/v1/orders/{order_id}/cancel", headers=customer.headers)
+    assert response.json()["status"] == "refund_pending", response.text
+    amount = Money(amount=2400, currency="USD")
+    refunded = PaymentRefunded(payment_id=payment_id, order_id=order_id, amount=amount)
+    async with sessionmaker() as session, session.begin():
+        await on_saga_events(session, [event(refunded)], settings=settings)
+    assert (await columns(engine, order_id))["status"] == "refunded"
+    [*_, (kind, returned)] = await outbox_events(order_id)
+    assert (kind, returned["reason"]) == ("orders.order_cancelled", "refunded")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +42,8 @@ async def get(
 #
 # A reaction is the worker's hot path: through the ORM, the joined load of the order (with
 # its lines and history) and the flush of its changes cost ~0.5-1 ms of CPU each. These two
-# fixed statements carry the same reads and writes, prepared once per connection.
+# fixed statements carry the same reads and writes for every order of a consumer's batch,
+# prepared once per connection: two round trips for the batch, not two per event.
 
 
 @dataclass(frozen=True)
@@ -63,12 +64,13 @@ class LockedOrder:
     was_confirmed: bool  # a "confirmed" entry is in the history
 
 
-# One round trip: the order row, locked (so two events for one order apply one after the
-# other, each seeing the status the previous one left), with its lines as two arrays and
-# whether it was ever confirmed instead of the whole history. Only the order row is locked,
-# as by the ORM load it replaces; lines never change after the order is placed.
-LOCK_FOR_REACTION = """
-SELECT o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o.payment_id,
+# One round trip: the order rows, locked (so two events for one order apply one after the
+# other, each seeing the status the previous one left), with their lines as two arrays and
+# whether each was ever confirmed instead of the whole history. Rows are locked in id order,
+# so two workers locking overlapping batches cannot deadlock. Only the order rows are
+# locked, as by the ORM load this replaces; lines never change after the order is placed.
+LOCK_FOR_REACTIONS = """
+SELECT o.id, o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o.payment_id,
        o.payment_requests, o.sweep_due_at,
        ARRAY(SELECT l.sku FROM orders.order_lines AS l
              WHERE l.order_id = o.id ORDER BY l.position) AS skus,
@@ -77,76 +79,94 @@ SELECT o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o.payme
        EXISTS (SELECT FROM orders.order_status_history AS h
                WHERE h.order_id = o.id AND h.status = $2::text) AS was_confirmed
 FROM orders.orders AS o
-WHERE o.id = $1::uuid
+WHERE o.id = ANY($1::uuid[])
+ORDER BY o.id
 FOR UPDATE OF o
 """
 
 
-async def lock_for_reaction(*, session: AsyncSession, order_id: uuid.UUID) -> LockedOrder | None:
-    """The order under its row lock, for the rest of the transaction; None if unknown."""
+async def lock_for_reactions(
+    *, session: AsyncSession, order_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, LockedOrder]:
+    """The orders under their row locks, for the rest of the transaction, by id; an
+    unknown id is absent."""
     db = await driver_connection(session)
-    row = await db.fetchrow(LOCK_FOR_REACTION, order_id, OrderStatus.CONFIRMED.value)
-    if row is None:
-        return None
-    return LockedOrder(
-        id=order_id,
-        user_id=row["user_id"],
-        status=OrderStatus(row["status"]),
-        total_amount=row["total_amount"],
-        currency=row["currency"],
-        payment_token=row["payment_token"],
-        payment_id=row["payment_id"],
-        payment_requests=row["payment_requests"],
-        sweep_due_at=row["sweep_due_at"],
-        skus=list(row["skus"]),
-        quantities=list(row["quantities"]),
-        was_confirmed=row["was_confirmed"],
-    )
+    rows = await db.fetch(LOCK_FOR_REACTIONS, list(order_ids), OrderStatus.CONFIRMED.value)
+    return {
+        row["id"]: LockedOrder(
+            id=row["id"],
+            user_id=row["user_id"],
+            status=OrderStatus(row["status"]),
+            total_amount=row["total_amount"],
+            currency=row["currency"],
+            payment_token=row["payment_token"],
+            payment_id=row["payment_id"],
+            payment_requests=row["payment_requests"],
+            sweep_due_at=row["sweep_due_at"],
+            skus=list(row["skus"]),
+            quantities=list(row["quantities"]),
+            was_confirmed=row["was_confirmed"],
+        )
+        for row in rows
+    }
 
 
-# One round trip: the order's new state and its history entry, the insert fed by the
-# update's RETURNING (a data-modifying CTE), so the entry exists exactly when the row moved.
-APPLY_TRANSITION = """
+@dataclass(frozen=True)
+class Move:
+    """One transition: the order as it left it, and its history entry's reason and time."""
+
+    order: LockedOrder
+    reason: str
+    at: datetime
+
+
+# One round trip: every order's final state and every history entry, in the order the
+# transitions happened (entries are read back by id), the insert fed by the update's
+# RETURNING (a data-modifying CTE), so an entry exists exactly when its order row moved.
+APPLY_MOVES = """
 WITH moved AS (
-    UPDATE orders.orders
-    SET status = $2::text, payment_id = $3::uuid, payment_requests = $4::integer,
-        sweep_due_at = $5::timestamptz, payment_token = $6::text, updated_at = $7::timestamptz
-    WHERE id = $1::uuid
-    RETURNING id
+    UPDATE orders.orders AS o
+    SET status = n.status, payment_id = n.payment_id, payment_requests = n.payment_requests,
+        sweep_due_at = n.sweep_due_at, payment_token = n.payment_token, updated_at = n.at
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::integer[], $5::timestamptz[],
+                $6::text[], $7::timestamptz[])
+        AS n(id, status, payment_id, payment_requests, sweep_due_at, payment_token, at)
+    WHERE o.id = n.id
+    RETURNING o.id
 )
 INSERT INTO orders.order_status_history (order_id, status, reason, at)
-SELECT id, $2::text, $8::text, $7::timestamptz FROM moved
+SELECT h.order_id, h.status, h.reason, h.at
+FROM unnest($8::uuid[], $9::text[], $10::text[], $11::timestamptz[]) WITH ORDINALITY
+    AS h(order_id, status, reason, at, position)
+WHERE h.order_id IN (SELECT id FROM moved)
+ORDER BY h.position
 """
 
 
-async def apply_transition(
-    *,
-    session: AsyncSession,
-    order_id: uuid.UUID,
-    status: OrderStatus,
-    payment_id: uuid.UUID | None,
-    payment_requests: int,
-    sweep_due_at: datetime | None,
-    payment_token: str | None,
-    reason: str,
-    at: datetime,
-) -> None:
-    """Write an order's state after a transition and append its history entry.
+async def apply_moves(*, session: AsyncSession, moves: Sequence[Move]) -> None:
+    """Write the orders' states after their transitions and append the history entries.
 
-    The caller holds the row lock (``lock_for_reaction``) and passes every column it sets,
-    already decided: the rules stay in the service.
+    The caller holds the row locks (``lock_for_reactions``) and passes every column it
+    sets, already decided: the rules stay in the service. An order moved twice is written
+    once, as its last move left it.
     """
+    if not moves:
+        return
+    final = list({move.order.id: move for move in moves}.values())
     db = await driver_connection(session)
     await db.execute(
-        APPLY_TRANSITION,
-        order_id,
-        status.value,
-        payment_id,
-        payment_requests,
-        sweep_due_at,
-        payment_token,
-        at,
-        reason,
+        APPLY_MOVES,
+        [move.order.id for move in final],
+        [move.order.status.value for move in final],
+        [move.order.payment_id for move in final],
+        [move.order.payment_requests for move in final],
+        [move.order.sweep_due_at for move in final],
+        [move.order.payment_token for move in final],
+        [move.at for move in final],
+        [move.order.id for move in moves],
+        [move.order.status.value for move in moves],
+        [move.reason for move in moves],
+        [move.at for move in moves],
     )
 
 

@@ -386,6 +386,17 @@ async def _act(
 # -- event reactions -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Reaction:
+    """One event's claim on an order: the trigger it brings and the history entry's reason."""
+
+    event: Envelope
+    order_id: uuid.UUID
+    trigger: Trigger
+    reason: str
+    payment_id: uuid.UUID | None = None  # a payment's id, kept on the order when it moves
+
+
 async def react(
     *,
     session: AsyncSession,
@@ -396,18 +407,57 @@ async def react(
     reason: str,
     payment_id: uuid.UUID | None = None,
 ) -> bool:
-    """Apply an event to its order inside the consumer's transaction; False if skipped.
+    """Apply one event to its order inside the caller's transaction; False if skipped."""
+    reaction = Reaction(event, order_id, trigger, reason, payment_id)
+    [moved] = await react_all(session=session, settings=settings, reactions=[reaction])
+    return moved
+
+
+async def react_all(
+    *, session: AsyncSession, settings: OrdersSettings, reactions: Sequence[Reaction]
+) -> list[bool]:
+    """Apply events to their orders, in turn, inside the consumer's transaction; per
+    reaction, False if it was skipped.
 
     A late, repeated or out-of-order event that the table does not allow is logged and
     acknowledged: it never moves an order backwards.
     """
-    # Fixed SQL on the driver connection (this is the worker's hot path): one statement
-    # locks and reads the order, one moves it and records the history entry, then the
-    # outbox write. The ORM is not involved, so no ORM object of this order goes stale.
-    order = await repository.lock_for_reaction(session=session, order_id=order_id)
-    if order is None:
-        logger.warning("%s %s names unknown order %s; skipped", event.type, event.id, order_id)
-        return False
+    # Fixed SQL on the driver connection (this is the worker's hot path), a few statements
+    # whatever the number of events: one locks and reads every order named, the machine
+    # runs here, one writes every order's final state and history entries, then the outbox
+    # write. Two events for one order apply in turn, the second seeing what the first left.
+    orders = await repository.lock_for_reactions(
+        session=session, order_ids={reaction.order_id for reaction in reactions}
+    )
+    moves: list[repository.Move] = []
+    moved: list[bool] = []
+    for reaction in reactions:
+        order = orders.get(reaction.order_id)
+        if order is None:
+            event = reaction.event
+            logger.warning(
+                "%s %s names unknown order %s; skipped", event.type, event.id, reaction.order_id
+            )
+            moved.append(False)
+            continue
+        move = await _react(session, settings=settings, order=order, reaction=reaction)
+        if move is not None:
+            orders[order.id] = move.order
+            moves.append(move)
+        moved.append(move is not None)
+    await repository.apply_moves(session=session, moves=moves)
+    return moved
+
+
+async def _react(
+    session: AsyncSession,
+    *,
+    settings: OrdersSettings,
+    order: repository.LockedOrder,
+    reaction: Reaction,
+) -> repository.Move | None:
+    """The order as ``reaction`` leaves it, its events written; None if the table refused."""
+    event, trigger = reaction.event, reaction.trigger
     target = next_status(order.status, trigger)
     if target is None:
         compensation = stray_event_compensation(
@@ -422,11 +472,13 @@ async def react(
             " (compensating)" if compensation else "",
         )
         await _emit(session, compensation, cause=event)
-        return False
-    if payment_id is not None:
-        order = replace(order, payment_id=payment_id)
+        return None
+    if reaction.payment_id is not None:
+        order = replace(order, payment_id=reaction.payment_id)
     now = _now()
-    payloads = events_for(_locked_facts(order), source=order.status, target=target, reason=reason)
+    payloads = events_for(
+        _locked_facts(order), source=order.status, target=target, reason=reaction.reason
+    )
     after = _bookkeeping(
         target,
         payment_requests=order.payment_requests,
@@ -435,19 +487,16 @@ async def react(
         settings=settings,
         now=now,
     )
-    await repository.apply_transition(
-        session=session,
-        order_id=order.id,
+    await _emit(session, payloads, cause=event)
+    order = replace(
+        order,
         status=target,
-        payment_id=order.payment_id,
         payment_requests=after.payment_requests,
         sweep_due_at=after.sweep_due_at,
         payment_token=after.payment_token,
-        reason=reason,
-        at=now,
+        was_confirmed=order.was_confirmed or target is OrderStatus.CONFIRMED,
     )
-    await _emit(session, payloads, cause=event)
-    return True
+    return repository.Move(order=order, reason=reaction.reason, at=now)
 
 
 # -- stuck orders ----------------------------------------------------------------------------
