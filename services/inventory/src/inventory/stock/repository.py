@@ -425,3 +425,167 @@ async def set_reservation_status(
 ) -> None:
     """Set the status of the (locked) reservations ``order_ids``."""
     await move_reserved_stock(session, changes=(), movements=(), order_ids=order_ids, status=status)
+
+
+# -- a run of saga events at once: fixed SQL on the driver connection -------------------------
+#
+# Under load the consumer hands over runs of reservations and confirmations. Three
+# statements serve a whole run (claim, lock, write) instead of two per event: every lock is
+# taken in the same order as above (reservation rows by order id, then stock rows by sku, in
+# one statement each), so two runs never deadlock each other or a single-event path.
+
+# One round trip: the new orders' reservations inserted (the primary key decides, as for one
+# order), and the confirmed orders' reservations locked. Claims come first, in order id
+# order, like the locks.
+CLAIM_AND_LOCK_RESERVATIONS = """
+WITH claimed AS (
+    INSERT INTO inventory.reservations (order_id, status, expires_at)
+    SELECT id, $2::text, now() + $3::interval FROM unnest($1::uuid[]) AS id ORDER BY id
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING order_id, status
+), held AS (
+    SELECT order_id, status FROM inventory.reservations
+    WHERE order_id = ANY($4::uuid[])
+    ORDER BY order_id
+    FOR UPDATE
+)
+SELECT true AS claimed, order_id, status FROM claimed
+UNION ALL
+SELECT false AS claimed, order_id, status FROM held
+"""
+
+# One round trip: the stock rows of the skus wanted and of the lines of the reservations
+# named, locked in sku order (the one lock order of stock rows), each with those lines.
+LOCK_STOCK_WITH_LINES = """
+WITH line AS (
+    SELECT order_id, sku, quantity FROM inventory.reservation_lines
+    WHERE order_id = ANY($2::uuid[])
+)
+SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point,
+       ARRAY(SELECT line.order_id FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
+           AS line_orders,
+       ARRAY(SELECT line.quantity FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
+           AS line_quantities
+FROM inventory.stock_items AS s
+JOIN inventory.products AS p ON p.sku = s.sku
+WHERE s.sku = ANY($1::text[]) OR s.sku IN (SELECT sku FROM line)
+ORDER BY s.sku
+FOR UPDATE OF s
+"""
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What ``claim_and_lock`` found: the claims won, the statuses of the reservations named
+    (locked), and the stock rows locked with the lines of those reservations."""
+
+    claimed: set[uuid.UUID]
+    held: dict[uuid.UUID, ReservationStatus]
+    levels: dict[str, StockLevel]
+    lines: dict[uuid.UUID, list[LockedLine]]  # by order, in sku order
+
+
+async def claim_and_lock(
+    session: AsyncSession,
+    *,
+    new_orders: Mapping[uuid.UUID, Iterable[str]],
+    ttl: timedelta,
+    held: Iterable[uuid.UUID],
+) -> ClaimedRun:
+    """Claim a reservation for each of ``new_orders`` (order id → skus wanted), lock the
+    reservations ``held``, and lock every stock row the claims won want or a held live
+    reservation's lines hold, with those lines."""
+    db = await driver_connection(session)
+    reservations = await db.fetch(
+        CLAIM_AND_LOCK_RESERVATIONS,
+        sorted(new_orders),
+        ReservationStatus.RESERVED.value,
+        ttl,
+        sorted(set(held)),
+    )
+    claimed = {row["order_id"] for row in reservations if row["claimed"]}
+    statuses = {
+        row["order_id"]: ReservationStatus(row["status"])
+        for row in reservations
+        if not row["claimed"]
+    }
+    wanted = sorted({sku for order_id in claimed for sku in new_orders[order_id]})
+    live = sorted(
+        order_id for order_id, status in statuses.items() if status is ReservationStatus.RESERVED
+    )
+    rows = await db.fetch(LOCK_STOCK_WITH_LINES, wanted, live)
+    levels: dict[str, StockLevel] = {}
+    lines: dict[uuid.UUID, list[LockedLine]] = {}
+    for row in rows:
+        level = levels[row["sku"]] = _level(row)
+        for order_id, quantity in zip(row["line_orders"], row["line_quantities"], strict=True):
+            lines.setdefault(order_id, []).append(LockedLine(order_id, quantity, level))
+    return ClaimedRun(claimed, statuses, levels, lines)
+
+
+@dataclass(frozen=True)
+class ReservedQuantity:
+    """A line of a new reservation, as written to ``reservation_lines``."""
+
+    order_id: uuid.UUID
+    sku: str
+    quantity: int
+
+
+# One round trip for a run's effects: the stock rows' levels and alarms (rows locked
+# before), the new reservations' lines, the ledger entries and the reservations' statuses.
+WRITE_RUN = """
+WITH levels AS (
+    UPDATE inventory.stock_items AS s
+    SET on_hand = s.on_hand + c.on_hand_delta,
+        reserved = s.reserved + c.reserved_delta,
+        low_stock_alerted = c.low_stock_alerted,
+        updated_at = now()
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[])
+        AS c(sku, on_hand_delta, reserved_delta, low_stock_alerted)
+    WHERE s.sku = c.sku
+), lines AS (
+    INSERT INTO inventory.reservation_lines (order_id, sku, quantity)
+    SELECT * FROM unnest($5::uuid[], $6::text[], $7::bigint[])
+), ledger AS (
+    INSERT INTO inventory.stock_movements
+        (id, sku, kind, on_hand_delta, reserved_delta, reason, reference)
+    SELECT * FROM unnest($8::uuid[], $9::text[], $10::text[], $11::bigint[], $12::bigint[],
+                         $13::text[], $14::text[])
+)
+UPDATE inventory.reservations AS r SET status = c.status, updated_at = now()
+FROM unnest($15::uuid[], $16::text[]) AS c(order_id, status)
+WHERE r.order_id = c.order_id
+"""
+
+
+async def write_run(
+    session: AsyncSession,
+    *,
+    changes: Sequence[StockChange],
+    lines: Sequence[ReservedQuantity],
+    movements: Sequence[Movement],
+    statuses: Mapping[uuid.UUID, ReservationStatus],
+) -> None:
+    """Apply ``changes`` (one per sku, rows locked), insert the new reservations' ``lines``,
+    record ``movements`` and set the (locked) reservations' ``statuses``, together."""
+    db = await driver_connection(session)
+    await db.execute(
+        WRITE_RUN,
+        [c.sku for c in changes],
+        [c.on_hand_delta for c in changes],
+        [c.reserved_delta for c in changes],
+        [c.low_stock_alerted for c in changes],
+        [line.order_id for line in lines],
+        [line.sku for line in lines],
+        [line.quantity for line in lines],
+        [new_id() for _ in movements],
+        [m.sku for m in movements],
+        [m.kind.value for m in movements],
+        [m.on_hand_delta for m in movements],
+        [m.reserved_delta for m in movements],
+        [m.reason for m in movements],
+        [m.reference for m in movements],
+        list(statuses),
+        [status.value for status in statuses.values()],
+    )

@@ -61,11 +61,11 @@ class OrderLine:
     quantity: int
 
 
-def _emit(cause: Envelope | None, payloads: Iterable[EventPayload]) -> list[Envelope]:
+def caused_events(cause: Envelope | None, payloads: Iterable[EventPayload]) -> list[Envelope]:
     return [cause.caused(p) if cause is not None else Envelope.new(p) for p in payloads]
 
 
-def _shortfall(
+def shortfall(
     wanted: dict[str, int], locked: Sequence[StockLevel]
 ) -> tuple[FailureReason, list[str]] | None:
     """Why the order cannot be reserved, naming every offending sku; None if it can.
@@ -86,7 +86,7 @@ def _shortfall(
     return None
 
 
-def _low_stock_events(levels: Iterable[StockLevel]) -> list[StockLow]:
+def low_stock_events(levels: Iterable[StockLevel]) -> list[StockLow]:
     """The low-stock rule on rows just changed (in place, still locked): their alarms' new
     state is set on them for the write, and the events due are returned, in sku order."""
     events = []
@@ -127,19 +127,19 @@ async def reserve_order(
         logger.info("order %s already has a reservation; creation ignored", order_id)
         return ReservationOutcome(reserved=False)
 
-    failure = _shortfall(wanted, locked)
+    failure = shortfall(wanted, locked)
     if failure is not None:
         reason, skus = failure
         await repository.set_reservation_status(
             session, order_ids=[order_id], status=ReservationStatus.REJECTED
         )
         failed = StockReservationFailed(order_id=order_id, reason=reason.value, skus=skus)
-        await outbox.add_many(session, _emit(cause, [failed]))
+        await outbox.add_many(session, caused_events(cause, [failed]))
         return ReservationOutcome(reserved=False, reason=reason, skus=tuple(skus))
 
     for level in locked:
         level.reserved += wanted[level.sku]
-    low = _low_stock_events(locked)
+    low = low_stock_events(locked)
     await repository.reserve_stock(
         session,
         order_id=order_id,
@@ -151,7 +151,7 @@ async def reserve_order(
         order_id=order_id,
         items=[ReservedLine(sku=sku, quantity=q) for sku, q in sorted(wanted.items())],
     )
-    await outbox.add_many(session, _emit(cause, [reserved, *low]))
+    await outbox.add_many(session, caused_events(cause, [reserved, *low]))
     return ReservationOutcome(reserved=True, skus=tuple(sorted(wanted)))
 
 
@@ -217,7 +217,7 @@ async def cancel_order(
             status=ReservationStatus.RELEASED,
             order_ids=[order_id],
         )
-        await outbox.add_many(session, _emit(cause, low))
+        await outbox.add_many(session, caused_events(cause, low))
         return ReservationStatus.RELEASED
     if reservation.status == ReservationStatus.COMMITTED:
         low = await _move(
@@ -230,7 +230,7 @@ async def cancel_order(
             status=ReservationStatus.RETURNED,
             order_ids=[order_id],
         )
-        await outbox.add_many(session, _emit(cause, low))
+        await outbox.add_many(session, caused_events(cause, low))
         return ReservationStatus.RETURNED
     return None
 
@@ -271,7 +271,7 @@ async def _move(
     for movement in movements:
         on_hand_deltas[movement.sku] += movement.on_hand_delta
         reserved_deltas[movement.sku] += movement.reserved_delta
-    low = _low_stock_events(levels.values()) if apply_low_stock_rule else []
+    low = low_stock_events(levels.values()) if apply_low_stock_rule else []
     changes = [
         StockChange(sku, on_hand_deltas[sku], reserved_deltas[sku], level.low_stock_alerted)
         for sku, level in levels.items()
@@ -304,5 +304,5 @@ async def expire_due_reservations(*, session: AsyncSession, batch_size: int) -> 
             order_ids=order_ids,
         )
         expired = [ReservationExpired(order_id=order_id) for order_id in order_ids]
-        await outbox.add_many(session, _emit(None, [*low, *expired]))
+        await outbox.add_many(session, caused_events(None, [*low, *expired]))
     return order_ids

@@ -1,0 +1,215 @@
+"""A run of the order saga's events applied at once, in the consumer's transaction.
+
+Under load the reservations consumer hands over runs of deliveries. Applied one by one,
+each reservation and each confirmation is two statements; here a run of them is three
+(claim and lock, lock stock, write), with the same decisions as ``reservations``, made in
+delivery order on the locked rows held in memory: an order sees the stock the orders before
+it in the run left, and the low-stock rule runs after each reservation, as it would alone.
+
+A segment of the run is applied together while its orders are distinct. A cancellation, or a
+second event for an order of the segment, closes it: the segment is written, then the
+cancellation (rare, with tombstones and returns of its own) goes through ``cancel_order``
+and the repeated order starts the next segment, so every event still sees what the ones
+before it did.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.events import outbox
+from inventory.stock import repository
+from inventory.stock.models import MovementKind, ReservationStatus
+from inventory.stock.repository import Movement, ReservedQuantity, StockChange, StockLevel
+from inventory.stock.reservations import (
+    OrderLine,
+    cancel_order,
+    caused_events,
+    low_stock_events,
+    shortfall,
+)
+from shared.contracts.base import EventPayload
+from shared.contracts.inventory import ReservedLine, StockReservationFailed, StockReserved
+from shared.messaging import Envelope
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """``orders.order_created``: reserve every line or none."""
+
+    cause: Envelope
+    order_id: uuid.UUID
+    lines: Sequence[OrderLine]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """``orders.order_confirmed``: the reserved quantities leave on hand."""
+
+    cause: Envelope
+    order_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """``orders.order_cancelled``: release what is reserved, or return what was committed."""
+
+    cause: Envelope
+    order_id: uuid.UUID
+
+
+Step = Reserve | Commit | Cancel
+
+
+async def apply_steps(session: AsyncSession, *, steps: Sequence[Step], ttl: timedelta) -> None:
+    """Apply ``steps`` in order, segment by segment (module doc)."""
+    segment: list[Reserve | Commit] = []
+    for step in steps:
+        if isinstance(step, Cancel) or any(s.order_id == step.order_id for s in segment):
+            await _apply_segment(session, segment, ttl=ttl)
+            segment = []
+        if isinstance(step, Cancel):
+            await cancel_order(session=session, order_id=step.order_id, cause=step.cause)
+        else:
+            segment.append(step)
+    await _apply_segment(session, segment, ttl=ttl)
+
+
+@dataclass
+class _Effects:
+    """What a segment's decisions write: accumulated in order, written in one statement."""
+
+    on_hand: Counter[str] = field(default_factory=Counter)
+    reserved: Counter[str] = field(default_factory=Counter)
+    lines: list[ReservedQuantity] = field(default_factory=list)
+    movements: list[Movement] = field(default_factory=list)
+    statuses: dict[uuid.UUID, ReservationStatus] = field(default_factory=dict)
+    events: list[Envelope] = field(default_factory=list)
+
+    def emit(self, cause: Envelope, payloads: Sequence[EventPayload]) -> None:
+        self.events.extend(caused_events(cause, payloads))
+
+
+async def _apply_segment(
+    session: AsyncSession, segment: Sequence[Reserve | Commit], *, ttl: timedelta
+) -> None:
+    """Steps for distinct orders: claim and lock everything they need, decide, write."""
+    if not segment:
+        return
+    wanted = {step.order_id: _wanted(step.lines) for step in segment if isinstance(step, Reserve)}
+    run = await repository.claim_and_lock(
+        session,
+        new_orders={order_id: list(quantities) for order_id, quantities in wanted.items()},
+        ttl=ttl,
+        held=[step.order_id for step in segment if isinstance(step, Commit)],
+    )
+    effects = _Effects()
+    touched: dict[str, StockLevel] = {}
+    for step in segment:
+        if isinstance(step, Reserve):
+            _reserve(step, wanted[step.order_id], run, effects, touched)
+        else:
+            _commit(step, run, effects, touched)
+    if touched or effects.statuses:
+        changes = [
+            StockChange(sku, effects.on_hand[sku], effects.reserved[sku], level.low_stock_alerted)
+            for sku, level in sorted(touched.items())
+        ]
+        await repository.write_run(
+            session,
+            changes=changes,
+            lines=effects.lines,
+            movements=effects.movements,
+            statuses=effects.statuses,
+        )
+    await outbox.add_many(session, effects.events)
+
+
+def _wanted(lines: Sequence[OrderLine]) -> Counter[str]:
+    wanted: Counter[str] = Counter()
+    for line in lines:
+        wanted[line.sku] += line.quantity
+    return wanted
+
+
+def _reserve(
+    step: Reserve,
+    wanted: Counter[str],
+    run: repository.ClaimedRun,
+    effects: _Effects,
+    touched: dict[str, StockLevel],
+) -> None:
+    """``reserve_order``'s decision for one order of the run, on the run's locked rows."""
+    order_id = step.order_id
+    if order_id not in run.claimed:
+        # Created before (a repeat under another event id) or cancelled before it arrived.
+        logger.info("order %s already has a reservation; creation ignored", order_id)
+        return
+    levels = [run.levels[sku] for sku in sorted(wanted) if sku in run.levels]
+    failure = shortfall(wanted, levels)
+    if failure is not None:
+        reason, skus = failure
+        effects.statuses[order_id] = ReservationStatus.REJECTED
+        failed = StockReservationFailed(order_id=order_id, reason=reason.value, skus=skus)
+        effects.emit(step.cause, [failed])
+        return
+    for level in levels:
+        quantity = wanted[level.sku]
+        level.reserved += quantity
+        effects.reserved[level.sku] += quantity
+        touched[level.sku] = level
+        effects.lines.append(ReservedQuantity(order_id, level.sku, quantity))
+        effects.movements.append(
+            Movement(level.sku, MovementKind.RESERVATION, 0, quantity, "order", str(order_id))
+        )
+    low = low_stock_events(levels)
+    reserved = StockReserved(
+        order_id=order_id,
+        items=[ReservedLine(sku=sku, quantity=q) for sku, q in sorted(wanted.items())],
+    )
+    effects.emit(step.cause, [reserved, *low])
+
+
+def _commit(
+    step: Commit,
+    run: repository.ClaimedRun,
+    effects: _Effects,
+    touched: dict[str, StockLevel],
+) -> None:
+    """``commit_order``'s decision for one order of the run."""
+    order_id = step.order_id
+    status = run.held.get(order_id)
+    if status is not ReservationStatus.RESERVED:
+        logger.warning(
+            "order %s confirmed but its reservation is %s: ignored", order_id, status or "absent"
+        )
+        return
+    # Available is unchanged by a commit, so the low-stock rule has nothing to say: alarms
+    # stay as they are.
+    for line in run.lines.get(order_id, []):
+        level = line.stock
+        level.on_hand -= line.quantity
+        level.reserved -= line.quantity
+        effects.on_hand[level.sku] -= line.quantity
+        effects.reserved[level.sku] -= line.quantity
+        touched[level.sku] = level
+        effects.movements.append(
+            Movement(
+                level.sku,
+                MovementKind.COMMIT,
+                -line.quantity,
+                -line.quantity,
+                "paid",
+                str(order_id),
+            )
+        )
+    effects.statuses[order_id] = ReservationStatus.COMMITTED
