@@ -88,6 +88,9 @@ async def test_worker_boots_reports_ready_and_stops_on_sigterm(
     try:
         response = await wait_ready(f"http://127.0.0.1:{port}/health/ready", process, seconds=30)
         assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+        # Workers yield the cores to the apps (COMMERCE_WORKER_NICE, 10 by default).
+        expected = min(os.getpriority(os.PRIO_PROCESS, 0) + 10, 19)
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == expected
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -78,6 +78,10 @@ class BaseServiceSettings(BaseSettings):
     # Inbox keys older than this are pruned: it must outlast any late copy of an event.
     inbox_retention_hours: float = Field(default=168.0, gt=0)
     worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)  # drain on SIGTERM
+    # How much lower the workers' CPU priority is than the apps' (a nice increment): on shared
+    # cores a storefront's request, which a customer waits on, runs before a worker's batch,
+    # whose events only wait a few milliseconds more.
+    worker_nice: int = Field(default=10, ge=0, le=19)
     # Port of the worker's probe server (/health/live, /health/ready, /metrics); 0 turns it off.
     worker_port: int = Field(default=0, ge=0, le=65535)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")

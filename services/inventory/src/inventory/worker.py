@@ -13,8 +13,7 @@ from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
 from inventory.sweeper import run_sweeper
 from shared.db import create_engine, create_sessionmaker
-from shared.logging import configure_logging
-from shared.messaging import run_worker
+from shared.messaging import prepare_worker_process, run_worker
 
 
 async def run(
@@ -49,7 +48,7 @@ def main() -> None:
     import uvloop
 
     settings = get_settings()
-    configure_logging(settings)
+    prepare_worker_process(settings)
     uvloop.run(run(settings))
 
 

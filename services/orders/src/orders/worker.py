@@ -17,8 +17,7 @@ from orders.events import outbox
 from orders.handlers import consumers
 from orders.order import service
 from shared.db import create_engine, create_sessionmaker
-from shared.logging import configure_logging
-from shared.messaging import run_worker
+from shared.messaging import prepare_worker_process, run_worker
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def main() -> None:
     import uvloop
 
     settings = get_settings()
-    configure_logging(settings)
+    prepare_worker_process(settings)
     uvloop.run(run(settings))
 
 

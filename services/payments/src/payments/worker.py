@@ -14,8 +14,7 @@ from payments.handlers import requests_consumer
 from payments.provider import FakeProvider, PaymentProvider
 from payments.reconciler import run_reconciler
 from shared.db import create_engine, create_sessionmaker
-from shared.logging import configure_logging
-from shared.messaging import run_worker
+from shared.messaging import prepare_worker_process, run_worker
 
 
 async def run(
@@ -56,7 +55,7 @@ def main() -> None:
     import uvloop
 
     settings = get_settings()
-    configure_logging(settings)
+    prepare_worker_process(settings)
     uvloop.run(run(settings))
 
 

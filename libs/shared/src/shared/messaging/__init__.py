@@ -22,7 +22,7 @@ from shared.messaging.outbox import Outbox, OutboxMixin
 from shared.messaging.readiness import register_broker_check
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import declare_exchanges, declare_queue, delete_topology
-from shared.messaging.worker import run_worker, serve_worker
+from shared.messaging.worker import prepare_worker_process, run_worker, serve_worker
 
 __all__ = [
     "BatchHandler",
@@ -43,6 +43,7 @@ __all__ = [
     "declare_queue",
     "decode",
     "delete_topology",
+    "prepare_worker_process",
     "register_broker_check",
     "run_worker",
     "serve_worker",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from functools import partial
@@ -99,8 +100,16 @@ def serve_worker(
     consumers: Sequence[Consumer] = (),
     outbox: Outbox | None = None,
 ) -> None:
-    """Blocking entry point for a service's ``worker.py``: logging, uvloop, ``run_worker``."""
+    """Blocking entry point for a service's ``worker.py``: ``prepare_worker_process``,
+    uvloop, ``run_worker``."""
     import uvloop
 
-    configure_logging(settings)
+    prepare_worker_process(settings)
     uvloop.run(run_worker(settings, consumers=consumers, outbox=outbox))
+
+
+def prepare_worker_process(settings: BaseServiceSettings) -> None:
+    """What a worker process does before its loop starts: logging, and its CPU priority
+    (``worker_nice`` below the apps'; lowering one's own priority needs no privilege)."""
+    configure_logging(settings)
+    os.nice(settings.worker_nice)
