@@ -282,9 +282,13 @@ async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once
     engine = create_engine(harness.settings)
 
     async def prepare(event: Envelope) -> int:
-        # The slow call of a real handler (a provider): no pooled connection is held for it.
-        held_during_prepare.append(engine.pool.checkedout())  # type: ignore[attr-defined]
         prepared[str(event.id)] += 1
+        if prepared.total() == 1:
+            # The slow call of a real handler (a provider), the first to arrive: the batch
+            # that takes it waits for it, so no transaction is open while it runs, and none
+            # is held for it.
+            await asyncio.sleep(0.2)
+            held_during_prepare.append(engine.pool.checkedout())  # type: ignore[attr-defined]
         if prepared[str(event.id)] == 1 and event.payload(StockLow).available == 0:
             raise ConnectionError("the provider did not answer")  # returned, then redelivered
         return event.payload(StockLow).available * 10
@@ -312,11 +316,53 @@ async def test_a_prepared_handler_waits_outside_the_transaction_and_applies_once
         await engine.dispose()
 
     assert await harness.effects(name) == dict.fromkeys(ids, 1)
-    assert held_during_prepare
-    assert set(held_during_prepare) == {0}
+    assert held_during_prepare == [0]
     assert sorted(applied.values()) == [0, 10, 20]  # what prepare returned reached apply
     assert sorted(prepared.values()) == [1, 1, 2]  # the failed preparation ran again
     assert metric("messaging_events_failed_total", queue=name) == 1
+
+
+async def test_a_preparation_starts_on_arrival_and_a_batch_never_waits_on_a_later_one(
+    harness: Harness,
+) -> None:
+    name = "prepared-pipeline"
+    record = harness.recording_handler(name)
+    # Per sku, the preparations that had ended when its own started.
+    started: dict[str, set[str]] = {}
+    ended: set[str] = set()
+    applied: list[str] = []
+    release = asyncio.Event()
+
+    async def prepare(event: Envelope) -> None:
+        sku = event.payload(StockLow).sku
+        started[sku] = set(ended)
+        if sku == "SLOW":
+            await asyncio.sleep(1.0)  # a slow call: the oldest delivery, its batch waits
+        elif sku == "HELD":
+            await release.wait()  # a call that answers only when the test says
+        ended.add(sku)
+
+    async def apply(session: AsyncSession, event: Envelope, _: None) -> None:
+        applied.append(event.payload(StockLow).sku)
+        await record(session, event)
+
+    await harness.consumer(name, PreparedHandler(prepare=prepare, apply=apply))
+    for sku in ("SLOW", "FAST", "HELD"):
+        await harness.emit(1, sku=sku)
+        await harness.relay()
+
+        async def preparing(sku: str = sku) -> bool:
+            return sku in started
+
+        await wait_until(preparing, what=f"{sku} preparing")
+    # FAST and HELD arrived while the oldest delivery's call ran: theirs started at once.
+    assert started["HELD"] == {"FAST"}
+    # SLOW and the prepared FAST behind it are applied; HELD, not ready, is not waited for.
+    await wait_until(lambda: harness.applied(name, 2), what="SLOW and FAST applied")
+    assert applied == ["SLOW", "FAST"]
+    release.set()
+    await wait_until(lambda: harness.applied(name, 3), what="all applied")
+    assert applied == ["SLOW", "FAST", "HELD"]
 
 
 async def test_a_duplicate_is_prepared_again_but_never_applied_twice(harness: Harness) -> None:

@@ -20,10 +20,13 @@ first, outside any transaction and holding no connection while it waits (a call 
 provider); ``apply`` then runs in the transaction with the inbox key, given what ``prepare``
 returned. ``prepare`` must be idempotent: it runs again on a redelivery, and also runs for a
 duplicate, which the inbox then skips without applying. A ``prepare`` that raises returns the
-delivery as a handler failure does. The preparations of a batch run concurrently, before its
-transaction; a batch that is retried (one of its ``apply`` failed) is not prepared again.
-Without this split a slow call kept a pooled connection idle in transaction for its whole
-length, so the pool, not the work, bounded how many could be in flight.
+delivery as a handler failure does. A delivery's preparation starts when it arrives, side by
+side with every other one in flight (the prefetch bounds them), not when a batch takes it: a
+batch takes the oldest delivery once it is prepared and every prepared one behind it, so a
+delivery waits for its own call and the transaction before it, not for a batch of calls that
+started after it. A batch that is retried (one of its ``apply`` failed) is not prepared
+again. Without this split a slow call kept a pooled connection idle in transaction for its
+whole length, so the pool, not the work, bounded how many could be in flight.
 
 Batch handlers: a ``BatchHandler`` takes every new event of a run of consecutive deliveries
 of its type in one call, in the batch's transaction, so that its effect is one statement
@@ -144,7 +147,7 @@ class RunningConsumer:
         self._channel: AbstractRobustChannel | None = None
         self._declared: DeclaredQueue | None = None
         self._consumer_tag: str | None = None
-        self._waiting: deque[AbstractIncomingMessage] = deque()
+        self._waiting: deque[asyncio.Future[_Delivery | None]] = deque()
         self._in_flight = 0  # delivered and not yet settled: waiting or in a batch
         self._batch_runners = 0
         self._runner_tasks: set[asyncio.Task[None]] = set()
@@ -222,9 +225,10 @@ class RunningConsumer:
     # -- deliveries into batches --------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # Only queues the delivery for the batch runners: it returns at once, and the
-        # delivery counts as in flight until a batch settles it.
-        self._waiting.append(message)
+        # Only decodes the delivery (and starts a prepared handler's preparation) and queues
+        # it for the batch runners: it returns at once, and the delivery counts as in flight
+        # until a batch settles it.
+        self._waiting.append(await self._arrive(message))
         self._in_flight += 1
         self._idle.clear()
         if self._batch_runners < self.consumer.concurrency:
@@ -233,17 +237,34 @@ class RunningConsumer:
             self._runner_tasks.add(runner)  # a strong reference until it ends
             runner.add_done_callback(self._runner_tasks.discard)
 
+    async def _arrive(self, message: AbstractIncomingMessage) -> asyncio.Future[_Delivery | None]:
+        """The delivery, ready to handle, or None once it was rejected or given back: done at
+        once, or when its preparation ends (it starts now, not when a batch takes it)."""
+        delivery = await self._decode(message)
+        if delivery is not None and isinstance(delivery.handler, PreparedHandler):
+            return asyncio.ensure_future(self._prepare(delivery))
+        ready: asyncio.Future[_Delivery | None] = asyncio.get_running_loop().create_future()
+        ready.set_result(delivery)
+        return ready
+
     async def _run_batches(self) -> None:
         try:
             while self._waiting:
-                count = min(len(self._waiting), self.consumer.max_batch)
-                batch = [self._waiting.popleft() for _ in range(count)]
+                # The next batch: the oldest delivery, once ready, and every one after it
+                # that is ready too. A delivery still preparing ends the batch, so one slow
+                # call delays only the deliveries behind it, never those ready before it.
+                taken = [self._waiting.popleft()]
                 try:
-                    await self.handle_batch(batch)
+                    first = await taken[0]
+                    waiting, most = self._waiting, self.consumer.max_batch
+                    while waiting and len(taken) < most and waiting[0].done():
+                        taken.append(waiting.popleft())
+                    batch = [first, *(ready.result() for ready in taken[1:])]
+                    await self.handle_batch([delivery for delivery in batch if delivery])
                 except Exception:  # handle_batch settles everything itself; never lose a runner
                     logger.exception("%s: unexpected error handling a batch", self.consumer.name)
                 finally:
-                    self._in_flight -= len(batch)
+                    self._in_flight -= len(taken)
                     if self._in_flight == 0:
                         self._idle.set()
         finally:
@@ -251,12 +272,10 @@ class RunningConsumer:
 
     # -- handling ----------------------------------------------------------------------------
 
-    async def handle_batch(self, messages: Sequence[AbstractIncomingMessage]) -> None:
-        """Process deliveries to the end, in one transaction when all succeed (module doc)."""
-        decoded = [item for message in messages if (item := await self._decode(message))]
-        # The batch's preparations wait on their calls side by side, not one after another.
-        prepared = await asyncio.gather(*(self._prepare(delivery) for delivery in decoded))
-        pending = [delivery for delivery in prepared if delivery is not None]
+    async def handle_batch(self, deliveries: Sequence[_Delivery]) -> None:
+        """Process decoded (and prepared) deliveries to the end, in one transaction when all
+        succeed (module doc)."""
+        pending = list(deliveries)
         while len(pending) > 1:
             failure = await self._try_as_one_transaction(pending)
             if failure is None:
