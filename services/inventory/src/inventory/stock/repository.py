@@ -455,20 +455,32 @@ SELECT false AS claimed, order_id, status FROM held
 """
 
 # One round trip: the stock rows of the skus wanted and of the lines of the reservations
-# named, locked in sku order (the one lock order of stock rows), each with those lines.
+# named, locked in sku order (the one lock order of stock rows), each with those lines. The
+# lines are looked up order by order (an index probe each), whatever the planner believes of
+# the table: `order_id = ANY($2)`, or a plain join, let the generic plan of a table never
+# analyzed yet scan every line, a cost growing with the table (seen after a burst of orders).
 LOCK_STOCK_WITH_LINES = """
 WITH line AS (
-    SELECT order_id, sku, quantity FROM inventory.reservation_lines
-    WHERE order_id = ANY($2::uuid[])
+    SELECT l.order_id, l.sku, l.quantity
+    FROM unnest($2::uuid[]) AS r(order_id)
+    CROSS JOIN LATERAL (
+        SELECT order_id, sku, quantity FROM inventory.reservation_lines
+        WHERE order_id = r.order_id
+        OFFSET 0  -- kept apart: an index probe per order, never a scan of every line
+    ) AS l
+), wanted AS (
+    SELECT unnest($1::text[]) AS sku
+    UNION
+    SELECT sku FROM line
 )
 SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point,
        ARRAY(SELECT line.order_id FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
            AS line_orders,
        ARRAY(SELECT line.quantity FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
            AS line_quantities
-FROM inventory.stock_items AS s
+FROM wanted
+JOIN inventory.stock_items AS s ON s.sku = wanted.sku
 JOIN inventory.products AS p ON p.sku = s.sku
-WHERE s.sku = ANY($1::text[]) OR s.sku IN (SELECT sku FROM line)
 ORDER BY s.sku
 FOR UPDATE OF s
 """

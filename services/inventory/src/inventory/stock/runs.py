@@ -73,14 +73,16 @@ Step = Reserve | Commit | Cancel
 async def apply_steps(session: AsyncSession, *, steps: Sequence[Step], ttl: timedelta) -> None:
     """Apply ``steps`` in order, segment by segment (module doc)."""
     segment: list[Reserve | Commit] = []
+    orders: set[uuid.UUID] = set()  # the segment's
     for step in steps:
-        if isinstance(step, Cancel) or any(s.order_id == step.order_id for s in segment):
+        if isinstance(step, Cancel) or step.order_id in orders:
             await _apply_segment(session, segment, ttl=ttl)
-            segment = []
+            segment, orders = [], set()
         if isinstance(step, Cancel):
             await cancel_order(session=session, order_id=step.order_id, cause=step.cause)
         else:
             segment.append(step)
+            orders.add(step.order_id)
     await _apply_segment(session, segment, ttl=ttl)
 
 

@@ -76,8 +76,11 @@ SELECT o.id, o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o
              WHERE l.order_id = o.id ORDER BY l.position) AS skus,
        ARRAY(SELECT l.quantity FROM orders.order_lines AS l
              WHERE l.order_id = o.id ORDER BY l.position) AS quantities,
-       EXISTS (SELECT FROM orders.order_status_history AS h
-               WHERE h.order_id = o.id AND h.status = $2::text) AS was_confirmed
+       -- A scalar subquery, not EXISTS: for several orders the planner may turn an EXISTS
+       -- into one hashed scan of the whole history, whose cost grows with the table.
+       (SELECT true FROM orders.order_status_history AS h
+        WHERE h.order_id = o.id AND h.status = $2::text
+        LIMIT 1) IS NOT NULL AS was_confirmed
 FROM orders.orders AS o
 WHERE o.id = ANY($1::uuid[])
 ORDER BY o.id
