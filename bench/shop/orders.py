@@ -35,7 +35,8 @@ class OrderFigures:
     saga: Figures
 
 
-async def _settle(db: asyncpg.Connection, ids: list[str]) -> None:
+async def settle(db: asyncpg.Connection, ids: list[str]) -> None:
+    """Wait (bounded) until none of the orders ``ids`` is still in flight."""
     try:
         async with asyncio.timeout(SETTLE_SECONDS):
             while await db.fetchval(  # noqa: ASYNC110 (polling another process's database)
@@ -73,7 +74,7 @@ async def place_orders(
     }
     result = await asyncio.to_thread(run_load, spec)
     ids: list[str] = result["order_ids"]
-    await _settle(db, ids)
+    await settle(db, ids)
     rows = await db.fetch(HISTORY_SQL, ids) if ids else []
     confirmed = [(r["placed"], r["confirmed"]) for r in rows if r["confirmed"] is not None]
     saga_ms = [(done - placed).total_seconds() * 1000 for placed, done in confirmed]
