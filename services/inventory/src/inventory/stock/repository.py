@@ -404,10 +404,26 @@ async def move_reserved_stock(
     db = await driver_connection(session)
     await db.execute(
         MOVE_RESERVED_STOCK,
+        *_change_arrays(changes),
+        *_movement_arrays(movements),
+        status.value,
+        order_ids,
+    )
+
+
+def _change_arrays(changes: Sequence[StockChange]) -> tuple[list[Any], ...]:
+    """``changes`` as the four arrays the move statements take, column by column."""
+    return (
         [c.sku for c in changes],
         [c.on_hand_delta for c in changes],
         [c.reserved_delta for c in changes],
         [c.low_stock_alerted for c in changes],
+    )
+
+
+def _movement_arrays(movements: Sequence[Movement]) -> tuple[list[Any], ...]:
+    """``movements`` as the seven arrays of a ledger insert, each with a new id."""
+    return (
         [new_id() for _ in movements],
         [m.sku for m in movements],
         [m.kind.value for m in movements],
@@ -415,8 +431,6 @@ async def move_reserved_stock(
         [m.reserved_delta for m in movements],
         [m.reason for m in movements],
         [m.reference for m in movements],
-        status.value,
-        order_ids,
     )
 
 
@@ -584,20 +598,11 @@ async def write_run(
     db = await driver_connection(session)
     await db.execute(
         WRITE_RUN,
-        [c.sku for c in changes],
-        [c.on_hand_delta for c in changes],
-        [c.reserved_delta for c in changes],
-        [c.low_stock_alerted for c in changes],
+        *_change_arrays(changes),
         [line.order_id for line in lines],
         [line.sku for line in lines],
         [line.quantity for line in lines],
-        [new_id() for _ in movements],
-        [m.sku for m in movements],
-        [m.kind.value for m in movements],
-        [m.on_hand_delta for m in movements],
-        [m.reserved_delta for m in movements],
-        [m.reason for m in movements],
-        [m.reference for m in movements],
+        *_movement_arrays(movements),
         list(statuses),
         [status.value for status in statuses.values()],
     )
