@@ -43,6 +43,12 @@ def reserved(order_id: uuid.UUID) -> StockReserved:
     return StockReserved(order_id=order_id, items=[ReservedLine(sku="x", quantity=1)])
 
 
+def reserving(order_id: uuid.UUID) -> service.Reaction:
+    return service.Reaction(
+        event(reserved(order_id)), order_id, Trigger.STOCK_RESERVED, "stock_reserved"
+    )
+
+
 def succeeded(order_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentSucceeded:
     amount = Money(amount=2400, currency="USD")
     return PaymentSucceeded(payment_id=payment_id, order_id=order_id, amount=amount)
@@ -121,25 +127,11 @@ async def test_two_events_for_one_order_in_one_transaction_apply_in_turn(
     settings: OrdersSettings,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    # A consumer batch: the second reaction reads what the first wrote, uncommitted.
+    # Two calls in one transaction: the second's lock reads what the first wrote, uncommitted.
     order_id = await two_line_order(place, product, customer)
     async with sessionmaker() as session, session.begin():
-        await service.react(
-            session=session,
-            settings=settings,
-            event=event(reserved(order_id)),
-            order_id=order_id,
-            trigger=Trigger.STOCK_RESERVED,
-            reason="stock_reserved",
-        )
-        await service.react(
-            session=session,
-            settings=settings,
-            event=event(succeeded(order_id, uuid.uuid4())),
-            order_id=order_id,
-            trigger=Trigger.PAYMENT_SUCCEEDED,
-            reason="payment_succeeded",
-        )
+        await on_saga_events(session, [event(reserved(order_id))], settings=settings)
+        await on_saga_events(session, [event(succeeded(order_id, uuid.uuid4()))], settings=settings)
     assert (await columns(engine, order_id))["status"] == "confirmed"
     assert [kind for kind, _ in await outbox_events(order_id)] == [
         "orders.order_created",
@@ -158,26 +150,17 @@ async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_st
 ) -> None:
     order_id = await two_line_order(place, product, customer)
     async with sessionmaker() as first, first.begin():
-        first_event = event(reserved(order_id))
-        assert await service.react(
-            session=first,
-            settings=settings,
-            event=first_event,
-            order_id=order_id,
-            trigger=Trigger.STOCK_RESERVED,
-            reason="stock_reserved",
+        [moved] = await service.react_all(
+            session=first, settings=settings, reactions=[reserving(order_id)]
         )
+        assert moved
 
         async def second() -> bool:
             async with sessionmaker() as session, session.begin():
-                return await service.react(
-                    session=session,
-                    settings=settings,
-                    event=event(reserved(order_id)),
-                    order_id=order_id,
-                    trigger=Trigger.STOCK_RESERVED,
-                    reason="stock_reserved",
+                [moved] = await service.react_all(
+                    session=session, settings=settings, reactions=[reserving(order_id)]
                 )
+                return moved
 
         waiting = asyncio.create_task(second())
         await asyncio.sleep(0.3)

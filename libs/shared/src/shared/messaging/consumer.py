@@ -36,7 +36,8 @@ at fault is unknown: the batch's events are then handled one per transaction, th
 given one event at a time, so the rules above still hold per event.
 
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
-takes all of them (up to ``Consumer.max_batch``): one claim of every inbox key, the handlers in
+takes all of them (up to ``Consumer.max_batch``; of prepared ones, those prepared, as above):
+one claim of every inbox key, the handlers in
 delivery order, one commit, then the acks. Under load the begin, claim, commit and ack are
 paid once per batch instead of once per event; at a trickle every batch holds one event and
 nothing waits. If a handler in a batch raises, the batch rolls back, that event alone is

@@ -366,31 +366,6 @@ async def reserve_stock(
     )
 
 
-# One round trip for reservations moving on: the stock rows' levels and alarms (rows locked
-# before), the ledger entries, and the reservations' new status.
-MOVE_RESERVED_STOCK = """
-WITH levels AS (
-    UPDATE inventory.stock_items AS s
-    SET on_hand = s.on_hand + c.on_hand_delta,
-        reserved = s.reserved + c.reserved_delta,
-        low_stock_alerted = c.low_stock_alerted,
-        updated_at = now()
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[])
-        AS c(sku, on_hand_delta, reserved_delta, low_stock_alerted)
-    WHERE s.sku = c.sku
-), ledger AS (
-    INSERT INTO inventory.stock_movements
-        (id, sku, kind, on_hand_delta, reserved_delta, reason, reference)
-    SELECT id, sku, kind, on_hand_delta, reserved_delta, reason, reference
-    FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[],
-                $11::text[])
-        AS m(id, sku, kind, on_hand_delta, reserved_delta, reason, reference)
-)
-UPDATE inventory.reservations SET status = $12::text, updated_at = now()
-WHERE order_id = ANY($13::uuid[])
-"""
-
-
 async def move_reserved_stock(
     session: AsyncSession,
     *,
@@ -400,37 +375,13 @@ async def move_reserved_stock(
     status: ReservationStatus,
 ) -> None:
     """Apply ``changes`` (one per sku, rows locked), record ``movements`` and set the status
-    of the reservations ``order_ids``, together."""
-    db = await driver_connection(session)
-    await db.execute(
-        MOVE_RESERVED_STOCK,
-        *_change_arrays(changes),
-        *_movement_arrays(movements),
-        status.value,
-        order_ids,
-    )
-
-
-def _change_arrays(changes: Sequence[StockChange]) -> tuple[list[Any], ...]:
-    """``changes`` as the four arrays the move statements take, column by column."""
-    return (
-        [c.sku for c in changes],
-        [c.on_hand_delta for c in changes],
-        [c.reserved_delta for c in changes],
-        [c.low_stock_alerted for c in changes],
-    )
-
-
-def _movement_arrays(movements: Sequence[Movement]) -> tuple[list[Any], ...]:
-    """``movements`` as the seven arrays of a ledger insert, each with a new id."""
-    return (
-        [new_id() for _ in movements],
-        [m.sku for m in movements],
-        [m.kind.value for m in movements],
-        [m.on_hand_delta for m in movements],
-        [m.reserved_delta for m in movements],
-        [m.reason for m in movements],
-        [m.reference for m in movements],
+    of the reservations ``order_ids``, together (``write_run``'s one statement)."""
+    await write_run(
+        session,
+        changes=changes,
+        lines=(),
+        movements=movements,
+        statuses=dict.fromkeys(order_ids, status),
     )
 
 
@@ -598,11 +549,20 @@ async def write_run(
     db = await driver_connection(session)
     await db.execute(
         WRITE_RUN,
-        *_change_arrays(changes),
+        [c.sku for c in changes],
+        [c.on_hand_delta for c in changes],
+        [c.reserved_delta for c in changes],
+        [c.low_stock_alerted for c in changes],
         [line.order_id for line in lines],
         [line.sku for line in lines],
         [line.quantity for line in lines],
-        *_movement_arrays(movements),
+        [new_id() for _ in movements],
+        [m.sku for m in movements],
+        [m.kind.value for m in movements],
+        [m.on_hand_delta for m in movements],
+        [m.reserved_delta for m in movements],
+        [m.reason for m in movements],
+        [m.reference for m in movements],
         list(statuses),
         [status.value for status in statuses.values()],
     )

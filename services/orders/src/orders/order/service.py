@@ -397,22 +397,6 @@ class Reaction:
     payment_id: uuid.UUID | None = None  # a payment's id, kept on the order when it moves
 
 
-async def react(
-    *,
-    session: AsyncSession,
-    settings: OrdersSettings,
-    event: Envelope,
-    order_id: uuid.UUID,
-    trigger: Trigger,
-    reason: str,
-    payment_id: uuid.UUID | None = None,
-) -> bool:
-    """Apply one event to its order inside the caller's transaction; False if skipped."""
-    reaction = Reaction(event, order_id, trigger, reason, payment_id)
-    [moved] = await react_all(session=session, settings=settings, reactions=[reaction])
-    return moved
-
-
 async def react_all(
     *, session: AsyncSession, settings: OrdersSettings, reactions: Sequence[Reaction]
 ) -> list[bool]:
