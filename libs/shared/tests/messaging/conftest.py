@@ -12,7 +12,7 @@ import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 from prometheus_client import REGISTRY
@@ -24,7 +24,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.contracts.inventory import StockLow
 from shared.db import create_engine, create_sessionmaker, service_metadata
 from shared.messaging import (
-    BatchHandler,
     Broker,
     Consumer,
     Envelope,
@@ -33,10 +32,10 @@ from shared.messaging import (
     Outbox,
     OutboxMixin,
     OutboxRelay,
-    PreparedHandler,
     RunningConsumer,
     delete_topology,
 )
+from shared.messaging.consumer import AnyHandler
 from shared.settings import BaseServiceSettings
 
 SCHEMA = "messaging_test"
@@ -138,7 +137,7 @@ class Harness:
     async def consumer(
         self,
         name: str,
-        handler: EventHandler | PreparedHandler[Any] | BatchHandler | None = None,
+        handler: AnyHandler | None = None,
         *,
         broker: Broker | None = None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,

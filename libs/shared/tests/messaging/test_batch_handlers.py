@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
-from shared.messaging import BatchHandler, Envelope
+from shared.messaging import BatchHandler, Envelope, PreparedBatchHandler
 from shared.messaging.consumer import _Delivery, handler_runs
 
 from .conftest import Harness, metric, wait_until
@@ -87,6 +87,46 @@ async def test_a_batch_handler_that_raises_for_a_run_falls_back_to_one_event_at_
     assert scenario.calls.count(bad) == harness.settings.broker_delivery_limit + 1
 
 
+class PreparedBatchScenario(BatchScenario):
+    """The batch scenario with each event prepared first; ``apply`` gets both."""
+
+    def __init__(self, harness: Harness, name: str) -> None:
+        super().__init__(harness, name)
+        self.prepared: Counter[uuid.UUID] = Counter()
+        self.given: dict[uuid.UUID, str] = {}
+
+    async def prepare(self, event: Envelope) -> str:
+        self.prepared[event.id] += 1
+        return f"prepared {event.id}"
+
+    async def apply_many(
+        self, session: AsyncSession, prepared: Sequence[tuple[Envelope, str]]
+    ) -> None:
+        self.given.update((event.id, value) for event, value in prepared)
+        await self.handle_many(session, [event for event, _ in prepared])
+
+    async def start_gated(self) -> None:
+        handler = PreparedBatchHandler(self.prepare, self.apply_many)
+        self.consumer = await self.harness.consumer(self.name, handler)
+        await self.harness.emit(1, sku=GATE_SKU)
+        await self.harness.relay()
+        await asyncio.wait_for(self._entered.wait(), 30)
+
+
+async def test_a_prepared_batch_handler_gets_a_run_in_one_call_with_each_preparation(
+    harness: Harness,
+) -> None:
+    name = "prepared-batch-handler"
+    scenario = PreparedBatchScenario(harness, name)
+    [waiting] = await scenario.batch_behind_gate((25, "SKU-OK"))
+    await wait_until(lambda: harness.applied(name, 26), what="26 handled")
+
+    assert [sorted(call) for call in scenario.calls[1:]] == [sorted(waiting)]
+    assert all(scenario.prepared[event_id] == 1 for event_id in waiting)
+    assert all(scenario.given[event_id] == f"prepared {event_id}" for event_id in waiting)
+    assert set((await harness.effects(name)).values()) == {1}
+
+
 async def _dead_lettered(name: str) -> bool:
     dead = metric("messaging_events_dead_lettered_total", queue=name, reason="delivery_limit")
     return dead == 1
@@ -94,7 +134,7 @@ async def _dead_lettered(name: str) -> bool:
 
 def test_runs_join_consecutive_events_of_one_batch_handler_and_keep_delivery_order() -> None:
     many = BatchHandler(_nothing_many)
-    other = BatchHandler(_nothing_many)
+    other = PreparedBatchHandler(_nothing_prepared, _nothing_prepared_many)
 
     def delivery(handler: object) -> _Delivery:
         event = Envelope.new(StockLow(sku="S", available=1, reorder_point=1))
@@ -119,4 +159,14 @@ async def _nothing_many(session: AsyncSession, events: Sequence[Envelope]) -> No
 
 
 async def _nothing_one(session: AsyncSession, event: Envelope) -> None:
+    return None
+
+
+async def _nothing_prepared(event: Envelope) -> None:
+    return None
+
+
+async def _nothing_prepared_many(
+    session: AsyncSession, prepared: Sequence[tuple[Envelope, None]]
+) -> None:
     return None

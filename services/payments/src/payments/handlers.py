@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
@@ -9,7 +11,7 @@ from payments.events import ProcessedEvent
 from payments.payment import service
 from payments.provider import PaymentProvider, RetryPolicy
 from shared.contracts.orders import PaymentRequested, RefundRequested
-from shared.messaging import Consumer, Envelope, PreparedHandler
+from shared.messaging import Consumer, Envelope, PreparedBatchHandler, PreparedHandler
 
 CONSUMER_NAME = "payments.requests"
 
@@ -26,22 +28,24 @@ def requests_consumer(
     prefetch.
     """
     retry = RetryPolicy.from_settings(settings)
+    attempts = service.AttemptRecorder(sessionmaker)
 
     # Both requests call the provider: prepared handlers, so no transaction and no pooled
-    # connection waits on it. The consumer's transaction only writes the outcome.
+    # connection waits on it. The consumer's transaction only writes the outcome; a run of
+    # charges in one statement.
     async def prepare_charge(event: Envelope) -> service.ChargeOutcome:
         return await service.prepare_charge(
-            sessionmaker=sessionmaker,
+            attempts=attempts,
             provider=provider,
             retry=retry,
             store_currency=settings.store_currency,
             event=event,
         )
 
-    async def settle_charge(
-        session: AsyncSession, event: Envelope, outcome: service.ChargeOutcome
+    async def settle_charges(
+        session: AsyncSession, prepared: Sequence[tuple[Envelope, service.ChargeOutcome]]
     ) -> None:
-        await service.settle_charge(session=session, event=event, outcome=outcome)
+        await service.settle_charges(session=session, prepared=prepared)
 
     async def prepare_refund(event: Envelope) -> service.RefundOutcome:
         return await service.prepare_refund(
@@ -56,7 +60,7 @@ def requests_consumer(
     return Consumer(
         name=CONSUMER_NAME,
         handlers={
-            PaymentRequested.event_type: PreparedHandler(prepare_charge, settle_charge),
+            PaymentRequested.event_type: PreparedBatchHandler(prepare_charge, settle_charges),
             RefundRequested.event_type: PreparedHandler(prepare_refund, record_refund),
         },
         inbox=ProcessedEvent,

@@ -30,7 +30,7 @@ from shared.auth import key_id
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import Envelope, PreparedHandler, decode
+from shared.messaging import Envelope, PreparedBatchHandler, PreparedHandler, decode
 from shared.messaging.inbox import claim_events, inbox_table
 
 _namespaces = itertools.count(1)
@@ -212,7 +212,8 @@ class Payments:
         )
         received = decode(event.to_bytes())  # as it arrives off the wire
         handler = consumer.handlers[received.type]
-        assert isinstance(handler, PreparedHandler)  # both requests call the provider
+        # Both requests call the provider; charges are applied a run at a time.
+        assert isinstance(handler, PreparedHandler | PreparedBatchHandler)
         prepared = await handler.prepare(received)
         async with self.sessionmaker() as session, session.begin():
             claimed = await claim_events(
@@ -223,8 +224,35 @@ class Payments:
             )
             if not claimed:
                 return False
-            await handler.apply(session, received, prepared)
+            if isinstance(handler, PreparedBatchHandler):
+                await handler.apply(session, [(received, prepared)])
+            else:
+                await handler.apply(session, received, prepared)
         return True
+
+    async def deliver_together(self, events: list[Envelope]) -> None:
+        """Charge requests arriving together, as ``RunningConsumer`` takes a batch: every
+        preparation side by side, then the new ones applied as one run in one transaction."""
+        consumer = requests_consumer(
+            settings=self.settings, sessionmaker=self.sessionmaker, provider=self.provider
+        )
+        received = [decode(event.to_bytes()) for event in events]
+        handler = consumer.handlers[PaymentRequested.event_type]
+        assert isinstance(handler, PreparedBatchHandler)
+        prepared = await asyncio.gather(*(handler.prepare(event) for event in received))
+        async with self.sessionmaker() as session, session.begin():
+            claimed = await claim_events(
+                session,
+                table=inbox_table(ProcessedEvent),
+                events=[(event.id, event.type) for event in received],
+                consumer=consumer.name,
+            )
+            run = []
+            for event, outcome in zip(received, prepared, strict=True):
+                if event.id in claimed:
+                    claimed.discard(event.id)
+                    run.append((event, outcome))
+            await handler.apply(session, run)
 
     async def charges(self) -> int:
         """Charges the provider made (or declined): what a customer would see on a statement."""

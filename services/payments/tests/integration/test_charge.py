@@ -250,15 +250,15 @@ async def test_a_provider_that_cannot_say_whether_it_charged_leaves_the_payment_
 
 
 class CountingConnection:
-    """An asyncpg connection that counts the statements sent through ``fetchrow``."""
+    """An asyncpg connection that counts the statements sent through ``fetch``."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.fetchrows = 0
+        self.fetches = 0
 
-    async def fetchrow(self, query: str, *args: object) -> Any:
-        self.fetchrows += 1
-        return await self.inner.fetchrow(query, *args)
+    async def fetch(self, query: str, *args: object) -> Any:
+        self.fetches += 1
+        return await self.inner.fetch(query, *args)
 
 
 async def test_attempt_waiting_on_a_concurrent_insert_of_the_order_returns_that_payment(
@@ -282,21 +282,25 @@ async def test_attempt_waiting_on_a_concurrent_insert_of_the_order_returns_that_
         async with engine.connect() as connection:
             db = CountingConnection((await connection.get_raw_connection()).driver_connection)
             recording = asyncio.create_task(
-                repository.record_attempt(
+                repository.record_attempts(
                     db,
-                    payment_id=uuid.uuid4(),
-                    order_id=order_id,
-                    user_id=uuid.uuid4(),
-                    amount=1999,
-                    currency="USD",
+                    [
+                        repository.Attempt(
+                            payment_id=uuid.uuid4(),
+                            order_id=order_id,
+                            user_id=uuid.uuid4(),
+                            amount=1999,
+                            currency="USD",
+                        )
+                    ],
                 )
             )
             await wait_for_a_lock_wait(payments.sessionmaker)
             await first.commit()
-            attempt = await recording
+            [attempt] = (await recording).values()
 
     assert (attempt.id, attempt.order_id, attempt.status) == (first_id, order_id, "pending")
-    assert db.fetchrows == 1
+    assert db.fetches == 1
     assert await payments.payment_count() == 1
 
 
@@ -347,3 +351,89 @@ async def test_no_log_line_carries_the_payment_token(
     assert caplog.records, "the handlers log what they decide"
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert not any(token in logged for token in tokens)
+
+
+class CountingCalls:
+    """A repository or provider function, called through, with a count of its calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await self.inner(*args, **kwargs)
+
+
+async def test_requests_arriving_together_share_statements_and_each_order_is_charged_once(
+    payments: Payments, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five orders: two good cards, one declined, one asked twice under two event ids (a
+    # re-request), one already settled by an earlier request. All arrive at once.
+    settled_before = payment_requested("tok_visa")
+    assert await payments.deliver(settled_before) is True
+    again_order = uuid.uuid4()
+    events = [
+        payment_requested("tok_visa", amount=1000),
+        payment_requested("tok_mastercard", amount=2000),
+        payment_requested("tok_chargeDeclined"),
+        payment_requested("tok_visa", order_id=again_order),
+        payment_requested("tok_visa", order_id=again_order),
+        payment_requested("tok_visa", order_id=order_of(settled_before)),
+    ]
+    attempts = CountingCalls(repository.record_attempts)
+    monkeypatch.setattr(repository, "record_attempts", attempts)
+    settles = CountingCalls(repository.settle_pending)
+    monkeypatch.setattr(repository, "settle_pending", settles)
+
+    await payments.deliver_together(events)
+
+    # One statement recorded every attempt and one settled every pending payment.
+    assert (attempts.calls, settles.calls) == (1, 1)
+    outcomes = {
+        order_of(event): (await payments.payment_of(order_of(event))).status for event in events
+    }
+    assert outcomes == {
+        order_of(events[0]): PaymentStatus.SUCCEEDED,
+        order_of(events[1]): PaymentStatus.SUCCEEDED,
+        order_of(events[2]): PaymentStatus.FAILED,
+        again_order: PaymentStatus.SUCCEEDED,
+        order_of(settled_before): PaymentStatus.SUCCEEDED,
+    }
+    assert await payments.payment_count() == 5
+    assert await payments.charges() == 5  # the declined one is on record as declined
+    # One outcome event per payment: the re-request and the settled order add none.
+    emitted = await payments.events()
+    assert sorted(payload["order_id"] for _, payload in emitted) == sorted(
+        str(order_id) for order_id in outcomes
+    )
+    assert sorted(event_type for event_type, _ in emitted) == [
+        "payments.payment_failed",
+        *["payments.payment_succeeded"] * 4,
+    ]
+
+
+async def test_charges_asked_together_under_one_key_get_the_one_charge(
+    payments: Payments,
+) -> None:
+    provider = FakeProvider(sessionmaker=payments.sessionmaker)
+    good = Money(amount=1999, currency="USD")
+    keys = ["order-a", "order-a", "order-b"]
+
+    charges = await asyncio.gather(
+        *(
+            provider.authorize_and_capture(
+                idempotency_key=key, amount=good, payment_token="tok_visa"
+            )
+            for key in keys
+        )
+    )
+
+    assert charges[0] == charges[1]
+    assert charges[0].charge_id != charges[2].charge_id
+    assert await payments.charges() == 2
+    # Asked again later, a key answers with its first charge.
+    again = await provider.authorize_and_capture(
+        idempotency_key="order-b", amount=good, payment_token="tok_visa"
+    )
+    assert again == charges[2]

@@ -358,7 +358,7 @@ async def test_request_refused_before_the_provider_is_reconciled_with_its_refusa
     async def settle_fails(**_: object) -> None:
         raise RuntimeError("the settle transaction failed")
 
-    monkeypatch.setattr(service, "settle_charge", settle_fails)
+    monkeypatch.setattr(service, "settle_charges", settle_fails)
     event = payment_requested("tok_visa", currency="EUR")
     with pytest.raises(RuntimeError):
         await payments.deliver(event)

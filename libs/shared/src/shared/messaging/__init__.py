@@ -13,6 +13,7 @@ from shared.messaging.consumer import (
     BatchHandler,
     Consumer,
     EventHandler,
+    PreparedBatchHandler,
     PreparedHandler,
     RunningConsumer,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Outbox",
     "OutboxMixin",
     "OutboxRelay",
+    "PreparedBatchHandler",
     "PreparedHandler",
     "Publisher",
     "RunningConsumer",

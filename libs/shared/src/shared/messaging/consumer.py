@@ -33,7 +33,8 @@ of its type in one call, in the batch's transaction, so that its effect is one s
 for the run instead of one per event (a catalog import, a benchmark's record). It must apply
 every event it is given or raise. When it raises for a run of several events, which one is
 at fault is unknown: the batch's events are then handled one per transaction, the handler
-given one event at a time, so the rules above still hold per event.
+given one event at a time, so the rules above still hold per event. A
+``PreparedBatchHandler`` is both: prepared per event on arrival, applied a run at a time.
 
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``; of prepared ones, those prepared, as above):
@@ -98,7 +99,18 @@ class BatchHandler:
     apply: Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
 
 
-AnyHandler = EventHandler | PreparedHandler[Any] | BatchHandler
+@dataclass(frozen=True)
+class PreparedBatchHandler(Generic[T]):
+    """Both of the above: each event is prepared as by a ``PreparedHandler``, and ``apply``
+    takes a run of them in one call, each event with what its ``prepare`` returned."""
+
+    prepare: Callable[[Envelope], Awaitable[T]]
+    apply: Callable[[AsyncSession, Sequence[tuple[Envelope, T]]], Awaitable[None]]
+
+
+AnyHandler = EventHandler | PreparedHandler[Any] | BatchHandler | PreparedBatchHandler[Any]
+_PREPARED = (PreparedHandler, PreparedBatchHandler)
+_BATCHED = (BatchHandler, PreparedBatchHandler)
 
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
@@ -242,7 +254,7 @@ class RunningConsumer:
         """The delivery, ready to handle, or None once it was rejected or given back: done at
         once, or when its preparation ends (it starts now, not when a batch takes it)."""
         delivery = await self._decode(message)
-        if delivery is not None and isinstance(delivery.handler, PreparedHandler):
+        if delivery is not None and isinstance(delivery.handler, _PREPARED):
             return asyncio.ensure_future(self._prepare(delivery))
         ready: asyncio.Future[_Delivery | None] = asyncio.get_running_loop().create_future()
         ready.set_result(delivery)
@@ -312,7 +324,7 @@ class RunningConsumer:
         """Run a prepared handler's ``prepare``, outside any transaction; the delivery with
         its result, or None once a failed preparation has returned the delivery."""
         handler = delivery.handler
-        if not isinstance(handler, PreparedHandler):
+        if not isinstance(handler, _PREPARED):
             return delivery
         event = delivery.event
         token = request_id_var.set(event.correlation_id)
@@ -456,7 +468,7 @@ def handler_runs(deliveries: Sequence[_Delivery]) -> list[list[_Delivery]]:
     for delivery in deliveries:
         if (
             runs
-            and isinstance(delivery.handler, BatchHandler)
+            and isinstance(delivery.handler, _BATCHED)
             and runs[-1][-1].handler is delivery.handler
         ):
             runs[-1].append(delivery)
@@ -472,6 +484,8 @@ async def _apply(session: AsyncSession, run: list[_Delivery]) -> None:
     try:
         if isinstance(handler, BatchHandler):
             await handler.apply(session, [delivery.event for delivery in run])
+        elif isinstance(handler, PreparedBatchHandler):
+            await handler.apply(session, [(delivery.event, delivery.prepared) for delivery in run])
         elif isinstance(handler, PreparedHandler):
             await handler.apply(session, first.event, first.prepared)
         else:

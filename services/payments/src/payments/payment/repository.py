@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
@@ -26,69 +27,102 @@ _PAYMENT_COLUMNS = (
     "provider_charge_id, provider_refund_id, created_at, updated_at"
 )
 
-RECORD_ATTEMPT = (
+RECORD_ATTEMPTS = (
     "INSERT INTO payments.payments AS p "  # noqa: S608 (a constant column list, no input)
-    "(id, order_id, user_id, amount, currency, status) VALUES ($1, $2, $3, $4, $5, 'pending') "
+    "(id, order_id, user_id, amount, currency, status) "
+    "SELECT id, order_id, user_id, amount, currency, 'pending' FROM unnest("
+    "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[]"
+    ") AS a(id, order_id, user_id, amount, currency) ORDER BY order_id "
     "ON CONFLICT (order_id) DO UPDATE SET updated_at = "
     "CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END "
     f"RETURNING {_PAYMENT_COLUMNS}"
 )
-"""The order's payment: inserted as pending now, or the one it already has; one statement.
+"""Each order's payment: inserted as pending now, or the one it already has; one statement.
 
 On conflict the existing row is locked and returned as it is at the latest commit, not as
 the statement's snapshot saw it: a request arriving while the reconciler holds the payment
 waits, then finds it settled and does not charge. A pending payment's ``updated_at`` becomes
 the time of this, its latest attempt, which the reconciler's age counts from: it leaves alone
 a payment that a request is charging now. (A settled one keeps its time; the row is still
-rewritten, once per duplicate request.)
+rewritten, once per duplicate request.) Rows go in order id order, so that two of these
+statements over the same orders lock them in the same order and cannot deadlock.
 """
 
 SETTLE_PENDING = (
-    "UPDATE payments.payments "  # noqa: S608 (a constant column list, no input)
-    "SET status = $2, failure_reason = $3, provider_charge_id = $4, updated_at = now() "
-    f"WHERE id = $1 AND status = 'pending' RETURNING {_PAYMENT_COLUMNS}"
+    "UPDATE payments.payments AS p "  # noqa: S608 (a constant column list, no input)
+    "SET status = s.status, failure_reason = s.failure_reason, "
+    "provider_charge_id = s.provider_charge_id, updated_at = now() "
+    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) "
+    "AS s(id, status, failure_reason, provider_charge_id) "
+    "WHERE p.id = s.id AND p.status = 'pending' "
+    f"RETURNING {', '.join(f'p.{column}' for column in _PAYMENT_COLUMNS.split(', '))}"
 )
-"""A pending payment moved to its outcome; no row when it was no longer pending."""
+"""Pending payments moved to their outcomes; a payment no longer pending yields no row."""
 
 
-async def record_attempt(
-    db: asyncpg.Connection,
-    *,
-    payment_id: uuid.UUID,
-    order_id: uuid.UUID,
-    user_id: uuid.UUID,
-    amount: int,
-    currency: str,
-) -> Payment:
-    """The order's payment, inserted as pending unless the order already has one.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A charge attempt to record: the payment an order gets unless it has one already."""
 
-    Run alone (autocommitted), the statement is atomic: the pending payment is committed
-    when it returns. A detached ``Payment`` comes back, as after a committed session.
+    payment_id: uuid.UUID
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    currency: str
+
+
+async def record_attempts(
+    db: asyncpg.Connection, attempts: Sequence[Attempt]
+) -> dict[uuid.UUID, Payment]:
+    """Each order's payment by order id, inserted as pending unless the order has one.
+
+    The orders must be distinct. Run alone (autocommitted), the statement is atomic: the
+    pending payments are committed when it returns. Detached ``Payment`` objects come back,
+    as after a committed session.
     """
-    # Always a row: the insert, or the existing one updated. A concurrent request's insert
-    # of this order still in flight makes ours wait for it and then update (and return) it.
-    row = await db.fetchrow(RECORD_ATTEMPT, payment_id, order_id, user_id, amount, currency)
-    assert row is not None, f"the payment of order {order_id} was neither inserted nor found"
-    return _payment(row)
+    # Always a row per order: the insert, or the existing one updated. A concurrent insert
+    # of one of these orders still in flight makes ours wait for it and then update it.
+    rows = await db.fetch(
+        RECORD_ATTEMPTS,
+        [attempt.payment_id for attempt in attempts],
+        [attempt.order_id for attempt in attempts],
+        [attempt.user_id for attempt in attempts],
+        [attempt.amount for attempt in attempts],
+        [attempt.currency for attempt in attempts],
+    )
+    payments = {payment.order_id: payment for payment in map(_payment, rows)}
+    assert len(payments) == len(attempts), "an attempt's payment was neither inserted nor found"
+    return payments
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome a pending payment moves to."""
+
+    payment_id: uuid.UUID
+    status: PaymentStatus
+    failure_reason: str | None
+    provider_charge_id: str | None
 
 
 async def settle_pending(
-    db: asyncpg.Connection,
-    *,
-    payment_id: uuid.UUID,
-    status: PaymentStatus,
-    failure_reason: str | None,
-    provider_charge_id: str | None,
-) -> Payment | None:
-    """Move a pending payment to its outcome; None when it was no longer pending.
+    db: asyncpg.Connection, settlements: Sequence[Settlement]
+) -> dict[uuid.UUID, Payment]:
+    """Move pending payments to their outcomes; the moved ones by payment id. A payment
+    missing from the answer was no longer pending.
 
     The status condition is what makes a concurrent second settlement a no-op: it waits on
-    the row lock, then finds the payment settled.
+    the row lock, then finds the payment settled. Of one payment given twice, one outcome is
+    taken and the other finds nothing pending.
     """
-    row = await db.fetchrow(
-        SETTLE_PENDING, payment_id, status.value, failure_reason, provider_charge_id
+    rows = await db.fetch(
+        SETTLE_PENDING,
+        [settlement.payment_id for settlement in settlements],
+        [settlement.status.value for settlement in settlements],
+        [settlement.failure_reason for settlement in settlements],
+        [settlement.provider_charge_id for settlement in settlements],
     )
-    return None if row is None else _payment(row)
+    return {payment.id: payment for payment in map(_payment, rows)}
 
 
 CLAIM_STALE_PENDING = (

@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -39,6 +40,7 @@ from payments.provider import (
     with_retries,
 )
 from shared.auth import Principal
+from shared.coalescing import Coalescer
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
@@ -105,17 +107,18 @@ class ChargeOutcome:
 
 async def prepare_charge(
     *,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    attempts: AttemptRecorder,
     provider: PaymentProvider,
     retry: RetryPolicy,
     store_currency: str,
     event: Envelope,
 ) -> ChargeOutcome:
     """``orders.payment_requested``, before the consumer's transaction: record the attempt
-    (one statement, committed on its own) and ask the provider. Idempotent: a redelivery
-    finds the attempt, and the provider answers the order's key with the same charge."""
+    (committed on its own, in one statement with the other attempts of the moment) and ask
+    the provider. Idempotent: a redelivery finds the attempt, and the provider answers the
+    order's key with the same charge."""
     request = event.payload(PaymentRequested)
-    payment = await _record_attempt(sessionmaker=sessionmaker, request=request)
+    payment = await attempts.record(request)
     if payment.status != PaymentStatus.PENDING:
         logger.info(
             "payment %s of order %s already %s", payment.id, payment.order_id, payment.status
@@ -130,82 +133,121 @@ async def prepare_charge(
     return ChargeOutcome(payment, failure, charge_id)
 
 
-async def settle_charge(
-    *, session: AsyncSession, event: Envelope, outcome: ChargeOutcome
-) -> Payment:
-    """``orders.payment_requested``, in the consumer's transaction (which holds the event's
-    inbox key): the pending payment takes the provider's answer and its event is written."""
-    payment = outcome.payment
-    if outcome.settled:
-        return payment
-    settled = await _settle(
-        session, payment=payment, failure=outcome.failure, charge_id=outcome.charge_id, cause=event
+async def settle_charges(
+    *, session: AsyncSession, prepared: Sequence[tuple[Envelope, ChargeOutcome]]
+) -> list[Payment]:
+    """``orders.payment_requested``, a run of them in the consumer's transaction (which holds
+    their inbox keys): each pending payment takes the provider's answer and its event is
+    written; one statement moves them all. Each request's payment comes back, in order."""
+    settled = await _settle_all(
+        session,
+        [
+            Answer(outcome.payment, outcome.failure, outcome.charge_id, event)
+            for event, outcome in prepared
+            if not outcome.settled
+        ],
     )
-    if settled is None:
-        # Another delivery of this order's request (or the reconciler) settled it first and
-        # emitted the event.
-        logger.info("payment %s was settled concurrently", payment.id)
-        # Rare, so the ORM: a fresh read (the session holds no object of this payment).
-        current = await repository.get(session, payment.id)
-        assert current is not None
-        return current
-    return settled
+    answered: list[Payment] = []
+    for _, outcome in prepared:
+        payment = outcome.payment
+        if outcome.settled:
+            answered.append(payment)
+        elif payment.id in settled:
+            answered.append(settled.pop(payment.id))
+        else:
+            # Another delivery of this order's request (or the reconciler, or a request
+            # earlier in this run) settled it first and emitted the event.
+            logger.info("payment %s was settled concurrently", payment.id)
+            # Rare, so the ORM: a fresh read (the session holds no object of this payment).
+            current = await repository.get(session, payment.id)
+            assert current is not None
+            answered.append(current)
+    return answered
 
 
-async def _settle(
-    session: AsyncSession,
-    *,
-    payment: Payment,
-    failure: FailureReason | None,
-    charge_id: str | None,
-    cause: Envelope | None,
-) -> Payment | None:
-    """Move the pending payment to its outcome and write that outcome's event, in the
-    session's transaction; None, and no event, when it was no longer pending.
+class Answer(NamedTuple):
+    """A pending payment, the provider's answer for it, and the request it answers (None
+    when the reconciler found the answer)."""
 
-    The one place a charge is settled, by a request (``cause``: the event is its follow-up)
-    or by the reconciler (no cause). The update is conditional on ``pending``, so however
-    many settle one payment at once, one of them moves it and writes its event.
+    payment: Payment
+    failure: FailureReason | None
+    charge_id: str | None
+    cause: Envelope | None
+
+
+async def _settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[uuid.UUID, Payment]:
+    """Move each pending payment to its outcome and write that outcome's event, in the
+    session's transaction: the payments moved, by id. One no longer pending is left out and
+    gets no event; of a payment given twice, the first answer counts.
+
+    The one place a charge is settled, by requests (``cause``: the event is its follow-up)
+    or by the reconciler. One statement moves them all. It is conditional on ``pending``, so
+    however many settle one payment at once, one of them moves it and writes its event.
     """
-    status = PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED
-    settled = await repository.settle_pending(
-        await driver_connection(session),
-        payment_id=payment.id,
-        status=status,
-        failure_reason=failure.value if failure else None,
-        provider_charge_id=charge_id,
-    )
-    if settled is None:
-        return None
-    outcome: PaymentSucceeded | PaymentFailed
-    if failure is None:
-        outcome = PaymentSucceeded(
-            payment_id=settled.id,
-            order_id=settled.order_id,
-            amount=Money(amount=settled.amount, currency=settled.currency),
+    firsts: dict[uuid.UUID, Answer] = {}
+    for answer in answers:
+        firsts.setdefault(answer.payment.id, answer)
+    settlements = [
+        repository.Settlement(
+            payment_id=payment_id,
+            status=PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED,
+            failure_reason=failure.value if failure else None,
+            provider_charge_id=charge_id,
         )
-    else:
-        outcome = PaymentFailed(
-            payment_id=settled.id, order_id=settled.order_id, reason=failure.value
-        )
-    await OUTBOX.add(session, cause.caused(outcome) if cause else Envelope.new(outcome))
-    logger.info("payment %s of order %s %s", settled.id, settled.order_id, status.value)
+        for payment_id, (_, failure, charge_id, _) in firsts.items()
+    ]
+    if not settlements:
+        return {}
+    settled = await repository.settle_pending(await driver_connection(session), settlements)
+    events: list[Envelope] = []
+    for payment_id, payment in settled.items():
+        _, failure, _, cause = firsts[payment_id]
+        outcome: PaymentSucceeded | PaymentFailed
+        if failure is None:
+            outcome = PaymentSucceeded(
+                payment_id=payment.id,
+                order_id=payment.order_id,
+                amount=Money(amount=payment.amount, currency=payment.currency),
+            )
+        else:
+            outcome = PaymentFailed(
+                payment_id=payment.id, order_id=payment.order_id, reason=failure.value
+            )
+        events.append(cause.caused(outcome) if cause else Envelope.new(outcome))
+        logger.info("payment %s of order %s %s", payment.id, payment.order_id, payment.status)
+    await OUTBOX.add_many(session, events)
     return settled
 
 
-async def _record_attempt(
-    *, sessionmaker: async_sessionmaker[AsyncSession], request: PaymentRequested
-) -> Payment:
-    """The order's payment, inserted as pending (and committed) unless it exists already."""
-    async with autocommit_connection(sessionmaker) as db:
-        return await repository.record_attempt(
-            db,
-            payment_id=new_id(),
-            order_id=request.order_id,
-            user_id=request.user_id,
-            amount=request.amount.amount,
-            currency=request.amount.currency,
+class AttemptRecorder:
+    """Records charge attempts, committed: those made at the same moment (the prefetched
+    requests arriving together) in one statement (``shared.coalescing``)."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self._coalescer: Coalescer[uuid.UUID, PaymentRequested, Payment] = Coalescer(
+            self._record_all, name="payments attempts"
         )
+
+    async def record(self, request: PaymentRequested) -> Payment:
+        """The order's payment, inserted as pending (and committed) unless it exists already."""
+        return await self._coalescer.submit(request.order_id, request)
+
+    async def _record_all(
+        self, requests: Mapping[uuid.UUID, PaymentRequested]
+    ) -> dict[uuid.UUID, Payment]:
+        attempts = [
+            repository.Attempt(
+                payment_id=new_id(),
+                order_id=request.order_id,
+                user_id=request.user_id,
+                amount=request.amount.amount,
+                currency=request.amount.currency,
+            )
+            for request in requests.values()
+        ]
+        async with autocommit_connection(self.sessionmaker) as db:
+            return await repository.record_attempts(db, attempts)
 
 
 def _refusal(payment: Payment, *, store_currency: str) -> FailureReason | None:
@@ -284,7 +326,7 @@ async def reconcile_batch(
 
     One transaction: lock the batch (SKIP LOCKED: reconcilers share the work), ask the
     provider what became of each charge under the order's key (side by side, never charging:
-    the token is not kept), settle the answered ones as a request would (``_settle``). No
+    the token is not kept), settle the answered ones as requests are (``_settle_all``). No
     charge under the key means none was made, and none can be now: failed as
     ``processing_error``. A payment the provider cannot answer for stays pending, for the next
     round. Unlike a request, this asks the provider inside the transaction: its row locks make
@@ -304,16 +346,17 @@ async def reconcile_batch(
         answers = await asyncio.gather(
             *(_what_became_of(payment, provider, store_currency) for payment in claimed)
         )
-        settled = 0
-        for payment, answer in zip(claimed, answers, strict=True):
-            if answer is None:
-                continue
-            failure, charge_id = answer
-            done = await _settle(
-                session, payment=payment, failure=failure, charge_id=charge_id, cause=None
-            )
+        settled = await _settle_all(
+            session,
+            [
+                Answer(payment, *answer, cause=None)
+                for payment, answer in zip(claimed, answers, strict=True)
+                if answer is not None
+            ],
+        )
+        for payment in claimed:
+            done = settled.get(payment.id)
             if done is not None:
-                settled += 1
                 logger.warning(
                     "payment %s of order %s was left pending since %s: reconciled as %s",
                     done.id,
@@ -322,7 +365,9 @@ async def reconcile_batch(
                     done.failure_reason or done.status,
                 )
     last = claimed[-1]
-    return ReconciledBatch(claimed=len(claimed), settled=settled, cursor=(last.updated_at, last.id))
+    return ReconciledBatch(
+        claimed=len(claimed), settled=len(settled), cursor=(last.updated_at, last.id)
+    )
 
 
 async def _what_became_of(

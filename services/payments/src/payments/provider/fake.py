@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 import asyncpg
@@ -28,6 +29,7 @@ from payments.provider.base import (
     RefundRefusedError,
 )
 from payments.provider.models import FakeProviderCharge, FakeProviderRefund
+from shared.coalescing import Coalescer
 from shared.contracts import Money
 from shared.db import autocommit_connection
 from shared.ids import new_id
@@ -58,16 +60,23 @@ def decline_for(payment_token: str) -> DeclineCode | None:
 
 
 CHARGE_ONCE = (
-    "WITH inserted AS ("
+    "WITH asked AS ("
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) "
+    "AS a(idempotency_key, charge_id, amount, currency, outcome)), "
+    "inserted AS ("
     "INSERT INTO payments.fake_provider_charges "
-    "(idempotency_key, charge_id, amount, currency, outcome) VALUES ($1, $2, $3, $4, $5) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING charge_id, amount, currency, outcome) "
-    "SELECT charge_id, amount, currency, outcome FROM inserted "
+    "(idempotency_key, charge_id, amount, currency, outcome) "
+    "SELECT * FROM asked ORDER BY idempotency_key "
+    "ON CONFLICT (idempotency_key) DO NOTHING "
+    "RETURNING idempotency_key, charge_id, amount, currency, outcome) "
+    "SELECT * FROM inserted "
     "UNION ALL "
-    "SELECT charge_id, amount, currency, outcome FROM payments.fake_provider_charges "
-    "WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM inserted)"
+    "SELECT c.idempotency_key, c.charge_id, c.amount, c.currency, c.outcome "
+    "FROM payments.fake_provider_charges AS c JOIN asked USING (idempotency_key) "
+    "WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE i.idempotency_key = c.idempotency_key)"
 )
-"""The charge stored under the key: this one, inserted now, or the first one; one statement."""
+"""The charge stored under each key: this one, inserted now, or the first one; one statement
+for many keys (distinct), inserted in key order so that two such statements cannot deadlock."""
 
 FIND_CHARGE = (
     "SELECT charge_id, amount, currency, outcome FROM payments.fake_provider_charges "
@@ -76,26 +85,39 @@ FIND_CHARGE = (
 """The charge stored under the key, if any: a lookup by primary key, writing nothing."""
 
 
-async def _charge_once(
-    db: asyncpg.Connection,
-    *,
-    idempotency_key: str,
-    charge_id: str,
-    amount: Money,
-    outcome: str,
-) -> asyncpg.Record:
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """A charge asked for under a key: the one stored unless the key holds one already."""
+
+    charge_id: str
+    amount: Money
+    outcome: str
+
+
+async def _charge_each_once(
+    db: asyncpg.Connection, asked: Mapping[str, _Asked]
+) -> dict[str, asyncpg.Record]:
     """The key decides: a concurrent or repeated request gets the first answer, durably (the
     statement, run alone, has committed when it returns)."""
-    # Twice at most: a concurrent first request with this key still in flight makes ours
-    # wait, then do nothing, and the SELECT half reads the snapshot from before that commit:
-    # no row. Run again, the statement sees the committed charge (charges are never deleted).
+    # Twice at most: a concurrent first request with a key still in flight makes ours wait,
+    # then do nothing, and the SELECT half reads the snapshot from before that commit: no
+    # row for that key. Run again, the statement sees the committed charge (charges are
+    # never deleted).
+    stored: dict[str, asyncpg.Record] = {}
     for _ in range(2):
-        stored = await db.fetchrow(
-            CHARGE_ONCE, idempotency_key, charge_id, amount.amount, amount.currency, outcome
+        missing = [key for key in asked if key not in stored]
+        if not missing:
+            break
+        rows = await db.fetch(
+            CHARGE_ONCE,
+            missing,
+            [asked[key].charge_id for key in missing],
+            [asked[key].amount.amount for key in missing],
+            [asked[key].amount.currency for key in missing],
+            [asked[key].outcome for key in missing],
         )
-        if stored is not None:
-            return stored
-    raise AssertionError("the charge was neither stored nor found under its key")
+        stored.update((row["idempotency_key"], row) for row in rows)
+    return stored  # a key still missing fails its caller (the coalescer's LookupError)
 
 
 def _charge(stored: asyncpg.Record) -> Charge:
@@ -122,6 +144,10 @@ class FakeProvider:
         self.latency_seconds = latency_seconds
         self.failure_rate = failure_rate
         self._random = random_source
+        # The charges asked for at the same moment are stored in one statement.
+        self._charges: Coalescer[str, _Asked, asyncpg.Record] = Coalescer(
+            self._store_charges, name="fake provider charges"
+        )
 
     @classmethod
     def from_settings(
@@ -138,14 +164,12 @@ class FakeProvider:
     ) -> Charge:
         lose_answer = await self._network()
         decline = decline_for(payment_token)
-        async with autocommit_connection(self.sessionmaker) as db:
-            stored = await _charge_once(
-                db,
-                idempotency_key=idempotency_key,
-                charge_id=f"ch_{new_id().hex}",
-                amount=amount,
-                outcome=decline.value if decline else SUCCEEDED,
-            )
+        asked = _Asked(
+            charge_id=f"ch_{new_id().hex}",
+            amount=amount,
+            outcome=decline.value if decline else SUCCEEDED,
+        )
+        stored = await self._charges.submit(idempotency_key, asked)
         if lose_answer:
             raise ProviderUnavailableError("simulated failure: the answer was lost")
         return _charge(stored)
@@ -189,6 +213,10 @@ class FakeProvider:
             charge_id=stored.charge_id,
             amount=Money(amount=stored.amount, currency=stored.currency),
         )
+
+    async def _store_charges(self, asked: Mapping[str, _Asked]) -> dict[str, asyncpg.Record]:
+        async with autocommit_connection(self.sessionmaker) as db:
+            return await _charge_each_once(db, asked)
 
     async def _network(self) -> bool:
         """Simulated latency and failures; True when the answer is to be lost after the
