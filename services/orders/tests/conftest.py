@@ -28,7 +28,7 @@ from shared.auth import ensure_development_keys, key_id
 from shared.contracts import EventPayload, Money
 from shared.contracts.inventory import ProductUpserted
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import BatchHandler, Envelope, PreparedHandler
+from shared.messaging import BatchHandler, Envelope, PreparedBatchHandler, PreparedHandler
 from shared.messaging.inbox import claim_events, inbox_table
 from shared.testing import app_client
 
@@ -123,7 +123,7 @@ def deliver(settings: OrdersSettings, sessionmaker: async_sessionmaker[AsyncSess
             handler = consumer.handlers.get(event.type)
             if handler is None:
                 continue
-            assert not isinstance(handler, PreparedHandler)  # orders' handlers are plain
+            assert not isinstance(handler, PreparedHandler | PreparedBatchHandler)  # all plain
             async with sessionmaker() as session, session.begin():
                 claimed = await claim_events(
                     session, table=table, events=[(event.id, event.type)], consumer=consumer.name

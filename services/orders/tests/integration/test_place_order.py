@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.config import OrdersSettings
+from orders.events import outbox
 from orders.order import repository
 from services.orders.tests.conftest import (
     Deliver,
@@ -200,6 +201,30 @@ async def test_a_missing_idempotency_key_is_a_400(
     assert response.status_code == 400
     assert response.json()["type"] == "/problems/idempotency-key-missing"
     assert await count_orders(engine, customer) == 0
+
+
+async def test_a_placed_order_wakes_the_relays_and_a_replay_does_not(
+    place: Place, product: Product, customer: User, engine: AsyncEngine
+) -> None:
+    # The order's insert writes its event and notifies the outbox's channel in the same
+    # statement: the relays hear of the new event at commit, not at their next poll.
+    sku = await product()
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    async with engine.connect() as connection:
+        listener = (await connection.get_raw_connection()).driver_connection
+
+        def hear(*args: Any) -> None:
+            heard.put_nowait(args[2])  # (connection, pid, channel, payload)
+
+        await listener.add_listener(outbox.channel, hear)
+        first = await place(customer, order_body((sku, 1)), key="wake")
+        assert first.status_code == 202
+        assert await asyncio.wait_for(heard.get(), 10) == outbox.channel
+        again = await place(customer, order_body((sku, 1)), key="wake")
+        assert again.headers["idempotent-replayed"] == "true"
+        await asyncio.sleep(0.2)
+        assert heard.empty()
+        await listener.remove_listener(outbox.channel, hear)
 
 
 async def test_the_same_key_and_body_answer_the_first_response_again(
@@ -400,7 +425,7 @@ async def test_a_record_committed_after_the_keys_read_is_still_honoured(
 
     async def stale_read(**kwargs: Any) -> repository.KeyLock:
         lock = await real_lock(**kwargs)
-        return repository.KeyLock(acquired=lock.acquired, record=None)
+        return repository.KeyLock(acquired=lock.acquired, record=None, prices=lock.prices)
 
     monkeypatch.setattr(repository, "lock_idempotency_key", stale_read)
     second = await place(customer, order_body((sku, 1 if same_body else 2)), key="raced")

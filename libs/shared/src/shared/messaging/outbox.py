@@ -100,10 +100,20 @@ class Outbox:
         # in a CTE of the NOTIFY: one round trip; Postgres delivers the notification at
         # commit and folds duplicates within a transaction.
         self.statement: str = (
-            f"WITH inserted_events AS (INSERT INTO {qualified_name(table)} (id, event_type, body) "  # noqa: S608 (our table)
-            "SELECT id, event_type, CAST(body AS jsonb) "
-            "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS e(id, event_type, body)) "
+            f"WITH inserted_events AS ({self.insert_sql(first_parameter=1)}) "
             "SELECT pg_notify($4, '')"
+        )
+
+    def insert_sql(self, *, first_parameter: int) -> str:
+        """The insert of ``add_many``'s rows, the three arrays of ``parameters`` taken from
+        ``$first_parameter`` on: for a statement that writes its events in a CTE of its own
+        (one round trip less) and calls ``pg_notify(channel, '')`` when it wrote any."""
+        ids, types, bodies = (f"${first_parameter + i}" for i in range(3))
+        return (
+            f"INSERT INTO {qualified_name(self.table)} (id, event_type, body) "  # noqa: S608 (our table)
+            "SELECT id, event_type, CAST(body AS jsonb) "
+            f"FROM unnest({ids}::uuid[], {types}::text[], {bodies}::text[]) "
+            "AS e(id, event_type, body)"
         )
 
     async def add(self, session: AsyncSession | AsyncConnection, event: Envelope) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,9 +13,12 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from orders.catalog.repository import Price
+from orders.events import outbox
 from orders.order.models import IdempotencyRecord, NewOrder, Order
 from orders.saga import OrderStatus
 from shared.db import driver_connection
+from shared.messaging import Envelope
 
 
 async def get(
@@ -227,18 +230,26 @@ class StoredAnswer:
 
 @dataclass(frozen=True)
 class KeyLock:
-    """Whether this transaction took the key's lock, and the key's record as then read."""
+    """Whether this transaction took the key's lock, the key's record as then read, and the
+    replica's prices of the skus asked for (by sku; an sku it does not hold is absent)."""
 
     acquired: bool
     record: StoredAnswer | None
+    prices: dict[str, Price]
 
 
 # One round trip: the transaction-scoped lock of one user's key (False if another request
-# holds it) and the key's record. The record is read with the statement's snapshot, taken
-# just before the lock: a request with this key that committed in between is not seen
-# here, and ``INSERT_ORDER`` (which checks the key's row itself) catches it.
+# holds it), the key's record and the prices of the order's skus. The record is read with
+# the statement's snapshot, taken just before the lock: a request with this key that
+# committed in between is not seen here, and ``INSERT_ORDER`` (which checks the key's row
+# itself) catches it.
 LOCK_IDEMPOTENCY_KEY = """
-SELECT l.acquired, k.request_hash, k.order_id, k.response_status, k.response_body, k.created_at
+SELECT l.acquired, k.request_hash, k.order_id, k.response_status, k.response_body, k.created_at,
+       ARRAY(
+           SELECT ROW(p.sku, p.name, p.price_amount, p.currency, p.active)
+           FROM orders.catalog_prices AS p
+           WHERE p.sku = ANY($4::text[])
+       ) AS prices
 FROM (SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0)) AS acquired) AS l
 LEFT JOIN orders.idempotency_keys AS k
     ON l.acquired AND k.user_id = $2::uuid AND k.key = $3::text
@@ -261,16 +272,23 @@ def _stored_answer(row: Any) -> StoredAnswer:
     )
 
 
-async def lock_idempotency_key(*, session: AsyncSession, user_id: uuid.UUID, key: str) -> KeyLock:
-    """Take one user's key for this transaction and read its record (none if not taken)."""
+async def lock_idempotency_key(
+    *, session: AsyncSession, user_id: uuid.UUID, key: str, skus: Iterable[str]
+) -> KeyLock:
+    """Take one user's key for this transaction, read its record (none if not taken) and the
+    prices of ``skus``."""
     db = await driver_connection(session)
     row = await db.fetchrow(
-        LOCK_IDEMPOTENCY_KEY, f"orders.idempotency:{user_id}:{key}", user_id, key
+        LOCK_IDEMPOTENCY_KEY, f"orders.idempotency:{user_id}:{key}", user_id, key, sorted(set(skus))
     )
+    prices = {
+        sku: Price(sku, name, amount, currency, active)
+        for sku, name, amount, currency, active in row["prices"]
+    }
     if not row["acquired"]:
-        return KeyLock(acquired=False, record=None)
+        return KeyLock(acquired=False, record=None, prices=prices)
     record = _stored_answer(row) if row["request_hash"] is not None else None
-    return KeyLock(acquired=True, record=record)
+    return KeyLock(acquired=True, record=record, prices=prices)
 
 
 async def get_idempotency_record(
@@ -287,8 +305,9 @@ async def get_idempotency_record(
 # insert did), yields a row and the order, lines and first history entry are inserted from
 # it; a live record (a request with this key committed after our read) yields none and
 # nothing is written. The foreign keys are checked at the end of the statement, when the
-# order row is there.
-INSERT_ORDER = """
+# order row is there. The service's event for the new order rides along: written to the
+# outbox, and the relays woken at commit, only when the order was.
+INSERT_ORDER = f"""
 WITH claimed AS (
     INSERT INTO orders.idempotency_keys AS k
         (user_id, key, request_hash, order_id, response_status, response_body, created_at)
@@ -319,9 +338,13 @@ lines AS (
 history AS (
     INSERT INTO orders.order_status_history (order_id, status, reason, at)
     SELECT placed.id, $9::text, $21::text, $7::timestamptz FROM placed
+),
+announced AS (
+    {outbox.insert_sql(first_parameter=22)}
+    WHERE EXISTS (SELECT 1 FROM placed)
 )
-SELECT count(*) FROM placed
-"""
+SELECT pg_notify($25::text, '') FROM placed
+"""  # noqa: S608 (the outbox's own insert, no input)
 
 
 async def insert_order(
@@ -333,12 +356,14 @@ async def insert_order(
     response_status: int,
     response_body: dict[str, Any],
     replaces_records_before: datetime,
+    events: Sequence[Envelope],
 ) -> bool:
-    """Insert ``order`` (its lines, its one history entry) with the key's record; False,
-    writing nothing, if the key holds a record not expired."""
+    """Insert ``order`` (its lines, its one history entry) with the key's record, and
+    ``events`` into the outbox; False, writing nothing, if the key holds a record not
+    expired."""
     [placed_as] = order.history
     db = await driver_connection(session)
-    placed = await db.fetchval(
+    placed = await db.fetchrow(
         INSERT_ORDER,
         order.user_id,
         key,
@@ -361,8 +386,9 @@ async def insert_order(
         [line.quantity for line in order.lines],
         [line.unit_price_amount for line in order.lines],
         placed_as.reason,
+        *outbox.parameters(events),
     )
-    return bool(placed)
+    return placed is not None
 
 
 async def delete_expired_idempotency_records(

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orders.catalog import repository as catalog
+from orders.catalog.repository import Price
 from orders.config import OrdersSettings
 from orders.events import outbox
 from orders.order import repository
@@ -126,15 +126,18 @@ async def place_order(
     fingerprint = request_fingerprint(request)
     now = _now()
     expired_before = now - timedelta(hours=settings.idempotency_retention_hours)
-    # Fixed SQL on the driver connection (the app's hot path): the key's lock and record in
-    # one statement, the prices in one, the order with its lines, first history entry and
-    # the key's record in one, then the outbox. (The app answers the driver's errors as it
+    # Fixed SQL on the driver connection (the app's hot path): the key's lock, its record
+    # and the prices in one statement, then the order with its lines, first history entry,
+    # the key's record and the event in one. (The app answers the driver's errors as it
     # answers SQLAlchemy's: shared.errors.)
     async with session.begin():
         # A second request with the key while the first is still running: 409 at once
         # rather than waiting on its lock (the IETF draft's "in flight" answer).
         lock = await repository.lock_idempotency_key(
-            session=session, user_id=principal.user_id, key=key
+            session=session,
+            user_id=principal.user_id,
+            key=key,
+            skus=(line.sku for line in request.items),
         )
         if not lock.acquired:
             raise IdempotencyKeyInFlight(
@@ -145,8 +148,8 @@ async def place_order(
             return _replay(record, fingerprint)
         # No record, or an expired one: this request's record replaces it.
 
-        order = await _new_order(
-            session=session, settings=settings, principal=principal, request=request, now=now
+        order = _new_order(
+            settings=settings, principal=principal, request=request, prices=lock.prices, now=now
         )
         body = to_detail(order).model_dump(mode="json")
         if not await repository.insert_order(
@@ -157,6 +160,7 @@ async def place_order(
             response_status=202,
             response_body=body,
             replaces_records_before=expired_before,
+            events=_events([_order_created(order)], cause=None),
         ):
             # A request with this key committed between the record's read and the lock
             # (the read's snapshot is the lock statement's): answer what it was answered.
@@ -168,7 +172,6 @@ async def place_order(
                     "A request with this Idempotency-Key is still being processed; retry later."
                 )
             return _replay(record, fingerprint)
-        await _emit(session, [_order_created(order)], cause=None)
     logger.info("order %s placed by %s", order.id, principal.user_id)
     return PlacedOrder(order_id=order.id, status_code=202, body=body, replayed=False)
 
@@ -187,16 +190,16 @@ def _replay(record: repository.StoredAnswer, fingerprint: str) -> PlacedOrder:
     )
 
 
-async def _new_order(
+def _new_order(
     *,
-    session: AsyncSession,
     settings: OrdersSettings,
     principal: Principal,
     request: PlaceOrder,
+    prices: Mapping[str, Price],
     now: datetime,
 ) -> NewOrder:
-    """The priced order, its lines and first history entry, for the caller to write."""
-    prices = await catalog.prices_for(session=session, skus=(line.sku for line in request.items))
+    """The order priced from ``prices``, its lines and first history entry, for the caller
+    to write; ``ProductsUnavailable`` if a line cannot be sold."""
     unavailable: list[UnavailableLine] = []
     for index, line in enumerate(request.items):
         price = prices.get(line.sku)
@@ -666,13 +669,14 @@ async def _emit(
     session: AsyncSession, payloads: Sequence[EventPayload], *, cause: Envelope | None
 ) -> None:
     """Write events to the outbox in the caller's transaction (published by the relay)."""
-    if not payloads:
-        return
+    await outbox.add_many(session, _events(payloads, cause=cause))
+
+
+def _events(payloads: Sequence[EventPayload], *, cause: Envelope | None) -> list[Envelope]:
+    """The events to write: follow-ups of ``cause``, or caused by the current request."""
     if cause is not None:
-        events = [cause.caused(payload) for payload in payloads]
-    else:
-        events = [Envelope.new(payload, causation_id=current_request_id()) for payload in payloads]
-    await outbox.add_many(session, events)
+        return [cause.caused(payload) for payload in payloads]
+    return [Envelope.new(payload, causation_id=current_request_id()) for payload in payloads]
 
 
 # -- representations -------------------------------------------------------------------------
