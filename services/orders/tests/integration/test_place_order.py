@@ -212,6 +212,7 @@ async def test_a_placed_order_wakes_the_relays_and_a_replay_does_not(
     heard: asyncio.Queue[str] = asyncio.Queue()
     async with engine.connect() as connection:
         listener = (await connection.get_raw_connection()).driver_connection
+        assert listener is not None
 
         def hear(*args: Any) -> None:
             heard.put_nowait(args[2])  # (connection, pid, channel, payload)
