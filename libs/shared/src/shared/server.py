@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.logging import configure_logging
+from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -18,8 +19,10 @@ SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 
 def serve(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     configure_logging(settings)
+    app = create_app(settings)
+    settle_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the handlers configure_logging installed

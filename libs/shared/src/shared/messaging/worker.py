@@ -24,6 +24,7 @@ from shared.messaging.consumer import Consumer, RunningConsumer
 from shared.messaging.outbox import Outbox
 from shared.messaging.probe import start_probe
 from shared.messaging.relay import OutboxRelay
+from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ def serve_worker(
 
 
 def prepare_worker_process(settings: BaseServiceSettings) -> None:
-    """What a worker process does before its loop starts: logging, and its CPU priority
-    (``worker_nice`` below the apps'; lowering one's own priority needs no privilege)."""
+    """What a worker process does before its loop starts: logging, its CPU priority
+    (``worker_nice`` below the apps'; lowering one's own priority needs no privilege) and its
+    garbage collector (``shared.runtime``)."""
     configure_logging(settings)
     os.nice(settings.worker_nice)
+    settle_garbage_collector()
