@@ -9,6 +9,7 @@ log, long-lived tokens, and a rate limit the load stays under while the limiter 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -77,5 +78,8 @@ def running_platform(overrides: dict[str, str] | None = None) -> Iterator[BenchP
     finally:
         platform.stop()
         database.run_in_thread(delete_namespace(namespace))
-        if not os.environ.get("BENCH_KEEP_DATABASE"):
+        if os.environ.get("BENCH_KEEP_DATABASE"):  # to look into a run: its data and logs
+            print(f"kept: database {name}, logs in {log_dir}")
+        else:
             database.drop(name)
+            shutil.rmtree(log_dir, ignore_errors=True)
