@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from functools import partial
@@ -15,6 +14,7 @@ from shared.db import create_engine, create_sessionmaker, ping
 from shared.errors import install_error_handlers
 from shared.health import ReadinessCheck, health_router
 from shared.metrics import metrics_router
+from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
 
 ExtraLifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -46,8 +46,7 @@ def create_service_app(
             async with extra_lifespan(app) if extra_lifespan else nullcontext():
                 # What start-up built lives as long as the process: moved out of the
                 # collector's sight, full collections no longer walk it on the request path.
-                gc.collect()
-                gc.freeze()
+                settle_garbage_collector()
                 yield
         finally:
             await engine.dispose()

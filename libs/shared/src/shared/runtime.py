@@ -21,7 +21,7 @@ OLDER_GENERATION_THRESHOLDS = (10, 10)  # the defaults
 
 def settle_garbage_collector() -> None:
     """Freeze what start-up left alive and set the thresholds; call once the process has
-    imported and built what it keeps (before its event loop starts)."""
+    imported and built what it keeps (an app's lifespan, a worker before its loop)."""
     gc.collect()  # start-up's own garbage goes first, not into the permanent generation
     gc.freeze()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *OLDER_GENERATION_THRESHOLDS)

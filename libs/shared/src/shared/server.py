@@ -9,7 +9,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.logging import configure_logging
-from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -19,10 +18,8 @@ SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 
 def serve(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     configure_logging(settings)
-    app = create_app(settings)
-    settle_garbage_collector()
     uvicorn.run(
-        app,
+        create_app(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the handlers configure_logging installed
