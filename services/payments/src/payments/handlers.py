@@ -64,10 +64,13 @@ def requests_consumer(
             RefundRequested.event_type: PreparedHandler(prepare_refund, record_refund),
         },
         inbox=ProcessedEvent,
-        # The requests that queue up while a batch runs form the next one: their provider
-        # calls wait side by side (up to the prefetch in flight), then one transaction writes
-        # every outcome. Two batches at a time, so one's transaction overlaps the other's
-        # calls; they touch different payments (one per order).
+        # Every request's provider call starts when it arrives, side by side with the others
+        # in flight (up to the prefetch); the prepared ones that queue up while a batch's
+        # transaction runs form the next batch. One batch at a time: the transactions only
+        # write outcomes (no provider call waits inside one), and one runner settles its
+        # deliveries in order, so a batch is acknowledged with one `multiple` ack where two
+        # runners acked each message, a settle command of the quorum queue apiece. Measured:
+        # RabbitMQ 1.30 → 0.94 ms of CPU per order, this worker 1.60 → 1.19 (README, Benchmarks).
         max_batch=settings.broker_prefetch,
-        concurrency=2,
+        concurrency=1,
     )
