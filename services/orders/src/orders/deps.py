@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from orders.config import OrdersSettings
-from shared.deps import SessionDep
+from shared.deps import EngineDep, SessionDep
 
 
 # async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
@@ -17,4 +17,4 @@ async def _settings(request: Request) -> OrdersSettings:
 
 SettingsDep = Annotated[OrdersSettings, Depends(_settings)]
 
-__all__ = ["SessionDep", "SettingsDep"]
+__all__ = ["EngineDep", "SessionDep", "SettingsDep"]

@@ -228,6 +228,30 @@ async def test_a_placed_order_wakes_the_relays_and_a_replay_does_not(
         await listener.remove_listener(outbox.channel, hear)
 
 
+async def test_a_key_whose_first_request_is_still_running_is_a_409_and_writes_nothing(
+    place: Place, product: Product, customer: User, engine: AsyncEngine
+) -> None:
+    # The first request holds the key's lock while its insert runs; stand in for it by
+    # holding the same lock from another connection.
+    sku = await product()
+    async with engine.connect() as connection:
+        holder = (await connection.get_raw_connection()).driver_connection
+        assert holder is not None
+        lock = f"orders.idempotency:{customer.id}:busy"
+        await holder.execute("SELECT pg_advisory_lock(hashtextextended($1::text, 0))", lock)
+        try:
+            response = await place(customer, order_body((sku, 1)), key="busy")
+        finally:
+            await holder.execute("SELECT pg_advisory_unlock(hashtextextended($1::text, 0))", lock)
+    assert response.status_code == 409
+    assert response.json()["type"] == "/problems/idempotency-key-in-flight"
+    assert await count_orders(engine, customer) == 0
+
+    again = await place(customer, order_body((sku, 1)), key="busy")  # the lock is free now
+    assert again.status_code == 202
+    assert await count_orders(engine, customer) == 1
+
+
 async def test_the_same_key_and_body_answer_the_first_response_again(
     place: Place, product: Product, customer: User, engine: AsyncEngine, outbox_events: OutboxReader
 ) -> None:
@@ -417,18 +441,18 @@ async def test_a_record_committed_after_the_keys_read_is_still_honoured(
     outbox_events: OutboxReader,
     same_body: bool,
 ) -> None:
-    # The key's record is read with the lock statement's snapshot, taken just before the
-    # lock: a first request committing in between is not seen there. Simulated by hiding
-    # the record from that read; the insert must then write nothing and answer as a replay.
+    # The key's record is read by a statement of its own: a first request committing after
+    # it is not seen there. Simulated by hiding the record from that read; the insert must
+    # then write nothing and answer as a replay.
     sku = await product()
     first = await place(customer, order_body((sku, 1)), key="raced")
-    real_lock = repository.lock_idempotency_key
+    real_read = repository.read_key_and_prices
 
-    async def stale_read(**kwargs: Any) -> repository.KeyLock:
-        lock = await real_lock(**kwargs)
-        return repository.KeyLock(acquired=lock.acquired, record=None, prices=lock.prices)
+    async def stale_read(db: Any, **kwargs: Any) -> repository.KeyAndPrices:
+        found = await real_read(db, **kwargs)
+        return repository.KeyAndPrices(record=None, prices=found.prices)
 
-    monkeypatch.setattr(repository, "lock_idempotency_key", stale_read)
+    monkeypatch.setattr(repository, "read_key_and_prices", stale_read)
     second = await place(customer, order_body((sku, 1 if same_body else 2)), key="raced")
     if same_body:
         assert second.status_code == 202

@@ -6,8 +6,10 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -229,30 +231,26 @@ class StoredAnswer:
 
 
 @dataclass(frozen=True)
-class KeyLock:
-    """Whether this transaction took the key's lock, the key's record as then read, and the
-    replica's prices of the skus asked for (by sku; an sku it does not hold is absent)."""
+class KeyAndPrices:
+    """The key's record as read (None if it holds none), and the replica's prices of the
+    skus asked for (by sku; an sku it does not hold is absent)."""
 
-    acquired: bool
     record: StoredAnswer | None
     prices: dict[str, Price]
 
 
-# One round trip: the transaction-scoped lock of one user's key (False if another request
-# holds it), the key's record and the prices of the order's skus. The record is read with
-# the statement's snapshot, taken just before the lock: a request with this key that
-# committed in between is not seen here, and ``INSERT_ORDER`` (which checks the key's row
-# itself) catches it.
-LOCK_IDEMPOTENCY_KEY = """
-SELECT l.acquired, k.request_hash, k.order_id, k.response_status, k.response_body, k.created_at,
+# One round trip, committed alone: the key's record and the prices of the order's skus. A
+# request with this key that commits after this read is caught by ``INSERT_ORDER``, which
+# checks the key's row itself.
+KEY_AND_PRICES = """
+SELECT k.request_hash, k.order_id, k.response_status, k.response_body, k.created_at,
        ARRAY(
            SELECT ROW(p.sku, p.name, p.price_amount, p.currency, p.active)
            FROM orders.catalog_prices AS p
-           WHERE p.sku = ANY($4::text[])
+           WHERE p.sku = ANY($3::text[])
        ) AS prices
-FROM (SELECT pg_try_advisory_xact_lock(hashtextextended($1::text, 0)) AS acquired) AS l
-LEFT JOIN orders.idempotency_keys AS k
-    ON l.acquired AND k.user_id = $2::uuid AND k.key = $3::text
+FROM (SELECT) AS one
+LEFT JOIN orders.idempotency_keys AS k ON k.user_id = $1::uuid AND k.key = $2::text
 """
 
 IDEMPOTENCY_RECORD = """
@@ -272,46 +270,45 @@ def _stored_answer(row: Any) -> StoredAnswer:
     )
 
 
-async def lock_idempotency_key(
-    *, session: AsyncSession, user_id: uuid.UUID, key: str, skus: Iterable[str]
-) -> KeyLock:
-    """Take one user's key for this transaction, read its record (none if not taken) and the
-    prices of ``skus``."""
-    db = await driver_connection(session)
-    row = await db.fetchrow(
-        LOCK_IDEMPOTENCY_KEY, f"orders.idempotency:{user_id}:{key}", user_id, key, sorted(set(skus))
-    )
+async def read_key_and_prices(
+    db: asyncpg.Connection, *, user_id: uuid.UUID, key: str, skus: Iterable[str]
+) -> KeyAndPrices:
+    """One user's key's record (None if it holds none) and the prices of ``skus``."""
+    row = await db.fetchrow(KEY_AND_PRICES, user_id, key, sorted(set(skus)))
     prices = {
         sku: Price(sku, name, amount, currency, active)
         for sku, name, amount, currency, active in row["prices"]
     }
-    if not row["acquired"]:
-        return KeyLock(acquired=False, record=None, prices=prices)
     record = _stored_answer(row) if row["request_hash"] is not None else None
-    return KeyLock(acquired=True, record=record, prices=prices)
+    return KeyAndPrices(record=record, prices=prices)
 
 
 async def get_idempotency_record(
-    *, session: AsyncSession, user_id: uuid.UUID, key: str
+    db: asyncpg.Connection, *, user_id: uuid.UUID, key: str
 ) -> StoredAnswer | None:
     """The key's record as committed now (a statement of its own: a fresh snapshot)."""
-    db = await driver_connection(session)
     row = await db.fetchrow(IDEMPOTENCY_RECORD, user_id, key)
     return _stored_answer(row) if row is not None else None
 
 
-# One round trip for the four inserts of a new order. The key's record goes first and
-# decides: a new key, or one whose record expired (replaced in place, as the old delete and
-# insert did), yields a row and the order, lines and first history entry are inserted from
-# it; a live record (a request with this key committed after our read) yields none and
-# nothing is written. The foreign keys are checked at the end of the statement, when the
-# order row is there. The service's event for the new order rides along: written to the
-# outbox, and the relays woken at commit, only when the order was.
+# One statement, committed alone (atomic by itself: no BEGIN and COMMIT around it), for
+# everything a new order writes. First the transaction-scoped lock of the user's key, taken
+# without waiting: held by a concurrent request with this key, it is not acquired and
+# nothing is written (that request is still in flight: 409). Then the key's record decides:
+# a new key, or one whose record expired (replaced in place), yields a row and the order,
+# lines, first history entry and the service's event are inserted from it; a live record
+# (a request with this key committed after our read) yields none and nothing is written.
+# The foreign keys are checked at the end of the statement, when the order row is there.
+# The relays are woken at commit, when the order was placed.
 INSERT_ORDER = f"""
-WITH claimed AS (
+WITH key_lock AS (
+    SELECT pg_try_advisory_xact_lock(hashtextextended($26::text, 0)) AS acquired
+),
+claimed AS (
     INSERT INTO orders.idempotency_keys AS k
         (user_id, key, request_hash, order_id, response_status, response_body, created_at)
-    VALUES ($1::uuid, $2::text, $3::text, $4::uuid, $5::integer, $6::jsonb, $7::timestamptz)
+    SELECT $1::uuid, $2::text, $3::text, $4::uuid, $5::integer, $6::jsonb, $7::timestamptz
+    FROM key_lock WHERE key_lock.acquired
     ON CONFLICT (user_id, key) DO UPDATE
         SET request_hash = EXCLUDED.request_hash, order_id = EXCLUDED.order_id,
             response_status = EXCLUDED.response_status,
@@ -343,13 +340,23 @@ announced AS (
     {outbox.insert_sql(first_parameter=22)}
     WHERE EXISTS (SELECT 1 FROM placed)
 )
-SELECT pg_notify($25::text, '') FROM placed
+SELECT (SELECT acquired FROM key_lock) AS acquired,
+       (SELECT count(*) FROM placed) AS placed,
+       (SELECT pg_notify($25::text, '') FROM placed) AS notified
 """  # noqa: S608 (the outbox's own insert, no input)
 
 
+class Placement(Enum):
+    """What ``insert_order`` did."""
+
+    PLACED = "placed"
+    KEY_IN_FLIGHT = "key in flight"  # a concurrent request holds the key's lock
+    KEY_TAKEN = "key taken"  # the key holds a live record: a request committed meanwhile
+
+
 async def insert_order(
+    db: asyncpg.Connection,
     *,
-    session: AsyncSession,
     order: NewOrder,
     key: str,
     request_hash: str,
@@ -357,13 +364,12 @@ async def insert_order(
     response_body: dict[str, Any],
     replaces_records_before: datetime,
     events: Sequence[Envelope],
-) -> bool:
+) -> Placement:
     """Insert ``order`` (its lines, its one history entry) with the key's record, and
-    ``events`` into the outbox; False, writing nothing, if the key holds a record not
-    expired."""
+    ``events`` into the outbox, in one statement committed alone; nothing is written unless
+    it answers ``PLACED``."""
     [placed_as] = order.history
-    db = await driver_connection(session)
-    placed = await db.fetchrow(
+    row = await db.fetchrow(
         INSERT_ORDER,
         order.user_id,
         key,
@@ -387,8 +393,11 @@ async def insert_order(
         [line.unit_price_amount for line in order.lines],
         placed_as.reason,
         *outbox.parameters(events),
+        f"orders.idempotency:{order.user_id}:{key}",
     )
-    return placed is not None
+    if not row["acquired"]:
+        return Placement.KEY_IN_FLIGHT
+    return Placement.PLACED if row["placed"] else Placement.KEY_TAKEN
 
 
 async def delete_expired_idempotency_records(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from orders.deps import SessionDep, SettingsDep
+from orders.deps import EngineDep, SessionDep, SettingsDep
 from orders.order import service
 from orders.order.exceptions import ProductsUnavailable
 from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
@@ -36,13 +36,13 @@ def _location(order_id: uuid.UUID) -> str:
 async def place_order(
     body: PlaceOrder,
     principal: CustomerDep,
-    session: SessionDep,
+    engine: EngineDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     try:
         placed = await service.place_order(
-            session=session,
+            engine=engine,
             settings=settings,
             principal=principal,
             idempotency_key=idempotency_key,

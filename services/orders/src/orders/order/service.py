@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orders.catalog.repository import Price
 from orders.config import OrdersSettings
@@ -61,6 +61,7 @@ from shared.context import current_request_id
 from shared.contracts import EventPayload, Money
 from shared.contracts.orders import OrderCreated, OrderedQuantity, PaymentRequested
 from shared.contracts.orders import OrderLine as EventLine
+from shared.db import autocommit_connection
 from shared.ids import new_id
 from shared.messaging import Envelope
 
@@ -111,7 +112,7 @@ def request_fingerprint(request: PlaceOrder) -> str:
 
 async def place_order(
     *,
-    session: AsyncSession,
+    engine: AsyncEngine,
     settings: OrdersSettings,
     principal: Principal,
     idempotency_key: str | None,
@@ -119,41 +120,32 @@ async def place_order(
 ) -> PlacedOrder:
     """Create an order, or answer again what the first request with this key was answered.
 
-    One transaction writes the order, its lines, the first history entry, the idempotency
-    record and ``orders.order_created``: a crash leaves either all of them or none.
+    One statement, atomic by itself, writes the order, its lines, the first history entry,
+    the idempotency record and ``orders.order_created``: a crash leaves either all of them
+    or none.
     """
     key = _check_idempotency_key(idempotency_key)
     fingerprint = request_fingerprint(request)
     now = _now()
     expired_before = now - timedelta(hours=settings.idempotency_retention_hours)
-    # Fixed SQL on the driver connection (the app's hot path): the key's lock, its record
-    # and the prices in one statement, then the order with its lines, first history entry,
-    # the key's record and the event in one. (The app answers the driver's errors as it
-    # answers SQLAlchemy's: shared.errors.)
-    async with session.begin():
-        # A second request with the key while the first is still running: 409 at once
-        # rather than waiting on its lock (the IETF draft's "in flight" answer).
-        lock = await repository.lock_idempotency_key(
-            session=session,
-            user_id=principal.user_id,
-            key=key,
-            skus=(line.sku for line in request.items),
+    # The app's hot path, in two statements that each commit alone (BEGIN and COMMIT were
+    # two more round trips): the key's record with the prices, then everything the order
+    # writes. (The app answers the driver's errors as it answers SQLAlchemy's: shared.errors.)
+    async with autocommit_connection(engine) as db:
+        found = await repository.read_key_and_prices(
+            db, user_id=principal.user_id, key=key, skus=(line.sku for line in request.items)
         )
-        if not lock.acquired:
-            raise IdempotencyKeyInFlight(
-                "A request with this Idempotency-Key is still being processed; retry later."
-            )
-        record = lock.record
+        record = found.record
         if record is not None and record.created_at >= expired_before:
             return _replay(record, fingerprint)
         # No record, or an expired one: this request's record replaces it.
 
         order = _new_order(
-            settings=settings, principal=principal, request=request, prices=lock.prices, now=now
+            settings=settings, principal=principal, request=request, prices=found.prices, now=now
         )
         body = to_detail(order).model_dump(mode="json")
-        if not await repository.insert_order(
-            session=session,
+        placement = await repository.insert_order(
+            db,
             order=order,
             key=key,
             request_hash=fingerprint,
@@ -161,17 +153,20 @@ async def place_order(
             response_body=body,
             replaces_records_before=expired_before,
             events=_events([_order_created(order)], cause=None),
-        ):
-            # A request with this key committed between the record's read and the lock
-            # (the read's snapshot is the lock statement's): answer what it was answered.
-            record = await repository.get_idempotency_record(
-                session=session, user_id=principal.user_id, key=key
-            )
-            if record is None:  # gone again (not expired: it cannot be pruned yet)
-                raise IdempotencyKeyInFlight(
-                    "A request with this Idempotency-Key is still being processed; retry later."
-                )
-            return _replay(record, fingerprint)
+        )
+        if placement is repository.Placement.KEY_TAKEN:
+            # A request with this key committed after the record's read: answer what it
+            # was answered.
+            record = await repository.get_idempotency_record(db, user_id=principal.user_id, key=key)
+    if placement is repository.Placement.KEY_TAKEN and record is not None:
+        return _replay(record, fingerprint)
+    if placement is not repository.Placement.PLACED:
+        # A second request with the key while the first is still running (or its record
+        # gone again, which it cannot be before it expires): 409 at once rather than
+        # waiting on the first (the IETF draft's "in flight" answer).
+        raise IdempotencyKeyInFlight(
+            "A request with this Idempotency-Key is still being processed; retry later."
+        )
     logger.info("order %s placed by %s", order.id, principal.user_id)
     return PlacedOrder(order_id=order.id, status_code=202, body=body, replayed=False)
 
