@@ -215,8 +215,9 @@ async def claim_due_for_sweep(
 #
 # Placing an order is the app's hot path: the advisory lock, the record read, the ORM flush
 # of the order, its lines, its first history entry and the record were six statements and
-# ~4 ms of CPU. Here they are three fixed statements (with the price read and the outbox
-# write, four per new order; one for a replay).
+# ~4 ms of CPU. Here they are two fixed statements on a connection outside any transaction,
+# each atomic by itself: the key's record with the prices, then everything a new order
+# writes (one statement for a replay).
 
 
 @dataclass(frozen=True)
