@@ -4,11 +4,12 @@ Charging follows one rule: record the attempt (committed), ask the provider outs
 transaction of ours, then record the answer and its event together. The first two are the
 ``prepare`` half of the request's handler, which the consumer runs before its transaction
 and without holding a connection while the provider thinks; the last is the ``apply`` half,
-in the consumer's transaction with the event's inbox key (``shared.messaging.PreparedHandler``).
-A crash anywhere leaves either nothing, a pending payment that the redelivered request
-resumes (the provider, asked again with the order id as key, returns the same charge), or
-the settled payment with its event. No path charges twice. Refunds are split the same way,
-keyed by the payment id.
+in the consumer's transaction with the event's inbox key (``shared.messaging``'s
+``PreparedBatchHandler``: a run of answers at once). Attempts made at the same moment share
+one statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves either
+nothing, a pending payment that the redelivered request resumes (the provider, asked again
+with the order id as key, returns the same charge), or the settled payment with its event.
+No path charges twice. Refunds are split the same way, keyed by the payment id.
 
 A pending payment whose request never completes (dead-lettered after the provider charged,
 say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
