@@ -71,12 +71,37 @@ async def test_a_failed_flush_fails_its_callers_and_not_the_next_flush() -> None
     flush.fail_with = RuntimeError("the statement failed")
     coalescer = Coalescer(flush, name="test")
 
+    with pytest.raises(RuntimeError):
+        await coalescer.submit("a", 1)
+    assert await coalescer.submit("a", 1) == 2  # a retry joins a new flush
+
+
+class RefusesBad(Doubler):
+    """A flush that raises whenever it holds the key ``bad``, as a statement fails for all
+    its rows when one of them is refused."""
+
+    async def __call__(self, items: Mapping[str, int]) -> dict[str, int]:
+        if "bad" in items:
+            self.flushes.append(dict(items))
+            raise ValueError("a row was refused")
+        return await super().__call__(items)
+
+
+async def test_a_bad_item_fails_only_its_own_callers() -> None:
+    flush = RefusesBad()
+    coalescer = Coalescer(flush, name="test")
+
     results = await asyncio.gather(
-        coalescer.submit("a", 1), coalescer.submit("b", 2), return_exceptions=True
+        coalescer.submit("a", 1),
+        coalescer.submit("bad", 2),
+        coalescer.submit("c", 3),
+        return_exceptions=True,
     )
 
-    assert [type(result) for result in results] == [RuntimeError, RuntimeError]
-    assert await coalescer.submit("a", 1) == 2  # a retry joins a new flush
+    assert (results[0], results[2]) == (2, 6)
+    assert isinstance(results[1], ValueError)
+    # The flush of all three failed; each key was then flushed alone.
+    assert flush.flushes == [{"a": 1, "bad": 2, "c": 3}, {"a": 1}, {"bad": 2}, {"c": 3}]
 
 
 async def test_a_key_the_flush_leaves_out_fails_alone() -> None:

@@ -8,8 +8,10 @@ one key and nobody waits for anybody; under load the round trip and the statemen
 cost are paid once per flush instead of once per call. One flush runs at a time.
 
 Callers with the same key while it waits share its one item (the first caller's) and its
-result. A flush that raises fails every caller in it, each of which may retry: its retry
-joins a later flush. A caller that is cancelled leaves the flush to the others.
+result. A flush of several keys that raises is not any one caller's failure: which item is
+at fault is unknown, so each key is then flushed alone, and a bad item fails only its own
+callers (one key's flush that raises fails them; they may retry, and a retry joins a later
+flush). A caller that is cancelled leaves the flush to the others.
 """
 
 from __future__ import annotations
@@ -58,23 +60,34 @@ class Coalescer(Generic[K, V, R]):
                 keys = list(self._waiting)[: self.max_items]
                 taken = {key: self._waiting.pop(key) for key in keys}
                 try:
-                    results = await self._flush({key: item for key, (item, _) in taken.items()})
-                except Exception as exc:
-                    for _, future in taken.values():
-                        future.set_exception(exc)
-                    continue
+                    await self._hand_out(taken)
                 except BaseException:  # this task cancelled: nobody is left waiting forever
                     for _, future in [*taken.values(), *self._waiting.values()]:
-                        future.cancel()
+                        if not future.done():
+                            future.cancel()
                     self._waiting.clear()
                     raise
-                for key, (_, future) in taken.items():
-                    if key in results:
-                        future.set_result(results[key])
-                    else:
-                        future.set_exception(LookupError(f"{self.name}: no result for {key!r}"))
         finally:
             self._flushing = None
+
+    async def _hand_out(self, taken: dict[K, tuple[V, asyncio.Future[R]]]) -> None:
+        """Flush ``taken`` and give each caller its result; if a flush of several raises,
+        flush each key alone (module doc)."""
+        try:
+            results = await self._flush({key: item for key, (item, _) in taken.items()})
+        except Exception as exc:
+            if len(taken) == 1:
+                [(_, future)] = taken.values()
+                future.set_exception(exc)
+                return
+            for key, entry in taken.items():
+                await self._hand_out({key: entry})
+            return
+        for key, (_, future) in taken.items():
+            if key in results:
+                future.set_result(results[key])
+            else:
+                future.set_exception(LookupError(f"{self.name}: no result for {key!r}"))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

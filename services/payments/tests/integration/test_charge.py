@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payments.payment import repository
+from payments.payment import repository, service
 from payments.payment.models import Payment, PaymentStatus
 from payments.provider import FakeProvider, ProviderUnavailableError
 from payments.provider.models import FakeProviderCharge
@@ -437,3 +437,25 @@ async def test_charges_asked_together_under_one_key_get_the_one_charge(
         idempotency_key="order-b", amount=good, payment_token="tok_visa"
     )
     assert again == charges[2]
+
+
+async def test_an_attempt_the_database_refuses_fails_alone_not_those_recorded_with_it(
+    payments: Payments,
+) -> None:
+    # An amount beyond bigint fails the shared insert for every row in it; the recorder
+    # then records each attempt alone, so the sound requests arriving with it still go on.
+    recorder = service.AttemptRecorder(payments.sessionmaker)
+    sound = [payment_requested("tok_visa") for _ in range(2)]
+    refused = payment_requested("tok_visa", amount=2**63)
+
+    results = await asyncio.gather(
+        *(recorder.record(event.payload(PaymentRequested)) for event in [*sound, refused]),
+        return_exceptions=True,
+    )
+
+    assert [type(result) for result in results[:2]] == [Payment, Payment]
+    assert isinstance(results[2], Exception)
+    assert {(await payments.payment_of(order_of(event))).status for event in sound} == {
+        PaymentStatus.PENDING
+    }
+    assert await payments.payment_count() == 2

@@ -22,8 +22,8 @@ class Price:
     active: bool
 
 
-# POST /orders reads the prices it charges in its first statement, with the key's lock
-# (``orders.order.repository.LOCK_IDEMPOTENCY_KEY``): one round trip less.
+# POST /orders reads the prices it charges in its first statement, with the key's record
+# (``orders.order.repository.KEY_AND_PRICES``): one round trip less.
 
 
 @dataclass(frozen=True)

@@ -156,14 +156,13 @@ async def place_order(
         )
         if placement is repository.Placement.KEY_TAKEN:
             # A request with this key committed after the record's read: answer what it
-            # was answered.
+            # was answered (its record cannot be pruned yet: it has not expired).
             record = await repository.get_idempotency_record(db, user_id=principal.user_id, key=key)
-    if placement is repository.Placement.KEY_TAKEN and record is not None:
-        return _replay(record, fingerprint)
+            if record is not None:
+                return _replay(record, fingerprint)
     if placement is not repository.Placement.PLACED:
-        # A second request with the key while the first is still running (or its record
-        # gone again, which it cannot be before it expires): 409 at once rather than
-        # waiting on the first (the IETF draft's "in flight" answer).
+        # A second request with the key while the first is still running: 409 at once
+        # rather than waiting on it (the IETF draft's "in flight" answer).
         raise IdempotencyKeyInFlight(
             "A request with this Idempotency-Key is still being processed; retry later."
         )
