@@ -1,0 +1,58 @@
+"""The benchmark's search for the rate the saga sustains (bench/shop/orders.py): the next rate
+to try, what counts as keeping pace, and the row it reports. No load is sent here."""
+
+from __future__ import annotations
+
+from bench.shop.orders import (
+    KEEPS_PACE_P99_MS,
+    OrderFigures,
+    Probe,
+    keeps_pace,
+    next_rate,
+    sustained_row,
+)
+from bench.shop.stats import Figures
+
+
+def _figures(*, p99: float, unconfirmed: int = 0, post_errors: int = 0) -> OrderFigures:
+    post = Figures("POST /orders (x)", 200.0, "req/s", 10.0, 20.0, 30.0, errors=post_errors)
+    saga = Figures(
+        "placed→confirmed (x)", 195.0, "confirmed/s", 300.0, 500.0, p99, errors=unconfirmed
+    )
+    return OrderFigures(post, saga)
+
+
+def test_the_search_steps_up_from_a_kept_rate_and_down_from_a_missed_one() -> None:
+    assert next_rate(kept=200, missed=None) == 230
+    assert next_rate(kept=None, missed=230) == 200
+
+
+def test_the_search_halves_the_gap_and_stops_once_it_is_small() -> None:
+    assert next_rate(kept=200, missed=230) == 215
+    assert next_rate(kept=200, missed=206) is None  # 3% of 200
+
+
+def test_keeping_pace_means_every_order_confirmed_within_the_bound() -> None:
+    assert keeps_pace(_figures(p99=KEEPS_PACE_P99_MS))
+    assert not keeps_pace(_figures(p99=KEEPS_PACE_P99_MS + 1))
+    assert not keeps_pace(_figures(p99=100.0, unconfirmed=1))
+    assert not keeps_pace(_figures(p99=100.0, post_errors=1))
+
+
+def test_the_row_is_the_highest_rate_kept_and_names_every_probe() -> None:
+    tried = [
+        Probe(180, _figures(p99=400.0), True, {"orders": 1.0}),
+        Probe(207, _figures(p99=4000.0), False, {"orders": 1.1}),
+        Probe(194, _figures(p99=700.0), True, {"orders": 1.2}),
+    ]
+    row = sustained_row(tried)
+    assert row is not None
+    assert row.scenario == "placed→confirmed (sustained)"
+    assert row.p99 == 700.0
+    assert row.extra["offered"] == 194
+    assert row.extra["cpu_ms_per_order"] == {"orders": 1.2}
+    assert "180 kept, 207 behind, 194 kept" in row.note
+
+
+def test_no_row_when_no_rate_was_kept() -> None:
+    assert sustained_row([Probe(180, _figures(p99=4000.0), False, {})]) is None
