@@ -3,12 +3,15 @@ to try, what counts as keeping pace, and the row it reports. No load is sent her
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from bench.shop.orders import (
     KEEPS_PACE_P99_MS,
     OrderFigures,
     Probe,
     keeps_pace,
     next_rate,
+    quarter_medians,
     sustained_row,
 )
 from bench.shop.stats import Figures
@@ -56,3 +59,13 @@ def test_the_row_is_the_highest_rate_kept_and_names_every_probe() -> None:
 
 def test_no_row_when_no_rate_was_kept() -> None:
     assert sustained_row([Probe(180, _figures(p99=4000.0), False, {})]) is None
+
+
+def test_quarter_medians_follow_placement_order() -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    # Placed one per second; each waits a second longer than the one before it.
+    confirmed = [
+        (start + timedelta(seconds=i), start + timedelta(seconds=2 * i + 1)) for i in range(8)
+    ]
+    assert quarter_medians(list(reversed(confirmed))) == [2000.0, 4000.0, 6000.0, 8000.0]
+    assert quarter_medians(confirmed[:3]) == []
