@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
 PACKAGES := libs/shared services/inventory services/orders services/payments gateway
 SERVICES := gateway inventory orders payments
-PY_DIRS := libs services gateway infra tests
+PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
@@ -62,7 +62,7 @@ fmt: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff format $(PY_DIRS)
 
 typecheck: $(STAMP) ## mypy --strict over every package and the tests
-	$(BIN)/mypy libs/shared/src libs/shared/tests services/*/src services/*/tests gateway/src gateway/tests infra tests
+	$(BIN)/mypy libs/shared/src libs/shared/tests services/*/src services/*/tests gateway/src gateway/tests infra tests bench
 
 archcheck: $(STAMP) ## import-linter: services and gateway import only shared
 	$(BIN)/lint-imports

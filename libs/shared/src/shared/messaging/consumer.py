@@ -70,6 +70,7 @@ from shared.messaging import metrics
 from shared.messaging.broker import Broker
 from shared.messaging.envelope import Envelope, MalformedEventError, decode
 from shared.messaging.inbox import InboxMixin, claim_events, inbox_table, prune_inbox
+from shared.messaging.linger import Linger
 from shared.messaging.outbox import deferring_events
 from shared.messaging.topology import DeclaredQueue, declare_queue
 from shared.settings import BaseServiceSettings
@@ -167,6 +168,7 @@ class RunningConsumer:
         self._pruner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._linger = Linger(settings.consumer_linger_ms)
 
     @property
     def queue(self) -> AbstractQueue:
@@ -262,6 +264,9 @@ class RunningConsumer:
 
     async def _run_batches(self) -> None:
         try:
+            # A runner starts when a delivery finds the consumer idle; while batches come
+            # close together, the deliveries right behind it share its batch.
+            await self._linger.wait()
             while self._waiting:
                 # The next batch: the oldest delivery, once ready, and every one after it
                 # that is ready too. A delivery still preparing ends the batch, so one slow
@@ -280,6 +285,7 @@ class RunningConsumer:
                     self._in_flight -= len(taken)
                     if self._in_flight == 0:
                         self._idle.set()
+                    self._linger.batch_ended()
         finally:
             self._batch_runners -= 1
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import qualified_name
 from shared.messaging import metrics
 from shared.messaging.broker import Broker, OutgoingMessage
+from shared.messaging.linger import Linger
 from shared.messaging.outbox import Outbox
 from shared.settings import BaseServiceSettings
 
@@ -61,6 +62,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._db: asyncpg.Connection | None = None  # batches and LISTEN (module doc)
         self._batch_lock = asyncio.Lock()  # one batch at a time on that connection
+        self._linger = Linger(settings.outbox_linger_ms)
         self._last_gauge = 0.0
         self._last_prune = 0.0
         self._table_label = outbox.table.fullname
@@ -171,6 +173,7 @@ class OutboxRelay:
             try:
                 self._wake.clear()
                 sent = await self.relay_batch()
+                self._linger.batch_ended()
                 backoff = FIRST_BACKOFF_SECONDS
                 if sent >= self.settings.outbox_batch_size:
                     continue  # more is waiting: no pause
@@ -186,9 +189,13 @@ class OutboxRelay:
             await self._pause(self.settings.outbox_poll_interval_seconds)
 
     async def _pause(self, seconds: float) -> None:
-        """Sleep until a NOTIFY, a stop, or ``seconds``, whichever comes first."""
+        """Sleep until a NOTIFY, a stop, or ``seconds``, whichever comes first; after a NOTIFY
+        while batches come close together, a moment more, so that the commits right behind
+        share the next batch (``shared.messaging.linger``)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+        if self._wake.is_set() and not self._stopping.is_set():
+            await self._linger.wait()
 
     async def _connection(self) -> asyncpg.Connection:
         """The relay's own connection, opened (and LISTENing) if it is not open."""

@@ -1,4 +1,4 @@
-"""The benchmark's search for the rate the saga sustains (bench/shop/orders.py): the next rate
+"""The benchmark's search for the rate the saga sustains (orders.py): the next rate
 to try, what counts as keeping pace, and the row it reports. No load is sent here."""
 
 from __future__ import annotations
