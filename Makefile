@@ -85,7 +85,7 @@ fuzz: check-servers ## Schemathesis against the gateway's merged OpenAPI, authen
 faults: check-servers ## Crash a worker, stop the broker, cut database connections, replay a DLQ; then check the books
 	$(BIN)/pytest -m faults tests $(PYTEST_ARGS)
 
-bench: check-servers ## Load benchmarks (127.0.0.1 only, ~10 min): figures and bench/results/<date>.md, never pass or fail
+bench: check-servers ## Load benchmarks (127.0.0.1 only, ~12 min): figures and bench/results/<date>.md, never pass or fail
 	$(BIN)/python -m bench.shop $(BENCH_ARGS)
 	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
 	$(BIN)/python -m bench.gateway $(GATEWAY_BENCH_ARGS)

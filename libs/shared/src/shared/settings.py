@@ -68,14 +68,14 @@ class BaseServiceSettings(BaseSettings):
     # Messaging (shared.messaging): consumers, relay and topology.
     broker_prefetch: int = Field(default=100, ge=1)  # unacked messages per consumer channel
     # Waits before a batch while batches come close together (shared.messaging.linger).
-    consumer_linger_ms: float = Field(default=8.0, ge=0, le=1000)
+    consumer_linger_ms: float = Field(default=4.0, ge=0, le=1000)
     broker_delivery_limit: int = Field(default=5, ge=0)  # redeliveries before the DLQ
     broker_heartbeat_seconds: int = Field(default=30, ge=0)  # AMQP heartbeat; 0 disables
     broker_reconnect_interval_seconds: float = Field(default=1.0, gt=0)  # robust reconnect pause
     broker_publish_timeout_seconds: float = Field(default=10.0, gt=0)  # wait for a confirm
     outbox_batch_size: int = Field(default=500, ge=1)  # rows a relay claims per transaction
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)  # fallback when no NOTIFY
-    outbox_linger_ms: float = Field(default=8.0, ge=0, le=1000)  # the relay's, the same way
+    outbox_linger_ms: float = Field(default=4.0, ge=0, le=1000)  # the relay's, the same way
     outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)  # cap on retry pauses
     outbox_retention_hours: float = Field(default=72.0, gt=0)  # sent rows older are pruned
     # Inbox keys older than this are pruned: it must outlast any late copy of an event.
