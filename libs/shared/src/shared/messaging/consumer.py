@@ -38,13 +38,15 @@ given one event at a time, so the rules above still hold per event. A
 
 Batches: deliveries that arrive while a transaction is busy wait, and the next transaction
 takes all of them (up to ``Consumer.max_batch``; of prepared ones, those prepared, as above):
-one claim of every inbox key, the handlers in
-delivery order, one commit, then the acks. Under load the begin, claim, commit and ack are
-paid once per batch instead of once per event; at a trickle every batch holds one event and
-nothing waits. If a handler in a batch raises, the batch rolls back, that event alone is
-returned (as above) and the others try again together. A deadlock or serialization failure
-between batches, or a database outage past the in-place retries, is no event's fault: the
-batch's events are then handled one per transaction. So the rules above hold per event.
+one claim of every inbox key, the handlers in delivery order, one commit, then the acks.
+Under load the begin, claim, commit and ack are paid once per batch instead of once per
+event; at a trickle every batch holds one event and nothing waits. While batches come close
+together, a runner that finds the consumer idle waits ``consumer_linger_ms`` before its
+first batch, so the deliveries right behind share it (``shared.messaging.linger``). If a
+handler in a batch raises, the batch rolls back, that event alone is returned (as above)
+and the others try again together. A deadlock or serialization failure between batches, or
+a database outage past the in-place retries, is no event's fault: the batch's events are
+then handled one per transaction. So the rules above hold per event.
 """
 
 from __future__ import annotations
