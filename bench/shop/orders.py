@@ -7,12 +7,12 @@ so a backlog that the saga works off after the load stops counts against it.
 
 That figure, from a closed loop, is the saga's rate under overload: POSTs are accepted
 faster than the saga confirms them and the backlog grows through the run. The deeper the
-backlog, the larger each consumer's batches and the less CPU an order costs, so the closed
-loop shows a rate no steady load of that size gets with a wait a customer would accept (at
-180/s offered on a slow hour, the wait grew to 4 s and stayed there). The rate the shop
-*sustains* is the highest fixed offered rate the saga keeps pace with
-(``find_sustained_rate``): every order confirmed, and p99 placed → confirmed within
-``KEEPS_PACE_P99_MS``.
+backlog, the larger each consumer's batches and the less CPU an order costs, while the extra
+POSTs take cores from the saga, so it can err either way from what a steady load gets (at
+180/s offered on a slow hour, the closed loop having shown 183/s, the wait grew to 4 s and
+stayed there). The rate the shop *sustains* is the highest fixed offered rate the saga keeps
+pace with (``find_sustained_rate``): every order confirmed, and p99 placed → confirmed
+within ``KEEPS_PACE_P99_MS``.
 """
 
 from __future__ import annotations
