@@ -147,6 +147,8 @@ def keeps_pace(figures: OrderFigures) -> bool:
 
 @dataclass(frozen=True)
 class Probe:
+    """One fixed-rate run of the search: what it was offered, measured and spent."""
+
     rate: float
     figures: OrderFigures
     kept_pace: bool
