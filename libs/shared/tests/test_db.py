@@ -13,7 +13,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import db as db_module
-from shared.db import create_engine, create_sessionmaker, database_unavailable, driver_connection
+from shared.db import (
+    autocommit_connection,
+    create_engine,
+    create_sessionmaker,
+    database_unavailable,
+    driver_connection,
+)
 
 from .conftest import SampleSettings
 
@@ -159,3 +165,40 @@ async def test_a_connection_cut_before_asyncpg_read_the_news_is_pinged_and_repla
     # Checked out again at once, so it is not pinged for being idle.
     _terminate_without_yielding(first)
     assert await _backend_pid(one_connection) not in (first, 0)
+
+
+async def _autocommit_backend_pid(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with autocommit_connection(sessionmaker) as db:
+        return int(await db.fetchval("SELECT pg_backend_pid()"))
+
+
+async def test_an_autocommit_connection_that_failed_for_the_database_is_not_pooled_again(
+    one_connection: async_sessionmaker[AsyncSession],
+) -> None:
+    # Found by the fault tests under load: a connection the server cut while it sat idle can
+    # be handed out before asyncpg noticed the closed socket; its statement raises
+    # InternalClientError, and pooled again it failed the next request too.
+    first = await _autocommit_backend_pid(one_connection)
+    broken = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    assert database_unavailable(broken)
+
+    async def fail_on_the_pooled_connection() -> None:
+        async with autocommit_connection(one_connection) as db:
+            assert await db.fetchval("SELECT pg_backend_pid()") == first
+            raise broken
+
+    with pytest.raises(asyncpg.exceptions.InternalClientError):
+        await fail_on_the_pooled_connection()
+    assert await _autocommit_backend_pid(one_connection) not in (first, 0)
+
+
+async def test_an_autocommit_connection_survives_the_statements_own_errors(
+    one_connection: async_sessionmaker[AsyncSession],
+) -> None:
+    first = await _autocommit_backend_pid(one_connection)
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with autocommit_connection(one_connection) as db:
+            await db.fetchval("SELECT 1 / 0")
+    assert await _autocommit_backend_pid(one_connection) == first

@@ -123,6 +123,7 @@ async def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
         (asyncpg.UntranslatableCharacterError("unsupported Unicode escape sequence"), 422),
         (asyncpg.ConnectionDoesNotExistError("connection was closed"), 503),
         (asyncpg.InterfaceError("cannot perform operation: connection is closed"), 503),
+        (asyncpg.exceptions.InternalClientError("another operation is in progress"), 503),
     ],
 )
 async def test_driver_errors_are_answered_as_the_dialects_are(

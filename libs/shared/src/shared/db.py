@@ -168,7 +168,15 @@ async def autocommit_connection(
         raise TypeError("autocommit_connection needs an engine or a sessionmaker bound to one")
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
-        yield raw.driver_connection
+        try:
+            yield raw.driver_connection
+        except BaseException as exc:
+            if database_unavailable(exc):
+                # SQLAlchemy never saw the statement fail, so it would pool the connection
+                # again: one the server cut, or whose protocol is mid-operation, would fail
+                # whoever took it next.
+                await connection.invalidate(exc)
+            raise
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -200,9 +208,13 @@ def database_unavailable(exc: BaseException) -> bool:
         cause = exc.orig
     # Statements on the driver connection raise asyncpg's errors as they are: a connection
     # lost mid-statement carries SQLSTATE 08003 (below), one used after it closed is an
-    # InterfaceError without a SQLSTATE. (A bare OSError is not counted: it may come from
+    # InterfaceError without a SQLSTATE. One the server cut while it sat idle in the pool can
+    # be handed out in the instant between asyncpg reading the server's goodbye (which leaves
+    # its protocol waiting for a sync that never comes) and noticing the closed socket: the
+    # next statement raises InternalClientError ("cannot switch to state 12; another
+    # operation (2) is in progress"). (A bare OSError is not counted: it may come from
     # anything a handler calls, and is then that event's failure.)
-    if isinstance(cause, asyncpg.InterfaceError):
+    if isinstance(cause, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
         return True
     sqlstate = getattr(cause, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)

@@ -122,15 +122,19 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 
 
-_DATABASE_ERRORS = (DBAPIError, PoolTimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_DATABASE_ERRORS = (
+    DBAPIError,
+    PoolTimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 async def _database_error(request: Request, exc: Exception) -> Response:
     # SQLAlchemy's errors, or asyncpg's own from statements on the driver connection
     # (``shared.db.driver_connection``): the same rules for both.
-    assert isinstance(
-        exc, DBAPIError | PoolTimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError
-    )
+    assert isinstance(exc, _DATABASE_ERRORS)
     if database_unavailable(exc):
         # Not a fault of this request, and gone in a moment: a client may retry (with its
         # Idempotency-Key), so say so instead of a 500.
