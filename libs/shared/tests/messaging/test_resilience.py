@@ -7,6 +7,7 @@ import subprocess
 
 import aio_pika
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from shared.health import ReadinessCheck
 from shared.messaging import Broker, register_broker_check, run_worker
@@ -48,6 +49,32 @@ async def test_consumers_resume_after_a_broker_restart_and_handle_every_event_on
     after = await harness.emit(30)
     await wait_until(lambda: harness.applied(name, 90), what="every event handled", seconds=60)
     assert await harness.effects(name) == dict.fromkeys([*before, *during, *after], 1)
+
+
+async def test_a_relay_whose_database_connection_was_cut_reconnects_and_loses_nothing(
+    harness: Harness,
+) -> None:
+    name = "relay-cut"
+    await harness.consumer(name)
+    await harness.relay()
+    before = await harness.emit(20)
+    await wait_until(lambda: harness.applied(name, 20), what="first events handled")
+
+    # The relay's own connection (its batches and its LISTEN), found as an operator would.
+    async with harness.engine.connect() as connection:
+        cut = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": f"{harness.settings.service_name}-relay"},
+        )
+    assert cut == 1
+
+    after = await harness.emit(20)  # no NOTIFY reaches a cut LISTEN: polling finds them
+    await wait_until(lambda: harness.applied(name, 40), what="every event handled")
+    assert await harness.effects(name) == dict.fromkeys([*before, *after], 1)
+    assert await harness.unsent() == 0
 
 
 async def test_two_relays_and_two_consumers_apply_each_effect_exactly_once(

@@ -135,7 +135,12 @@ class OutboxRelay:
                     failed = [(m, e) for m, e in pairs if e is not None]
                     await self._mark_sent(db, confirmed)
                     await self._record_failures(db, failed)
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            except (
+                asyncpg.PostgresConnectionError,
+                asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError,  # a connection cut mid-protocol
+                OSError,
+            ):
                 await self._close_connection()  # the next batch opens a new one
                 raise
         for message in confirmed:
