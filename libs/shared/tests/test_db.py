@@ -202,3 +202,17 @@ async def test_an_autocommit_connection_survives_the_statements_own_errors(
         async with autocommit_connection(one_connection) as db:
             await db.fetchval("SELECT 1 / 0")
     assert await _autocommit_backend_pid(one_connection) == first
+
+
+async def test_a_roles_connections_carry_its_name_beside_the_services(database: str) -> None:
+    settings = SampleSettings(db_user="postgres")
+    for role, expected in (
+        ("", settings.service_name),
+        ("worker", f"{settings.service_name}-worker"),
+    ):
+        engine = create_engine(settings, role=role)
+        try:
+            async with autocommit_connection(engine) as db:
+                assert await db.fetchval("SELECT current_setting('application_name')") == expected
+        finally:
+            await engine.dispose()

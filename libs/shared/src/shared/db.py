@@ -43,8 +43,12 @@ def qualified_name(table: Table) -> str:
     return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
-def create_engine(settings: BaseServiceSettings) -> AsyncEngine:
-    """The process's engine: pool sizes from settings, search path pinned to its schema."""
+def create_engine(settings: BaseServiceSettings, *, role: str = "") -> AsyncEngine:
+    """The process's engine: pool sizes from settings, search path pinned to its schema.
+
+    Its connections are named ``<service>`` in ``pg_stat_activity``, or ``<service>-<role>``
+    (``orders-worker``), so that an app's backends and its worker's can be told apart.
+    """
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -54,7 +58,9 @@ def create_engine(settings: BaseServiceSettings) -> AsyncEngine:
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             "server_settings": {
-                "application_name": settings.service_name,
+                "application_name": f"{settings.service_name}-{role}"
+                if role
+                else settings.service_name,
                 "search_path": settings.db_schema,
             },
         },

@@ -24,7 +24,7 @@ async def run(
 ) -> None:
     """Run until ``stop`` is set (or a signal arrives)."""
     stop = stop or asyncio.Event()
-    engine = create_engine(settings)
+    engine = create_engine(settings, role="worker")
     sweeper = asyncio.create_task(
         run_sweeper(sessionmaker=create_sessionmaker(engine), settings=settings, stop=stop),
         name="reservation sweeper",

@@ -61,7 +61,7 @@ async def run(
 ) -> None:
     """Run the worker until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
-    engine = create_engine(settings)
+    engine = create_engine(settings, role="worker")
     sweeper = asyncio.create_task(
         run_sweeper(engine=engine, settings=settings, stop=stop), name="orders sweeper"
     )

@@ -28,7 +28,7 @@ async def run(
     stop = stop or asyncio.Event()
     # The engine is ours, not the runner's: the handlers and the reconciler need its
     # sessionmaker for the attempt records and the fake provider's memory.
-    engine = create_engine(settings)
+    engine = create_engine(settings, role="worker")
     sessionmaker = create_sessionmaker(engine)
     provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)

@@ -47,7 +47,7 @@ async def run_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     own_engine = engine is None
-    engine = engine or create_engine(settings)
+    engine = engine or create_engine(settings, role="worker")
     broker = Broker(settings)
     running = [
         RunningConsumer(
