@@ -22,7 +22,7 @@ import asyncpg
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import qualified_name
+from shared.db import database_unavailable, qualified_name
 from shared.messaging import metrics
 from shared.messaging.broker import Broker, OutgoingMessage
 from shared.messaging.linger import Linger
@@ -135,13 +135,11 @@ class OutboxRelay:
                     failed = [(m, e) for m, e in pairs if e is not None]
                     await self._mark_sent(db, confirmed)
                     await self._record_failures(db, failed)
-            except (
-                asyncpg.PostgresConnectionError,
-                asyncpg.InterfaceError,
-                asyncpg.exceptions.InternalClientError,  # a connection cut mid-protocol
-                OSError,
-            ):
-                await self._close_connection()  # the next batch opens a new one
+            except Exception as exc:
+                # Lost, cut mid-protocol or refused by a database going away: the next
+                # batch opens a new connection (the one classification: shared.db).
+                if database_unavailable(exc) or isinstance(exc, OSError):
+                    await self._close_connection()
                 raise
         for message in confirmed:
             metrics.EVENTS_PUBLISHED.labels(message.event_type).inc()
