@@ -9,6 +9,7 @@ from bench.shop.orders import (
     KEEPS_PACE_P99_MS,
     OrderFigures,
     Probe,
+    confirmation_rate,
     keeps_pace,
     next_rate,
     quarter_medians,
@@ -69,3 +70,21 @@ def test_quarter_medians_follow_placement_order() -> None:
     ]
     assert quarter_medians(list(reversed(confirmed))) == [2000.0, 4000.0, 6000.0, 8000.0]
     assert quarter_medians(confirmed[:3]) == []
+
+
+def test_the_confirmed_rate_is_the_confirmations_own_from_first_to_last() -> None:
+    start = datetime(2026, 12, 5, tzinfo=UTC)
+    # 101 orders placed 10 ms apart, each confirmed 300 ms later: a steady 100/s, which the
+    # first placement to the last confirmation (1.3 s for 101) would read as 77.7/s.
+    steady = [
+        (start + timedelta(milliseconds=10 * i), start + timedelta(milliseconds=10 * i + 300))
+        for i in range(101)
+    ]
+    assert confirmation_rate(steady) == 100.0
+    # The same orders confirmed while a backlog grows, each 10 ms later than the one
+    # before it: the confirmations come at 50/s, and so does the figure.
+    behind = [
+        (placed, done + (done - start) - timedelta(milliseconds=300)) for placed, done in steady
+    ]
+    assert round(confirmation_rate(behind), 6) == 50.0
+    assert confirmation_rate(steady[:1]) == 0.0
