@@ -285,6 +285,7 @@ def main() -> None:
         "soak",
     }
     result = report.Report(machine=machine.describe(), load_before=machine.load_average())
+    print(f"the cores' speed: a Python loop at {result.machine['python_loop']} M iterations/s")
     result.command = (
         "make bench" if len(sys.argv) == 1 else "python -m bench.shop " + " ".join(sys.argv[1:])
     )

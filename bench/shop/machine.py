@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 
 
 def _command(*argv: str) -> str:
@@ -13,6 +14,21 @@ def _command(*argv: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"
+
+
+def python_speed(iterations: int = 2_000_000, repeats: int = 3) -> float:
+    """Thousands of iterations per second of a plain Python loop on one core, the best of
+    ``repeats``: the speed of the machine's cores for the platform's own processes, which
+    varies by the hour as pgbench's does (a run's rates compare with another's only at
+    similar speeds)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for number in range(iterations):
+            total += number
+        best = min(best, time.perf_counter() - started)
+    return iterations / best / 1000
 
 
 def load_average() -> tuple[float, float, float]:
@@ -34,6 +50,7 @@ def describe() -> dict[str, str]:
         "rabbitmq": _command("rabbitmqctl", "-q", "version"),
         "redis": _command("redis-server", "--version").split()[2].removeprefix("v="),
         "nginx": _nginx_version(),
+        "python_loop": f"{python_speed() / 1000:.1f}",
     }
 
 

@@ -56,7 +56,9 @@ def markdown(report: Report, chart: str) -> str:
         "",
         f"Machine: {m['cores']} cores, {m['memory']}, Python {m['python']}, PostgreSQL "
         f"{m['postgres']}, RabbitMQ {m['rabbitmq']}, Redis {m['redis']}, nginx {m['nginx']}; "
-        "every process (platform, load generator, servers) on this one machine.",
+        "every process (platform, load generator, servers) on this one machine. The cores' "
+        f"speed this hour: a plain Python loop at {m['python_loop']} M iterations/s on one "
+        "(best of 3 at the start; it varies by the hour, as pgbench's rate does).",
         f"Load average before: {' / '.join(f'{x:.2f}' for x in report.load_before)}; after: "
         f"{' / '.join(f'{x:.2f}' for x in report.load_after)} (1 / 5 / 15 min; other "
         "engineers' test runs share the cores, so rates are lower bounds and ratios between "
