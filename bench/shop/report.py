@@ -156,10 +156,11 @@ def chart(rows: list[Figures], path: Path) -> None:
         )
     latency.set_yticks(list(positions), [r.scenario for r in with_latency])
     latency.invert_yaxis()
-    latency.set_xscale("log")
-    latency.set_xlabel("latency, ms (log scale)")
     latency.set_title("Latency percentiles per scenario")
-    latency.legend()
+    if with_latency:  # a run of references only (``--only pgbench``) has none to scale
+        latency.set_xscale("log")
+        latency.set_xlabel("latency, ms (log scale)")
+        latency.legend()
     figure.savefig(path, dpi=90)
     plt.close(figure)
 
