@@ -88,3 +88,18 @@ def test_the_confirmed_rate_is_the_confirmations_own_from_first_to_last() -> Non
     ]
     assert round(confirmation_rate(behind), 6) == 50.0
     assert confirmation_rate(steady[:1]) == 0.0
+
+
+def test_the_confirmed_rate_is_never_above_the_rate_orders_were_placed() -> None:
+    start = datetime(2026, 12, 5, tzinfo=UTC)
+    # 101 orders placed 10 ms apart (100/s); the first twenty wait for one batch at 500 ms,
+    # every later one 300 ms: the confirmations span 0.8 s, 125/s, which the saga cannot
+    # have done.
+    bunched = [
+        (
+            start + timedelta(milliseconds=10 * i),
+            start + timedelta(milliseconds=max(10 * i + 300, 500)),
+        )
+        for i in range(101)
+    ]
+    assert confirmation_rate(bunched) == 100.0
