@@ -20,7 +20,7 @@ def _command(*argv: str) -> str:
 def python_speed(
     iterations: int = 2_000_000, repeats: int = 3, clock: Callable[[], float] = time.perf_counter
 ) -> float:
-    """Thousands of iterations per second of a plain Python loop on one core, the best of
+    """Iterations per second of a plain Python loop on one core, the best of
     ``repeats``: the speed of the machine's cores for the platform's own processes, which
     varies by the hour as pgbench's does (a run's rates compare with another's only at
     similar speeds)."""
@@ -31,7 +31,7 @@ def python_speed(
         for number in range(iterations):
             total += number
         best = min(best, clock() - started)
-    return iterations / best / 1000
+    return iterations / best
 
 
 def load_average() -> tuple[float, float, float]:
@@ -53,7 +53,7 @@ def describe() -> dict[str, str]:
         "rabbitmq": _command("rabbitmqctl", "-q", "version"),
         "redis": _command("redis-server", "--version").split()[2].removeprefix("v="),
         "nginx": _nginx_version(),
-        "python_loop": f"{python_speed() / 1000:.1f}",
+        "python_loop": f"{python_speed() / 1e6:.1f}",  # millions per second
     }
 
 
