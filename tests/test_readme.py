@@ -1,15 +1,20 @@
-"""The README stays true: it names every setting and every make target."""
+"""The documents stay true: every setting and make target is documented, every link resolves
+inside the repository, and the README stays a front door."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from shared.settings import BaseServiceSettings
 from tests.services import ROOT, SERVICES, Service
 
-README = (ROOT / "README.md").read_text()
+README = ROOT / "README.md"
+SETTINGS = ROOT / "docs" / "settings.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md")), ROOT / "bench" / "CHANGES.md"]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def _documented_names(service: Service) -> list[str]:
@@ -23,14 +28,32 @@ def _documented_names(service: Service) -> list[str]:
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
-def test_every_setting_is_in_the_readme(service: Service) -> None:
-    missing = [name for name in _documented_names(service) if f"`{name}`" not in README]
-    assert not missing, f"README.md does not document: {', '.join(missing)}"
+def test_every_setting_is_in_the_settings_reference(service: Service) -> None:
+    text = SETTINGS.read_text()
+    missing = [name for name in _documented_names(service) if f"`{name}`" not in text]
+    assert not missing, f"docs/settings.md does not document: {', '.join(missing)}"
 
 
 def test_every_make_target_is_in_the_readme() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = re.findall(r"^([a-z0-9-]+):.*## ", makefile, re.MULTILINE)
     assert targets
-    missing = [target for target in targets if f"`make {target}`" not in README]
+    text = README.read_text()
+    missing = [target for target in targets if f"`make {target}`" not in text]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_the_readme_is_a_front_door_of_at_most_300_lines() -> None:
+    assert len(README.read_text().splitlines()) <= 300
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_link_resolves_inside_the_repository(document: Path) -> None:
+    broken = []
+    for target in LINK.findall(document.read_text()):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        path = (document.parent / target.split("#")[0]).resolve()
+        if not path.is_relative_to(ROOT.resolve()) or not path.exists():
+            broken.append(target)
+    assert not broken, f"{document.name} links outside the repository or to nothing: {broken}"
