@@ -266,7 +266,7 @@ async def claim_due_refunds(
         .with_for_update(skip_locked=True, of=OwedRefund)
         .execution_options(populate_existing=True)
     )
-    return [(owed, payment) for owed, payment in (await session.execute(statement)).tuples()]
+    return [(owed, payment) for owed, payment in (await session.execute(statement)).all()]
 
 
 @dataclass(frozen=True, slots=True)
