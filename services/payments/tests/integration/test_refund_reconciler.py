@@ -200,7 +200,7 @@ async def test_two_reconcilers_at_once_make_each_owed_refund_once(payments: Paym
     assert sum(result.refunded for result in results) == 6
     assert counting.refund_calls == 6  # shared out: no refund was asked for twice
     assert await payments.refunds() == 6
-    assert sorted(data["payment_id"] for data in refunded_events(await payments.events())) == (
+    assert sorted(str(data["payment_id"]) for data in refunded_events(await payments.events())) == (
         sorted(str(payment.id) for payment in owed)
     )
 

@@ -241,10 +241,14 @@ async def refuse_refund(
 
 
 async def close_owed_refund(session: AsyncSession, *, payment_id: uuid.UUID) -> None:
-    """The payment's refund, if it was owed, is made: nothing is retried any more."""
+    """The payment's refund is made: a record of it as owed (or refused, then asked for
+    again and made) is closed, so it is neither retried nor counted any more."""
     await session.execute(
         update(OwedRefund)
-        .where(OwedRefund.payment_id == payment_id, OwedRefund.status == RefundStatus.OWED.value)
+        .where(
+            OwedRefund.payment_id == payment_id,
+            OwedRefund.status != RefundStatus.REFUNDED.value,
+        )
         .values(status=RefundStatus.REFUNDED.value, next_attempt_at=None, updated_at=func.now())
     )
 

@@ -1,4 +1,4 @@
-"""Business rules of payments and their transaction boundaries; the only writer of the outbox.
+"""Business rules of charges and their transaction boundaries (refunds: ``refunds``).
 
 Charging follows one rule: record the attempt (committed), ask the provider outside any
 transaction of ours, then record the answer and its event together. The first two are the
@@ -9,7 +9,8 @@ in the consumer's transaction with the event's inbox key (``shared.messaging``'s
 one statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves either
 nothing, a pending payment that the redelivered request resumes (the provider, asked again
 with the order id as key, returns the same charge), or the settled payment with its event.
-No path charges twice. Refunds follow the same rules (``payments.payment.refunds``).
+No path charges twice. Every request is answered with one outcome event: the settling one,
+or the stored outcome again (orders asks again when an answer went missing).
 
 A pending payment whose request never completes (dead-lettered after the provider charged,
 say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
@@ -139,7 +140,9 @@ async def settle_charges(
 ) -> list[Payment]:
     """``orders.payment_requested``, a run of them in the consumer's transaction (which holds
     their inbox keys): each pending payment takes the provider's answer and its event is
-    written; one statement moves them all. Each request's payment comes back, in order."""
+    written; one statement moves them all. A request whose payment was settled otherwise is
+    answered with the stored outcome (``stored_outcome``). Each request's payment comes back,
+    in order."""
     settled = await _settle_all(
         session,
         [
