@@ -302,3 +302,24 @@ async def test_refund_of_an_unknown_payment_is_skipped_and_owes_nothing(
 
     async with payments.sessionmaker() as session:
         assert (await session.scalars(select(OwedRefund))).all() == []
+
+
+async def test_owed_refund_the_provider_then_refuses_ends_refused_and_is_not_retried(
+    payments: Payments,
+) -> None:
+    payment, _ = await owed_during_an_outage(payments)
+    async with payments.sessionmaker() as session, session.begin():
+        await session.execute(
+            text("UPDATE payments.payments SET provider_charge_id = 'ch_unknown' WHERE id = :id"),
+            {"id": payment.id},
+        )
+    fake(payments).outage(0)
+    later = datetime.now(UTC) + timedelta(hours=1)
+
+    assert await reconcile(payments, at=later) == RefundReconcileResult(0, 0, 1)
+    assert await reconcile(payments, at=later + timedelta(days=1)) == RefundReconcileResult(0, 0, 0)
+
+    owed = await owed_record(payments, payment)
+    assert (owed.status, owed.attempts, owed.next_attempt_at) == (RefundStatus.REFUSED, 2, None)
+    assert owed.last_error == "no captured charge with this id"
+    assert refunded_events(await payments.events()) == []

@@ -259,7 +259,7 @@ async def reconcile_refunds_batch(
             elif answer is _ALREADY_REFUNDED:
                 await repository.close_owed_refund(session, payment_id=payment.id)
             elif isinstance(answer, RefundRefusedError):
-                _refuse(owed, str(answer) or type(answer).__name__)
+                _refuse(owed, str(answer) or type(answer).__name__, now=now)
                 refused += 1
             else:
                 _owe_again(owed, answer, backoff=backoff, now=now)
@@ -302,11 +302,12 @@ def _owe_again(owed: OwedRefund, error: object, *, backoff: RefundBackoff, now: 
     )
 
 
-def _refuse(owed: OwedRefund, reason: str) -> None:
+def _refuse(owed: OwedRefund, reason: str, *, now: datetime) -> None:
     owed.status = RefundStatus.REFUSED.value
     owed.attempts += 1
     owed.next_attempt_at = None
     owed.last_error = reason
+    owed.updated_at = now
     metrics.REFUND_ATTEMPTS.labels("reconciler", "refused").inc()
     logger.error("refund of payment %s refused by the provider: %s", owed.payment_id, reason)
 
