@@ -41,6 +41,13 @@ class PaymentsSettings(BaseServiceSettings):
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
     reconcile_after_seconds: float = Field(default=600.0, gt=0)
     reconcile_batch_size: int = Field(default=50, ge=1, le=1000)
+    # Refunds the provider could not make when asked are owed: kept in the database and retried
+    # by the refund reconciler, the n-th retry after about base * 2**(n-1) seconds (capped,
+    # jittered so that owed refunds spread out), until the provider answers. It looks for
+    # refunds due every interval, so the interval bounds how late a retry may run.
+    refund_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    refund_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    refund_reconcile_interval_seconds: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _reconcile_after_outlasts_a_charge(self) -> PaymentsSettings:
@@ -53,6 +60,15 @@ class PaymentsSettings(BaseServiceSettings):
                 f"reconcile_after_seconds ({self.reconcile_after_seconds}) must exceed the "
                 f"provider retry pauses of one charge ({budget:.1f}s): a payment still being "
                 "charged would be reconciled"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refund_backoff_cap_above_base(self) -> PaymentsSettings:
+        if self.refund_backoff_max_seconds < self.refund_backoff_base_seconds:
+            raise ValueError(
+                f"refund_backoff_max_seconds ({self.refund_backoff_max_seconds}) must be at "
+                f"least refund_backoff_base_seconds ({self.refund_backoff_base_seconds})"
             )
         return self
 

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
 from payments.events import ProcessedEvent
-from payments.payment import service
+from payments.payment import refunds, service
 from payments.provider import PaymentProvider, RetryPolicy
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.messaging import Consumer, Envelope, PreparedBatchHandler, PreparedHandler
@@ -28,6 +28,7 @@ def requests_consumer(
     prefetch.
     """
     retry = RetryPolicy.from_settings(settings)
+    backoff = refunds.RefundBackoff.from_settings(settings)
     attempts = service.AttemptRecorder(sessionmaker)
 
     # Both requests call the provider: prepared handlers, so no transaction and no pooled
@@ -47,15 +48,17 @@ def requests_consumer(
     ) -> None:
         await service.settle_charges(session=session, prepared=prepared)
 
-    async def prepare_refund(event: Envelope) -> service.RefundOutcome:
-        return await service.prepare_refund(
+    # A refund the provider cannot make now is recorded as owed and acknowledged: the refund
+    # reconciler retries it over minutes, where redeliveries would dead-letter it in seconds.
+    async def prepare_refund(event: Envelope) -> refunds.RefundOutcome:
+        return await refunds.prepare_refund(
             sessionmaker=sessionmaker, provider=provider, retry=retry, event=event
         )
 
     async def record_refund(
-        session: AsyncSession, event: Envelope, outcome: service.RefundOutcome
+        session: AsyncSession, event: Envelope, outcome: refunds.RefundOutcome
     ) -> None:
-        await service.record_refund(session=session, event=event, outcome=outcome)
+        await refunds.record_refund(session=session, event=event, outcome=outcome, backoff=backoff)
 
     return Consumer(
         name=CONSUMER_NAME,

@@ -10,6 +10,8 @@ cancelled order makes orders refund it.
 
 Several workers may reconcile at once: batches are claimed with ``FOR UPDATE SKIP LOCKED``, and
 the settle is conditional on ``pending``, so each payment is settled, and announced, once.
+The refund reconciler does the same for refunds owed (``payments.payment.refunds``), every
+``refund_reconcile_interval_seconds``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
-from payments.payment import service
+from payments.payment import refunds, service
 from payments.provider import PaymentProvider
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,41 @@ async def reconcile_once(
         cursor = batch.cursor
 
 
+@dataclass(frozen=True, slots=True)
+class RefundReconcileResult:
+    refunded: int
+    still_owed: int  # retried later, after a longer pause
+    refused: int
+
+
+async def reconcile_refunds_once(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    settings: PaymentsSettings,
+    backoff: refunds.RefundBackoff | None = None,
+    now: datetime | None = None,
+) -> RefundReconcileResult:
+    """One pass over every refund owed and due, batch by batch. A refund still owed is due
+    again only later, so a pass does not ask about it twice."""
+    now = now or datetime.now(UTC)
+    backoff = backoff or refunds.RefundBackoff.from_settings(settings)
+    refunded = still_owed = refused = 0
+    while True:
+        batch = await refunds.reconcile_refunds_batch(
+            sessionmaker=sessionmaker,
+            provider=provider,
+            backoff=backoff,
+            now=now,
+            limit=settings.reconcile_batch_size,
+        )
+        refunded += batch.refunded
+        still_owed += batch.still_owed
+        refused += batch.refused
+        if batch.claimed < settings.reconcile_batch_size:
+            return RefundReconcileResult(refunded, still_owed, refused)
+
+
 async def run_reconciler(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -73,19 +111,56 @@ async def run_reconciler(
     stop: asyncio.Event,
 ) -> None:
     """Reconcile every ``reconcile_interval_seconds`` until ``stop`` is set."""
+
+    async def reconcile() -> None:
+        result = await reconcile_once(
+            sessionmaker=sessionmaker, provider=provider, settings=settings
+        )
+        if result.settled or result.left_pending:
+            logger.info(
+                "reconciled %d payments left pending; %d still pending",
+                result.settled,
+                result.left_pending,
+            )
+
+    await _every(settings.reconcile_interval_seconds, reconcile, stop=stop, what="payment")
+
+
+async def run_refund_reconciler(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    settings: PaymentsSettings,
+    stop: asyncio.Event,
+) -> None:
+    """Retry the refunds owed every ``refund_reconcile_interval_seconds`` until ``stop``."""
+    backoff = refunds.RefundBackoff.from_settings(settings)
+
+    async def reconcile() -> None:
+        result = await reconcile_refunds_once(
+            sessionmaker=sessionmaker, provider=provider, settings=settings, backoff=backoff
+        )
+        if result.refunded or result.refused:
+            logger.info(
+                "refund reconciler: %d owed refunds made, %d refused, %d still owed",
+                result.refunded,
+                result.refused,
+                result.still_owed,
+            )
+        await refunds.measure_refund_backlog(sessionmaker=sessionmaker)
+
+    await _every(settings.refund_reconcile_interval_seconds, reconcile, stop=stop, what="refund")
+
+
+async def _every(
+    interval: float, reconcile: Callable[[], Awaitable[None]], *, stop: asyncio.Event, what: str
+) -> None:
+    """Run ``reconcile`` now and then every ``interval`` seconds until ``stop`` is set."""
     while not stop.is_set():
         try:
-            result = await reconcile_once(
-                sessionmaker=sessionmaker, provider=provider, settings=settings
-            )
-            if result.settled or result.left_pending:
-                logger.info(
-                    "reconciled %d payments left pending; %d still pending",
-                    result.settled,
-                    result.left_pending,
-                )
+            await reconcile()
         except Exception:
             # The database may be away for a moment: the next round retries.
-            logger.exception("payment reconciliation failed")
+            logger.exception("%s reconciliation failed", what)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.reconcile_interval_seconds)
+            await asyncio.wait_for(stop.wait(), interval)

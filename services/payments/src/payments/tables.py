@@ -3,13 +3,14 @@ env.py and the tests import this module)."""
 
 from payments.db import metadata
 from payments.events import OutboxEvent, ProcessedEvent
-from payments.payment.models import Payment
+from payments.payment.models import OwedRefund, Payment
 from payments.provider.models import FakeProviderCharge, FakeProviderRefund
 
 __all__ = [
     "FakeProviderCharge",
     "FakeProviderRefund",
     "OutboxEvent",
+    "OwedRefund",
     "Payment",
     "ProcessedEvent",
     "metadata",

@@ -1,7 +1,8 @@
-"""``python -m payments.worker``: the request consumer, the outbox relay and the reconciler.
+"""``python -m payments.worker``: the request consumer, the outbox relay and the reconcilers
+(of payments left pending, and of refunds owed).
 
 SIGTERM or SIGINT stops taking messages, drains those in flight, flushes the relay, lets the
-current reconciliation finish, and exits.
+current reconciliations finish, and exits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from payments.config import PaymentsSettings, get_settings
 from payments.events import OUTBOX
 from payments.handlers import requests_consumer
 from payments.provider import FakeProvider, PaymentProvider
-from payments.reconciler import run_reconciler
+from payments.reconciler import run_reconciler, run_refund_reconciler
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import prepare_worker_process, run_worker
 
@@ -32,10 +33,16 @@ async def run(
     sessionmaker = create_sessionmaker(engine)
     provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
-    reconciler = asyncio.create_task(
-        run_reconciler(sessionmaker=sessionmaker, provider=provider, settings=settings, stop=stop),
-        name="payments reconciler",
-    )
+    reconcilers = [
+        asyncio.create_task(
+            reconcile(sessionmaker=sessionmaker, provider=provider, settings=settings, stop=stop),
+            name=name,
+        )
+        for reconcile, name in [
+            (run_reconciler, "payments reconciler"),
+            (run_refund_reconciler, "payments refund reconciler"),
+        ]
+    ]
     try:
         await run_worker(
             settings,
@@ -46,8 +53,8 @@ async def run(
             install_signal_handlers=install_signal_handlers,
         )
     finally:
-        stop.set()  # also when the worker failed: the reconciler must not outlive it
-        await reconciler
+        stop.set()  # also when the worker failed: the reconcilers must not outlive it
+        await asyncio.gather(*reconcilers)
         await engine.dispose()
 
 

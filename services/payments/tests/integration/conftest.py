@@ -119,7 +119,8 @@ async def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
         await connection.execute(
             text(
                 "TRUNCATE payments.payments, payments.fake_provider_charges, "
-                "payments.fake_provider_refunds, payments.outbox, payments.processed_events"
+                "payments.fake_provider_refunds, payments.refunds, payments.outbox, "
+                "payments.processed_events"
             )
         )
     return create_sessionmaker(engine)

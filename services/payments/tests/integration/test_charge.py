@@ -151,13 +151,28 @@ async def test_five_distinct_requests_for_one_order_concurrently_charge_once(
     assert handled == [True] * 5
     assert await payments.charges() == 1
     assert await payments.payment_count() == 1
-    assert (await payments.payment_of(order_id)).status == PaymentStatus.SUCCEEDED
-    assert [event_type for event_type, _ in await payments.events()] == [
-        "payments.payment_succeeded"
-    ]
+    payment = await payments.payment_of(order_id)
+    assert payment.status == PaymentStatus.SUCCEEDED
+    # Every request is answered, each with the one payment's outcome.
+    assert (
+        await payments.events()
+        == [
+            (
+                "payments.payment_succeeded",
+                {
+                    "payment_id": str(payment.id),
+                    "order_id": str(order_id),
+                    "amount": {"amount": 1999, "currency": "USD"},
+                },
+            )
+        ]
+        * 5
+    )
 
 
-async def test_request_redelivered_after_settlement_changes_nothing(payments: Payments) -> None:
+async def test_request_repeated_after_settlement_charges_nothing_and_repeats_the_outcome(
+    payments: Payments,
+) -> None:
     order_id = uuid.uuid4()
     await payments.deliver(payment_requested("tok_chargeDeclined", order_id=order_id))
     # A later request for the same order (another event id) finds the payment settled.
@@ -166,7 +181,11 @@ async def test_request_redelivered_after_settlement_changes_nothing(payments: Pa
     payment = await payments.payment_of(order_id)
     assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "card_declined")
     assert payments.provider.charge_calls == 1
-    assert len(await payments.events()) == 1
+    failed = (
+        "payments.payment_failed",
+        {"payment_id": str(payment.id), "order_id": str(order_id), "reason": "card_declined"},
+    )
+    assert await payments.events() == [failed, failed]
 
 
 async def test_crash_after_provider_charged_and_before_commit_still_charges_once(
@@ -402,14 +421,15 @@ async def test_requests_arriving_together_share_statements_and_each_order_is_cha
     }
     assert await payments.payment_count() == 5
     assert await payments.charges() == 5  # the declined one is on record as declined
-    # One outcome event per payment: the re-request and the settled order add none.
+    # One outcome event per request: the re-request and the settled order's request are
+    # answered with the outcome their payment has (settled_before's first answer included).
     emitted = await payments.events()
     assert sorted(payload["order_id"] for _, payload in emitted) == sorted(
-        str(order_id) for order_id in outcomes
+        [str(order_of(settled_before)), *(str(order_of(event)) for event in events)]
     )
     assert sorted(event_type for event_type, _ in emitted) == [
         "payments.payment_failed",
-        *["payments.payment_succeeded"] * 4,
+        *["payments.payment_succeeded"] * 6,
     ]
 
 

@@ -265,7 +265,8 @@ async def test_request_arriving_while_the_reconciler_holds_the_payment_waits_and
     assert await redelivered is True  # handled: it found the payment settled
     assert (await payments.payment_of(order_of(event))).status == PaymentStatus.SUCCEEDED
     assert await payments.charges() == 1
-    assert [kind for kind, _ in await payments.events()] == ["payments.payment_succeeded"]
+    # The reconciler's announcement, then the request's answer: the same outcome again.
+    assert [kind for kind, _ in await payments.events()] == ["payments.payment_succeeded"] * 2
 
 
 async def test_request_arriving_while_the_reconciler_fails_an_uncharged_payment_does_not_charge(
@@ -289,10 +290,10 @@ async def test_request_arriving_while_the_reconciler_fails_an_uncharged_payment_
     payment = await payments.payment_of(order_of(event))
     assert (payment.status, payment.failure_reason) == (PaymentStatus.FAILED, "processing_error")
     assert await payments.charges() == 0
-    assert [kind for kind, _ in await payments.events()] == ["payments.payment_failed"]
+    assert [kind for kind, _ in await payments.events()] == ["payments.payment_failed"] * 2
 
 
-async def test_reconciler_settling_between_a_requests_answer_and_its_settle_is_announced_once(
+async def test_reconciler_settling_between_a_requests_answer_and_its_settle_settles_once(
     payments: Payments,
 ) -> None:
     event = await left_pending_after_charge(payments)
@@ -315,7 +316,12 @@ async def test_reconciler_settling_between_a_requests_answer_and_its_settle_is_a
 
     assert (await payments.payment_of(order_of(event))).status == PaymentStatus.SUCCEEDED
     assert await payments.charges() == 1
-    assert [kind for kind, _ in await payments.events()] == ["payments.payment_succeeded"]
+    # The reconciler's settle announced it; the request, finding it settled, answers with it.
+    payment = await payments.payment_of(order_of(event))
+    assert {(kind, data["payment_id"]) for kind, data in await payments.events()} == {
+        ("payments.payment_succeeded", str(payment.id))
+    }
+    assert len(await payments.events()) == 2
 
 
 @pytest.mark.parametrize(

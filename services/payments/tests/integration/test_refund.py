@@ -114,3 +114,23 @@ async def test_refund_naming_another_orders_payment_is_skipped(payments: Payment
 
     assert (await payments.payment_of(paid.order_id)).status == PaymentStatus.SUCCEEDED
     assert payments.provider.refund_calls == 0
+
+
+async def test_payment_requested_again_after_its_refund_announces_the_refund_not_a_success(
+    payments: Payments,
+) -> None:
+    paid = await _paid(payments, amount=4200)
+    await payments.deliver(refund_requested(paid))
+
+    await payments.deliver(payment_requested("tok_visa", amount=4200, order_id=paid.order_id))
+
+    assert payments.provider.charge_calls == 1
+    refunded = (
+        "payments.payment_refunded",
+        {
+            "payment_id": str(paid.id),
+            "order_id": str(paid.order_id),
+            "amount": {"amount": 4200, "currency": "USD"},
+        },
+    )
+    assert (await payments.events())[-2:] == [refunded, refunded]

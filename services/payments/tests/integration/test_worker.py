@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,11 +15,13 @@ from payments import worker
 from payments.config import PaymentsSettings
 from payments.handlers import CONSUMER_NAME
 from payments.payment.models import PaymentStatus
-from payments.provider import PaymentProvider
+from payments.provider import FakeProvider, PaymentProvider
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from shared.messaging import Broker, Envelope, declare_queue, decode, delete_topology
 from shared.messaging.broker import OutgoingMessage
+from shared.messaging.dlq import count_messages
+from shared.messaging.topology import dlq_name, queue_name
 
 from .conftest import (
     CrashAfterProviderAnswered,
@@ -39,9 +42,11 @@ def _settled() -> float:
     return _metric("messaging_events_consumed_total") + _metric("messaging_events_duplicate_total")
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], *, what: str) -> None:
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, what: str, within: float = 30
+) -> None:
     """Poll until ``condition`` holds; the bound only stops a hung test, it is not asserted."""
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(within):
         while True:
             if await condition():
                 return
@@ -61,6 +66,11 @@ class Shop:
         publisher = await self.broker.publisher()
         message = OutgoingMessage(str(event.id), event.type, event.to_bytes())
         await asyncio.gather(*(publisher.publish(message) for _ in range(times)))
+
+    async def dead_letters(self) -> int:
+        """Messages waiting in the dead-letter queue of the worker's queue."""
+        channel = await self.broker.channel()
+        return await count_messages(channel, dlq_name(queue_name(self.settings, CONSUMER_NAME)))
 
     async def received(self) -> list[Envelope]:
         """Every event on the listener so far (consumed)."""
@@ -234,3 +244,111 @@ async def test_worker_reconciles_a_payment_left_pending_and_stops_the_reconciler
 
 async def _status_is(payments: Payments, order_id: uuid.UUID, status: PaymentStatus) -> bool:
     return (await payments.payment_of(order_id)).status == status
+
+
+async def test_refund_through_a_30_second_outage_is_made_once_after_it_never_dead_lettered(
+    shop: Shop, payments: Payments
+) -> None:
+    # Before: the refund's few redeliveries all met the outage within seconds, it landed in
+    # the DLQ and the order stayed refund_pending. Now it is owed and retried with backoff
+    # (scaled down here: 0.5 s doubling to 4 s) until the provider answers.
+    settings = shop.settings.model_copy(
+        update={
+            "refund_backoff_base_seconds": 0.5,
+            "refund_backoff_max_seconds": 4.0,
+            "refund_reconcile_interval_seconds": 0.1,
+        }
+    )
+    provider = payments.provider.inner
+    assert isinstance(provider, FakeProvider)
+    paying = payment_requested("tok_visa", amount=900)
+    order_id = paying.payload(PaymentRequested).order_id
+    before = _settled()
+    stop, task = await _run_worker(settings, payments)
+    try:
+        await shop.publish(paying)
+        await wait_until(lambda: _reached(before + 1), what="payment settled")
+        provider.outage(30)
+        outage_started = time.monotonic()
+        await shop.publish(refund_requested(await payments.payment_of(order_id)))
+        # Bounded by the outage, one capped pause and the reconciler's interval, plus slack.
+        await wait_until(
+            lambda: _status_is(payments, order_id, PaymentStatus.REFUNDED),
+            what="the refund made after the outage",
+            within=30 + 4 + 6,
+        )
+        refunded_after = time.monotonic() - outage_started
+        await wait_until(lambda: _unsent_is_zero(payments), what="the outcomes published")
+        dead_letters = await shop.dead_letters()
+    finally:
+        stop.set()
+        await task
+
+    assert 30 <= refunded_after <= 30 + 4 + 2
+    assert await payments.refunds() == 1
+    assert (await payments.payment_of(order_id)).refunded_amount == 900
+    assert [e.type for e in await shop.received()] == [
+        "payments.payment_succeeded",
+        "payments.payment_refunded",
+    ]
+    assert dead_letters == 0
+    # Retried across the outage with growing pauses, not in a tight loop: the handler's few
+    # quick attempts, then one a pause (0.5, 1, 2, 4, 4, ... each jittered down by up to half)
+    # until it answered: some twenty at most, where a tight loop would make hundreds.
+    assert payments.provider.refund_calls <= 3 + 20
+
+
+async def test_repeated_payment_request_announces_the_stored_outcome_again_without_charging(
+    shop: Shop, payments: Payments
+) -> None:
+    # The first payment_succeeded reached the broker but not orders (dead-lettered there):
+    # orders asks again with a new event for the same order, and must learn the outcome.
+    first = payment_requested("tok_visa", amount=1500)
+    order_id = first.payload(PaymentRequested).order_id
+    again = payment_requested("tok_visa", amount=1500, order_id=order_id)
+    before = _settled()
+    stop, task = await _run_worker(shop.settings, payments)
+    try:
+        await shop.publish(first)
+        await wait_until(lambda: _reached(before + 1), what="payment settled")
+        await wait_until(lambda: _unsent_is_zero(payments), what="the outcome published")
+        lost = await shop.received()
+        await shop.publish(again)
+        await wait_until(lambda: _reached(before + 2), what="the repeated request handled")
+        await wait_until(lambda: _unsent_is_zero(payments), what="the outcome published again")
+    finally:
+        stop.set()
+        await task
+
+    assert [e.type for e in lost] == ["payments.payment_succeeded"]
+    repeated = await shop.received()
+    assert [e.type for e in repeated] == ["payments.payment_succeeded"]
+    assert repeated[0].data == lost[0].data  # same payment id, order and amount
+    assert repeated[0].causation_id == str(again.id)
+    assert await payments.charges() == 1
+    assert payments.provider.charge_calls == 1
+
+
+async def test_repeated_payment_request_for_a_declined_payment_announces_its_reason_again(
+    shop: Shop, payments: Payments
+) -> None:
+    first = payment_requested("tok_insufficientFunds")
+    order_id = first.payload(PaymentRequested).order_id
+    before = _settled()
+    stop, task = await _run_worker(shop.settings, payments)
+    try:
+        await shop.publish(first)
+        await wait_until(lambda: _reached(before + 1), what="payment settled")
+        await shop.publish(payment_requested("tok_visa", order_id=order_id))
+        await wait_until(lambda: _reached(before + 2), what="the repeated request handled")
+        await wait_until(lambda: _unsent_is_zero(payments), what="the outcomes published")
+    finally:
+        stop.set()
+        await task
+
+    announced = await shop.received()
+    assert [(e.type, e.payload(PaymentFailed).reason) for e in announced] == [
+        ("payments.payment_failed", "insufficient_funds")
+    ] * 2
+    assert announced[0].data == announced[1].data
+    assert payments.provider.charge_calls == 1

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments.db import Base
@@ -63,5 +63,45 @@ class Payment(Base):
             "updated_at",
             "id",
             postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+
+class RefundStatus(StrEnum):
+    OWED = "owed"  # the provider could not be asked: the refund reconciler retries it
+    REFUNDED = "refunded"
+    REFUSED = "refused"  # the provider will never make it: an operator must look
+
+
+class OwedRefund(Base):
+    """A refund the provider could not make when orders asked for it, kept until it is made.
+
+    One per payment (a payment is refunded in full, once). Written only when the first
+    attempt fails, so a refund the provider makes at once leaves no row here.
+    """
+
+    __tablename__ = "refunds"
+
+    payment_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # a RefundStatus value
+    # Failed provider calls so far; the next pause grows with it.
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Of the request that asked for it: the eventual payment_refunded is its follow-up.
+    correlation_id: Mapped[str | None] = mapped_column(String(200))
+    causation_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("status IN ('owed', 'refunded', 'refused')", name="status_known"),
+        # The refund reconciler's claim: owed refunds, the earliest due first. Partial: it
+        # holds only the refunds still owed.
+        Index(
+            "ix_refunds_owed_next_attempt_at",
+            "next_attempt_at",
+            "payment_id",
+            postgresql_where=text("status = 'owed'"),
         ),
     )

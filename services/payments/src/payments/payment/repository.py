@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import asyncpg
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments.payment.models import Payment, PaymentStatus
+from payments.payment.models import OwedRefund, Payment, PaymentStatus, RefundStatus
 
 
 async def get(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
@@ -177,6 +178,122 @@ async def mark_refunded(
         .execution_options(populate_existing=True)
     )
     return await session.scalar(statement)
+
+
+# --- refunds owed ----------------------------------------------------------------------------
+
+
+async def owe_refund(
+    session: AsyncSession,
+    *,
+    payment_id: uuid.UUID,
+    next_attempt_at: datetime,
+    error: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> None:
+    """Record the payment's refund as owed after a first failed attempt, unless a record of
+    it exists already (owed since an earlier request: its schedule is kept)."""
+    await session.execute(
+        insert(OwedRefund)
+        .values(
+            payment_id=payment_id,
+            status=RefundStatus.OWED.value,
+            attempts=1,
+            next_attempt_at=next_attempt_at,
+            last_error=error,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        .on_conflict_do_nothing(index_elements=[OwedRefund.payment_id])
+    )
+
+
+async def refuse_refund(
+    session: AsyncSession,
+    *,
+    payment_id: uuid.UUID,
+    error: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> None:
+    """Record that the provider refused the payment's refund for good."""
+    statement = insert(OwedRefund).values(
+        payment_id=payment_id,
+        status=RefundStatus.REFUSED.value,
+        attempts=1,
+        last_error=error,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[OwedRefund.payment_id],
+            set_={
+                "status": RefundStatus.REFUSED.value,
+                "attempts": OwedRefund.attempts + 1,
+                "next_attempt_at": None,
+                "last_error": error,
+                "updated_at": func.now(),
+            },
+        )
+    )
+
+
+async def close_owed_refund(session: AsyncSession, *, payment_id: uuid.UUID) -> None:
+    """The payment's refund is made: a record of it as owed (or refused, then asked for
+    again and made) is closed, so it is neither retried nor counted any more."""
+    await session.execute(
+        update(OwedRefund)
+        .where(
+            OwedRefund.payment_id == payment_id,
+            OwedRefund.status != RefundStatus.REFUNDED.value,
+        )
+        .values(status=RefundStatus.REFUNDED.value, next_attempt_at=None, updated_at=func.now())
+    )
+
+
+async def claim_due_refunds(
+    session: AsyncSession, *, due_by: datetime, limit: int
+) -> list[tuple[OwedRefund, Payment]]:
+    """Lock up to ``limit`` owed refunds due by ``due_by``, the earliest due first, each with
+    its payment (not locked: recording the refund is conditional on the payment's status).
+
+    SKIP LOCKED shares the work: reconcilers running at once take disjoint batches.
+    """
+    statement = (
+        select(OwedRefund, Payment)
+        .join(Payment, Payment.id == OwedRefund.payment_id)
+        .where(OwedRefund.status == RefundStatus.OWED.value, OwedRefund.next_attempt_at <= due_by)
+        .order_by(OwedRefund.next_attempt_at, OwedRefund.payment_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OwedRefund)
+        .execution_options(populate_existing=True)
+    )
+    return [(owed, payment) for owed, payment in (await session.execute(statement)).all()]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundBacklog:
+    owed: int
+    oldest_owed_since: datetime | None
+    refused: int
+
+
+async def refund_backlog(session: AsyncSession) -> RefundBacklog:
+    """How many refunds are owed (and since when the oldest) and how many were refused."""
+    owed = OwedRefund.status == RefundStatus.OWED.value
+    refused = OwedRefund.status == RefundStatus.REFUSED.value
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(owed),
+                func.min(OwedRefund.created_at).filter(owed),
+                func.count().filter(refused),
+            ).where(OwedRefund.status != RefundStatus.REFUNDED.value)
+        )
+    ).one()
+    return RefundBacklog(owed=row[0], oldest_owed_since=row[1], refused=row[2])
 
 
 async def page(

@@ -1,4 +1,4 @@
-"""Business rules of payments and their transaction boundaries; the only writer of the outbox.
+"""Business rules of charges and their transaction boundaries (refunds: ``refunds``).
 
 Charging follows one rule: record the attempt (committed), ask the provider outside any
 transaction of ours, then record the answer and its event together. The first two are the
@@ -9,7 +9,8 @@ in the consumer's transaction with the event's inbox key (``shared.messaging``'s
 one statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves either
 nothing, a pending payment that the redelivered request resumes (the provider, asked again
 with the order id as key, returns the same charge), or the settled payment with its event.
-No path charges twice. Refunds are split the same way, keyed by the payment id.
+No path charges twice. Every request is answered with one outcome event: the settling one,
+or the stored outcome again (orders asks again when an answer went missing).
 
 A pending payment whose request never completes (dead-lettered after the provider charged,
 say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
@@ -28,6 +29,7 @@ from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from payments import metrics
 from payments.events import OUTBOX
 from payments.payment import repository
 from payments.payment.exceptions import PaymentNotFoundError
@@ -36,14 +38,13 @@ from payments.provider import (
     Charge,
     PaymentProvider,
     ProviderUnavailableError,
-    Refund,
     RetryPolicy,
     with_retries,
 )
 from shared.auth import Principal
 from shared.coalescing import Coalescer
 from shared.contracts import Money
-from shared.contracts.orders import PaymentRequested, RefundRequested
+from shared.contracts.orders import PaymentRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from shared.db import autocommit_connection, driver_connection
 from shared.ids import new_id
@@ -139,7 +140,9 @@ async def settle_charges(
 ) -> list[Payment]:
     """``orders.payment_requested``, a run of them in the consumer's transaction (which holds
     their inbox keys): each pending payment takes the provider's answer and its event is
-    written; one statement moves them all. Each request's payment comes back, in order."""
+    written; one statement moves them all. A request whose payment was settled otherwise is
+    answered with the stored outcome (``stored_outcome``). Each request's payment comes back,
+    in order."""
     settled = await _settle_all(
         session,
         [
@@ -149,21 +152,57 @@ async def settle_charges(
         ],
     )
     answered: list[Payment] = []
-    for _, outcome in prepared:
+    # Every request is answered. One that finds its payment settled (the order asks again:
+    # its first answer may have been dead-lettered on the way to orders) gets the stored
+    # outcome again, else orders would time the order out while the card stays charged.
+    again: list[Envelope] = []
+    for event, outcome in prepared:
         payment = outcome.payment
         if outcome.settled:
-            answered.append(payment)
+            current = payment
         elif payment.id in settled:
             answered.append(settled.pop(payment.id))
+            continue
         else:
             # Another delivery of this order's request (or the reconciler, or a request
             # earlier in this run) settled it first and emitted the event.
             logger.info("payment %s was settled concurrently", payment.id)
             # Rare, so the ORM: a fresh read (the session holds no object of this payment).
-            current = await repository.get(session, payment.id)
-            assert current is not None
-            answered.append(current)
+            found = await repository.get(session, payment.id)
+            assert found is not None
+            current = found
+        answered.append(current)
+        again.append(event.caused(stored_outcome(current)))
+    if again:
+        await OUTBOX.add_many(session, again)
+        for announcement in again:
+            metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
+            logger.info("%s announced again for a repeated request", announcement.type)
     return answered
+
+
+def stored_outcome(payment: Payment) -> PaymentSucceeded | PaymentFailed | PaymentRefunded:
+    """The event that announces where a settled payment stands.
+
+    A refunded payment answers ``payment_refunded``, not the success it once had: the money
+    went back, so no order may be confirmed on it.
+    """
+    amount = Money(amount=payment.amount, currency=payment.currency)
+    if payment.status == PaymentStatus.SUCCEEDED:
+        return PaymentSucceeded(payment_id=payment.id, order_id=payment.order_id, amount=amount)
+    if payment.status == PaymentStatus.REFUNDED:
+        return PaymentRefunded(
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            amount=Money(amount=payment.refunded_amount, currency=payment.currency),
+        )
+    if payment.status == PaymentStatus.FAILED:
+        return PaymentFailed(
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            reason=payment.failure_reason or FailureReason.PROCESSING_ERROR.value,
+        )
+    raise ValueError(f"payment {payment.id} is not settled: {payment.status}")
 
 
 class Answer(NamedTuple):
@@ -393,98 +432,3 @@ async def _what_became_of(
     if charge is None:
         return FailureReason.PROCESSING_ERROR, None
     return _answer(charge)
-
-
-# --- refunding -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RefundOutcome:
-    """What preparing a refund found: the payment and the provider's refund, or no refund
-    (``refund`` None) when the request does not apply or the payment is refunded already."""
-
-    payment: Payment | None
-    refund: Refund | None = None
-
-
-async def prepare_refund(
-    *,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    provider: PaymentProvider,
-    retry: RetryPolicy,
-    event: Envelope,
-) -> RefundOutcome:
-    """``orders.refund_requested``, before the consumer's transaction: ask the provider to
-    refund the full captured amount, once.
-
-    The provider is asked with the payment id as key, so a redelivery after a crash gets the
-    same refund back. A provider that stays unavailable raises: the request is redelivered
-    (a refund owed is never dropped). A request that cannot apply is skipped with a log line.
-    """
-    request = event.payload(RefundRequested)
-    async with sessionmaker() as session:
-        payment = await repository.get(session, request.payment_id)
-    if payment is None or payment.order_id != request.order_id:
-        logger.warning(
-            "refund for order %s skipped: no payment %s of that order",
-            request.order_id,
-            request.payment_id,
-        )
-        return RefundOutcome(None)
-    if payment.status == PaymentStatus.REFUNDED:
-        logger.info("payment %s already refunded", payment.id)
-        return RefundOutcome(payment)
-    if payment.status != PaymentStatus.SUCCEEDED or payment.provider_charge_id is None:
-        logger.warning("refund of payment %s skipped: it is %s", payment.id, payment.status)
-        return RefundOutcome(payment)
-    captured = Money(amount=payment.amount, currency=payment.currency)
-    if request.amount != captured:
-        # The captured amount is what the customer paid; a refund always returns all of it.
-        logger.warning(
-            "refund of payment %s asked for %d %s; refunding the captured %d %s",
-            payment.id,
-            request.amount.amount,
-            request.amount.currency,
-            captured.amount,
-            captured.currency,
-        )
-    charge_id = payment.provider_charge_id
-    refund = await with_retries(
-        lambda: provider.refund(
-            idempotency_key=str(payment.id), charge_id=charge_id, amount=captured
-        ),
-        policy=retry,
-        what=f"refund of payment {payment.id}",
-    )
-    return RefundOutcome(payment, refund)
-
-
-async def record_refund(
-    *, session: AsyncSession, event: Envelope, outcome: RefundOutcome
-) -> Payment | None:
-    """``orders.refund_requested``, in the consumer's transaction: the payment is marked
-    refunded and ``payments.payment_refunded`` written, unless there was nothing to refund."""
-    payment, refund = outcome.payment, outcome.refund
-    if payment is None or refund is None:
-        return payment
-    refunded = await repository.mark_refunded(
-        session,
-        payment_id=payment.id,
-        refunded_amount=refund.amount.amount,
-        provider_refund_id=refund.refund_id,
-    )
-    if refunded is None:
-        logger.info("payment %s was refunded concurrently", payment.id)
-        return await repository.get(session, payment.id)
-    await OUTBOX.add(
-        session,
-        event.caused(
-            PaymentRefunded(
-                payment_id=refunded.id,
-                order_id=refunded.order_id,
-                amount=Money(amount=refunded.refunded_amount, currency=refunded.currency),
-            )
-        ),
-    )
-    logger.info("payment %s refunded", refunded.id)
-    return refunded

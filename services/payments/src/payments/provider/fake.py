@@ -4,13 +4,15 @@ Tokens: ``tok_visa`` and ``tok_mastercard`` succeed; ``tok_chargeDeclined`` and
 ``tok_insufficientFunds`` are declined; ``tok_processingError`` always fails transiently;
 anything else is an invalid payment method. Settings can add latency and a rate of transient
 failures; half of those simulated failures lose the answer *after* the charge was made, the
-case a caller's idempotency key exists for.
+case a caller's idempotency key exists for. ``outage`` makes every call fail for a while (an
+outage of the provider, for fault tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -144,6 +146,7 @@ class FakeProvider:
         self.latency_seconds = latency_seconds
         self.failure_rate = failure_rate
         self._random = random_source
+        self._down_until = 0.0  # time.monotonic() before which every call fails
         # The charges asked for at the same moment are stored in one statement.
         self._charges: Coalescer[str, _Asked, asyncpg.Record] = Coalescer(
             self._store_charges, name="fake provider charges"
@@ -218,11 +221,17 @@ class FakeProvider:
         async with autocommit_connection(self.sessionmaker) as db:
             return await _charge_each_once(db, asked)
 
+    def outage(self, seconds: float) -> None:
+        """Fail every call, before processing it, for the next ``seconds`` (0 ends it)."""
+        self._down_until = time.monotonic() + seconds
+
     async def _network(self) -> bool:
         """Simulated latency and failures; True when the answer is to be lost after the
         request was processed (a failure before processing raises here)."""
         if self.latency_seconds:
             await asyncio.sleep(self.latency_seconds)
+        if time.monotonic() < self._down_until:
+            raise ProviderUnavailableError("simulated outage: the provider is unreachable")
         if self.failure_rate and self._random() < self.failure_rate:
             if self._random() < 0.5:
                 raise ProviderUnavailableError("simulated failure: the request was not processed")
