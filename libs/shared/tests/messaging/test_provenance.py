@@ -18,7 +18,7 @@ from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated
 from shared.contracts.payments import PaymentSucceeded
 from shared.messaging import Consumer, Envelope, RunningConsumer
-from shared.messaging.dlq import count_messages, peek
+from shared.messaging.dlq import count_messages, peek, replay
 from shared.messaging.envelope import RefusedEventError, check_provenance
 from shared.messaging.topology import events_exchange_name
 
@@ -88,7 +88,9 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
 
     assert await harness.effects(name) == {genuine.id: 1}
     assert metric("messaging_events_dead_lettered_total", queue=name, reason="refused") == 2
-    letters = {letter.message_id: letter for letter in await peek(channel, dlq, limit=5)}
+    peeking = await publisher.channel()  # peeked letters return to the DLQ when it closes
+    letters = {letter.message_id: letter for letter in await peek(peeking, dlq, limit=5)}
+    await peeking.close()
     assert letters.keys() == {str(claims_payments.id), str(under_own_key.id)}
     assert letters[str(claims_payments.id)].reason == (
         f"refused: producer 'orders' may not produce {PAID}"
@@ -99,6 +101,16 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
     assert letters[str(claims_payments.id)].body == claims_payments.to_bytes()
     refusals = [r.getMessage() for r in caplog.records if "refusing message" in r.getMessage()]
     assert len(refusals) == 2
+
+    # An operator's replay does not launder them: refused again, still nothing applied.
+    assert await replay(publisher, queue=dlq) == 2
+    await wait_until(lambda: _refused(name, 4), what="both refused again after the replay")
+    await wait_until(lambda: _count(channel, dlq, 2), what="both back in the DLQ")
+    assert await harness.effects(name) == {genuine.id: 1}
+
+
+async def _refused(queue: str, count: int) -> bool:
+    return metric("messaging_events_dead_lettered_total", queue=queue, reason="refused") >= count
 
 
 async def _count(channel: aio_pika.abc.AbstractChannel, queue: str, expected: int) -> bool:

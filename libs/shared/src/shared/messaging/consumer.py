@@ -132,6 +132,7 @@ _PREPARED = (PreparedHandler, PreparedBatchHandler)
 _BATCHED = (BatchHandler, PreparedBatchHandler)
 
 REFUSAL_REASON_HEADER = "x-refusal-reason"
+REFUSED_ROUTING_KEY_HEADER = "x-refused-routing-key"  # what a replay publishes it under
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
@@ -378,7 +379,7 @@ class RunningConsumer:
             )
             headers = dict(message.headers or {})
             headers[REFUSAL_REASON_HEADER] = reason
-            headers["x-refused-routing-key"] = message.routing_key or ""
+            headers[REFUSED_ROUTING_KEY_HEADER] = message.routing_key or ""
             copy = aio_pika.Message(
                 message.body,
                 headers=headers,
