@@ -100,9 +100,13 @@ soak: check-servers ## Whole-platform soak (SOAK_SECONDS, default 600): memory o
 up: ## Run the whole shop on Docker Compose (.env from .env.example if none), seeded as make dev
 	@$(PYTHON) infra/docker/compose_env.py .env.example .env
 	docker compose up --build -d --wait
-	docker compose exec -T gateway python -m gateway create-admin --email $(DEV_ADMIN_EMAIL) --password $(DEV_ADMIN_PASSWORD)
-	docker compose exec -T inventory python -m inventory seed
-	@echo "  gateway   http://127.0.0.1:8000   admin $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"
+	@if grep -qx 'COMMERCE_ENVIRONMENT=development' .env; then \
+	  docker compose exec -T gateway python -m gateway create-admin --email $(DEV_ADMIN_EMAIL) --password $(DEV_ADMIN_PASSWORD) && \
+	  docker compose exec -T inventory python -m inventory seed && \
+	  echo "  gateway   http://127.0.0.1:8000   admin $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"; \
+	else \
+	  echo "  not seeded (.env is not development): docker compose exec gateway python -m gateway create-admin --email ... --password ..."; \
+	fi
 
 compose-check: ## Validate docker-compose.yml with Debian's docker-compose (installed if missing)
 	@command -v docker-compose >/dev/null || apt-get install -y docker-compose

@@ -235,7 +235,7 @@ def test_the_broker_creates_the_service_users_from_the_definitions(
     assert rabbitmq["command"] == ["/etc/rabbitmq/commerce-start.sh"]
     assert "commerce-users-ready" in " ".join(rabbitmq["healthcheck"]["test"])
     start = (ROOT / "infra/rabbitmq/start.sh").read_text()
-    assert "for service in inventory orders payments; do" in start
+    assert 'services="inventory orders payments"' in start
     assert "import_definitions /etc/rabbitmq/commerce-definitions.json" in start
 
 
@@ -260,3 +260,23 @@ def test_docker_compose_accepts_the_file_and_refuses_it_without_passwords(tmp_pa
     )
     assert refused.returncode != 0
     assert b"set POSTGRES_PASSWORD in .env" in refused.stderr or b"PASSWORD" in refused.stderr
+
+
+def test_make_up_writes_random_passwords_once_and_never_overwrites_an_env_file(
+    tmp_path: Path,
+) -> None:
+    from infra.docker.compose_env import main
+
+    example, target = ROOT / ".env.example", tmp_path / ".env"
+    main(example, target)
+    first = dict(line.split("=", 1) for line in target.read_text().splitlines() if "=" in line)
+    passwords = {k: v for k, v in first.items() if k.endswith("_PASSWORD")}
+    assert len(passwords) == 10
+    assert all(len(value) >= 24 for value in passwords.values())
+    assert len(set(passwords.values())) == 10
+    assert first["COMMERCE_ENVIRONMENT"] == "development"
+    assert target.stat().st_mode & 0o777 == 0o600
+
+    target.write_text("COMMERCE_ENVIRONMENT=production\n")
+    main(example, target)
+    assert target.read_text() == "COMMERCE_ENVIRONMENT=production\n"
