@@ -108,7 +108,8 @@ up: ## Run the whole shop on Docker Compose (.env from .env.example if none), se
 	  echo "  not seeded (.env is not development): docker compose exec gateway python -m gateway create-admin --email ... --password ..."; \
 	fi
 
-compose-check: ## Validate docker-compose.yml with Debian's docker-compose (installed if missing)
+# Validate docker-compose.yml with Debian's docker-compose (installed if missing); docs/deployment.md.
+compose-check:
 	@command -v docker-compose >/dev/null || apt-get install -y docker-compose
 	@env_file=$$(mktemp) && trap 'rm -f $$env_file' EXIT && \
 	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
