@@ -76,9 +76,10 @@ class OutboxRelay:
             f"SELECT id, event_type, body::text FROM {name} "  # noqa: S608
             "WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
-        # A sent row keeps no secret its consumers have had (a payment token): the keys its
-        # contract marks are removed in the same update that marks it sent, so it costs no
-        # statement of its own; rows of other types are compared by type only.
+        # A sent row keeps no secret its consumers have had (a payment token): the marked keys
+        # are removed in the same update that marks it sent, so it costs no statement of its
+        # own. One key list for every type that marks any (one fixed statement); rows of
+        # other types are compared by type only and left as they are.
         redactions = redacted_on_send()
         self._redacted_types = sorted(redactions)
         self._redacted_keys = sorted(set().union(*redactions.values()))
