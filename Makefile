@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up down clean bench soak e2e contracts fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check down clean bench soak e2e contracts fuzz faults
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -97,8 +97,23 @@ SOAK_SECONDS ?= 600
 soak: check-servers ## Whole-platform soak (SOAK_SECONDS, default 600): memory of every process, plus make bench's scenarios
 	$(BIN)/python -m bench.shop --soak-seconds $(SOAK_SECONDS) $(BENCH_ARGS)
 
-up: ## Run the whole shop on Docker Compose
-	docker compose up --build -d
+up: ## Run the whole shop on Docker Compose (.env from .env.example if none), seeded as make dev
+	@$(PYTHON) infra/docker/compose_env.py .env.example .env
+	docker compose up --build -d --wait
+	@if grep -qx 'COMMERCE_ENVIRONMENT=development' .env; then \
+	  docker compose exec -T gateway python -m gateway create-admin --email $(DEV_ADMIN_EMAIL) --password $(DEV_ADMIN_PASSWORD) && \
+	  docker compose exec -T inventory python -m inventory seed && \
+	  echo "  gateway   http://127.0.0.1:8000   admin $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"; \
+	else \
+	  echo "  not seeded (.env is not development): docker compose exec gateway python -m gateway create-admin --email ... --password ..."; \
+	fi
+
+# Validate docker-compose.yml with Debian's docker-compose (installed if missing); docs/deployment.md.
+compose-check:
+	@command -v docker-compose >/dev/null || apt-get install -y docker-compose
+	@env_file=$$(mktemp) && trap 'rm -f $$env_file' EXIT && \
+	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
+	  docker-compose --env-file $$env_file config --quiet && echo "docker-compose.yml is valid"
 
 down: ## Stop the Docker Compose stack
 	docker compose down

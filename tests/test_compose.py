@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +50,21 @@ def test_ports_and_environment_match_the_settings(
     definition = compose["services"][service.name]
     environment: dict[str, str] = definition["environment"]
     prefix = service.settings_class.env_prefix()
-    fields = service.settings_class.model_fields
-
     port = int(environment[f"{prefix}PORT"])
     assert port == service.default_port
-    assert definition["ports"] == [f"{port}:{port}"]
+    published = f"{port}:{port}" if service.name == "gateway" else f"127.0.0.1:{port}:{port}"
+    assert definition["ports"] == [published]
     health_command = " ".join(definition["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/health/ready" in health_command
     assert definition["command"] == ["python", "-m", service.name]
     assert environment[f"{prefix}DB_USER"] == service.name
 
+    _assert_settings(environment, service)
+
+
+def _assert_settings(environment: dict[str, str], service: Service) -> None:
+    prefix = service.settings_class.env_prefix()
+    fields = service.settings_class.model_fields
     for key in environment:
         match = re.fullmatch(rf"(?:COMMERCE_|{prefix})(\w+)", key)
         assert match, f"{key} is neither a COMMERCE_ nor a {prefix} setting"
@@ -128,3 +135,148 @@ def test_every_app_shares_one_development_key_volume(compose: dict[str, Any]) ->
             continue
         assert "jwt-keys:/app/var/keys" in definition["volumes"], name
         assert definition["environment"]["COMMERCE_JWT_DEV_KEY_DIR"] == "/app/var/keys", name
+
+
+# -- deployment defaults (docs/deployment.md) -------------------------------------------------
+
+PUBLIC = {"gateway"}  # the only entry points published on every interface
+TEXT = (ROOT / "docker-compose.yml").read_text()
+
+
+def _apps(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: d for name, d in compose["services"].items() if "build" in d}
+
+
+def _service_of(process: str) -> Service:
+    return next(s for s in SERVICES if process in (s.name, f"{s.name}-worker"))
+
+
+def test_only_public_entry_points_are_published_beyond_localhost(compose: dict[str, Any]) -> None:
+    for name, definition in compose["services"].items():
+        for port in definition.get("ports", []):
+            if name not in PUBLIC:
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} publicly"
+    assert compose["services"]["gateway"]["ports"] == ["8000:8000"]
+
+
+def test_no_password_has_a_default_or_a_placeholder() -> None:
+    variables = re.findall(r"\$\{(\w+)([^}]*)\}", TEXT)
+    secrets = [(name, rest) for name, rest in variables if "PASSWORD" in name]
+    assert len({name for name, _ in secrets}) == 10
+    for name, rest in secrets:
+        assert rest.startswith(":?"), f"${{{name}}} must be required, not defaulted"
+    for placeholder in ("change-me", "guest", "changeme"):
+        assert placeholder not in TEXT
+
+
+def test_env_example_names_every_variable_and_fills_no_password() -> None:
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(re.findall(r"\$\{(\w+)", TEXT)) == set(example)
+    assert all(value == "" for name, value in example.items() if name.endswith("_PASSWORD"))
+    assert not (ROOT / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_stop_grace_period_outlasts_the_longest_drain(compose: dict[str, Any]) -> None:
+    from shared.server import GRACEFUL_SHUTDOWN_SECONDS
+    from shared.settings import BaseServiceSettings
+
+    drain = BaseServiceSettings.model_fields["worker_shutdown_timeout_seconds"].default
+    # A worker drains its consumers, then flushes its relay, each bounded by the timeout.
+    longest = max(2 * drain, GRACEFUL_SHUTDOWN_SECONDS)
+    for name, definition in _apps(compose).items():
+        grace = re.fullmatch(r"(\d+)s", definition["stop_grace_period"])
+        assert grace, f"{name}: stop_grace_period in seconds"
+        assert int(grace.group(1)) > longest, name
+
+
+def test_every_environment_key_of_every_process_is_a_setting(compose: dict[str, Any]) -> None:
+    for name, definition in _apps(compose).items():
+        if name == "migrate":  # migrates every service: a setting of any of them
+            for key in definition["environment"]:
+                assert any(_is_setting(key, service) for service in SERVICES), key
+            continue
+        _assert_settings(definition["environment"], _service_of(name))
+
+
+def _is_setting(key: str, service: Service) -> bool:
+    prefix = service.settings_class.env_prefix()
+    match = re.fullmatch(rf"(?:COMMERCE_|{prefix})(\w+)", key)
+    return match is not None and match.group(1).lower() in service.settings_class.model_fields
+
+
+def test_each_service_reaches_the_broker_as_its_own_user(compose: dict[str, Any]) -> None:
+    for name, definition in _apps(compose).items():
+        environment = definition["environment"]
+        urls = {k: v for k, v in environment.items() if k.endswith("BROKER_URL")}
+        if name in ("gateway", "migrate"):
+            assert urls == {}, f"{name} needs no broker access"
+            continue
+        service = _service_of(name)
+        prefix = service.settings_class.env_prefix()
+        upper = service.name.upper()
+        assert urls == {
+            f"{prefix}BROKER_URL": f"amqp://{service.name}:${{RABBITMQ_{upper}_PASSWORD:?set "
+            f"RABBITMQ_{upper}_PASSWORD in .env}}@rabbitmq:5672/"
+        }
+
+
+def test_the_broker_creates_the_service_users_from_the_definitions(
+    compose: dict[str, Any],
+) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert (
+        "./infra/rabbitmq/definitions.json:/etc/rabbitmq/commerce-definitions.json:ro"
+        in (rabbitmq["volumes"])
+    )
+    assert rabbitmq["command"] == ["/etc/rabbitmq/commerce-start.sh"]
+    assert "commerce-users-ready" in " ".join(rabbitmq["healthcheck"]["test"])
+    start = (ROOT / "infra/rabbitmq/start.sh").read_text()
+    assert 'services="inventory orders payments"' in start
+    assert "import_definitions /etc/rabbitmq/commerce-definitions.json" in start
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make compose-check installs it")
+def test_docker_compose_accepts_the_file_and_refuses_it_without_passwords(tmp_path: Path) -> None:
+    from infra.docker.compose_env import filled
+
+    env_file = tmp_path / "compose.env"
+    env_file.write_text(filled((ROOT / ".env.example").read_text()))
+    command = [
+        "docker-compose",
+        "--project-directory",
+        str(ROOT),
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+    ]
+    valid = subprocess.run([*command, "--env-file", str(env_file), "config", "-q"], check=False)
+    assert valid.returncode == 0
+    env_file.write_text("COMMERCE_ENVIRONMENT=development\n")
+    refused = subprocess.run(
+        [*command, "--env-file", str(env_file), "config", "-q"], capture_output=True, check=False
+    )
+    assert refused.returncode != 0
+    assert b"set POSTGRES_PASSWORD in .env" in refused.stderr or b"PASSWORD" in refused.stderr
+
+
+def test_make_up_writes_random_passwords_once_and_never_overwrites_an_env_file(
+    tmp_path: Path,
+) -> None:
+    from infra.docker.compose_env import main
+
+    example, target = ROOT / ".env.example", tmp_path / ".env"
+    main(example, target)
+    first = dict(line.split("=", 1) for line in target.read_text().splitlines() if "=" in line)
+    passwords = {k: v for k, v in first.items() if k.endswith("_PASSWORD")}
+    assert len(passwords) == 10
+    assert all(len(value) >= 24 for value in passwords.values())
+    assert len(set(passwords.values())) == 10
+    assert first["COMMERCE_ENVIRONMENT"] == "development"
+    assert target.stat().st_mode & 0o777 == 0o600
+
+    target.write_text("COMMERCE_ENVIRONMENT=production\n")
+    main(example, target)
+    assert target.read_text() == "COMMERCE_ENVIRONMENT=production\n"

@@ -63,6 +63,9 @@ class ConsoleFormatter(logging.Formatter):
         return super().format(record)
 
 
+AMQP_CLIENT_LOGGERS = ("aiormq", "aio_pika")
+
+
 def configure_logging(settings: BaseServiceSettings) -> None:
     """Route every logger (uvicorn's included) through one handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -80,3 +83,7 @@ def configure_logging(settings: BaseServiceSettings) -> None:
     # RequestContextMiddleware writes the access log, with the request id and duration.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("shared.access").disabled = not settings.access_log
+    # The AMQP client's DEBUG lines print whole frames, message bodies (payment tokens)
+    # included: never below INFO, whatever the level asked for.
+    for name in AMQP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

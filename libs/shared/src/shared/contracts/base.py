@@ -19,6 +19,9 @@ class EventPayload(BaseModel):
 
     event_type: ClassVar[str]
     event_version: ClassVar[int]
+    # Keys of ``data`` the outbox relay removes from the stored row once the broker confirmed
+    # it (a payment token): the consumer has its copy, the outbox must not keep one.
+    redacted_on_send: ClassVar[frozenset[str]] = frozenset()
 
 
 PayloadT = TypeVar("PayloadT", bound=type[EventPayload])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +40,8 @@ class PaymentRequested(EventPayload):
     user_id: uuid.UUID
     amount: Money
     payment_token: str
+
+    redacted_on_send: ClassVar[frozenset[str]] = frozenset({"payment_token"})
 
 
 @contract("orders.order_confirmed", 1)

@@ -4,6 +4,9 @@ Per message:
 - malformed (not JSON, not an envelope, unknown ``(type, version)``, or a type this consumer
   has no handler for) → rejected without requeue: the queue dead-letters it to its DLQ at
   once, there is no redelivery loop;
+- refused (its ``producer`` is not the owner of its type, or it came through the events
+  exchange under another routing key: forged, see ``envelope.check_provenance``) → copied to
+  the DLQ with the reason in its ``x-refusal-reason`` header, then acked; nothing applied;
 - already in the inbox → acked, handler not run;
 - handler raises → the transaction rolls back, the message is returned (nack, requeue) and
   the quorum queue counts the delivery; past ``x-delivery-limit`` it goes to the DLQ;
@@ -61,6 +64,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 from sqlalchemy import Table
 from sqlalchemy.exc import DBAPIError
@@ -70,11 +74,23 @@ from shared.context import request_id_var
 from shared.db import database_unavailable
 from shared.messaging import metrics
 from shared.messaging.broker import Broker
-from shared.messaging.envelope import Envelope, MalformedEventError, decode
+from shared.messaging.envelope import (
+    Envelope,
+    MalformedEventError,
+    RefusedEventError,
+    check_provenance,
+    decode,
+)
 from shared.messaging.inbox import InboxMixin, claim_events, inbox_table, prune_inbox
 from shared.messaging.linger import Linger
 from shared.messaging.outbox import deferring_events
-from shared.messaging.topology import DeclaredQueue, declare_queue
+from shared.messaging.topology import (
+    DeclaredQueue,
+    dead_letter_exchange_name,
+    declare_queue,
+    events_exchange_name,
+    queue_name,
+)
 from shared.settings import BaseServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -115,6 +131,8 @@ AnyHandler = EventHandler | PreparedHandler[Any] | BatchHandler | PreparedBatchH
 _PREPARED = (PreparedHandler, PreparedBatchHandler)
 _BATCHED = (BatchHandler, PreparedBatchHandler)
 
+REFUSAL_REASON_HEADER = "x-refusal-reason"
+REFUSED_ROUTING_KEY_HEADER = "x-refused-routing-key"  # what a replay publishes it under
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
@@ -171,6 +189,7 @@ class RunningConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._linger = Linger(settings.consumer_linger_ms)
+        self._events_exchange = events_exchange_name(settings)
 
     @property
     def queue(self) -> AbstractQueue:
@@ -258,6 +277,10 @@ class RunningConsumer:
         """The delivery, ready to handle, or None once it was rejected or given back: done at
         once, or when its preparation ends (it starts now, not when a batch takes it)."""
         delivery = await self._decode(message)
+        if isinstance(delivery, _Refusal):
+            # Settled by a task the batches wait for in delivery order, as a preparation is:
+            # an ack of a later batch, covering this delivery, must not come before its copy.
+            return asyncio.ensure_future(self._refuse(message, delivery.reason))
         if delivery is not None and isinstance(delivery.handler, _PREPARED):
             return asyncio.ensure_future(self._prepare(delivery))
         ready: asyncio.Future[_Delivery | None] = asyncio.get_running_loop().create_future()
@@ -311,14 +334,18 @@ class RunningConsumer:
         for item in pending:
             await self._handle_alone(item)
 
-    async def _decode(self, message: AbstractIncomingMessage) -> _Delivery | None:
-        """The delivery with its event and handler, or None once a malformed one is rejected."""
+    async def _decode(self, message: AbstractIncomingMessage) -> _Delivery | _Refusal | None:
+        """The delivery with its event and handler, a refusal to settle, or None once a
+        malformed one is rejected."""
         label = self.consumer.name
         try:
             event = decode(message.body)
+            check_provenance(event, routing_key=self._routing_key(message))
             handler = self.consumer.handlers.get(event.type)
             if handler is None:
                 raise MalformedEventError(f"{label} has no handler for {event.type}")
+        except RefusedEventError as exc:
+            return _Refusal(str(exc))
         except MalformedEventError as exc:
             logger.error(
                 "%s: dead-lettering malformed message %s: %s", label, message.message_id, exc
@@ -327,6 +354,48 @@ class RunningConsumer:
             await self._settle(message.reject(requeue=False))
             return None
         return _Delivery(message, event, handler)
+
+    def _routing_key(self, message: AbstractIncomingMessage) -> str | None:
+        """The routing key the envelope's type must equal, or None for a message put straight
+        into the queue through the default exchange (a DLQ replay to its source queue: only
+        an operator may publish there, see docs/deployment.md)."""
+        if message.exchange == self._events_exchange:
+            return message.routing_key or ""
+        if not message.exchange:
+            return None
+        return f"{message.exchange}:{message.routing_key}"  # another exchange: never the type
+
+    async def _refuse(self, message: AbstractIncomingMessage, reason: str) -> _Delivery | None:
+        """Dead-letter a forged envelope with ``reason``: a copy goes to this queue's DLQ (a
+        rejection would only say "rejected"), then the delivery is acked. Should the copy
+        fail, the delivery is rejected and the queue dead-letters it without the reason."""
+        label = self.consumer.name
+        logger.error("%s: refusing message %s: %s", label, message.message_id, reason)
+        metrics.EVENTS_DEAD_LETTERED.labels(label, "refused").inc()
+        try:
+            assert self._channel is not None  # declared before anything is consumed
+            exchange = await self._channel.get_exchange(
+                dead_letter_exchange_name(self.settings), ensure=False
+            )
+            headers = dict(message.headers or {})
+            headers[REFUSAL_REASON_HEADER] = reason
+            headers[REFUSED_ROUTING_KEY_HEADER] = message.routing_key or ""
+            copy = aio_pika.Message(
+                message.body,
+                headers=headers,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+                type=message.type,
+            )
+            # The DLX routes by source queue name; the channel awaits the broker's confirm.
+            await exchange.publish(copy, routing_key=queue_name(self.settings, label))
+        except Exception as exc:
+            logger.warning("%s: could not copy a refused message to the DLQ: %r", label, exc)
+            await self._settle(message.reject(requeue=False))
+            return None
+        await self._settle(message.ack())
+        return None
 
     async def _prepare(self, delivery: _Delivery) -> _Delivery | None:
         """Run a prepared handler's ``prepare``, outside any transaction; the delivery with
@@ -521,3 +590,8 @@ class _Delivery:
     event: Envelope
     handler: AnyHandler
     prepared: Any = None  # what a prepared handler's ``prepare`` returned
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    reason: str  # why the envelope is refused (no payload values: it reaches logs and DLQ)

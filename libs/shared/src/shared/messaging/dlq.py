@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import QueueEmpty
 
 from shared.messaging.broker import Broker
+from shared.messaging.consumer import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
 from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
 from shared.settings import BaseServiceSettings
 
@@ -63,13 +64,28 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
     return DeadLetter(
         message_id=message.message_id,
         event_type=message.type,
-        reason=str(first["reason"]) if "reason" in first else None,
+        reason=_reason(headers, first),
         source_queue=str(first["queue"]) if "queue" in first else None,
-        routing_key=str(routing_keys[0]) if routing_keys else None,
+        routing_key=str(routing_keys[0]) if routing_keys else _refused_key(headers),
         deaths=count if isinstance(count, int) else 0,
         dead_lettered_at=when if isinstance(when, datetime) else None,
         body=message.body,
     )
+
+
+def _reason(headers: dict[str, Any], first_death: dict[str, Any]) -> str | None:
+    # A consumer's refusal (a forged envelope) is copied here with its own reason; anything
+    # else was dead-lettered by the broker, which says why in x-death.
+    refusal = headers.get(REFUSAL_REASON_HEADER)
+    if refusal is not None:
+        return f"refused: {refusal}"
+    return str(first_death["reason"]) if "reason" in first_death else None
+
+
+def _refused_key(headers: dict[str, Any]) -> str | None:
+    # A refused message was copied here, not dead-lettered: no x-death, its key in a header.
+    key = headers.get(REFUSED_ROUTING_KEY_HEADER)
+    return str(key) if key else None
 
 
 async def count_messages(channel: AbstractChannel, queue: str) -> int:

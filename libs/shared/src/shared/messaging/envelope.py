@@ -27,6 +27,31 @@ class MalformedEventError(ValueError):
     """
 
 
+class RefusedEventError(MalformedEventError):
+    """A well-formed envelope whose provenance does not hold: its ``producer`` is not the
+    service that owns its type, or it arrived under another routing key. The broker lets each
+    service publish only its own routing keys; an envelope claiming another's is forged."""
+
+
+def owner_of(event_type: str) -> str:
+    """The service that alone may produce ``event_type``: its prefix (``orders.x`` → orders)."""
+    return event_type.partition(".")[0]
+
+
+def check_provenance(event: Envelope, *, routing_key: str | None) -> None:
+    """Raise ``RefusedEventError`` unless ``event`` claims its type's owner as producer and,
+    when it came through the events exchange (``routing_key`` given), under its own type.
+
+    The broker's topic permissions bind a routing key to a publisher; this binds the body to
+    the routing key, so a service allowed ``orders.*`` cannot pass off a ``payments.*`` body.
+    """
+    owner = owner_of(event.type)
+    if event.producer != owner:
+        raise RefusedEventError(f"producer {event.producer!r} may not produce {event.type}")
+    if routing_key is not None and routing_key != event.type:
+        raise RefusedEventError(f"{event.type} arrived under routing key {routing_key!r}")
+
+
 class Envelope(BaseModel):
     """One event as it travels: metadata plus a payload validated against its contract."""
 
@@ -58,7 +83,7 @@ class Envelope(BaseModel):
             type=event_type,
             version=payload.event_version,
             occurred_at=datetime.now(UTC),
-            producer=producer or event_type.partition(".")[0],
+            producer=producer or owner_of(event_type),
             correlation_id=correlation_id or current_request_id(),
             causation_id=str(causation_id) if causation_id is not None else None,
             data=payload,

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from shared.contracts.base import all_contracts
 from shared.db import driver_connection, qualified_name
 from shared.messaging.envelope import Envelope
 
@@ -76,6 +77,16 @@ async def deferring_events(session: AsyncSession) -> AsyncIterator[None]:
         session.info.pop(_DEFERRED, None)
     for outbox, events in deferred.items():
         await outbox.add_many(session, events)
+
+
+def redacted_on_send() -> dict[str, frozenset[str]]:
+    """Per event type, the ``data`` keys removed from an outbox row once it is sent (the
+    contracts' ``redacted_on_send``; types without any are left out)."""
+    return {
+        event_type: model.redacted_on_send
+        for event_type, _, model in all_contracts()
+        if model.redacted_on_send
+    }
 
 
 def notify_channel(table: Table) -> str:
