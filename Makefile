@@ -109,7 +109,7 @@ up: ## Run the whole shop on Docker Compose (.env from .env.example if none), se
 	fi
 
 # Validate docker-compose.yml with Debian's docker-compose (installed if missing); docs/deployment.md.
-compose-check:
+compose-check: ## Validate docker-compose.yml with docker-compose config (installs Debian's docker-compose if missing)
 	@command -v docker-compose >/dev/null || apt-get install -y docker-compose
 	@env_file=$$(mktemp) && trap 'rm -f $$env_file' EXIT && \
 	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
