@@ -1,8 +1,9 @@
 """The error answers in OpenAPI: every status a route can give, with the problem+json schema.
 
 Routers declare their statuses with ``problem_responses(401, 404, ...)``; the app's document
-gets the ``Problem`` schema once, and FastAPI's own 422 (a JSON ``HTTPValidationError``
-this platform never sends) is replaced by the problem+json the error handlers really answer.
+gets the ``Problem`` schema once, FastAPI's own 422 (a JSON ``HTTPValidationError`` this
+platform never sends) is replaced by the problem+json the error handlers really answer, and
+every route with a body documents the 400 of a body that cannot even be decoded.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _RETRY_AFTER = {
 
 # What each status means on this platform; a route may say more with a (status, text) pair.
 DESCRIPTIONS = {
-    400: "Bad request: a header or cursor the server cannot use.",
+    400: "Bad request: a body, header or cursor the server cannot use.",
     401: "No valid bearer token (or bad credentials); see WWW-Authenticate.",
     403: "Authenticated, but not allowed to do this.",
     404: "Not found, or not visible to this caller.",
@@ -54,7 +55,10 @@ _HEADERS = {
 }
 
 
-def problem_response(status: int, description: str | None = None) -> dict[str, Any]:
+_UNREADABLE_BODY = "The body cannot be read (not UTF-8 JSON or form data)."
+
+
+def problem_doc(status: int, description: str | None = None) -> dict[str, Any]:
     """The OpenAPI response object of one problem+json answer."""
     response: dict[str, Any] = {
         "description": description or DESCRIPTIONS.get(status) or HTTPStatus(status).phrase,
@@ -75,7 +79,7 @@ def problem_responses(*statuses: int | tuple[int, str]) -> Responses:
     responses: Responses = {}
     for entry in statuses:
         status, description = entry if isinstance(entry, tuple) else (entry, None)
-        responses[status] = problem_response(status, description)
+        responses[status] = problem_doc(status, description)
     return responses
 
 
@@ -91,14 +95,20 @@ def _is_fastapi_validation_error(response: dict[str, Any]) -> bool:
 
 
 def document_problems(document: dict[str, Any]) -> dict[str, Any]:
-    """Add the Problem schema and turn FastAPI's default 422 into problem+json, in place."""
+    """Add the Problem schema, turn FastAPI's default 422 into problem+json and document the
+    400 of an unreadable body, in place."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(_problem_schemas())
     for item in document.get("paths", {}).values():
         for operation in item.values():
-            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            if not isinstance(operation, dict):
+                continue
+            responses = operation.setdefault("responses", {})
             if "422" in responses and _is_fastapi_validation_error(responses["422"]):
-                responses["422"] = problem_response(422)
+                responses["422"] = problem_doc(422)
+            if "requestBody" in operation:
+                # A body that is not UTF-8 (FastAPI: "error parsing the body") is a 400.
+                responses.setdefault("400", problem_doc(400, _UNREADABLE_BODY))
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     return document

@@ -38,7 +38,7 @@ def _location(order_id: uuid.UUID) -> str:
     status_code=202,
     response_model=OrderDetail,
     responses=problem_responses(
-        (400, "Idempotency-Key missing or malformed."),
+        (400, "Idempotency-Key missing or malformed, or a body that cannot be read."),
         (403, "Only customers place orders."),
         (409, "The first request with this Idempotency-Key is still in progress."),
         413,
