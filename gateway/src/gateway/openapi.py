@@ -20,6 +20,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 from gateway.proxy.http1 import UpstreamError
+from gateway.proxy.middleware import API_PREFIX
 from gateway.runtime import GatewayRuntime
 from shared.openapi import problem_doc
 
@@ -75,9 +76,6 @@ def merge_documents(
     for path, item in upstream.get("paths", {}).items():
         if _served_by(path, prefixes):
             paths[path] = item
-
-
-API_PREFIX = "/api/"
 
 
 def _add(responses: dict[str, Any], status: int, description: str | None = None) -> None:
