@@ -1,7 +1,9 @@
 """One API document for the storefront: the gateway's routes merged with the services'.
 
 The services' documents are fetched from their ``/openapi.json`` through the gateway's
-upstream pool and cached; a service that does not answer is left out until it does.
+upstream pool and cached; a service that does not answer is left out until it does. The
+answers the gateway gives on its own (rate limits, body limit, token check, an upstream
+out of reach) are added to every route they can reach, so the document lists every status.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 from gateway.proxy.http1 import UpstreamError
+from gateway.proxy.middleware import API_PREFIX
 from gateway.runtime import GatewayRuntime
+from shared.openapi import problem_doc
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,36 @@ def merge_documents(
             paths[path] = item
 
 
+def _add(responses: dict[str, Any], status: int, description: str | None = None) -> None:
+    # A route's own description of a status wins: it says more than the gateway's.
+    responses.setdefault(str(status), problem_doc(status, description))
+
+
+def document_gateway_answers(document: dict[str, Any], proxied: list[str]) -> dict[str, Any]:
+    """Add to every ``/api/`` operation of ``document`` the statuses the gateway answers
+    before (or instead of) the route: 429 and 503 from the rate limiter on all of them,
+    413 from the body limit on those with a body, and on the routes it proxies (under
+    ``proxied``) 401 for an invalid token, even on a public route, and 503/504 for a
+    service out of reach or too slow. In place; returns ``document``."""
+    for path, item in document.get("paths", {}).items():
+        if not path.startswith(API_PREFIX):
+            continue
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                _add(responses, 413)
+            _add(responses, 429)
+            if _served_by(path, proxied):
+                _add(responses, 401, "The bearer token, if any is sent, is not valid.")
+                _add(responses, 503, "The service, the database or the rate limiter is out.")
+                _add(responses, 504)
+            else:
+                _add(responses, 503, "The database or the rate limiter is out.")
+    return document
+
+
 class MergedOpenAPI:
     def __init__(self, app: FastAPI, runtime: GatewayRuntime) -> None:
         self.app = app
@@ -115,6 +149,8 @@ class MergedOpenAPI:
                 merge_documents(merged, document, prefixes, service.replace(" ", "-"))
             schemes = merged.setdefault("components", {}).setdefault("securitySchemes", {})
             schemes.setdefault("HTTPBearer", BEARER_SCHEME)
+            proxied = [prefix for prefixes in upstreams.values() for prefix in prefixes]
+            document_gateway_answers(merged, proxied)
             self._document = merged
             ttl = self.cache_seconds
             if not complete:
@@ -129,6 +165,15 @@ def install_docs(app: FastAPI, runtime: GatewayRuntime) -> None:
     app.router.routes[:] = [
         route for route in app.router.routes if getattr(route, "path", None) not in own
     ]
+    build = app.openapi
+
+    def own_document() -> dict[str, Any]:
+        # The gateway's own routes (identity) meet the rate limiter and body limit too.
+        if app.openapi_schema is None:
+            app.openapi_schema = document_gateway_answers(build(), [])
+        return app.openapi_schema
+
+    app.openapi = own_document  # type: ignore[method-assign]
     if not runtime.settings.docs_enabled:
         return
     merged = MergedOpenAPI(app, runtime)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.security import OAuth2PasswordRequestForm
@@ -19,15 +19,14 @@ from gateway.identity.schemas import (
 )
 from gateway.ratelimit import account_key
 from shared.auth import PrincipalDep
+from shared.openapi import problem_responses
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Bad credentials or token (problem+json)"}
-}
-_LIMITED: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many attempts (problem+json, Retry-After)"}
-}
+# Statuses of these routes alone; the gateway documents its own (413, 429, 503) on every
+# route (gateway.openapi).
+_UNAUTHORIZED = problem_responses((401, "Bad credentials or token."))
+_LIMITED = problem_responses((429, "Too many attempts; see Retry-After."))
 
 
 def _user_out(user: User) -> UserOut:
@@ -45,7 +44,7 @@ def _token_response(pair: service.TokenPair) -> TokenResponse:
 @router.post(
     "/register",
     status_code=201,
-    responses={409: {"description": "Email taken (problem+json)"}, **_LIMITED},
+    responses={**problem_responses((409, "The email is taken.")), **_LIMITED},
 )
 async def register(
     body: RegisterRequest, session: SessionDep, runtime: RuntimeDep, address: ClientAddressDep

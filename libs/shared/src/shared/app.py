@@ -14,6 +14,7 @@ from shared.db import create_engine, create_sessionmaker, ping
 from shared.errors import install_error_handlers
 from shared.health import ReadinessCheck, health_router
 from shared.metrics import metrics_router
+from shared.openapi import install_problem_documentation
 from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
 
@@ -57,6 +58,7 @@ def create_service_app(
     app = app_class(title=title, version="1.0.0", lifespan=lifespan, telemetry=telemetry_off)
     app.state.settings = settings
     install_error_handlers(app)
+    install_problem_documentation(app)
     # Added innermost first: a request meets RequestContext (id, log, metrics), then the limit.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)

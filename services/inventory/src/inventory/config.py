@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.cursors import CursorSettings
 
 
-class InventorySettings(BaseServiceSettings):
+class InventorySettings(CursorSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_")
 
     service_name: ClassVar[str] = "inventory"
@@ -21,17 +21,12 @@ class InventorySettings(BaseServiceSettings):
     db_user: str = "inventory"
     # The one currency of the store: every price written must be in it.
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    # Signs list cursors so a client can neither forge nor tamper with one.
-    cursor_secret: SecretStr = SecretStr("change-me")
     # How long public catalog reads may be cached by browsers and shared caches.
     catalog_cache_max_age_seconds: int = Field(default=30, ge=0)
     # A reservation not committed within this time is released by the worker's sweeper.
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
     sweeper_batch_size: int = Field(default=100, ge=1)
-
-    def secrets(self) -> dict[str, str]:
-        return {**super().secrets(), "cursor_secret": self.cursor_secret.get_secret_value()}
 
 
 @lru_cache(maxsize=1)

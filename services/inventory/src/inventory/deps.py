@@ -6,6 +6,7 @@ from fastapi import Depends, Query, Request
 
 from inventory.config import InventorySettings
 from shared.auth import AdminDep, OptionalPrincipalDep
+from shared.cursors import CursorQuery
 from shared.deps import SessionDep
 
 
@@ -19,10 +20,6 @@ async def _settings(request: Request) -> InventorySettings:
 SettingsDep = Annotated[InventorySettings, Depends(_settings)]
 
 LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")]
-CursorQuery = Annotated[
-    str | None,
-    Query(max_length=512, description="The `next_cursor` of the previous page, as given."),
-]
 
 __all__ = [
     "AdminDep",

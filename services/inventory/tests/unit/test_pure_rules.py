@@ -1,22 +1,10 @@
-"""Pure rules, no I/O: cursors, time-ordered ids, the once-per-crossing low-stock alarm."""
+"""Pure rules, no I/O: time-ordered ids, the once-per-crossing low-stock alarm."""
 
 from __future__ import annotations
 
-import pytest
-
-from inventory.pagination import InvalidCursor, decode_cursor, encode_cursor
 from inventory.stock.models import StockItem
 from inventory.stock.repository import LockedStock
 from inventory.stock.service import low_stock_events
-
-
-def test_a_cursor_round_trips_and_is_bound_to_its_secret_and_list() -> None:
-    cursor = encode_cursor(secret="s1", kind="products", after="SKU-9")
-    assert decode_cursor(secret="s1", kind="products", cursor=cursor) == "SKU-9"
-    with pytest.raises(InvalidCursor):
-        decode_cursor(secret="s2", kind="products", cursor=cursor)
-    with pytest.raises(InvalidCursor):
-        decode_cursor(secret="s1", kind="low-stock", cursor=cursor)
 
 
 def test_the_low_stock_alarm_fires_once_per_crossing() -> None:

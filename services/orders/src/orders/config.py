@@ -8,10 +8,10 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.cursors import CursorSettings
 
 
-class OrdersSettings(BaseServiceSettings):
+class OrdersSettings(CursorSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERS_")
 
     service_name: ClassVar[str] = "orders"

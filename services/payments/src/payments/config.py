@@ -8,10 +8,10 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.cursors import CursorSettings
 
 
-class PaymentsSettings(BaseServiceSettings):
+class PaymentsSettings(CursorSettings):
     model_config = SettingsConfigDict(env_prefix="PAYMENTS_")
 
     service_name: ClassVar[str] = "payments"

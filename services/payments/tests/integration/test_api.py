@@ -11,7 +11,9 @@ import pytest
 from payments.config import PaymentsSettings
 from payments.main import create_app
 from payments.payment.models import Payment
+from payments.payment.router import PAYMENTS_CURSOR
 from shared.testing import app_client
+from shared.testing.cursors import bad_cursors
 
 from .conftest import Payments, SigningKey, payment_requested
 
@@ -149,7 +151,6 @@ async def test_list_pages_newest_first_with_an_opaque_cursor(
         {"limit": "0"},
         {"limit": "101"},
         {"limit": "x"},
-        {"cursor": "not-a-cursor!"},
         {"order_id": "1"},
     ],
 )
@@ -163,6 +164,25 @@ async def test_bad_list_parameters_answer_422_problem(
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["errors"]
+
+
+@pytest.mark.parametrize("name", list(bad_cursors(issued="e30.e30", kind="k", position="p")))
+async def test_a_cursor_the_server_did_not_issue_is_400_invalid_cursor(
+    client: httpx.AsyncClient, payments: Payments, signing_key: SigningKey, name: str
+) -> None:
+    alice = uuid.uuid4()
+    for _ in range(2):
+        await _pay(payments, alice)
+    headers = signing_key.headers(alice, "customer")
+    first = (await client.get("/api/v1/payments", params={"limit": 1}, headers=headers)).json()
+    issued, position = first["next_cursor"], first["items"][0]["id"]
+    bad = bad_cursors(issued=issued, kind=PAYMENTS_CURSOR, position=position)[name]
+
+    response = await client.get("/api/v1/payments", params={"cursor": bad}, headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "/problems/invalid-cursor"
 
 
 @pytest.mark.parametrize("path", ["/api/v1/payments", f"/api/v1/payments/{uuid.uuid4()}"])

@@ -1,14 +1,11 @@
-"""Pure rules, no I/O: token outcomes, backoff schedule, cursors, ids."""
+"""Pure rules, no I/O: token outcomes, backoff schedule, ids."""
 
 from __future__ import annotations
-
-import uuid
 
 import pytest
 from pydantic import ValidationError
 
 from payments.config import PaymentsSettings
-from payments.payment.schemas import decode_cursor, encode_cursor
 from payments.provider import DeclineCode, ProviderUnavailableError, RetryPolicy
 from payments.provider.fake import decline_for
 
@@ -45,14 +42,6 @@ def test_single_attempt_policy_never_pauses() -> None:
     assert (
         RetryPolicy(max_attempts=1, initial_backoff_seconds=1, max_backoff_seconds=1).pauses() == []
     )
-
-
-def test_cursor_round_trips_and_refuses_anything_else() -> None:
-    payment_id = uuid.uuid4()
-    assert decode_cursor(encode_cursor(payment_id)) == payment_id
-    for garbage in ["", "not-a-cursor!", encode_cursor(payment_id)[:-2], 42]:
-        with pytest.raises(ValueError, match="cursor"):
-            decode_cursor(garbage)
 
 
 def test_reconciler_age_must_outlast_a_charges_retry_pauses() -> None:

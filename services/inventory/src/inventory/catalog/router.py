@@ -25,8 +25,12 @@ from inventory.deps import (
     SettingsDep,
 )
 from shared.auth import Principal
+from shared.openapi import problem_responses
 
-router = APIRouter(prefix="/api/v1/products", tags=["catalog"])
+# Every route reads the database (503 while it is out); a token, when sent, must be valid.
+router = APIRouter(
+    prefix="/api/v1/products", tags=["catalog"], responses=problem_responses(401, 503)
+)
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
 
@@ -62,7 +66,7 @@ def _json(model: BaseModel, *, status_code: int = 200, headers: dict[str, str]) 
     )
 
 
-@router.get("", response_model=ProductPage)
+@router.get("", response_model=ProductPage, responses=problem_responses(400))
 async def list_products(
     session: SessionDep,
     settings: SettingsDep,
@@ -87,7 +91,10 @@ async def list_products(
 @router.get(
     "/{sku}",
     response_model=ProductOut,
-    responses={304: {"description": "Not modified (If-None-Match matched the ETag)."}},
+    responses={
+        304: {"description": "Not modified (If-None-Match matched the ETag)."},
+        **problem_responses((404, "No such product, or an inactive one and not an admin.")),
+    },
 )
 async def read_product(
     sku: SkuPath,
@@ -96,7 +103,9 @@ async def read_product(
     principal: OptionalPrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    product = await service.get_product(session=session, sku=sku)
+    product = await service.get_product(
+        session=session, sku=sku, include_inactive=principal is not None and principal.is_admin
+    )
     body = product.model_dump_json().encode()
     etag = _strong_etag(body)
     headers = {
@@ -109,7 +118,12 @@ async def read_product(
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.post("", status_code=201, response_model=ProductOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProductOut,
+    responses=problem_responses(403, (409, "The sku is taken."), 413),
+)
 async def create_product(
     data: ProductCreate, session: SessionDep, settings: SettingsDep, admin: AdminDep
 ) -> Response:
@@ -120,7 +134,7 @@ async def create_product(
     return _json(product, status_code=201, headers=headers)
 
 
-@router.patch("/{sku}", response_model=ProductOut)
+@router.patch("/{sku}", response_model=ProductOut, responses=problem_responses(403, 404, 413))
 async def update_product(
     sku: SkuPath,
     changes: ProductUpdate,

@@ -19,7 +19,6 @@ from inventory.catalog.schemas import (
 )
 from inventory.config import InventorySettings
 from inventory.events import outbox
-from inventory.pagination import decode_cursor, encode_cursor
 from inventory.stock import repository as stock_repository
 from inventory.stock.models import MovementKind, StockItem
 from inventory.stock.repository import Movement
@@ -28,7 +27,7 @@ from shared.contracts.inventory import ProductUpserted
 from shared.contracts.money import Money
 from shared.messaging import Envelope
 
-PRODUCTS_CURSOR = "products"
+PRODUCTS_CURSOR = "inventory.products"
 INITIAL_STOCK_REASON = "initial stock"
 
 
@@ -162,9 +161,11 @@ async def update_product(
     return product_out(*found)
 
 
-async def get_product(*, session: AsyncSession, sku: str) -> ProductOut:
+async def get_product(*, session: AsyncSession, sku: str, include_inactive: bool) -> ProductOut:
+    """One product; an inactive one is not for sale, so only admins (``include_inactive``)
+    see it: anyone else gets the 404 of a sku that does not exist."""
     found = await repository.get_with_available(session, sku=sku)
-    if found is None:
+    if found is None or not (include_inactive or found[0].active):
         raise ProductNotFound(sku)
     return product_out(*found)
 
@@ -178,19 +179,11 @@ async def list_products(
     text: str | None,
     include_inactive: bool,
 ) -> ProductPage:
-    secret = settings.cursor_secret.get_secret_value()
-    after = (
-        decode_cursor(secret=secret, kind=PRODUCTS_CURSOR, cursor=cursor)
-        if cursor is not None
-        else None
-    )
+    cursors = settings.cursor_codec
+    after = cursors.decode(PRODUCTS_CURSOR, cursor) if cursor is not None else None
     rows = await repository.page(
         session, after=after, limit=limit + 1, text=text, active_only=not include_inactive
     )
     items = [product_out(product, available) for product, available in rows[:limit]]
-    next_cursor = (
-        encode_cursor(secret=secret, kind=PRODUCTS_CURSOR, after=items[-1].sku)
-        if len(rows) > limit
-        else None
-    )
+    next_cursor = cursors.encode(PRODUCTS_CURSOR, items[-1].sku) if len(rows) > limit else None
     return ProductPage(items=items, next_cursor=next_cursor)

@@ -10,14 +10,20 @@ from inventory.catalog.schemas import SKU_PATTERN
 from inventory.deps import AdminDep, CursorQuery, LimitQuery, SessionDep, SettingsDep
 from inventory.stock import service
 from inventory.stock.schemas import StockAdjustmentIn, StockOut, StockPage
+from shared.openapi import problem_responses
 
-router = APIRouter(prefix="/api/v1", tags=["stock"])
+# Admins only (401 without a token, 403 for anyone else); 503 while the database is out.
+router = APIRouter(prefix="/api/v1", tags=["stock"], responses=problem_responses(401, 403, 503))
 
 # The pattern excludes lowercase, so /inventory/low-stock can never be taken for a sku.
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
 
 
-@router.post("/products/{sku}/stock-adjustments", status_code=201)
+@router.post(
+    "/products/{sku}/stock-adjustments",
+    status_code=201,
+    responses=problem_responses(404, (409, "On hand would fall below what is reserved."), 413),
+)
 async def adjust_stock(
     sku: SkuPath, adjustment: StockAdjustmentIn, session: SessionDep, admin: AdminDep
 ) -> StockOut:
@@ -31,7 +37,7 @@ async def adjust_stock(
 
 
 # Declared before /inventory/{sku}: the literal path must win.
-@router.get("/inventory/low-stock")
+@router.get("/inventory/low-stock", responses=problem_responses(400))
 async def list_low_stock(
     session: SessionDep,
     settings: SettingsDep,
@@ -45,6 +51,6 @@ async def list_low_stock(
     )
 
 
-@router.get("/inventory/{sku}")
+@router.get("/inventory/{sku}", responses=problem_responses(404))
 async def read_stock(sku: SkuPath, session: SessionDep, admin: AdminDep) -> StockOut:
     return await service.get_stock(session=session, sku=sku)

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inventory.catalog.exceptions import ProductNotFound
 from inventory.config import InventorySettings
 from inventory.events import outbox
-from inventory.pagination import decode_cursor, encode_cursor
 from inventory.stock import repository
 from inventory.stock.exceptions import StockBelowReserved
 from inventory.stock.models import MovementKind, StockItem
@@ -19,7 +18,7 @@ from inventory.stock.schemas import StockOut, StockPage
 from shared.contracts.inventory import StockLow
 from shared.messaging import Envelope
 
-LOW_STOCK_CURSOR = "low-stock"
+LOW_STOCK_CURSOR = "inventory.low-stock"
 
 
 def stock_out(item: StockItem, reorder_point: int) -> StockOut:
@@ -98,17 +97,9 @@ async def adjust_stock(
 async def list_low_stock(
     *, session: AsyncSession, settings: InventorySettings, limit: int, cursor: str | None
 ) -> StockPage:
-    secret = settings.cursor_secret.get_secret_value()
-    after = (
-        decode_cursor(secret=secret, kind=LOW_STOCK_CURSOR, cursor=cursor)
-        if cursor is not None
-        else None
-    )
+    cursors = settings.cursor_codec
+    after = cursors.decode(LOW_STOCK_CURSOR, cursor) if cursor is not None else None
     rows = await repository.low_stock_page(session, after=after, limit=limit + 1)
     items = [stock_out(item, point) for item, point in rows[:limit]]
-    next_cursor = (
-        encode_cursor(secret=secret, kind=LOW_STOCK_CURSOR, after=items[-1].sku)
-        if len(rows) > limit
-        else None
-    )
+    next_cursor = cursors.encode(LOW_STOCK_CURSOR, items[-1].sku) if len(rows) > limit else None
     return StockPage(items=items, next_cursor=next_cursor)

@@ -44,12 +44,6 @@ class IdempotencyKeyInFlight(DomainError):
     type = "/problems/idempotency-key-in-flight"
 
 
-class InvalidCursor(DomainError):
-    status = 422
-    title = "Invalid cursor"
-    type = "/problems/invalid-cursor"
-
-
 @dataclass(frozen=True)
 class UnavailableLine:
     """A line of the request whose sku cannot be sold, and why."""

@@ -15,11 +15,18 @@ from orders.order.exceptions import ProductsUnavailable
 from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
 from orders.saga import OrderStatus
 from shared.auth import AdminDep, CustomerDep, PrincipalDep
+from shared.cursors import CursorQuery
 from shared.errors import FieldError, problem_response
+from shared.openapi import problem_responses
 
 PREFIX = "/api/v1/orders"
 
-router = APIRouter(prefix=PREFIX, tags=["orders"])
+# Every route needs a valid token and reads the database (503 while it is out).
+router = APIRouter(prefix=PREFIX, tags=["orders"], responses=problem_responses(401, 503))
+
+# Another customer's order answers exactly like a missing one.
+_NOT_FOUND = (404, "No such order, or not the caller's.")
+_ILLEGAL = (409, "The order's status does not allow this.")
 
 
 def _location(order_id: uuid.UUID) -> str:
@@ -30,7 +37,13 @@ def _location(order_id: uuid.UUID) -> str:
     "",
     status_code=202,
     response_model=OrderDetail,
-    responses={400: {}, 409: {}, 422: {}},
+    responses=problem_responses(
+        (400, "Idempotency-Key missing or malformed, or a body that cannot be read."),
+        (403, "Only customers place orders."),
+        (409, "The first request with this Idempotency-Key is still in progress."),
+        413,
+        (422, "Invalid body, a sku not for sale, or an Idempotency-Key reused for another body."),
+    ),
     summary="Place an order (Idempotency-Key required)",
 )
 async def place_order(
@@ -66,27 +79,48 @@ async def place_order(
     return JSONResponse(placed.body, status_code=placed.status_code, headers=headers)
 
 
-@router.get("", response_model=OrderPage, summary="List orders (own; an admin sees all)")
+@router.get(
+    "",
+    response_model=OrderPage,
+    responses=problem_responses(400),
+    summary="List orders (own; an admin sees all)",
+)
 async def list_orders(
     principal: PrincipalDep,
     session: SessionDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    cursor: CursorQuery = None,
     status: OrderStatus | None = None,
 ) -> OrderPage:
     return await service.list_orders(
-        session=session, principal=principal, status=status, cursor=cursor, limit=limit
+        session=session,
+        cursors=settings.cursor_codec,
+        principal=principal,
+        status=status,
+        cursor=cursor,
+        limit=limit,
     )
 
 
-@router.get("/{order_id}", response_model=OrderDetail, summary="One order with its history")
+@router.get(
+    "/{order_id}",
+    response_model=OrderDetail,
+    responses=problem_responses(_NOT_FOUND),
+    summary="One order with its history",
+)
 async def get_order(
     order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> OrderDetail:
     return await service.get_order(session=session, principal=principal, order_id=order_id)
 
 
-@router.post("/{order_id}/cancel", response_model=OrderDetail, summary="Cancel (refund if paid)")
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderDetail,
+    responses=problem_responses(_NOT_FOUND, (409, "Already shipped, delivered or closed.")),
+    summary="Cancel (refund if paid)",
+)
 async def cancel_order(
     order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> OrderDetail:
@@ -95,7 +129,12 @@ async def cancel_order(
     )
 
 
-@router.post("/{order_id}/ship", response_model=OrderDetail, summary="Mark shipped (admin)")
+@router.post(
+    "/{order_id}/ship",
+    response_model=OrderDetail,
+    responses=problem_responses(403, _NOT_FOUND, _ILLEGAL, 413),
+    summary="Mark shipped (admin)",
+)
 async def ship_order(
     order_id: uuid.UUID,
     body: Shipment,
@@ -108,7 +147,12 @@ async def ship_order(
     )
 
 
-@router.post("/{order_id}/deliver", response_model=OrderDetail, summary="Mark delivered (admin)")
+@router.post(
+    "/{order_id}/deliver",
+    response_model=OrderDetail,
+    responses=problem_responses(403, _NOT_FOUND, _ILLEGAL),
+    summary="Mark delivered (admin)",
+)
 async def deliver_order(
     order_id: uuid.UUID, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> OrderDetail:

@@ -7,8 +7,6 @@ being the worker's hot path, they run fixed SQL on the driver connection, not th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import uuid
@@ -30,7 +28,6 @@ from orders.order.exceptions import (
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     IllegalTransition,
-    InvalidCursor,
     OrderNotFound,
     ProductsUnavailable,
     UnavailableLine,
@@ -61,6 +58,7 @@ from shared.context import current_request_id
 from shared.contracts import EventPayload, Money
 from shared.contracts.orders import OrderCreated, OrderedQuantity, PaymentRequested
 from shared.contracts.orders import OrderLine as EventLine
+from shared.cursors import CursorCodec, InvalidCursor
 from shared.db import autocommit_connection
 from shared.ids import new_id
 from shared.messaging import Envelope
@@ -253,28 +251,27 @@ def _order_created(order: NewOrder) -> OrderCreated:
 # -- reading ---------------------------------------------------------------------------------
 
 
-def encode_cursor(order_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(order_id.bytes).rstrip(b"=").decode()
+ORDERS_CURSOR = "orders"
 
 
-def decode_cursor(cursor: str) -> uuid.UUID:
+def _decode_cursor(cursors: CursorCodec, cursor: str) -> uuid.UUID:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return uuid.UUID(bytes=raw)
-    except (binascii.Error, ValueError):
-        raise InvalidCursor("The cursor is not one this API returned.") from None
+        return uuid.UUID(cursors.decode(ORDERS_CURSOR, cursor))
+    except ValueError:  # signed by us yet no id: only a leaked key could make one
+        raise InvalidCursor() from None
 
 
 async def list_orders(
     *,
     session: AsyncSession,
+    cursors: CursorCodec,
     principal: Principal,
     status: OrderStatus | None,
     cursor: str | None,
     limit: int,
 ) -> OrderPage:
     """The caller's orders, newest first (an admin's list holds everyone's)."""
-    before = decode_cursor(cursor) if cursor is not None else None
+    before = _decode_cursor(cursors, cursor) if cursor is not None else None
     async with session.begin():
         rows = await repository.page(
             session=session,
@@ -284,7 +281,7 @@ async def list_orders(
             limit=limit,
         )
     visible = rows[:limit]
-    next_cursor = encode_cursor(visible[-1].id) if len(rows) > limit else None
+    next_cursor = cursors.encode(ORDERS_CURSOR, str(visible[-1].id)) if len(rows) > limit else None
     return OrderPage(items=[to_out(order) for order in visible], next_cursor=next_cursor)
 
 

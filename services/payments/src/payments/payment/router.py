@@ -7,33 +7,56 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from payments.deps import SessionDep
+from payments.deps import SessionDep, SettingsDep
 from payments.payment import service
-from payments.payment.schemas import Cursor, PaymentOut, PaymentPage, encode_cursor
+from payments.payment.schemas import PaymentOut, PaymentPage
 from shared.auth import PrincipalDep
+from shared.cursors import CursorCodec, CursorQuery, InvalidCursor
+from shared.openapi import problem_responses
 
-router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
+# Every route needs a valid token and reads the database (503 while it is out).
+router = APIRouter(
+    prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 503)
+)
+
+PAYMENTS_CURSOR = "payments"
 
 
-@router.get("", response_model=PaymentPage)
+def _after(cursors: CursorCodec, cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(cursors.decode(PAYMENTS_CURSOR, cursor))
+    except ValueError:  # signed by us yet no id: only a leaked key could make one
+        raise InvalidCursor() from None
+
+
+@router.get("", response_model=PaymentPage, responses=problem_responses(400))
 async def list_payments(
     session: SessionDep,
     principal: PrincipalDep,
+    settings: SettingsDep,
     order_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[Cursor | None, Query()] = None,
+    cursor: CursorQuery = None,
 ) -> PaymentPage:
     """The caller's payments (an admin sees everyone's), newest first."""
+    cursors = settings.cursor_codec
+    after = _after(cursors, cursor) if cursor is not None else None
     page = await service.list_payments(
-        session=session, principal=principal, order_id=order_id, after=cursor, limit=limit
+        session=session, principal=principal, order_id=order_id, after=after, limit=limit
     )
     return PaymentPage(
         items=[PaymentOut.of(payment) for payment in page.items],
-        next_cursor=encode_cursor(page.next_after) if page.next_after else None,
+        next_cursor=(
+            cursors.encode(PAYMENTS_CURSOR, str(page.next_after)) if page.next_after else None
+        ),
     )
 
 
-@router.get("/{payment_id}", response_model=PaymentOut)
+@router.get(
+    "/{payment_id}",
+    response_model=PaymentOut,
+    responses=problem_responses((404, "No such payment, or not the caller's.")),
+)
 async def get_payment(
     payment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> PaymentOut:

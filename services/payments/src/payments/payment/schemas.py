@@ -1,14 +1,11 @@
-"""The payment as the API shows it, its page, and the opaque cursor of that page."""
+"""The payment as the API shows it, and its page."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict
 
 from payments.payment.models import Payment, PaymentStatus
 from shared.contracts import Money
@@ -43,25 +40,3 @@ class PaymentOut(BaseModel):
 class PaymentPage(BaseModel):
     items: list[PaymentOut]
     next_cursor: str | None
-
-
-def encode_cursor(last_id: uuid.UUID) -> str:
-    """The cursor after ``last_id``: opaque to clients, only this service reads it."""
-    return base64.urlsafe_b64encode(last_id.bytes).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: object) -> uuid.UUID:
-    if not isinstance(cursor, str):
-        raise ValueError("not a cursor this API issued")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("not a cursor this API issued") from None
-    if len(raw) != 16:
-        raise ValueError("not a cursor this API issued")
-    return uuid.UUID(bytes=raw)
-
-
-# A query parameter type: a malformed cursor is a 422 with a field error, like any bad input.
-# Documented as the opaque string it is, handed to the code as the id it stands for.
-Cursor = Annotated[uuid.UUID, BeforeValidator(decode_cursor), WithJsonSchema({"type": "string"})]

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from shared.cursors import CursorCodec, CursorSettings, InvalidCursor
+from shared.settings import PlaceholderSecretError
+from shared.testing.cursors import bad_cursors
+
+OLD_KEY = "old-key-0123456789abcdef0123456789"
+NEW_KEY = "new-key-0123456789abcdef0123456789"
+
+
+class CursorSampleSettings(CursorSettings):
+    model_config = SettingsConfigDict(env_prefix="SAMPLE_")
+
+
+def test_a_cursor_round_trips_to_its_position() -> None:
+    codec = CursorCodec([NEW_KEY])
+    for position in ["SKU-9", "01a24806-997e-7e86-b6c3-161a6d62c08b", "é/ünïcode ."]:
+        assert codec.decode("products", codec.encode("products", position)) == position
+
+
+def test_a_cursor_reveals_no_key_and_is_short() -> None:
+    cursor = CursorCodec([NEW_KEY]).encode("orders", "01a24806-997e-7e86-b6c3-161a6d62c08b")
+    assert NEW_KEY not in cursor
+    assert len(cursor) < 80
+    assert cursor.isascii()
+    assert " " not in cursor
+
+
+@pytest.mark.parametrize(
+    "name",
+    list(bad_cursors(issued=CursorCodec(["change-me"]).encode("k", "p"), kind="k", position="p")),
+)
+def test_anything_the_server_did_not_issue_is_an_invalid_cursor(name: str) -> None:
+    codec = CursorCodec(["change-me"])
+    issued = codec.encode("products", "SKU-9")
+    bad = bad_cursors(issued=issued, kind="products", position="SKU-9")[name]
+    with pytest.raises(InvalidCursor) as raised:
+        codec.decode("products", bad)
+    assert raised.value.status == 400
+    assert raised.value.type == "/problems/invalid-cursor"
+
+
+def test_a_cursor_of_one_list_never_pages_another() -> None:
+    codec = CursorCodec([NEW_KEY])
+    with pytest.raises(InvalidCursor):
+        codec.decode("inventory.low-stock", codec.encode("inventory.products", "SKU-9"))
+
+
+def test_rotation_the_first_key_signs_and_every_key_verifies() -> None:
+    before = CursorCodec([OLD_KEY])
+    during = CursorCodec([NEW_KEY, OLD_KEY])
+    after = CursorCodec([NEW_KEY])
+    issued_before = before.encode("orders", "42")
+    issued_during = during.encode("orders", "42")
+
+    assert during.decode("orders", issued_before) == "42"  # old cursors survive the rollout
+    assert after.decode("orders", issued_during) == "42"  # new cursors are signed by the new key
+    assert issued_during != issued_before
+    with pytest.raises(InvalidCursor):  # once the old key is dropped, its cursors are refused
+        after.decode("orders", issued_before)
+
+
+def test_the_keys_setting_is_a_comma_separated_list_the_first_signing() -> None:
+    settings = CursorSampleSettings(cursor_keys=SecretStr(f" {NEW_KEY} , {OLD_KEY} "))
+    issued = CursorCodec([OLD_KEY]).encode("orders", "42")
+    assert settings.cursor_codec.decode("orders", issued) == "42"
+    assert CursorCodec([NEW_KEY]).decode("orders", settings.cursor_codec.encode("orders", "42"))
+
+
+def test_the_keys_setting_is_read_from_the_shared_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COMMERCE_CURSOR_KEYS", f"{NEW_KEY},{OLD_KEY}")
+    settings = CursorSampleSettings()
+    assert settings.cursor_keys.get_secret_value() == f"{NEW_KEY},{OLD_KEY}"
+    assert NEW_KEY not in repr(settings)
+
+
+def test_an_empty_keys_setting_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least one key"):
+        CursorSampleSettings(cursor_keys=SecretStr(" , "))
+
+
+def _production(**overrides: str) -> CursorSampleSettings:
+    return CursorSampleSettings(
+        environment="production",
+        db_password=SecretStr("s3cure-and-long"),
+        broker_url=SecretStr("amqp://shop:k9-broker@rabbit:5672/"),
+        **{name: SecretStr(value) for name, value in overrides.items()},  # type: ignore[arg-type]
+    )
+
+
+def test_production_refuses_the_placeholder_cursor_key() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _production()
+    assert "cursor_keys[0]" in str(caught.value)
+    assert isinstance(caught.value.errors()[0]["ctx"]["error"], PlaceholderSecretError)
+
+
+def test_production_refuses_a_placeholder_among_the_rotated_keys() -> None:
+    with pytest.raises(ValidationError, match=r"cursor_keys\[1\]"):
+        _production(cursor_keys=f"{NEW_KEY},change-me")
+
+
+def test_production_refuses_a_short_cursor_key() -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        _production(cursor_keys="short-but-not-a-placeholder")
+
+
+def test_production_starts_with_long_cursor_keys() -> None:
+    settings = _production(cursor_keys=f"{NEW_KEY},{OLD_KEY}")
+    assert settings.cursor_codec.decode("k", settings.cursor_codec.encode("k", "p")) == "p"
