@@ -81,6 +81,8 @@ class World:
         for name in ("items", "skus"):
             if name in data:
                 data[name] = sorted(data[name], key=orjson.dumps)
+        if "expires_at" in data:  # a time of its own in each world
+            data["expires_at"] = "deadline"
         return orjson.dumps([kind, data]).decode()
 
     async def state(self, sessionmaker: Sessions) -> dict[str, Any]:
