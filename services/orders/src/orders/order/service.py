@@ -445,8 +445,8 @@ async def _react(
 ) -> repository.Move | None:
     """The order as ``reaction`` leaves it, its events written; None if the table refused."""
     event, trigger = reaction.event, reaction.trigger
-    total = Money(amount=order.total_amount, currency=order.currency)
     if reaction.charged is not None:
+        total = Money(amount=order.total_amount, currency=order.currency)
         trigger = payment_trigger(total=total, charged=reaction.charged)
         if trigger is Trigger.PAYMENT_AMOUNT_MISMATCH:
             metrics.PAYMENT_AMOUNT_MISMATCHES.inc()
