@@ -36,7 +36,7 @@ class ReservationStatus(StrEnum):
     RELEASED = "released"  # cancelled before payment
     EXPIRED = "expired"  # released by the sweeper after the TTL
     RETURNED = "returned"  # cancelled after commit: quantities back on hand
-    # Confirmed after it lapsed (expired or released) and the stock was gone by then:
+    # Confirmed after the sweeper expired it, and the stock was sold by then:
     # nothing committed, ``stock_commit_failed`` emitted; a cancellation has nothing to undo.
     COMMIT_FAILED = "commit_failed"
     # The cancellation arrived before the creation (a tombstone, so the late creation
