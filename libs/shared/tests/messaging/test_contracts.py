@@ -24,6 +24,7 @@ CATALOG = {
     "inventory.product_upserted",
     "inventory.stock_reserved",
     "inventory.stock_reservation_failed",
+    "inventory.stock_commit_failed",
     "inventory.reservation_expired",
     "inventory.stock_low",
     "orders.order_created",

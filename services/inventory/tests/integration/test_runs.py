@@ -1,5 +1,6 @@
 """A run of saga events applied at once decides and writes what the same events one by one
-would: the same stock, reservations, ledger and events, for random mixes of events."""
+would: the same stock, reservations, ledger and events, for random mixes of events (with
+reservations expiring between them, so late confirmations take stock again or fail)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.config import InventorySettings
@@ -21,6 +23,7 @@ from inventory.events import OutboxEvent
 from inventory.stock.models import Reservation, StockItem, StockMovement
 from inventory.stock.reservations import OrderLine, cancel_order, commit_order, reserve_order
 from inventory.stock.runs import Cancel, Commit, Reserve, Step, apply_steps
+from inventory.sweeper import sweep_once
 from services.inventory.tests.integration.test_reservations import new_product, stock
 from shared.contracts import Money
 from shared.contracts.orders import OrderCreated
@@ -30,6 +33,16 @@ from shared.messaging import Envelope
 TTL = timedelta(minutes=15)
 Sessions = async_sessionmaker[AsyncSession]
 SKUS, ORDERS, STEPS = 3, 10, 40
+
+
+@dataclass(frozen=True)
+class Expire:
+    """Not an event: the order's reservation reaches its deadline and the sweeper runs."""
+
+    order_id: uuid.UUID
+
+
+Plan = list[Step | Expire]
 
 
 def cause(order_id: uuid.UUID) -> Envelope:
@@ -52,8 +65,8 @@ class World:
         self.orders = [uuid.uuid4() for _ in range(ORDERS)]
         self.name = name
 
-    def steps(self, plan: Sequence[tuple[str, int, list[tuple[int, int]]]]) -> list[Step]:
-        steps: list[Step] = []
+    def steps(self, plan: Sequence[tuple[str, int, list[tuple[int, int]]]]) -> Plan:
+        steps: Plan = []
         for kind, order, lines in plan:
             order_id = self.orders[order]
             if kind == "reserve":
@@ -62,6 +75,8 @@ class World:
                 steps.append(Reserve(cause(order_id), order_id, order_lines))
             elif kind == "commit":
                 steps.append(Commit(cause(order_id), order_id))
+            elif kind == "expire":
+                steps.append(Expire(order_id))
             else:
                 steps.append(Cancel(cause(order_id), order_id))
         return steps
@@ -81,6 +96,8 @@ class World:
         for name in ("items", "skus"):
             if name in data:
                 data[name] = sorted(data[name], key=orjson.dumps)
+        if "expires_at" in data:  # a time of its own in each world
+            data["expires_at"] = "deadline"
         return orjson.dumps([kind, data]).decode()
 
     async def state(self, sessionmaker: Sessions) -> dict[str, Any]:
@@ -132,7 +149,7 @@ def random_plan(seed: int) -> list[tuple[str, int, list[tuple[int, int]]]]:
         ]
         for order in range(ORDERS)
     }
-    kinds = ["reserve"] * 5 + ["commit"] * 3 + ["cancel"] * 2
+    kinds = ["reserve"] * 5 + ["commit"] * 3 + ["cancel"] * 2 + ["expire"] * 3
     plan = []
     for _ in range(STEPS):
         order = rng.randrange(ORDERS)
@@ -140,8 +157,23 @@ def random_plan(seed: int) -> list[tuple[str, int, list[tuple[int, int]]]]:
     return plan
 
 
-async def one_by_one(sessionmaker: Sessions, steps: Sequence[Step]) -> None:
+async def expire(sessionmaker: Sessions, settings: InventorySettings, order_id: uuid.UUID) -> None:
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.order_id == order_id)
+            .values(expires_at=Reservation.created_at - timedelta(seconds=1))
+        )
+    await sweep_once(sessionmaker=sessionmaker, settings=settings)
+
+
+async def one_by_one(
+    sessionmaker: Sessions, settings: InventorySettings, steps: Sequence[Step | Expire]
+) -> None:
     for step in steps:
+        if isinstance(step, Expire):
+            await expire(sessionmaker, settings, step.order_id)
+            continue
         async with sessionmaker() as session, session.begin():
             if isinstance(step, Reserve):
                 await reserve_order(
@@ -157,18 +189,31 @@ async def one_by_one(sessionmaker: Sessions, steps: Sequence[Step]) -> None:
                 await cancel_order(session=session, order_id=step.order_id, cause=step.cause)
 
 
-async def in_runs(sessionmaker: Sessions, steps: Sequence[Step], seed: int) -> None:
-    """The steps cut into runs of random length, a transaction each, as batches come."""
+async def in_runs(
+    sessionmaker: Sessions, settings: InventorySettings, steps: Sequence[Step | Expire], seed: int
+) -> None:
+    """The steps cut into runs of random length, a transaction each, as batches come; an
+    expiry ends a run (the sweeper runs between batches)."""
     rng = random.Random(seed)
     start = 0
     while start < len(steps):
+        first = steps[start]
+        if isinstance(first, Expire):
+            await expire(sessionmaker, settings, first.order_id)
+            start += 1
+            continue
         end = start + rng.randint(1, 12)
+        run: list[Step] = []
+        for step in steps[start:end]:
+            if isinstance(step, Expire):
+                break
+            run.append(step)
         async with sessionmaker() as session, session.begin():
-            await apply_steps(session, steps=steps[start:end], ttl=TTL)
-        start = end
+            await apply_steps(session, steps=run, ttl=TTL)
+        start += len(run)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 async def test_runs_leave_what_one_event_at_a_time_leaves(
     sessionmaker: Sessions,
     settings: InventorySettings,
@@ -181,8 +226,8 @@ async def test_runs_leave_what_one_event_at_a_time_leaves(
         for sku in world.skus:
             # Little stock and a reorder point: refusals and alarms happen.
             await new_product(sessionmaker, settings, sku, stock=6, reorder_point=3)
-    await one_by_one(sessionmaker, alone.steps(plan))
-    await in_runs(sessionmaker, batched.steps(plan), seed)
+    await one_by_one(sessionmaker, settings, alone.steps(plan))
+    await in_runs(sessionmaker, settings, batched.steps(plan), seed)
 
     expected, got = await alone.state(sessionmaker), await batched.state(sessionmaker)
     for key in expected:

@@ -30,6 +30,10 @@ class OrdersSettings(CursorSettings):
     awaiting_payment_timeout_seconds: float = Field(default=300.0, gt=0)
     # Payment requests per order (the first included) before the sweeper gives up and cancels.
     payment_request_attempts: int = Field(default=3, ge=1)
+    # Payment is requested again only until this long before the reservation expires (the
+    # expires_at of stock_reserved): a charge asked for later could land after inventory
+    # released the stock. A sweep that may not ask again cancels the order instead.
+    payment_request_margin_seconds: float = Field(default=120.0, ge=0)
     # How often each worker looks for stuck orders, and how many it takes per transaction.
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
     sweeper_batch_size: int = Field(default=100, ge=1)

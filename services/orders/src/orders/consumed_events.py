@@ -11,7 +11,10 @@ CONSUMED_EVENTS: dict[str, frozenset[str]] = {
     "inventory.stock_reserved": frozenset({"order_id"}),
     "inventory.stock_reservation_failed": frozenset({"order_id", "reason"}),
     "inventory.reservation_expired": frozenset({"order_id"}),
-    "payments.payment_succeeded": frozenset({"order_id", "payment_id"}),
+    "inventory.stock_commit_failed": frozenset({"order_id", "reason", "skus"}),
+    "payments.payment_succeeded": frozenset(
+        {"order_id", "payment_id", "amount.amount", "amount.currency"}
+    ),
     "payments.payment_failed": frozenset({"order_id", "reason"}),
     "payments.payment_refunded": frozenset({"order_id"}),
 }

@@ -20,6 +20,7 @@ from orders.saga import Trigger
 from shared.contracts.inventory import (
     ProductUpserted,
     ReservationExpired,
+    StockCommitFailed,
     StockReservationFailed,
     StockReserved,
 )
@@ -32,7 +33,13 @@ CATALOG_CONSUMER = "orders.catalog"
 
 def _stock_reserved(event: Envelope) -> Reaction:
     data = event.payload(StockReserved)
-    return Reaction(event, data.order_id, Trigger.STOCK_RESERVED, "stock_reserved")
+    return Reaction(
+        event,
+        data.order_id,
+        Trigger.STOCK_RESERVED,
+        "stock_reserved",
+        reservation_expires_at=data.expires_at,
+    )
 
 
 def _stock_reservation_failed(event: Envelope) -> Reaction:
@@ -45,7 +52,15 @@ def _reservation_expired(event: Envelope) -> Reaction:
     return Reaction(event, data.order_id, Trigger.RESERVATION_EXPIRED, "reservation_expired")
 
 
+def _stock_commit_failed(event: Envelope) -> Reaction:
+    data = event.payload(StockCommitFailed)
+    detail = f"{data.reason}: {', '.join(data.skus)}"
+    return Reaction(event, data.order_id, Trigger.STOCK_COMMIT_FAILED, detail)
+
+
 def _payment_succeeded(event: Envelope) -> Reaction:
+    # The trigger is provisional: the service compares the charge with the order's total
+    # (``saga.payment_trigger``) once the order is locked.
     data = event.payload(PaymentSucceeded)
     return Reaction(
         event,
@@ -53,6 +68,7 @@ def _payment_succeeded(event: Envelope) -> Reaction:
         Trigger.PAYMENT_SUCCEEDED,
         "payment_succeeded",
         payment_id=data.payment_id,
+        charged=data.amount,
     )
 
 
@@ -71,6 +87,7 @@ SAGA_REACTIONS: Mapping[str, Callable[[Envelope], Reaction]] = {
     StockReserved.event_type: _stock_reserved,
     StockReservationFailed.event_type: _stock_reservation_failed,
     ReservationExpired.event_type: _reservation_expired,
+    StockCommitFailed.event_type: _stock_commit_failed,
     PaymentSucceeded.event_type: _payment_succeeded,
     PaymentFailed.event_type: _payment_failed,
     PaymentRefunded.event_type: _payment_refunded,

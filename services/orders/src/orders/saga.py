@@ -9,7 +9,7 @@ in one transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -42,8 +42,13 @@ class Trigger(StrEnum):
     STOCK_RESERVATION_FAILED = "stock_reservation_failed"
     RESERVATION_EXPIRED = "reservation_expired"
     PAYMENT_SUCCEEDED = "payment_succeeded"
+    # A charge that is not exactly the order's total (amount or currency): never confirms.
+    PAYMENT_AMOUNT_MISMATCH = "payment_amount_mismatch"
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_REFUNDED = "payment_refunded"
+    # Inventory could not commit the stock of a confirmed order (its reservation lapsed and
+    # the stock was sold meanwhile).
+    STOCK_COMMIT_FAILED = "stock_commit_failed"
     CANCEL = "cancel"
     SHIP = "ship"
     DELIVER = "deliver"
@@ -51,6 +56,10 @@ class Trigger(StrEnum):
 
 
 S, T = OrderStatus, Trigger
+
+# History reasons the saga itself relies on (``stock_committed`` reads the second back).
+AMOUNT_MISMATCH = "amount_mismatch"
+STOCK_UNAVAILABLE = "stock_unavailable"
 
 # The whole state machine. A (status, trigger) pair that is not here is illegal: an action
 # answers 409, an event is logged and acknowledged without effect, so a late or repeated
@@ -63,17 +72,22 @@ TRANSITIONS: Mapping[tuple[OrderStatus, Trigger], OrderStatus] = {
     (S.PENDING, T.CANCEL): S.CANCELLED,
     (S.PENDING, T.TIMEOUT): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.PAYMENT_SUCCEEDED): S.CONFIRMED,
+    # A wrong charge is given back; the reservation is released at once.
+    (S.AWAITING_PAYMENT, T.PAYMENT_AMOUNT_MISMATCH): S.REFUND_PENDING,
     (S.AWAITING_PAYMENT, T.PAYMENT_FAILED): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.RESERVATION_EXPIRED): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.CANCEL): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.TIMEOUT): S.CANCELLED,
     (S.CONFIRMED, T.CANCEL): S.REFUND_PENDING,
+    # Paid, but the stock is gone: no order stays confirmed without its stock committed.
+    (S.CONFIRMED, T.STOCK_COMMIT_FAILED): S.REFUND_PENDING,
     (S.CONFIRMED, T.SHIP): S.SHIPPED,
     (S.SHIPPED, T.DELIVER): S.DELIVERED,
     (S.REFUND_PENDING, T.PAYMENT_REFUNDED): S.REFUNDED,
     # A charge that lands after the order was cancelled (the customer cancelled while the
     # payment was in flight, or the reservation expired) is given back, never kept.
     (S.CANCELLED, T.PAYMENT_SUCCEEDED): S.REFUND_PENDING,
+    (S.CANCELLED, T.PAYMENT_AMOUNT_MISMATCH): S.REFUND_PENDING,
 }
 
 # Statuses the sweeper watches: the order waits on another service.
@@ -83,6 +97,39 @@ WAITING: frozenset[OrderStatus] = frozenset({S.PENDING, S.AWAITING_PAYMENT})
 def next_status(current: OrderStatus, trigger: Trigger) -> OrderStatus | None:
     """Where ``trigger`` takes an order in ``current``; None when it may not."""
     return TRANSITIONS.get((current, trigger))
+
+
+def payment_trigger(*, total: Money, charged: Money) -> Trigger:
+    """What a successful charge is to the order: a payment only if it is exactly the total,
+    in the order's currency; anything else is refunded, never confirmed."""
+    return T.PAYMENT_SUCCEEDED if charged == total else T.PAYMENT_AMOUNT_MISMATCH
+
+
+def reason_for(trigger: Trigger, reason: str) -> str:
+    """The history entry's reason: the event's own, except where the saga fixes it."""
+    if trigger is T.PAYMENT_AMOUNT_MISMATCH:
+        return AMOUNT_MISMATCH
+    if trigger is T.STOCK_COMMIT_FAILED:
+        return STOCK_UNAVAILABLE
+    return reason
+
+
+def stock_committed(history: Iterable[tuple[OrderStatus, str]]) -> bool:
+    """Whether inventory holds the order's stock as sold, from its history: it was confirmed,
+    and inventory did not report the commit failed (``repository.LOCK_FOR_REACTIONS`` says
+    the same in SQL)."""
+    confirmed = failed = False
+    for status, reason in history:
+        confirmed = confirmed or status is S.CONFIRMED
+        failed = failed or (status is S.REFUND_PENDING and reason == STOCK_UNAVAILABLE)
+    return confirmed and not failed
+
+
+def stock_committed_after(committed: bool, *, target: OrderStatus, trigger: Trigger) -> bool:
+    """``stock_committed`` once a transition to ``target`` by ``trigger`` is recorded."""
+    if trigger is T.STOCK_COMMIT_FAILED:
+        return False
+    return committed or target is S.CONFIRMED
 
 
 @dataclass(frozen=True)
@@ -95,7 +142,8 @@ class OrderFacts:
     items: Sequence[OrderedQuantity]
     payment_token: str | None
     payment_id: uuid.UUID | None
-    was_confirmed: bool  # stock was committed (on hand decreased) at some point
+    stock_committed: bool  # inventory took the stock as sold (on hand decreased)
+    charged: Money | None = None  # what the payment took, when an event says it
 
 
 def events_for(
@@ -122,14 +170,21 @@ def events_for(
     if target is S.REFUND_PENDING:
         if facts.payment_id is None:
             raise ValueError("a refund needs the payment id")
-        return [
-            RefundRequested(
-                order_id=facts.order_id, payment_id=facts.payment_id, amount=facts.total
-            )
-        ]
-    if target is S.REFUNDED and facts.was_confirmed:
+        # What was charged goes back, whatever the order's total (a mismatched charge).
+        refund = RefundRequested(
+            order_id=facts.order_id,
+            payment_id=facts.payment_id,
+            amount=facts.charged if facts.charged is not None else facts.total,
+        )
+        if source is S.AWAITING_PAYMENT:
+            # Still reserved, never committed: released now, not when the refund lands.
+            return [refund, OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
+        return [refund]
+    if target is S.REFUNDED and facts.stock_committed:
         # Committed stock goes back on hand. A refund of a late charge on a cancelled order
-        # has nothing to return: its reservation was released when it was cancelled.
+        # has nothing to return: its reservation was released when it was cancelled; nor
+        # has one whose stock inventory could not commit, or whose wrong charge was refunded
+        # before confirmation (released when the refund was requested).
         return [OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
     return []
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from orders.saga import (
+    AMOUNT_MISMATCH,
+    STOCK_UNAVAILABLE,
     TRANSITIONS,
     OrderFacts,
     OrderStatus,
     Trigger,
     events_for,
     next_status,
+    payment_trigger,
+    reason_for,
+    stock_committed,
+    stock_committed_after,
     stray_event_compensation,
 )
 from shared.contracts import Money
@@ -34,15 +41,18 @@ ALLOWED = {
     (S.PENDING, T.CANCEL): S.CANCELLED,
     (S.PENDING, T.TIMEOUT): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.PAYMENT_SUCCEEDED): S.CONFIRMED,
+    (S.AWAITING_PAYMENT, T.PAYMENT_AMOUNT_MISMATCH): S.REFUND_PENDING,
     (S.AWAITING_PAYMENT, T.PAYMENT_FAILED): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.RESERVATION_EXPIRED): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.CANCEL): S.CANCELLED,
     (S.AWAITING_PAYMENT, T.TIMEOUT): S.CANCELLED,
     (S.CONFIRMED, T.CANCEL): S.REFUND_PENDING,
+    (S.CONFIRMED, T.STOCK_COMMIT_FAILED): S.REFUND_PENDING,
     (S.CONFIRMED, T.SHIP): S.SHIPPED,
     (S.SHIPPED, T.DELIVER): S.DELIVERED,
     (S.REFUND_PENDING, T.PAYMENT_REFUNDED): S.REFUNDED,
     (S.CANCELLED, T.PAYMENT_SUCCEEDED): S.REFUND_PENDING,
+    (S.CANCELLED, T.PAYMENT_AMOUNT_MISMATCH): S.REFUND_PENDING,
 }
 
 FACTS = OrderFacts(
@@ -52,7 +62,7 @@ FACTS = OrderFacts(
     items=[OrderedQuantity(sku="SKU-1", quantity=2)],
     payment_token="tok_visa",
     payment_id=uuid.uuid4(),
-    was_confirmed=True,
+    stock_committed=True,
 )
 
 
@@ -114,7 +124,7 @@ def test_cancelling_a_paid_order_requests_a_refund_of_the_total() -> None:
 def test_a_refund_returns_committed_stock_only() -> None:
     (event,) = events_for(FACTS, source=S.REFUND_PENDING, target=S.REFUNDED, reason="refunded")
     assert isinstance(event, OrderCancelled)
-    never_committed = OrderFacts(**{**FACTS.__dict__, "was_confirmed": False})
+    never_committed = replace(FACTS, stock_committed=False)
     assert events_for(never_committed, source=S.REFUND_PENDING, target=S.REFUNDED, reason="") == []
 
 
@@ -128,3 +138,71 @@ def test_stock_reserved_after_a_cancellation_is_released_again() -> None:
     assert isinstance(event, OrderCancelled)
     assert stray_event_compensation(FACTS, status=S.CONFIRMED, trigger=T.STOCK_RESERVED) == []
     assert stray_event_compensation(FACTS, status=S.CANCELLED, trigger=T.PAYMENT_FAILED) == []
+
+
+def test_only_a_charge_of_exactly_the_total_in_its_currency_is_a_payment() -> None:
+    total = Money(amount=3998, currency="USD")
+    assert payment_trigger(total=total, charged=total) is T.PAYMENT_SUCCEEDED
+    for charged in (Money(amount=3997, currency="USD"), Money(amount=3998, currency="EUR")):
+        assert payment_trigger(total=total, charged=charged) is T.PAYMENT_AMOUNT_MISMATCH
+
+
+def test_a_mismatched_charge_is_never_confirmed_but_refunded_as_charged_and_released() -> None:
+    assert next_status(S.AWAITING_PAYMENT, T.PAYMENT_AMOUNT_MISMATCH) is S.REFUND_PENDING
+    charged = Money(amount=1, currency="USD")
+    facts = replace(FACTS, stock_committed=False, charged=charged)
+    refund, release = events_for(
+        facts, source=S.AWAITING_PAYMENT, target=S.REFUND_PENDING, reason=AMOUNT_MISMATCH
+    )
+    assert FACTS.payment_id is not None
+    assert refund == RefundRequested(
+        order_id=FACTS.order_id, payment_id=FACTS.payment_id, amount=charged
+    )
+    assert release == OrderCancelled(
+        order_id=FACTS.order_id, reason=AMOUNT_MISMATCH, items=list(FACTS.items)
+    )
+    # Released when the refund was requested: the refund itself returns nothing.
+    assert events_for(facts, source=S.REFUND_PENDING, target=S.REFUNDED, reason="") == []
+
+
+def test_a_mismatched_late_charge_on_a_cancelled_order_is_refunded_without_a_second_release() -> (
+    None
+):
+    charged = Money(amount=5, currency="EUR")
+    facts = replace(FACTS, stock_committed=False, charged=charged)
+    (refund,) = events_for(
+        facts, source=S.CANCELLED, target=S.REFUND_PENDING, reason=AMOUNT_MISMATCH
+    )
+    assert isinstance(refund, RefundRequested)
+    assert refund.amount == charged
+
+
+def test_a_failed_stock_commit_refunds_the_total_and_the_refund_returns_no_stock() -> None:
+    assert next_status(S.CONFIRMED, T.STOCK_COMMIT_FAILED) is S.REFUND_PENDING
+    (refund,) = events_for(
+        FACTS, source=S.CONFIRMED, target=S.REFUND_PENDING, reason=STOCK_UNAVAILABLE
+    )
+    assert isinstance(refund, RefundRequested)
+    assert refund.amount == FACTS.total
+    committed = stock_committed_after(True, target=S.REFUND_PENDING, trigger=T.STOCK_COMMIT_FAILED)
+    assert committed is False
+    facts = replace(FACTS, stock_committed=committed)
+    assert events_for(facts, source=S.REFUND_PENDING, target=S.REFUNDED, reason="") == []
+
+
+def test_the_saga_fixes_the_history_reason_of_a_mismatch_and_of_a_failed_commit() -> None:
+    assert reason_for(T.PAYMENT_AMOUNT_MISMATCH, "payment_succeeded") == AMOUNT_MISMATCH
+    assert reason_for(T.STOCK_COMMIT_FAILED, "stock_unavailable: A, B") == STOCK_UNAVAILABLE
+    assert reason_for(T.PAYMENT_FAILED, "card_declined") == "card_declined"
+
+
+def test_stock_is_committed_from_confirmation_until_inventory_reports_it_failed() -> None:
+    placed = [(S.PENDING, "order_placed"), (S.AWAITING_PAYMENT, "stock_reserved")]
+    confirmed = [*placed, (S.CONFIRMED, "payment_succeeded")]
+    assert not stock_committed(placed)
+    assert stock_committed(confirmed)
+    assert stock_committed([*confirmed, (S.REFUND_PENDING, "cancelled_by_customer")])
+    assert not stock_committed([*confirmed, (S.REFUND_PENDING, STOCK_UNAVAILABLE)])
+    assert not stock_committed([*placed, (S.REFUND_PENDING, AMOUNT_MISMATCH)])
+    assert stock_committed_after(False, target=S.CONFIRMED, trigger=T.PAYMENT_SUCCEEDED)
+    assert stock_committed_after(True, target=S.REFUND_PENDING, trigger=T.CANCEL)

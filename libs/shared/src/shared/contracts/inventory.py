@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,10 +30,16 @@ class ProductUpserted(EventPayload):
 
 @contract("inventory.stock_reserved", 1)
 class StockReserved(EventPayload):
-    """Every line of the order is reserved."""
+    """Every line of the order is reserved, until ``expires_at``.
+
+    ``expires_at`` (RFC 3339, UTC) is when the reservation lapses unless the order is
+    confirmed; orders stops asking for payment well before it. Optional for compatibility
+    with producers that predate it: a reader without it knows no deadline.
+    """
 
     order_id: uuid.UUID
     items: list[ReservedLine]
+    expires_at: datetime | None = None
 
 
 @contract("inventory.stock_reservation_failed", 1)
@@ -49,6 +56,16 @@ class ReservationExpired(EventPayload):
     """The reservation outlived its TTL and was released."""
 
     order_id: uuid.UUID
+
+
+@contract("inventory.stock_commit_failed", 1)
+class StockCommitFailed(EventPayload):
+    """A confirmation met a lapsed reservation and the stock could not be taken again:
+    nothing was committed; ``skus`` lists the lines that fell short."""
+
+    order_id: uuid.UUID
+    reason: str
+    skus: list[str]
 
 
 @contract("inventory.stock_low", 1)

@@ -36,8 +36,12 @@ class ReservationStatus(StrEnum):
     RELEASED = "released"  # cancelled before payment
     EXPIRED = "expired"  # released by the sweeper after the TTL
     RETURNED = "returned"  # cancelled after commit: quantities back on hand
-    # The cancellation arrived before the creation: a tombstone, so the late creation
-    # reserves nothing.
+    # Confirmed after the sweeper expired it, and the stock was sold by then:
+    # nothing committed, ``stock_commit_failed`` emitted; a cancellation has nothing to undo.
+    COMMIT_FAILED = "commit_failed"
+    # The cancellation arrived before the creation (a tombstone, so the late creation
+    # reserves nothing), or after the reservation expired (so a late confirmation takes
+    # nothing for an order that is over).
     CANCELLED = "cancelled"
 
 

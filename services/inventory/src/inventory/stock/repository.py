@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -201,7 +201,7 @@ WITH claimed AS (
     INSERT INTO inventory.reservations (order_id, status, expires_at)
     VALUES ($1::uuid, $2::text, now() + $3::interval)
     ON CONFLICT (order_id) DO NOTHING
-    RETURNING order_id
+    RETURNING order_id, expires_at
 ), locked AS (
     SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point
     FROM inventory.stock_items AS s
@@ -210,11 +210,21 @@ WITH claimed AS (
     ORDER BY s.sku
     FOR UPDATE OF s
 )
-SELECT EXISTS (SELECT FROM claimed) AS claimed, locked.*
+SELECT EXISTS (SELECT FROM claimed) AS claimed, (SELECT expires_at FROM claimed) AS expires_at,
+       locked.*
 FROM (VALUES (true)) AS one (always)
 LEFT JOIN locked ON true
 ORDER BY locked.sku
 """
+
+
+@dataclass(frozen=True)
+class ClaimedReservation:
+    """A reservation just inserted: its deadline (None without a TTL) and the stock rows
+    locked for it, in sku order."""
+
+    expires_at: datetime | None
+    levels: list[StockLevel]
 
 
 async def claim_reservation(
@@ -224,7 +234,7 @@ async def claim_reservation(
     status: ReservationStatus,
     ttl: timedelta | None,
     skus: Iterable[str] = (),
-) -> list[StockLevel] | None:
+) -> ClaimedReservation | None:
     """Insert the order's reservation and lock the stock rows of ``skus`` (unknown skus are
     simply absent), in sku order; None, with nothing locked, if the order had one already."""
     db = await driver_connection(session)
@@ -233,7 +243,8 @@ async def claim_reservation(
     )
     if not rows[0]["claimed"]:
         return None
-    return [_level(row) for row in rows if row["sku"] is not None]
+    levels = [_level(row) for row in rows if row["sku"] is not None]
+    return ClaimedReservation(expires_at=rows[0]["expires_at"], levels=levels)
 
 
 # One round trip: the reservation row locked (so a confirmation, a cancellation and the
@@ -407,16 +418,16 @@ WITH claimed AS (
     INSERT INTO inventory.reservations (order_id, status, expires_at)
     SELECT id, $2::text, now() + $3::interval FROM unnest($1::uuid[]) AS id ORDER BY id
     ON CONFLICT (order_id) DO NOTHING
-    RETURNING order_id, status
+    RETURNING order_id, status, expires_at
 ), held AS (
-    SELECT order_id, status FROM inventory.reservations
+    SELECT order_id, status, expires_at FROM inventory.reservations
     WHERE order_id = ANY($4::uuid[])
     ORDER BY order_id
     FOR UPDATE
 )
-SELECT true AS claimed, order_id, status FROM claimed
+SELECT true AS claimed, order_id, status, expires_at FROM claimed
 UNION ALL
-SELECT false AS claimed, order_id, status FROM held
+SELECT false AS claimed, order_id, status, expires_at FROM held
 """
 
 # One round trip: the stock rows of the skus wanted and of the lines of the reservations
@@ -451,12 +462,19 @@ FOR UPDATE OF s
 """
 
 
+# The statuses a confirmation can commit from: a live reservation, or one the sweeper
+# released after its TTL (its stock is taken again if it is still there). Their lines are
+# locked with their stock rows.
+COMMITTABLE = (ReservationStatus.RESERVED, ReservationStatus.EXPIRED)
+
+
 @dataclass(frozen=True)
 class ClaimedRun:
-    """What ``claim_and_lock`` found: the claims won, the statuses of the reservations named
-    (locked), and the stock rows locked with the lines of those reservations."""
+    """What ``claim_and_lock`` found: the claims won with their deadlines, the statuses of
+    the reservations named (locked), and the stock rows locked with the lines of those
+    reservations a confirmation can commit."""
 
-    claimed: set[uuid.UUID]
+    claimed: dict[uuid.UUID, datetime]
     held: dict[uuid.UUID, ReservationStatus]
     levels: dict[str, StockLevel]
     lines: dict[uuid.UUID, list[LockedLine]]  # by order, in sku order
@@ -470,8 +488,8 @@ async def claim_and_lock(
     held: Iterable[uuid.UUID],
 ) -> ClaimedRun:
     """Claim a reservation for each of ``new_orders`` (order id → skus wanted), lock the
-    reservations ``held``, and lock every stock row the claims won want or a held live
-    reservation's lines hold, with those lines."""
+    reservations ``held``, and lock every stock row the claims won want or the lines of a
+    held reservation in a ``COMMITTABLE`` status hold, with those lines."""
     db = await driver_connection(session)
     reservations = await db.fetch(
         CLAIM_AND_LOCK_RESERVATIONS,
@@ -480,17 +498,15 @@ async def claim_and_lock(
         ttl,
         sorted(set(held)),
     )
-    claimed = {row["order_id"] for row in reservations if row["claimed"]}
+    claimed = {row["order_id"]: row["expires_at"] for row in reservations if row["claimed"]}
     statuses = {
         row["order_id"]: ReservationStatus(row["status"])
         for row in reservations
         if not row["claimed"]
     }
     wanted = sorted({sku for order_id in claimed for sku in new_orders[order_id]})
-    live = sorted(
-        order_id for order_id, status in statuses.items() if status is ReservationStatus.RESERVED
-    )
-    rows = await db.fetch(LOCK_STOCK_WITH_LINES, wanted, live)
+    committable = sorted(order_id for order_id, status in statuses.items() if status in COMMITTABLE)
+    rows = await db.fetch(LOCK_STOCK_WITH_LINES, wanted, committable)
     levels: dict[str, StockLevel] = {}
     lines: dict[uuid.UUID, list[LockedLine]] = {}
     for row in rows:

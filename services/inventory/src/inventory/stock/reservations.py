@@ -23,7 +23,7 @@ from enum import StrEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.events import outbox
-from inventory.stock import repository
+from inventory.stock import metrics, repository
 from inventory.stock.models import MovementKind, ReservationStatus
 from inventory.stock.repository import LockedLine, Movement, StockChange, StockLevel
 from inventory.stock.service import low_stock_alarm
@@ -31,6 +31,7 @@ from shared.contracts.base import EventPayload
 from shared.contracts.inventory import (
     ReservationExpired,
     ReservedLine,
+    StockCommitFailed,
     StockLow,
     StockReservationFailed,
     StockReserved,
@@ -44,6 +45,13 @@ class FailureReason(StrEnum):
     OUT_OF_STOCK = "out_of_stock"
     UNKNOWN_SKU = "unknown_sku"
     INACTIVE = "inactive"
+    # A confirmation met an expired reservation whose stock was sold meanwhile.
+    STOCK_UNAVAILABLE = "stock_unavailable"
+
+
+# The ledger's reasons for the two ways a confirmation commits stock.
+PAID = "paid"
+PAID_AFTER_EXPIRY = "paid_after_expiry"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,36 @@ def shortfall(
     return None
 
 
+def retake_shortfall(lines: Sequence[LockedLine]) -> list[str]:
+    """The skus an expired reservation's (locked) lines cannot take again from available
+    stock, in sku order; empty when every line can be committed again."""
+    needed: Counter[str] = Counter()
+    levels: dict[str, StockLevel] = {}
+    for line in lines:
+        needed[line.stock.sku] += line.quantity
+        levels[line.stock.sku] = line.stock
+    return sorted(sku for sku, quantity in needed.items() if levels[sku].available < quantity)
+
+
+def commit_failed(order_id: uuid.UUID, skus: Sequence[str]) -> StockCommitFailed:
+    """The event for a confirmation whose expired reservation could not be taken again."""
+    logger.warning(
+        "order %s confirmed after its reservation expired and %s sold meanwhile: "
+        "nothing committed, the order is to be refunded",
+        order_id,
+        ", ".join(skus),
+    )
+    metrics.COMMIT_FAILED.inc()
+    return StockCommitFailed(
+        order_id=order_id, reason=FailureReason.STOCK_UNAVAILABLE.value, skus=list(skus)
+    )
+
+
+def note_retaken(order_id: uuid.UUID) -> None:
+    logger.warning("order %s confirmed after its reservation expired: stock taken again", order_id)
+    metrics.RETAKEN.inc()
+
+
 def low_stock_events(levels: Iterable[StockLevel]) -> list[StockLow]:
     """The low-stock rule on rows just changed (in place, still locked): their alarms' new
     state is set on them for the write, and the events due are returned, in sku order."""
@@ -119,13 +157,14 @@ async def reserve_order(
     wanted: Counter[str] = Counter()
     for line in lines:
         wanted[line.sku] += line.quantity
-    locked = await repository.claim_reservation(
+    claim = await repository.claim_reservation(
         session, order_id=order_id, status=ReservationStatus.RESERVED, ttl=ttl, skus=wanted
     )
-    if locked is None:
+    if claim is None:
         # Created before (a repeat under another event id) or cancelled before it arrived.
         logger.info("order %s already has a reservation; creation ignored", order_id)
         return ReservationOutcome(reserved=False)
+    locked = claim.levels
 
     failure = shortfall(wanted, locked)
     if failure is not None:
@@ -150,6 +189,7 @@ async def reserve_order(
     reserved = StockReserved(
         order_id=order_id,
         items=[ReservedLine(sku=sku, quantity=q) for sku, q in sorted(wanted.items())],
+        expires_at=claim.expires_at,
     )
     await outbox.add_many(session, caused_events(cause, [reserved, *low]))
     return ReservationOutcome(reserved=True, skus=tuple(sorted(wanted)))
@@ -158,13 +198,18 @@ async def reserve_order(
 async def commit_order(
     *, session: AsyncSession, order_id: uuid.UUID, cause: Envelope | None = None
 ) -> bool:
-    """The order is paid: reserved quantities leave on hand. False when nothing was live.
+    """The order is paid: reserved quantities leave on hand. False when nothing committed.
 
+    A reservation the sweeper expired takes its stock again if it is still available (the
+    rows locked in sku order, as every stock lock is taken, so this cannot oversell);
+    otherwise it ends ``commit_failed`` and ``stock_commit_failed`` tells orders to refund.
     Two statements: lock the reservation with its stock, then the writes.
     """
     reservation = await repository.lock_reservation(
-        session, order_id=order_id, with_stock_when=[ReservationStatus.RESERVED]
+        session, order_id=order_id, with_stock_when=repository.COMMITTABLE
     )
+    if reservation is not None and reservation.status == ReservationStatus.EXPIRED:
+        return await _commit_expired(session, order_id, reservation.lines, cause)
     if reservation is None or reservation.status != ReservationStatus.RESERVED:
         status = reservation.status if reservation is not None else "absent"
         logger.warning("order %s confirmed but its reservation is %s: ignored", order_id, status)
@@ -175,7 +220,7 @@ async def commit_order(
         session,
         lines=reservation.lines,
         kind=MovementKind.COMMIT,
-        reason="paid",
+        reason=PAID,
         on_hand=-1,
         reserved=-1,
         status=ReservationStatus.COMMITTED,
@@ -185,13 +230,42 @@ async def commit_order(
     return True
 
 
+async def _commit_expired(
+    session: AsyncSession, order_id: uuid.UUID, lines: Sequence[LockedLine], cause: Envelope | None
+) -> bool:
+    """``commit_order`` for a reservation the sweeper expired: take the stock again, or fail."""
+    short = retake_shortfall(lines)
+    if short:
+        await repository.set_reservation_status(
+            session, order_ids=[order_id], status=ReservationStatus.COMMIT_FAILED
+        )
+        await outbox.add_many(session, caused_events(cause, [commit_failed(order_id, short)]))
+        return False
+    # Released stock is taken from available again: the low-stock rule applies.
+    low = await _move(
+        session,
+        lines=lines,
+        kind=MovementKind.COMMIT,
+        reason=PAID_AFTER_EXPIRY,
+        on_hand=-1,
+        reserved=0,
+        status=ReservationStatus.COMMITTED,
+        order_ids=[order_id],
+    )
+    note_retaken(order_id)
+    await outbox.add_many(session, caused_events(cause, low))
+    return True
+
+
 async def cancel_order(
     *, session: AsyncSession, order_id: uuid.UUID, cause: Envelope | None = None
 ) -> ReservationStatus | None:
     """Release a live reservation, or return committed quantities to on hand.
 
     The new status, or None when there was nothing to undo. A cancellation that overtakes
-    its order's creation leaves a tombstone so the late creation reserves nothing.
+    its order's creation leaves a tombstone so the late creation reserves nothing; one that
+    finds the reservation expired marks it cancelled, so a confirmation arriving after it
+    (out of order) takes no stock for an order that is over.
     """
     tombstoned = await repository.claim_reservation(
         session, order_id=order_id, status=ReservationStatus.CANCELLED, ttl=None
@@ -232,6 +306,10 @@ async def cancel_order(
         )
         await outbox.add_many(session, caused_events(cause, low))
         return ReservationStatus.RETURNED
+    if reservation.status == ReservationStatus.EXPIRED:
+        await repository.set_reservation_status(
+            session, order_ids=[order_id], status=ReservationStatus.CANCELLED
+        )
     return None
 
 

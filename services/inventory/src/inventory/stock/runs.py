@@ -27,12 +27,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inventory.events import outbox
 from inventory.stock import repository
 from inventory.stock.models import MovementKind, ReservationStatus
-from inventory.stock.repository import Movement, ReservedQuantity, StockChange, StockLevel
+from inventory.stock.repository import (
+    LockedLine,
+    Movement,
+    ReservedQuantity,
+    StockChange,
+    StockLevel,
+)
 from inventory.stock.reservations import (
+    PAID,
+    PAID_AFTER_EXPIRY,
     OrderLine,
     cancel_order,
     caused_events,
+    commit_failed,
     low_stock_events,
+    note_retaken,
+    retake_shortfall,
     shortfall,
 )
 from shared.contracts.base import EventPayload
@@ -177,6 +188,7 @@ def _reserve(
     reserved = StockReserved(
         order_id=order_id,
         items=[ReservedLine(sku=sku, quantity=q) for sku, q in sorted(wanted.items())],
+        expires_at=run.claimed[order_id],
     )
     effects.emit(step.cause, [reserved, *low])
 
@@ -190,6 +202,19 @@ def _commit(
     """``commit_order``'s decision for one order of the run."""
     order_id = step.order_id
     status = run.held.get(order_id)
+    lines = run.lines.get(order_id, [])
+    if status is ReservationStatus.EXPIRED:
+        short = retake_shortfall(lines)
+        if short:
+            effects.statuses[order_id] = ReservationStatus.COMMIT_FAILED
+            effects.emit(step.cause, [commit_failed(order_id, short)])
+            return
+        # Taken again from available: the reserved quantity was released at expiry.
+        _take(order_id, lines, effects, touched, reserved=False)
+        note_retaken(order_id)
+        levels = {line.stock.sku: line.stock for line in lines}
+        effects.emit(step.cause, low_stock_events(levels.values()))
+        return
     if status is not ReservationStatus.RESERVED:
         logger.warning(
             "order %s confirmed but its reservation is %s: ignored", order_id, status or "absent"
@@ -197,20 +222,33 @@ def _commit(
         return
     # Available is unchanged by a commit, so the low-stock rule has nothing to say: alarms
     # stay as they are.
-    for line in run.lines.get(order_id, []):
+    _take(order_id, lines, effects, touched, reserved=True)
+
+
+def _take(
+    order_id: uuid.UUID,
+    lines: Sequence[LockedLine],
+    effects: _Effects,
+    touched: dict[str, StockLevel],
+    *,
+    reserved: bool,
+) -> None:
+    """Commit the order's lines: they leave on hand, and reserved too while ``reserved``."""
+    for line in lines:
         level = line.stock
+        held = line.quantity if reserved else 0
         level.on_hand -= line.quantity
-        level.reserved -= line.quantity
+        level.reserved -= held
         effects.on_hand[level.sku] -= line.quantity
-        effects.reserved[level.sku] -= line.quantity
+        effects.reserved[level.sku] -= held
         touched[level.sku] = level
         effects.movements.append(
             Movement(
                 level.sku,
                 MovementKind.COMMIT,
                 -line.quantity,
-                -line.quantity,
-                "paid",
+                -held,
+                PAID if reserved else PAID_AFTER_EXPIRY,
                 str(order_id),
             )
         )

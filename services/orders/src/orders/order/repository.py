@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 from orders.catalog.repository import Price
 from orders.events import outbox
 from orders.order.models import IdempotencyRecord, NewOrder, Order
-from orders.saga import OrderStatus
+from orders.saga import STOCK_UNAVAILABLE, OrderStatus
 from shared.db import driver_connection
 from shared.messaging import Envelope
 
@@ -64,28 +64,31 @@ class LockedOrder:
     payment_id: uuid.UUID | None
     payment_requests: int
     sweep_due_at: datetime | None
+    reservation_expires_at: datetime | None  # inventory's deadline, from stock_reserved
     skus: list[str]  # the lines, by position
     quantities: list[int]
-    was_confirmed: bool  # a "confirmed" entry is in the history
+    stock_committed: bool  # ``saga.stock_committed`` of the history
 
 
 # One round trip: the order rows, locked (so two events for one order apply one after the
 # other, each seeing the status the previous one left), with their lines as two arrays and
-# whether each was ever confirmed instead of the whole history. Rows are locked in id order,
+# whether inventory holds each one's stock as sold (``saga.stock_committed``: confirmed, and
+# no commit failure reported) instead of the whole history. Rows are locked in id order,
 # so two workers locking overlapping batches cannot deadlock. Only the order rows are
 # locked, as by the ORM load this replaces; lines never change after the order is placed.
 LOCK_FOR_REACTIONS = """
 SELECT o.id, o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o.payment_id,
-       o.payment_requests, o.sweep_due_at,
+       o.payment_requests, o.sweep_due_at, o.reservation_expires_at,
        ARRAY(SELECT l.sku FROM orders.order_lines AS l
              WHERE l.order_id = o.id ORDER BY l.position) AS skus,
        ARRAY(SELECT l.quantity FROM orders.order_lines AS l
              WHERE l.order_id = o.id ORDER BY l.position) AS quantities,
        -- A scalar subquery, not EXISTS: for several orders the planner may turn an EXISTS
        -- into one hashed scan of the whole history, whose cost grows with the table.
-       (SELECT true FROM orders.order_status_history AS h
-        WHERE h.order_id = o.id AND h.status = $2::text
-        LIMIT 1) IS NOT NULL AS was_confirmed
+       (SELECT coalesce(bool_or(h.status = $2::text), false)
+               AND NOT coalesce(bool_or(h.status = $3::text AND h.reason = $4::text), false)
+        FROM orders.order_status_history AS h
+        WHERE h.order_id = o.id) AS stock_committed
 FROM orders.orders AS o
 WHERE o.id = ANY($1::uuid[])
 ORDER BY o.id
@@ -99,7 +102,13 @@ async def lock_for_reactions(
     """The orders under their row locks, for the rest of the transaction, by id; an
     unknown id is absent."""
     db = await driver_connection(session)
-    rows = await db.fetch(LOCK_FOR_REACTIONS, list(order_ids), OrderStatus.CONFIRMED.value)
+    rows = await db.fetch(
+        LOCK_FOR_REACTIONS,
+        list(order_ids),
+        OrderStatus.CONFIRMED.value,
+        OrderStatus.REFUND_PENDING.value,
+        STOCK_UNAVAILABLE,
+    )
     return {
         row["id"]: LockedOrder(
             id=row["id"],
@@ -111,9 +120,10 @@ async def lock_for_reactions(
             payment_id=row["payment_id"],
             payment_requests=row["payment_requests"],
             sweep_due_at=row["sweep_due_at"],
+            reservation_expires_at=row["reservation_expires_at"],
             skus=list(row["skus"]),
             quantities=list(row["quantities"]),
-            was_confirmed=row["was_confirmed"],
+            stock_committed=row["stock_committed"],
         )
         for row in rows
     }
@@ -135,16 +145,18 @@ APPLY_MOVES = """
 WITH moved AS (
     UPDATE orders.orders AS o
     SET status = n.status, payment_id = n.payment_id, payment_requests = n.payment_requests,
-        sweep_due_at = n.sweep_due_at, payment_token = n.payment_token, updated_at = n.at
+        sweep_due_at = n.sweep_due_at, payment_token = n.payment_token,
+        reservation_expires_at = n.reservation_expires_at, updated_at = n.at
     FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::integer[], $5::timestamptz[],
-                $6::text[], $7::timestamptz[])
-        AS n(id, status, payment_id, payment_requests, sweep_due_at, payment_token, at)
+                $6::text[], $7::timestamptz[], $8::timestamptz[])
+        AS n(id, status, payment_id, payment_requests, sweep_due_at, payment_token, at,
+             reservation_expires_at)
     WHERE o.id = n.id
     RETURNING o.id
 )
 INSERT INTO orders.order_status_history (order_id, status, reason, at)
 SELECT h.order_id, h.status, h.reason, h.at
-FROM unnest($8::uuid[], $9::text[], $10::text[], $11::timestamptz[]) WITH ORDINALITY
+FROM unnest($9::uuid[], $10::text[], $11::text[], $12::timestamptz[]) WITH ORDINALITY
     AS h(order_id, status, reason, at, position)
 WHERE h.order_id IN (SELECT id FROM moved)
 ORDER BY h.position
@@ -171,6 +183,7 @@ async def apply_moves(*, session: AsyncSession, moves: Sequence[Move]) -> None:
         [move.order.sweep_due_at for move in final],
         [move.order.payment_token for move in final],
         [move.at for move in final],
+        [move.order.reservation_expires_at for move in final],
         [move.order.id for move in moves],
         [move.order.status.value for move in moves],
         [move.reason for move in moves],

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from orders.catalog.repository import Price
 from orders.config import OrdersSettings
 from orders.events import outbox
-from orders.order import repository
+from orders.order import metrics, repository
 from orders.order.exceptions import (
     IdempotencyKeyInFlight,
     IdempotencyKeyInvalid,
@@ -51,6 +51,10 @@ from orders.saga import (
     Trigger,
     events_for,
     next_status,
+    payment_trigger,
+    reason_for,
+    stock_committed,
+    stock_committed_after,
     stray_event_compensation,
 )
 from shared.auth import Principal
@@ -389,6 +393,8 @@ class Reaction:
     trigger: Trigger
     reason: str
     payment_id: uuid.UUID | None = None  # a payment's id, kept on the order when it moves
+    charged: Money | None = None  # what a successful payment took
+    reservation_expires_at: datetime | None = None  # from stock_reserved, kept on the order
 
 
 async def react_all(
@@ -436,6 +442,28 @@ async def _react(
 ) -> repository.Move | None:
     """The order as ``reaction`` leaves it, its events written; None if the table refused."""
     event, trigger = reaction.event, reaction.trigger
+    if reaction.charged is not None:
+        total = Money(amount=order.total_amount, currency=order.currency)
+        trigger = payment_trigger(total=total, charged=reaction.charged)
+        if trigger is Trigger.PAYMENT_AMOUNT_MISMATCH:
+            metrics.PAYMENT_AMOUNT_MISMATCHES.inc()
+            logger.warning(
+                "payment %s of order %s charged %d %s but the order totals %d %s: "
+                "not confirmed, refunding what was charged",
+                reaction.payment_id,
+                order.id,
+                reaction.charged.amount,
+                reaction.charged.currency,
+                total.amount,
+                total.currency,
+            )
+    if trigger is Trigger.STOCK_COMMIT_FAILED:
+        logger.warning(
+            "order %s (%s): inventory could not commit its stock (%s); refunding",
+            order.id,
+            order.status.value,
+            reaction.reason,
+        )
     target = next_status(order.status, trigger)
     if target is None:
         compensation = stray_event_compensation(
@@ -453,10 +481,12 @@ async def _react(
         return None
     if reaction.payment_id is not None:
         order = replace(order, payment_id=reaction.payment_id)
+    if reaction.reservation_expires_at is not None:
+        order = replace(order, reservation_expires_at=reaction.reservation_expires_at)
     now = _now()
-    payloads = events_for(
-        _locked_facts(order), source=order.status, target=target, reason=reaction.reason
-    )
+    reason = reason_for(trigger, reaction.reason)
+    facts = replace(_locked_facts(order), charged=reaction.charged)
+    payloads = events_for(facts, source=order.status, target=target, reason=reason)
     after = _bookkeeping(
         target,
         payment_requests=order.payment_requests,
@@ -472,9 +502,11 @@ async def _react(
         payment_requests=after.payment_requests,
         sweep_due_at=after.sweep_due_at,
         payment_token=after.payment_token,
-        was_confirmed=order.was_confirmed or target is OrderStatus.CONFIRMED,
+        stock_committed=stock_committed_after(
+            order.stock_committed, target=target, trigger=trigger
+        ),
     )
-    return repository.Move(order=order, reason=reaction.reason, at=now)
+    return repository.Move(order=order, reason=reason, at=now)
 
 
 # -- stuck orders ----------------------------------------------------------------------------
@@ -493,8 +525,9 @@ async def sweep_stuck_orders(
 
     Pending too long: cancelled (the order_cancelled releases any reservation inventory may
     hold). Awaiting payment too long: payment requested again (payments charges once per
-    order however often it is asked), and after the configured attempts, cancelled. Rows are
-    claimed with SKIP LOCKED, so several workers share the work without meeting.
+    order however often it is asked), and after the configured attempts, or once the
+    reservation is within ``payment_request_margin_seconds`` of expiring, cancelled. Rows
+    are claimed with SKIP LOCKED, so several workers share the work without meeting.
     """
     now = now or _now()
     requested = cancelled = 0
@@ -506,6 +539,7 @@ async def sweep_stuck_orders(
                 order.status is OrderStatus.AWAITING_PAYMENT
                 and order.payment_token is not None
                 and order.payment_requests < settings.payment_request_attempts
+                and _may_request_payment(order.reservation_expires_at, now=now, settings=settings)
             ):
                 order.payment_requests += 1
                 order.sweep_due_at = now + timedelta(
@@ -553,6 +587,17 @@ async def prune_idempotency_keys(
         total += removed
         if removed < PRUNE_BATCH:
             return total
+
+
+def _may_request_payment(
+    expires_at: datetime | None, *, now: datetime, settings: OrdersSettings
+) -> bool:
+    """Whether payment may still be asked for: not within the margin before the reservation
+    expires, so a charge asked for now has time to land (and its confirmation to reach
+    inventory) before the stock is released."""
+    if expires_at is None:  # a producer that does not say: the attempts alone decide
+        return True
+    return now < expires_at - timedelta(seconds=settings.payment_request_margin_seconds)
 
 
 # -- the one place a transition happens ------------------------------------------------------
@@ -627,7 +672,7 @@ def _facts(order: Order) -> OrderFacts:
         items=[OrderedQuantity(sku=line.sku, quantity=line.quantity) for line in order.lines],
         payment_token=order.payment_token,
         payment_id=order.payment_id,
-        was_confirmed=any(change.status is OrderStatus.CONFIRMED for change in order.history),
+        stock_committed=stock_committed((change.status, change.reason) for change in order.history),
     )
 
 
@@ -642,7 +687,7 @@ def _locked_facts(order: repository.LockedOrder) -> OrderFacts:
         ],
         payment_token=order.payment_token,
         payment_id=order.payment_id,
-        was_confirmed=order.was_confirmed,
+        stock_committed=order.stock_committed,
     )
 
 
