@@ -35,7 +35,7 @@ async def fuzzer(platform: Platform, shop: Storefront) -> Shopper:
     """A customer promoted to admin: every operation is open to it, ordering included."""
     email = new_email("fuzzer")
     assert (await shop.register(email)).status_code == 201
-    await asyncio.to_thread(create_admin, platform, email)
+    await asyncio.to_thread(create_admin, platform, email, promote=True)
     return await shop.login(email)
 
 
