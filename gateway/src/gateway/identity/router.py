@@ -110,7 +110,7 @@ def _presented_refresh_token(
         return None, False
     if request.headers.get("origin") not in settings.cors_allow_origins:
         raise ForbiddenOrigin()
-    return cookie[:256], True
+    return cookie, True
 
 
 @router.post(
