@@ -68,7 +68,7 @@ async def test_a_family_older_than_its_absolute_lifetime_cannot_refresh(
     young, old = await tokens(), await tokens()
     await sql(
         "UPDATE gateway.refresh_tokens"
-        " SET family_created_at = now() - interval '30 days 1 minute' WHERE token_hash = :h",
+        " SET family_created_at = now() - interval '2592060 seconds' WHERE token_hash = :h",
         h=hash_refresh_token(old["refresh_token"]),
     )
     assert (await _refresh(client, young["refresh_token"])).status_code == 200
@@ -88,7 +88,7 @@ async def test_a_rotated_token_never_expires_after_its_family(
     )
     rotated = await _refresh(client, first["refresh_token"])
     [(expires_at, family_ends_at)] = await sql(
-        "SELECT expires_at, family_created_at + interval '30 days'"
+        "SELECT expires_at, family_created_at + interval '2592000 seconds'"
         " FROM gateway.refresh_tokens WHERE token_hash = :h",
         h=hash_refresh_token(rotated.json()["refresh_token"]),
     )
