@@ -37,7 +37,7 @@ class GatewaySettings(BaseServiceSettings):
     jwt_private_key: SecretStr = SecretStr("")  # PEM, RSA >= 2048 bits
     jwt_private_key_file: str = ""
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
-    # Argon2 hashes running at once in this process (each takes a core for ~0.1-0.2 s).
+    # Argon2 hashes running at once in this process (each keeps a core busy while it runs).
     password_hash_concurrency: int = Field(default=1, ge=1)
     refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)  # idle: per token
     # Absolute: a login's refresh family ends this long after the login, however often used.

@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 class PasswordHasher:
     """Hashes and checks passwords with Argon2id (argon2-cffi's RFC 9106 defaults).
 
-    Each hash costs over a hundred milliseconds of CPU: it runs in a thread so that one
+    Each hash is deliberately expensive CPU work: it runs in a thread so that one
     login does not stall every other request of the process, and at most ``concurrency``
     run at once, so that a burst of logins leaves the event loop (which serves every other
     request, and runs the logins' own queries) a core to run on. Callers hold no database

@@ -49,8 +49,8 @@ def _now() -> datetime:
 
 async def _release_connection(session: AsyncSession) -> None:
     """Ends the session's read transaction, so its pooled connection goes back before slow
-    work (an Argon2 hash costs tens of milliseconds): holding it, a handful of concurrent
-    logins would starve every other route of connections. A commit, not a rollback: the
+    work (an Argon2 hash): holding it, a handful of concurrent logins would starve every
+    other route of connections. A commit, not a rollback: the
     objects read stay loaded (expire_on_commit=False) and nothing was written."""
     await session.commit()
 
