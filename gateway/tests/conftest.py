@@ -166,7 +166,8 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 GenerousLimits = {
     "rate_limit_api": "100000/second",
     "rate_limit_login_per_address": "100000/minute",
-    "rate_limit_login_per_account": "100000/minute",
+    "rate_limit_login_failures_per_account": "100000/minute",
+    "rate_limit_login_failures_per_known_address": "100000/minute",
     "rate_limit_auth_per_address": "100000/minute",
 }
 

@@ -48,7 +48,7 @@ PROCESS_SETTINGS = {
     # Rate limits stay on (Redis is real) but above what the suites send from one address.
     "GATEWAY_RATE_LIMIT_API": "2000/second",
     "GATEWAY_RATE_LIMIT_LOGIN_PER_ADDRESS": "2000/minute",
-    "GATEWAY_RATE_LIMIT_LOGIN_PER_ACCOUNT": "200/minute",
+    "GATEWAY_RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "200/minute",
     "GATEWAY_RATE_LIMIT_AUTH_PER_ADDRESS": "2000/minute",
 }
 

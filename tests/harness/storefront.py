@@ -48,10 +48,15 @@ def new_sku() -> str:
     return f"E2E-{uuid.uuid4().hex[:12].upper()}"
 
 
-def create_admin(platform: Platform, email: str, password: str = PASSWORD) -> None:
+def create_admin(
+    platform: Platform, email: str, password: str = PASSWORD, *, promote: bool = False
+) -> None:
     """``python -m gateway create-admin``, as an operator runs it (again if the shared
-    database server had no connection slot left; the command is idempotent)."""
+    database server had no connection slot left; the command is idempotent); ``promote``
+    for an account that exists already."""
     command = [sys.executable, "-m", "gateway", "create-admin", "--email", email]
+    if promote:
+        command.append("--promote")
     for _ in range(COMMAND_ATTEMPTS):
         result = subprocess.run(
             [*command, "--password", password],

@@ -37,7 +37,14 @@ class GatewaySettings(BaseServiceSettings):
     jwt_private_key: SecretStr = SecretStr("")  # PEM, RSA >= 2048 bits
     jwt_private_key_file: str = ""
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
-    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)
+    # Argon2 hashes running at once in this process (each keeps a core busy while it runs).
+    password_hash_concurrency: int = Field(default=1, ge=1)
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)  # idle: per token
+    # Absolute: a login's refresh family ends this long after the login, however often used.
+    refresh_family_lifetime_seconds: int = Field(default=30 * 86_400, ge=300)
+    # A spent refresh token presented again this soon gets the same new pair back (two tabs,
+    # a reload racing a renewal); later, it counts as reuse and revokes its family.
+    refresh_reuse_grace_seconds: float = Field(default=30.0, ge=0, le=300)
 
     # Routing: path prefix -> upstream base URL. The path is forwarded unchanged.
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
@@ -54,7 +61,11 @@ class GatewaySettings(BaseServiceSettings):
     rate_limit_enabled: bool = True
     rate_limit_api: str = "100/second;3000/minute"  # per user, or per address when anonymous
     rate_limit_login_per_address: str = "20/minute"
-    rate_limit_login_per_account: str = "5/minute"
+    # Failed logins only (docs/identity.md): per account across all addresses, and apart
+    # from it per account and address that signed in to it within the TTL below.
+    rate_limit_login_failures_per_account: str = "10/15minute"
+    rate_limit_login_failures_per_known_address: str = "10/15minute"
+    login_known_address_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
     rate_limit_auth_per_address: str = "30/minute"  # register and refresh
     # When Redis is away: True lets requests through (logged), False answers 503.
     rate_limit_fail_open: bool = True
@@ -62,7 +73,8 @@ class GatewaySettings(BaseServiceSettings):
 
     # CORS: an explicit allow-list of origins; "*" is refused.
     cors_allow_origins: list[str] = Field(default_factory=list)
-    cors_allow_credentials: bool = False
+    # Credentials (the refresh cookie) are allowed for the listed origins only.
+    cors_allow_credentials: bool = True
 
     docs_enabled: bool = True  # /docs and the merged /openapi.json
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
@@ -84,7 +96,8 @@ class GatewaySettings(BaseServiceSettings):
     @field_validator(
         "rate_limit_api",
         "rate_limit_login_per_address",
-        "rate_limit_login_per_account",
+        "rate_limit_login_failures_per_account",
+        "rate_limit_login_failures_per_known_address",
         "rate_limit_auth_per_address",
     )
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ class SigningKeys:
     kid: str
     private_key: Any  # a parsed jose key: parsing a PEM on every signature would cost
     public_pems: tuple[str, ...]
+    # Keys the derivation of a spent refresh token's successor (identity.tokens): derived from
+    # the signing key, so every replica has it and no other secret needs configuring.
+    refresh_secret: bytes
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [public_jwk(pem) for pem in self.public_pems]}
@@ -73,4 +77,7 @@ def load_signing_keys(settings: GatewaySettings) -> SigningKeys:
         kid=kid,
         private_key=jwk.construct(private_pem, ALGORITHM),
         public_pems=(current, *previous.values()),
+        refresh_secret=hashlib.sha256(
+            b"commerce refresh rotation\0" + private_pem.encode()
+        ).digest(),
     )

@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway.config import GatewaySettings, get_settings
+from gateway.cors import AllowListCORSMiddleware
 from gateway.identity.router import router as identity_router
 from gateway.jwks import router as jwks_router
 from gateway.openapi import install_docs
@@ -79,7 +79,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=LEVEL)
     if settings.cors_allow_origins:
         app.add_middleware(
-            CORSMiddleware,
+            AllowListCORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_credentials=settings.cors_allow_credentials,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

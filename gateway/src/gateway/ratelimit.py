@@ -133,6 +133,151 @@ def account_key(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
+# Failed logins. One script call before the password is checked: whether the address signed
+# in to the account recently (KEYS[1] exists) picks the budget, the known address's own
+# (KEYS[2]) or the account's across all addresses (KEYS[3]); the attempt is counted against
+# it at once, like the batch script above (sliding windows), so that concurrent guesses
+# cannot all pass before any of them is counted. A correct password then takes its count
+# back (LOGIN_SUCCEEDED_SCRIPT), so only failures stay counted.
+# ARGV[1]: n, then n pairs (amount, window) for the known budget; then m and m pairs for the
+# account's. Returns {refused index or 0, wait, known (0/1), counted window keys...}.
+LOGIN_ATTEMPT_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local known = redis.call('EXISTS', KEYS[1]) == 1
+local at = 1
+local limits = {}
+for part = 1, 2 do
+  local count = tonumber(ARGV[at])
+  local chosen = (part == 1) == known
+  for i = 1, count do
+    if chosen then
+      limits[#limits + 1] = {tonumber(ARGV[at + 2 * i - 1]), tonumber(ARGV[at + 2 * i])}
+    end
+  end
+  at = at + 2 * count + 1
+end
+local base = known and KEYS[2] or KEYS[3]
+local counted = {}
+for i, limit in ipairs(limits) do
+  local amount, window = limit[1], limit[2]
+  local key = base .. ':' .. amount .. '/' .. window
+  local index = math.floor(now / window)
+  local current_key = key .. ':' .. index
+  local current = tonumber(redis.call('GET', current_key) or '0')
+  local previous = tonumber(redis.call('GET', key .. ':' .. (index - 1)) or '0')
+  local elapsed = (now - index * window) / window
+  if previous * (1 - elapsed) + current + 1 > amount then
+    local wait
+    if current + 1 > amount then
+      wait = (1 - elapsed) * window + window * math.max(0, 1 - (amount - 1) / current)
+    else
+      wait = (1 - (amount - current - 1) / previous - elapsed) * window
+    end
+    return {i, math.ceil(math.min(wait, window)), known and 1 or 0}
+  end
+  counted[#counted + 1] = {current_key, window}
+end
+local result = {0, 0, known and 1 or 0}
+for _, entry in ipairs(counted) do
+  redis.call('INCR', entry[1])
+  redis.call('EXPIRE', entry[1], 2 * entry[2])
+  result[#result + 1] = entry[1]
+end
+return result
+"""
+# The attempt's counts taken back (from the very windows they were added to); after a
+# correct password (ARGV[1] > 0) the address is also known to the account for ARGV[1]
+# seconds more. KEYS[1]: the (account, address) key; KEYS[2..]: the counted window keys.
+LOGIN_TAKE_BACK_SCRIPT = """
+for i = 2, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 then redis.call('DECR', KEYS[i]) end
+end
+if tonumber(ARGV[1]) > 0 then redis.call('SET', KEYS[1], '1', 'EX', tonumber(ARGV[1])) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """A login attempt counted as a failure until ``LoginLimits.succeeded`` takes it back."""
+
+    known_key: str
+    counted: tuple[str, ...]
+
+
+class LoginLimits:
+    """Budgets of failed logins per account, so that nobody can lock an owner out.
+
+    Across all addresses an account has one budget of failures (guessing from a botnet
+    stops there); an address that signed in to the account recently has a budget of its own
+    for that account, which failures from elsewhere do not spend. A correct password costs
+    nothing. (The per-address limit on all attempts is ``RateLimiter.login_per_address``.)
+    """
+
+    def __init__(
+        self, redis_client: redis.asyncio.Redis, settings: GatewaySettings, prefix: str
+    ) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.fail_open = settings.rate_limit_fail_open
+        self._prefix = f"{prefix}:login"
+        self._known_ttl = settings.login_known_address_ttl_seconds
+        self._attempt = redis_client.register_script(LOGIN_ATTEMPT_SCRIPT)
+        self._take_back = redis_client.register_script(LOGIN_TAKE_BACK_SCRIPT)
+        self.per_known_address = parse_many(settings.rate_limit_login_failures_per_known_address)
+        self.per_account = parse_many(settings.rate_limit_login_failures_per_account)
+
+    def _args(self) -> list[int]:
+        args: list[int] = []
+        for limits in (self.per_known_address, self.per_account):
+            args.append(len(limits))
+            for limit in limits:
+                args += [limit.amount, limit.get_expiry()]
+        return args
+
+    async def attempt(self, account: str, address: str) -> LoginAttempt | None:
+        """Count an attempt on ``account`` from ``address`` as failed, or raise 429 when its
+        budget is spent; None when nothing was counted (limits off, Redis away and failing
+        open)."""
+        if not self.enabled:
+            return None
+        pair = hashlib.sha256(f"{account}\n{address}".encode()).hexdigest()[:32]
+        known_key = f"{self._prefix}:known:{pair}"
+        keys = [known_key, f"{self._prefix}:failures:{pair}", f"{self._prefix}:failures:{account}"]
+        try:
+            reply = await self._attempt(keys=keys, args=self._args())
+        except Exception as exc:  # Redis away, too slow, or refusing
+            if not self.fail_open:
+                raise RateLimiterUnavailable("Rate limiting is unavailable; retry later.") from exc
+            logger.warning("login limiter unavailable, attempt let through: %r", exc)
+            return None
+        refused, wait, known = int(reply[0]), int(reply[1]), int(reply[2])
+        if refused:
+            limits = self.per_known_address if known else self.per_account
+            wait = max(1, wait)
+            raise RateLimitExceeded(
+                Refusal(limits[refused - 1], retry_after=wait, reset_after=wait)
+            )
+        counted = tuple(key.decode() if isinstance(key, bytes) else str(key) for key in reply[3:])
+        return LoginAttempt(known_key, counted)
+
+    async def succeeded(self, attempt: LoginAttempt | None) -> None:
+        """The password was right: the attempt costs nothing, and the address is known."""
+        await self._give_back(attempt, remember_for=self._known_ttl)
+
+    async def abandoned(self, attempt: LoginAttempt | None) -> None:
+        """The attempt ended without a verdict on the password (an error): not a failure."""
+        await self._give_back(attempt, remember_for=0)
+
+    async def _give_back(self, attempt: LoginAttempt | None, *, remember_for: int) -> None:
+        if attempt is None:
+            return
+        try:
+            await self._take_back(keys=[attempt.known_key, *attempt.counted], args=[remember_for])
+        except Exception as exc:  # the login itself is decided: never fail it for this
+            logger.warning("login limiter unavailable, attempt not taken back: %r", exc)
+
+
 class RateLimiter:
     """Sliding-window counters (two Redis counters per limit: accurate and cheap), all the
     limits of a request checked and counted by one script call.
@@ -158,7 +303,7 @@ class RateLimiter:
         self._prefix = settings.rate_limit_prefix
         self.api = parse_many(settings.rate_limit_api)
         self.login_per_address = parse_many(settings.rate_limit_login_per_address)
-        self.login_per_account = parse_many(settings.rate_limit_login_per_account)
+        self.login = LoginLimits(self._redis, settings, self._prefix)
         self.auth_per_address = parse_many(settings.rate_limit_auth_per_address)
 
     async def hit(self, limits: Sequence[RateLimitItem], *identifiers: str) -> Refusal | None:

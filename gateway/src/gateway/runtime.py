@@ -37,7 +37,7 @@ class GatewayRuntime:
             keys=keys,
             verifier=keys.verifier(settings),
             issuer=TokenIssuer(keys, settings),
-            hasher=PasswordHasher(),
+            hasher=PasswordHasher(settings.password_hash_concurrency),
             routes=RouteTable(settings.routes),
             upstreams=UpstreamClient(settings),
         )

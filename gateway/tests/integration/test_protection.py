@@ -46,10 +46,12 @@ async def test_the_api_limit_counts_per_user_when_authenticated(
         assert (await other.get("/api/v1/products")).status_code == 200
 
 
-async def test_login_is_limited_per_account_across_addresses(gateway_client: Any) -> None:
+async def test_failed_logins_are_limited_per_account_across_addresses(
+    gateway_client: Any,
+) -> None:
     settings = {
         "broker_namespace": _namespace(),
-        "rate_limit_login_per_account": "3/minute",
+        "rate_limit_login_failures_per_account": "3/minute",
     }
     async with gateway_client(**settings) as client:
         form = {"username": "victim@example.com", "password": "guess guess guess"}

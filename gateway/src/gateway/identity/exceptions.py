@@ -43,3 +43,23 @@ class UserGone(DomainError):
 
     def __init__(self) -> None:
         super().__init__("The account of this token no longer exists.", headers=_CHALLENGE)
+
+
+class PromotionRequired(Exception):
+    """``create-admin`` met an existing non-admin account without ``--promote``."""
+
+    def __init__(self, email: str) -> None:
+        super().__init__(
+            f"{email} is an existing account without the admin role; pass --promote to make"
+            " it an admin (its password is then reset and every session of it revoked)"
+        )
+
+
+class ForbiddenOrigin(DomainError):
+    status = 403
+    title = "Forbidden"
+    type = "/problems/forbidden-origin"
+
+    def __init__(self) -> None:
+        # A request carrying the refresh cookie must say where it comes from (CSRF defence).
+        super().__init__("A request with the refresh cookie must come from an allowed Origin.")

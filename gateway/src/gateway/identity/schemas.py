@@ -57,7 +57,8 @@ class RegisterRequest(BaseModel):
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=256)
+    # Left out when the refresh token travels in its cookie (docs/identity.md).
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class UserOut(BaseModel):
@@ -70,4 +71,5 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
     expires_in: int
-    refresh_token: str
+    # Absent when it was asked for in a cookie (``refresh_in=cookie``).
+    refresh_token: str | None = None
