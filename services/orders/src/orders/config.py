@@ -34,6 +34,13 @@ class OrdersSettings(CursorSettings):
     # expires_at of stock_reserved): a charge asked for later could land after inventory
     # released the stock. A sweep that may not ask again cancels the order instead.
     payment_request_margin_seconds: float = Field(default=120.0, ge=0)
+    # An order refund_pending this long, with no payment_refunded arrived, has its refund
+    # requested again, and again at this interval until the refund is announced (a refund
+    # owed is never given up on). Payments refunds once however often it is asked, and
+    # announces a refund made already again. Longer than the normal cadence of payments'
+    # refund retries (and than any queue backlog worth waiting out), so it asks again only
+    # when an announcement was lost, not while a refund is still being made.
+    refund_pending_timeout_seconds: float = Field(default=600.0, gt=0)
     # How often each worker looks for stuck orders, and how many it takes per transaction.
     sweeper_interval_seconds: float = Field(default=30.0, gt=0)
     sweeper_batch_size: int = Field(default=100, ge=1)

@@ -90,7 +90,8 @@ TRANSITIONS: Mapping[tuple[OrderStatus, Trigger], OrderStatus] = {
     (S.CANCELLED, T.PAYMENT_AMOUNT_MISMATCH): S.REFUND_PENDING,
 }
 
-# Statuses the sweeper watches: the order waits on another service.
+# Statuses that wait on inventory or on a payment: the sweeper cancels an order left in one
+# too long, and the payment token is kept only while in one.
 WAITING: frozenset[OrderStatus] = frozenset({S.PENDING, S.AWAITING_PAYMENT})
 
 
@@ -168,13 +169,8 @@ def events_for(
         # Stock may be reserved (or about to be): inventory releases whatever it holds.
         return [OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
     if target is S.REFUND_PENDING:
-        if facts.payment_id is None:
-            raise ValueError("a refund needs the payment id")
-        # What was charged goes back, whatever the order's total (a mismatched charge).
-        refund = RefundRequested(
-            order_id=facts.order_id,
-            payment_id=facts.payment_id,
-            amount=facts.charged if facts.charged is not None else facts.total,
+        refund = refund_request(
+            order_id=facts.order_id, payment_id=facts.payment_id, amount=refund_amount(facts)
         )
         if source is S.AWAITING_PAYMENT:
             # Still reserved, never committed: released now, not when the refund lands.
@@ -187,6 +183,23 @@ def events_for(
         # before confirmation (released when the refund was requested).
         return [OrderCancelled(order_id=facts.order_id, reason=reason, items=items)]
     return []
+
+
+def refund_amount(facts: OrderFacts) -> Money:
+    """What a refund of the order gives back: what was charged, whatever the order's total
+    (a mismatched charge), else the total. Kept on the order when it moves to
+    ``refund_pending``, so a refund asked for again asks for the same amount."""
+    return facts.charged if facts.charged is not None else facts.total
+
+
+def refund_request(
+    *, order_id: uuid.UUID, payment_id: uuid.UUID | None, amount: Money
+) -> RefundRequested:
+    """``orders.refund_requested``: the first, on the move to ``refund_pending``, and each
+    one the sweeper sends again while no ``payment_refunded`` has arrived."""
+    if payment_id is None:
+        raise ValueError("a refund needs the payment id")
+    return RefundRequested(order_id=order_id, payment_id=payment_id, amount=amount)
 
 
 def stray_event_compensation(

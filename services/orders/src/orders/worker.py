@@ -25,17 +25,20 @@ logger = logging.getLogger(__name__)
 async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> service.SweepResult:
     """One pass: resolve stuck orders batch by batch, then forget expired idempotency keys."""
     sessionmaker = create_sessionmaker(engine)
-    requested = cancelled = 0
+    requested = cancelled = refunds = 0
     while True:
         async with sessionmaker() as session:
             result = await service.sweep_stuck_orders(session=session, settings=settings)
         requested += result.payment_requested_again
         cancelled += result.cancelled
-        if result.payment_requested_again + result.cancelled < settings.sweeper_batch_size:
+        refunds += result.refund_requested_again
+        if result.resolved < settings.sweeper_batch_size:
             break
     async with sessionmaker() as session:
         await service.prune_idempotency_keys(session=session, settings=settings)
-    return service.SweepResult(payment_requested_again=requested, cancelled=cancelled)
+    return service.SweepResult(
+        payment_requested_again=requested, cancelled=cancelled, refund_requested_again=refunds
+    )
 
 
 async def run_sweeper(

@@ -19,6 +19,8 @@ from orders.saga import (
     next_status,
     payment_trigger,
     reason_for,
+    refund_amount,
+    refund_request,
     stock_committed,
     stock_committed_after,
     stray_event_compensation,
@@ -119,6 +121,27 @@ def test_cancelling_a_paid_order_requests_a_refund_of_the_total() -> None:
     assert event == RefundRequested(
         order_id=FACTS.order_id, payment_id=FACTS.payment_id, amount=FACTS.total
     )
+
+
+def test_a_refund_asks_for_what_was_charged_else_the_total() -> None:
+    assert refund_amount(FACTS) == FACTS.total
+    charged = Money(amount=FACTS.total.amount + 1, currency="EUR")
+    assert refund_amount(replace(FACTS, charged=charged)) == charged
+
+
+def test_a_refund_request_needs_the_payment_id() -> None:
+    with pytest.raises(ValueError, match="payment id"):
+        refund_request(order_id=FACTS.order_id, payment_id=None, amount=FACTS.total)
+
+
+def test_a_refund_pending_order_is_never_moved_by_the_sweepers_timeout() -> None:
+    # The sweeper asks for its refund again instead: a refund owed is never given up on.
+    assert next_status(S.REFUND_PENDING, T.TIMEOUT) is None
+
+
+def test_a_repeated_refund_announcement_moves_a_refunded_order_nowhere() -> None:
+    assert next_status(S.REFUNDED, T.PAYMENT_REFUNDED) is None
+    assert stray_event_compensation(FACTS, status=S.REFUNDED, trigger=T.PAYMENT_REFUNDED) == []
 
 
 def test_a_refund_returns_committed_stock_only() -> None:

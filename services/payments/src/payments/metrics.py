@@ -24,6 +24,7 @@ REFUNDS_REFUSED = Gauge(
 )
 OUTCOMES_REANNOUNCED = Counter(
     "payments_outcomes_reannounced_total",
-    "Outcomes of payments already settled, announced again for a repeated payment request.",
+    "Outcomes of payments already settled (or refunded), announced again for a repeated "
+    "payment or refund request.",
     ["event_type"],
 )

@@ -205,18 +205,31 @@ async def test_two_reconcilers_at_once_make_each_owed_refund_once(payments: Paym
     )
 
 
-async def test_request_repeated_while_a_refund_is_owed_makes_it_and_the_reconciler_then_stops(
+async def test_request_repeated_while_a_refund_is_owed_is_left_to_the_reconciler(
     payments: Payments,
 ) -> None:
+    # Orders asks again every few minutes while a refund is owed: no provider call, the
+    # reconciler's schedule kept, and the refund announced once, when the reconciler makes it.
     payment, _ = await owed_during_an_outage(payments)
+    owed_before = await owed_record(payments, payment)
     fake(payments).outage(0)
+    calls_before = payments.provider.refund_calls
 
     assert await payments.deliver(refund_requested(payment)) is True
 
-    assert (await payments.payment_of(payment.order_id)).status == PaymentStatus.REFUNDED
-    assert (await owed_record(payments, payment)).status == RefundStatus.REFUNDED
+    assert payments.provider.refund_calls == calls_before
+    assert (await payments.payment_of(payment.order_id)).status == PaymentStatus.SUCCEEDED
+    owed = await owed_record(payments, payment)
+    assert (owed.status, owed.attempts, owed.next_attempt_at) == (
+        RefundStatus.OWED,
+        owed_before.attempts,
+        owed_before.next_attempt_at,
+    )
+    assert refunded_events(await payments.events()) == []
+
     later = datetime.now(UTC) + timedelta(hours=1)
-    assert await reconcile(payments, at=later) == RefundReconcileResult(0, 0, 0)
+    assert await reconcile(payments, at=later) == RefundReconcileResult(1, 0, 0)
+    assert (await payments.payment_of(payment.order_id)).status == PaymentStatus.REFUNDED
     assert await payments.refunds() == 1
     assert len(refunded_events(await payments.events())) == 1
 

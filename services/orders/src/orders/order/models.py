@@ -41,7 +41,8 @@ class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (
         Index("ix_orders_user_id_id", "user_id", "id"),
-        # The sweeper scans only orders waiting on another service.
+        # The sweeper scans only orders waiting on another service (inventory, or payments
+        # for a charge or a refund).
         Index(
             "ix_orders_sweep_due_at",
             "sweep_due_at",
@@ -59,6 +60,10 @@ class Order(Base):
     payment_token: Mapped[str | None] = mapped_column(String(255))
     payment_requests: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     payment_id: Mapped[uuid.UUID | None]
+    # What the refund asks for, set on the move to refund_pending (what was charged, which a
+    # mismatched charge makes differ from the total): the sweeper asks again for the same.
+    refund_amount: Mapped[int | None] = mapped_column(BigInteger)
+    refund_currency: Mapped[str | None] = mapped_column(String(3))
     carrier: Mapped[str | None] = mapped_column(String(100))
     tracking_number: Mapped[str | None] = mapped_column(String(100))
     sweep_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -65,6 +65,8 @@ class LockedOrder:
     payment_requests: int
     sweep_due_at: datetime | None
     reservation_expires_at: datetime | None  # inventory's deadline, from stock_reserved
+    refund_amount: int | None  # what the refund asks for, from the move to refund_pending
+    refund_currency: str | None
     skus: list[str]  # the lines, by position
     quantities: list[int]
     stock_committed: bool  # ``saga.stock_committed`` of the history
@@ -78,7 +80,8 @@ class LockedOrder:
 # locked, as by the ORM load this replaces; lines never change after the order is placed.
 LOCK_FOR_REACTIONS = """
 SELECT o.id, o.user_id, o.status, o.total_amount, o.currency, o.payment_token, o.payment_id,
-       o.payment_requests, o.sweep_due_at, o.reservation_expires_at,
+       o.payment_requests, o.sweep_due_at, o.reservation_expires_at, o.refund_amount,
+       o.refund_currency,
        ARRAY(SELECT l.sku FROM orders.order_lines AS l
              WHERE l.order_id = o.id ORDER BY l.position) AS skus,
        ARRAY(SELECT l.quantity FROM orders.order_lines AS l
@@ -121,6 +124,8 @@ async def lock_for_reactions(
             payment_requests=row["payment_requests"],
             sweep_due_at=row["sweep_due_at"],
             reservation_expires_at=row["reservation_expires_at"],
+            refund_amount=row["refund_amount"],
+            refund_currency=row["refund_currency"],
             skus=list(row["skus"]),
             quantities=list(row["quantities"]),
             stock_committed=row["stock_committed"],
@@ -146,17 +151,18 @@ WITH moved AS (
     UPDATE orders.orders AS o
     SET status = n.status, payment_id = n.payment_id, payment_requests = n.payment_requests,
         sweep_due_at = n.sweep_due_at, payment_token = n.payment_token,
-        reservation_expires_at = n.reservation_expires_at, updated_at = n.at
+        reservation_expires_at = n.reservation_expires_at, refund_amount = n.refund_amount,
+        refund_currency = n.refund_currency, updated_at = n.at
     FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::integer[], $5::timestamptz[],
-                $6::text[], $7::timestamptz[], $8::timestamptz[])
+                $6::text[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::text[])
         AS n(id, status, payment_id, payment_requests, sweep_due_at, payment_token, at,
-             reservation_expires_at)
+             reservation_expires_at, refund_amount, refund_currency)
     WHERE o.id = n.id
     RETURNING o.id
 )
 INSERT INTO orders.order_status_history (order_id, status, reason, at)
 SELECT h.order_id, h.status, h.reason, h.at
-FROM unnest($9::uuid[], $10::text[], $11::text[], $12::timestamptz[]) WITH ORDINALITY
+FROM unnest($11::uuid[], $12::text[], $13::text[], $14::timestamptz[]) WITH ORDINALITY
     AS h(order_id, status, reason, at, position)
 WHERE h.order_id IN (SELECT id FROM moved)
 ORDER BY h.position
@@ -184,6 +190,8 @@ async def apply_moves(*, session: AsyncSession, moves: Sequence[Move]) -> None:
         [move.order.payment_token for move in final],
         [move.at for move in final],
         [move.order.reservation_expires_at for move in final],
+        [move.order.refund_amount for move in final],
+        [move.order.refund_currency for move in final],
         [move.order.id for move in moves],
         [move.order.status.value for move in moves],
         [move.reason for move in moves],

@@ -53,6 +53,8 @@ from orders.saga import (
     next_status,
     payment_trigger,
     reason_for,
+    refund_amount,
+    refund_request,
     stock_committed,
     stock_committed_after,
     stray_event_compensation,
@@ -60,7 +62,12 @@ from orders.saga import (
 from shared.auth import Principal
 from shared.context import current_request_id
 from shared.contracts import EventPayload, Money
-from shared.contracts.orders import OrderCreated, OrderedQuantity, PaymentRequested
+from shared.contracts.orders import (
+    OrderCreated,
+    OrderedQuantity,
+    PaymentRequested,
+    RefundRequested,
+)
 from shared.contracts.orders import OrderLine as EventLine
 from shared.cursors import CursorCodec, InvalidCursor
 from shared.db import autocommit_connection
@@ -487,6 +494,9 @@ async def _react(
     reason = reason_for(trigger, reaction.reason)
     facts = replace(_locked_facts(order), charged=reaction.charged)
     payloads = events_for(facts, source=order.status, target=target, reason=reason)
+    if target is OrderStatus.REFUND_PENDING:
+        refund = refund_amount(facts)
+        order = replace(order, refund_amount=refund.amount, refund_currency=refund.currency)
     after = _bookkeeping(
         target,
         payment_requests=order.payment_requests,
@@ -516,6 +526,12 @@ async def _react(
 class SweepResult:
     payment_requested_again: int
     cancelled: int
+    refund_requested_again: int = 0
+
+    @property
+    def resolved(self) -> int:
+        """Orders the pass took: a full batch means more may be due."""
+        return self.payment_requested_again + self.cancelled + self.refund_requested_again
 
 
 async def sweep_stuck_orders(
@@ -526,15 +542,23 @@ async def sweep_stuck_orders(
     Pending too long: cancelled (the order_cancelled releases any reservation inventory may
     hold). Awaiting payment too long: payment requested again (payments charges once per
     order however often it is asked), and after the configured attempts, or once the
-    reservation is within ``payment_request_margin_seconds`` of expiring, cancelled. Rows
-    are claimed with SKIP LOCKED, so several workers share the work without meeting.
+    reservation is within ``payment_request_margin_seconds`` of expiring, cancelled. Refund
+    pending too long: refund requested again, every ``refund_pending_timeout_seconds`` for as
+    long as it takes (payments refunds once however often it is asked, and answers a refund
+    made already with its ``payment_refunded`` again); the order never moves here. Rows are
+    claimed with SKIP LOCKED, so several workers share the work without meeting.
     """
     now = now or _now()
-    requested = cancelled = 0
+    requested = cancelled = refunds = 0
     async with session.begin():
         for order in await repository.claim_due_for_sweep(
             session=session, now=now, limit=settings.sweeper_batch_size
         ):
+            if order.status is OrderStatus.REFUND_PENDING:
+                refunds += await _request_refund_again(
+                    session, order=order, settings=settings, now=now
+                )
+                continue
             if (
                 order.status is OrderStatus.AWAITING_PAYMENT
                 and order.payment_token is not None
@@ -570,7 +594,38 @@ async def sweep_stuck_orders(
             )
             logger.warning("order %s cancelled by the sweeper: %s", order.id, reason)
             cancelled += 1
-    return SweepResult(payment_requested_again=requested, cancelled=cancelled)
+    return SweepResult(
+        payment_requested_again=requested, cancelled=cancelled, refund_requested_again=refunds
+    )
+
+
+async def _request_refund_again(
+    session: AsyncSession, *, order: Order, settings: OrdersSettings, now: datetime
+) -> bool:
+    """Ask payments for the order's refund again, as first asked, and look again later;
+    False if it cannot be asked for.
+
+    The order waited ``refund_pending_timeout_seconds`` with no ``payment_refunded``: the
+    refund is still owed (payments retries it on its own), or its announcement was lost
+    (dead-lettered on its way here), which only a new request brings back. ``updated_at``
+    is left alone: nothing a client sees has changed.
+    """
+    if order.payment_id is None:
+        # The move to refund_pending requires the payment id; should a row lack it anyway,
+        # it is left for an operator rather than failing every sweep's batch on it.
+        logger.error("order %s is refund_pending without a payment id: not swept", order.id)
+        order.sweep_due_at = None
+        return False
+    order.sweep_due_at = now + timedelta(seconds=settings.refund_pending_timeout_seconds)
+    await _emit(session, [_refund_requested(order)], cause=None)
+    metrics.REFUNDS_REQUESTED_AGAIN.inc()
+    logger.warning(
+        "order %s: refund of payment %s requested again (refund pending since %s)",
+        order.id,
+        order.payment_id,
+        order.updated_at.isoformat(),
+    )
+    return True
 
 
 async def prune_idempotency_keys(
@@ -617,7 +672,11 @@ async def _transition(
     if target is None:  # callers check first; this guards the table against a slip
         raise IllegalTransition(f"An order that is {order.status.value} cannot {trigger.value}.")
     now = now or _now()
-    payloads = events_for(_facts(order), source=order.status, target=target, reason=reason)
+    facts = _facts(order)
+    payloads = events_for(facts, source=order.status, target=target, reason=reason)
+    if target is OrderStatus.REFUND_PENDING:
+        refund = refund_amount(facts)
+        order.refund_amount, order.refund_currency = refund.amount, refund.currency
     order.status = target
     order.updated_at = now
     order.history.append(StatusChange(status=target, reason=reason, at=now))
@@ -657,6 +716,11 @@ def _bookkeeping(
     if target is OrderStatus.AWAITING_PAYMENT:
         deadline = now + timedelta(seconds=settings.awaiting_payment_timeout_seconds)
         return _Bookkeeping(payment_requests + 1, deadline, payment_token)
+    if target is OrderStatus.REFUND_PENDING:
+        # Watched by the sweeper: the refund is asked for again if no payment_refunded has
+        # arrived by then (one lost on the way would leave the order here for good).
+        deadline = now + timedelta(seconds=settings.refund_pending_timeout_seconds)
+        return _Bookkeeping(payment_requests, deadline, None)
     if target not in WAITING:
         # The token is needed only to (re-)request payment; once the order stops waiting
         # for a payment, it is dropped.
@@ -699,6 +763,17 @@ def _payment_requested(order: Order) -> PaymentRequested:
         amount=Money(amount=order.total_amount, currency=order.currency),
         payment_token=order.payment_token,
     )
+
+
+def _refund_requested(order: Order) -> RefundRequested:
+    """The refund request the order made on its move to ``refund_pending``, again. An order
+    that waited for its refund before the amount was kept asks for its total (payments
+    refunds what it captured whatever a request says)."""
+    if order.refund_amount is not None and order.refund_currency is not None:
+        amount = Money(amount=order.refund_amount, currency=order.refund_currency)
+    else:
+        amount = Money(amount=order.total_amount, currency=order.currency)
+    return refund_request(order_id=order.id, payment_id=order.payment_id, amount=amount)
 
 
 async def _emit(

@@ -8,7 +8,15 @@ reconciler (``reconcile_refunds_batch``, run by every worker) asks again with ex
 backoff and jitter until the provider answers. A refusal (the provider will never make it)
 ends the refund as ``refused``, logged and counted for an operator. Whichever of a request or
 the reconciler records the refund first moves the payment to ``refunded`` and writes
-``payments.payment_refunded``; the move is conditional, so it is announced once.
+``payments.payment_refunded``; the move is conditional, so the refund is made and recorded
+once.
+
+Orders asks again for a refund it has not heard of for a while (its ``payment_refunded`` may
+have been dead-lettered on the way). A request for a payment refunded already is answered
+with its ``payment_refunded`` again, caused by that request, and the provider is not asked:
+every request applied is answered once the refund is made. A request for a refund owed is
+left to the reconciler (its backoff keeps the pace while the provider is away), which
+announces the refund when it is made.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from payments import metrics
 from payments.config import PaymentsSettings
 from payments.events import OUTBOX
-from payments.payment import repository
+from payments.payment import repository, service
 from payments.payment.models import OwedRefund, Payment, PaymentStatus, RefundStatus
 from payments.provider import (
     PaymentProvider,
@@ -75,13 +83,15 @@ class RefundBackoff:
 
 @dataclass(frozen=True, slots=True)
 class RefundOutcome:
-    """What preparing a refund found: the provider's refund, or why it is owed or refused;
-    nothing of these when the request does not apply or the payment is refunded already."""
+    """What preparing a refund found: the provider's refund, or why it is owed or refused,
+    or that it was made already; nothing of these when the request does not apply or the
+    refund is owed already (the reconciler's)."""
 
     payment: Payment | None
     refund: Refund | None = None
     owed: str | None = None  # the provider could not be asked: the reconciler retries
     refused: str | None = None  # the provider will never make this refund
+    refunded_already: bool = False  # announced again, the provider not asked
 
 
 async def prepare_refund(
@@ -96,7 +106,7 @@ async def prepare_refund(
     gets the same refund back). A request that cannot apply is skipped with a log line."""
     request = event.payload(RefundRequested)
     async with sessionmaker() as session:
-        payment = await repository.get(session, request.payment_id)
+        payment, refund_status = await repository.get_for_refund(session, request.payment_id)
     if payment is None or payment.order_id != request.order_id:
         logger.warning(
             "refund for order %s skipped: no payment %s of that order",
@@ -105,11 +115,19 @@ async def prepare_refund(
         )
         return RefundOutcome(None)
     if payment.status == PaymentStatus.REFUNDED:
-        logger.info("payment %s already refunded", payment.id)
-        return RefundOutcome(payment)
+        # Refunded already: orders asks again because it has not heard so (the announcement
+        # may have been lost). The provider is not asked again; the refund is announced again.
+        logger.info("payment %s already refunded: announced again", payment.id)
+        return RefundOutcome(payment, refunded_already=True)
     if payment.status != PaymentStatus.SUCCEEDED or payment.provider_charge_id is None:
         logger.warning("refund of payment %s skipped: it is %s", payment.id, payment.status)
         return RefundOutcome(payment)
+    if refund_status is RefundStatus.OWED:
+        # The reconciler retries it on its backoff; a request (orders asks again every few
+        # minutes while it waits) adds no provider calls to an outage. It announces the
+        # refund when it is made. (A refused refund is asked again: see the module doc.)
+        logger.info("refund of payment %s is owed: left to the refund reconciler", payment.id)
+        return RefundOutcome(None)
     captured = Money(amount=payment.amount, currency=payment.currency)
     if request.amount != captured:
         # The captured amount is what the customer paid; a refund always returns all of it.
@@ -151,8 +169,15 @@ async def record_refund(
     if payment is None:
         return
     cause = _Cause(event.correlation_id, str(event.id))
-    if outcome.refund is not None:
-        await _complete(session, payment, outcome.refund, cause)
+    if outcome.refunded_already:
+        await _announce_again(session, event, payment)
+    elif outcome.refund is not None:
+        if not await _complete(session, payment, outcome.refund, cause):
+            # Another request (or the reconciler) recorded it first and announced it: this
+            # request is answered too. Rare, so a fresh read for the refund as recorded.
+            refunded = await repository.get(session, payment.id)
+            assert refunded is not None
+            await _announce_again(session, event, refunded)
         metrics.REFUND_ATTEMPTS.labels("request", "refunded").inc()
     elif outcome.owed is not None:
         due = (now or datetime.now(UTC)) + timedelta(seconds=backoff.pause(1))
@@ -183,6 +208,15 @@ async def record_refund(
         logger.error(
             "refund of payment %s refused by the provider: %s", payment.id, outcome.refused
         )
+
+
+async def _announce_again(session: AsyncSession, event: Envelope, payment: Payment) -> None:
+    """Answer a refund request for a payment refunded already with its ``payment_refunded``
+    (its payment id, order and refunded amount), caused by the request."""
+    announcement = event.caused(service.stored_outcome(payment))
+    await OUTBOX.add(session, announcement)
+    metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
+    logger.info("%s of payment %s announced again", announcement.type, payment.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,6 +183,25 @@ async def mark_refunded(
 # --- refunds owed ----------------------------------------------------------------------------
 
 
+async def get_for_refund(
+    session: AsyncSession, payment_id: uuid.UUID
+) -> tuple[Payment | None, RefundStatus | None]:
+    """The payment, and where a record of its refund stands (None without one), in one
+    round trip."""
+    row = (
+        await session.execute(
+            select(Payment, OwedRefund.status)
+            .outerjoin(OwedRefund, OwedRefund.payment_id == Payment.id)
+            .where(Payment.id == payment_id)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if row is None:
+        return None, None
+    payment, status = row
+    return payment, RefundStatus(status) if status is not None else None
+
+
 async def owe_refund(
     session: AsyncSession,
     *,
