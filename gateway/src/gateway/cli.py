@@ -53,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(asyncio.run(create_admin(get_settings(), email=email, password=password)))
         return 0
 
-    from gateway.main import create_app  # only the server needs the app
-    from shared.server import serve
+    from gateway.server import serve  # only the server needs the app
 
-    serve(create_app, get_settings())
+    serve(get_settings())
     return 0

@@ -7,7 +7,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -64,9 +64,16 @@ class GatewaySettings(BaseServiceSettings):
     cors_allow_origins: list[str] = Field(default_factory=list)
     cors_allow_credentials: bool = False
 
-    docs_enabled: bool = True  # /docs and the merged /openapi.json
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
     gzip_min_bytes: int = Field(default=1024, ge=1)
+
+    # /health/ready and /metrics are answered on this port only, never on the public one
+    # (which keeps /health/live); 0 serves them nowhere. See docs/edge.md.
+    internal_port: int = Field(default=8100, ge=0, le=65535)
+    # Limits of the HTTP server itself (gateway.compat.uvicorn): 414, 431, 408.
+    http_max_request_line_bytes: int = Field(default=8190, ge=256)
+    http_max_header_bytes: int = Field(default=32_768, ge=1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("routes")
     @classmethod
@@ -98,6 +105,21 @@ class GatewaySettings(BaseServiceSettings):
         if "*" in origins:
             raise ValueError("list the allowed origins explicitly; '*' is refused")
         return origins
+
+    @model_validator(mode="after")
+    def _check_internal_port(self) -> GatewaySettings:
+        if self.internal_port == self.port:
+            raise ValueError("internal_port must differ from port: it is not for the public")
+        return self
+
+    def key_settings(self) -> dict[str, str]:
+        keys = {
+            **super().key_settings(),
+            "jwt_private_key": self.jwt_private_key.get_secret_value(),
+        }
+        if self.jwt_private_key_file:
+            keys["jwt_private_key_file"] = f"file:{self.jwt_private_key_file}"
+        return keys
 
     def secrets(self) -> dict[str, str]:
         signing_key = self.jwt_private_key.get_secret_value()

@@ -129,7 +129,7 @@ def install_docs(app: FastAPI, runtime: GatewayRuntime) -> None:
     app.router.routes[:] = [
         route for route in app.router.routes if getattr(route, "path", None) not in own
     ]
-    if not runtime.settings.docs_enabled:
+    if not runtime.settings.docs_served:
         return
     merged = MergedOpenAPI(app, runtime)
 
