@@ -187,7 +187,7 @@ async def serving(settings: GatewaySettings) -> AsyncIterator[GatewaySettings]:
     server = build_server(settings)
     sockets = bind(settings)
     task = asyncio.create_task(server.serve(sockets))
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+    while not server.started:
         if task.done():
             await task
         await asyncio.sleep(0.01)
@@ -265,6 +265,22 @@ def gateway_client(database: str, make_settings: Callable[..., GatewaySettings])
 async def client(gateway_client: GatewayClient) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway_client() as client:
         yield client
+
+
+Internal = Callable[[httpx.AsyncClient], httpx.AsyncClient]
+
+
+@pytest.fixture
+def internal() -> Internal:
+    """``internal(client)``: a client of the same in-process gateway arriving on its internal
+    port (ASGI's ``scope["server"]`` is the URL's host and port), for /health and /metrics."""
+
+    def on_internal_port(client: httpx.AsyncClient) -> httpx.AsyncClient:
+        port = GatewaySettings.model_fields["internal_port"].default
+        transport = client._transport
+        return httpx.AsyncClient(transport=transport, base_url=f"http://testserver:{port}")
+
+    return on_internal_port
 
 
 Register = Callable[..., Awaitable[tuple[str, str]]]

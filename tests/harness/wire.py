@@ -43,9 +43,7 @@ class WireConnection:
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
-    def request(
-        self, method: str, target: str, headers: dict[str, str] | None = None
-    ) -> Answer:
+    def request(self, method: str, target: str, headers: dict[str, str] | None = None) -> Answer:
         if self.conn.our_state is h11.DONE:
             self.conn.start_next_cycle()
         fields = [("host", self.host), *(headers or {}).items()]

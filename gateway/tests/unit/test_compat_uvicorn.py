@@ -50,9 +50,11 @@ def test_a_callback_error_still_reaches_send_400_response() -> None:
 def test_the_parser_state_the_limits_read_is_where_they_read_it() -> None:
     assert "self.url += url" in inspect.getsource(HttpToolsProtocol.on_url)
     begin = inspect.getsource(HttpToolsProtocol.on_message_begin)
-    assert 'self.url = b""' in begin and "self.headers = []" in begin
+    assert 'self.url = b""' in begin
+    assert "self.headers = []" in begin
     complete = inspect.getsource(HttpToolsProtocol.on_headers_complete)
-    assert "self.url" in complete and "self.cycle = RequestResponseCycle(" in complete
+    assert "self.url" in complete
+    assert "self.cycle = RequestResponseCycle(" in complete
     assert "self.server_state.default_headers" in inspect.getsource(
         HttpToolsProtocol.send_400_response
     )
