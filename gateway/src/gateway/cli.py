@@ -50,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValidationError as exc:
             print(f"refused: {exc.errors()[0]['msg']}", file=sys.stderr)
             return 2
+        if refusal := get_settings().refuses_admin(email, password):
+            print(f"refused: {refusal}", file=sys.stderr)
+            return 2
         print(asyncio.run(create_admin(get_settings(), email=email, password=password)))
         return 0
 

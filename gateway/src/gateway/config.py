@@ -10,7 +10,11 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.settings import (
+    DEVELOPMENT_ADMIN_EMAIL,
+    DEVELOPMENT_ADMIN_PASSWORD,
+    BaseServiceSettings,
+)
 
 INVENTORY = "http://127.0.0.1:8001"
 ORDERS = "http://127.0.0.1:8002"
@@ -120,6 +124,15 @@ class GatewaySettings(BaseServiceSettings):
         if self.jwt_private_key_file:
             keys["jwt_private_key_file"] = f"file:{self.jwt_private_key_file}"
         return keys
+
+    def refuses_admin(self, email: str, password: str) -> str | None:
+        """Why ``create-admin`` must not create this admin here (None: it may). Production
+        refuses the development admin of ``make seed``, by its address or its password."""
+        if self.is_development:
+            return None
+        if email.lower() == DEVELOPMENT_ADMIN_EMAIL or password == DEVELOPMENT_ADMIN_PASSWORD:
+            return f"the development admin is refused in {self.environment}"
+        return None
 
     def secrets(self) -> dict[str, str]:
         signing_key = self.jwt_private_key.get_secret_value()
