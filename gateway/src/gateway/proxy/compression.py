@@ -83,10 +83,8 @@ def upstream_validators(value: bytes) -> bytes | None:
     return value.replace(_GZIP_SUFFIX, b'"')
 
 
-def gzip_headers(headers: Headers, length: int | None) -> Headers:
-    """The answer's headers once gzipped: its new length (or none when streamed), the
-    encoding, its own ``ETag``, and ``Vary: Accept-Encoding`` so that caches keep the two
-    forms apart."""
+def gzip_validators(headers: Headers) -> Headers:
+    """The headers of a 304 that stands for a gzipped answer: its ``ETag`` and ``Vary``."""
     kept: Headers = []
     vary: list[bytes] = []
     for name, value in headers:
@@ -99,6 +97,14 @@ def gzip_headers(headers: Headers, length: int | None) -> Headers:
     if not any(b"accept-encoding" in value.lower() for value in vary):
         vary.append(b"Accept-Encoding")
     kept.append((b"vary", b", ".join(vary)))
+    return kept
+
+
+def gzip_headers(headers: Headers, length: int | None) -> Headers:
+    """The answer's headers once gzipped: its new length (or none when streamed), the
+    encoding, its own ``ETag``, and ``Vary: Accept-Encoding`` so that caches keep the two
+    forms apart."""
+    kept = gzip_validators(headers)
     kept.append((b"content-encoding", b"gzip"))
     if length is not None:
         kept.append((b"content-length", str(length).encode()))

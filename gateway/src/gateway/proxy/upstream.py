@@ -23,9 +23,9 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway.config import GatewaySettings
 from gateway.proxy.compression import (
     accepts_gzip,
-    gzip_etag,
     gzip_headers,
     gzip_stream,
+    gzip_validators,
     gzip_whole,
     upstream_validators,
     worth_compressing,
@@ -240,13 +240,10 @@ class UpstreamClient:
         """
         status = response.status
         headers = self._response_headers(response)
-        if status in _BODILESS:
+        if revalidated_gzip and status == 304:
+            headers = gzip_validators(headers)
+        elif status in _BODILESS:
             headers = [(name, value) for name, value in headers if name != b"content-length"]
-            if revalidated_gzip and status == 304:
-                headers = [
-                    (name, gzip_etag(value) if name == b"etag" else value)
-                    for name, value in headers
-                ]
         with contextlib.suppress(UpstreamTimeout, UpstreamUnavailable):
             # Nothing to read, but the connection is reusable only once read; if that fails
             # it is closed on release, and the answer is whole regardless.
