@@ -9,7 +9,8 @@ import pytest
 from shared.settings import BaseServiceSettings
 from tests.services import ROOT, SERVICES, Service
 
-README = (ROOT / "README.md").read_text()
+# The README and the reference pages it links (docs/edge.md: the gateway's edge settings).
+README = (ROOT / "README.md").read_text() + (ROOT / "docs" / "edge.md").read_text()
 
 
 def _documented_names(service: Service) -> list[str]:
