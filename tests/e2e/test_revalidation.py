@@ -33,14 +33,13 @@ def _browse(platform: Platform, sku: str) -> tuple[list[Answer], bool]:
     target = f"/api/v1/products/{sku}"
     with WireConnection(address.hostname, address.port) as wire:
         answers = [wire.request("GET", target, BROWSER)]
+        etag = answers[0].one("etag")
+        assert etag is not None
         for _ in range(REVALIDATIONS):
-            etag = answers[0].one("etag")
-            assert etag is not None
             answers.append(wire.request("GET", target, {**BROWSER, "if-none-match": etag}))
             assert wire.kept_alive, f"connection dropped after {len(answers)} answers"
-        answers.append(
-            wire.request("GET", target, {"if-none-match": etag.removesuffix('-gzip"') + '"'})
-        )
+        identity_tag = etag.removesuffix('-gzip"') + '"'
+        answers.append(wire.request("GET", target, {"if-none-match": identity_tag}))
         return answers, wire.kept_alive
 
 

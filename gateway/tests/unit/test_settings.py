@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from gateway.cli import main
 from gateway.config import GatewaySettings, get_settings
@@ -75,7 +75,9 @@ def test_a_forgotten_environment_means_production(monkeypatch: pytest.MonkeyPatc
 def test_production_refuses_the_development_signing_key(tmp_path: Path) -> None:
     private_pem, _ = ensure_development_keys(tmp_path)
     with pytest.raises(ValidationError, match=r"development signing key.*jwt_private_key"):
-        GatewaySettings(**PRODUCTION, jwt_dev_key_dir=str(tmp_path), jwt_private_key=private_pem)
+        GatewaySettings(
+            **PRODUCTION, jwt_dev_key_dir=str(tmp_path), jwt_private_key=SecretStr(private_pem)
+        )
     with pytest.raises(ValidationError, match="jwt_private_key_file"):
         GatewaySettings(
             **PRODUCTION,
