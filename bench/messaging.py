@@ -78,7 +78,10 @@ class Handled(Base):
 def settings(database: str, namespace: str) -> BenchSettings:
     return BenchSettings(
         environment="development",  # the local servers' development credentials
-        db_name=database, db_user="postgres", broker_namespace=namespace, log_level="WARNING"
+        db_name=database,
+        db_user="postgres",
+        broker_namespace=namespace,
+        log_level="WARNING",
     )
 
 

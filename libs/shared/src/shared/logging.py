@@ -58,8 +58,7 @@ class JsonFormatter(logging.Formatter):
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators, as escapes.
 _CONTROLS = {
-    code: ascii(chr(code))[1:-1]
-    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+    code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
 }
 # Marks the lines of a traceback, so none of them reads as a log line of its own.
 _CONTINUATION = "\n    | "
