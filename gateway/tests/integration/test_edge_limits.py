@@ -147,6 +147,19 @@ def test_headers_not_complete_within_the_timeout_are_408(gateway: Gateway) -> No
         assert time.monotonic() - started < HEADER_TIMEOUT + 3
 
 
+def test_the_next_request_on_a_kept_alive_connection_has_the_same_header_timeout(
+    gateway: Gateway,
+) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT * 1.5)  # idle: within uvicorn's keep-alive (5 s)
+        started = time.monotonic()
+        sock.sendall(b"GET /health/live HTTP/1.1\r\n")
+        assert _answer(sock) == (408, True)
+        assert HEADER_TIMEOUT * 0.8 < time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
 def test_a_connection_that_never_sends_a_byte_is_closed_after_the_timeout(
     gateway: Gateway,
 ) -> None:

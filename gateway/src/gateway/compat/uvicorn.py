@@ -56,17 +56,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_first = 0
         self._head_after = 0
         self._in_head = False  # a request began and its headers are not complete yet
+        self._head_since = 0.0  # when the connection opened or the pending request began
         self._refusal: int | None = None
+        # One timer per connection, not one per request: it looks at the pending head when
+        # it fires and sets itself again for the rest of that head's time.
         self._header_timer: TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_timer()
+        self._head_since = self.loop.time()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._check_head)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_timer()
+        self._stop_header_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -89,7 +93,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_first = self._chunk_start
         self._head_after = self._received
-        self._arm_header_timer()
+        if self.cycle is not None:  # the first request's clock runs from the connection
+            self._head_since = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -98,7 +103,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise RequestRefused(414)
 
     def on_headers_complete(self) -> None:
-        self._disarm_header_timer()
         self._in_head = False
         if self._received - self._head_first > self.max_header_bytes:
             # The head may be over the limit (it ended in a large chunk): count it exactly.
@@ -123,7 +127,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, detail: str | None = None) -> None:
         """Answer ``status`` and close: the rest of the request is never read."""
         self._refusal = status
-        self._disarm_header_timer()
+        self._stop_header_timer()
         if self.transport.is_closing():
             return
         phrase = http.HTTPStatus(status).phrase
@@ -140,21 +144,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write(b"".join(head))
         self.transport.close()
 
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
-
-    def _disarm_header_timer(self) -> None:
+    def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _headers_late(self) -> None:
+    def _check_head(self) -> None:
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            # An answer is on its way: close once it is sent, never cut it short.
+        first_request = self.cycle is None
+        if not self._in_head and not first_request:
+            # Between requests (uvicorn's keep-alive timeout rules there) or reading a
+            # body: look again later.
+            delay = self.header_timeout
+        else:
+            delay = self._head_since + self.header_timeout - self.loop.time()
+        if delay > 0:
+            self._header_timer = self.loop.call_later(delay, self._check_head)
+        elif self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head is late while an answer is on its way: close once it is
+            # sent, never cut it short.
             self.cycle.keep_alive = False
         elif not self._in_head:
             self.transport.close()  # connected, never sent a byte: nothing to answer
