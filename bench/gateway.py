@@ -367,6 +367,9 @@ def main() -> None:
     design_ports = {name: free_port() for name in designs}
     env = {
         **os.environ,
+        # The development key and database settings; no probe port (several gateways run).
+        "COMMERCE_ENVIRONMENT": "development",
+        "GATEWAY_INTERNAL_PORT": "0",
         "GATEWAY_PORT": str(gateway_port),
         "GATEWAY_ROUTES": json.dumps({"/api/v1/products": f"http://127.0.0.1:{upstream_port}"}),
         "GATEWAY_JWT_DEV_KEY_DIR": str(key_dir),

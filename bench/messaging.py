@@ -77,7 +77,11 @@ class Handled(Base):
 
 def settings(database: str, namespace: str) -> BenchSettings:
     return BenchSettings(
-        db_name=database, db_user="postgres", broker_namespace=namespace, log_level="WARNING"
+        environment="development",  # the local servers' development credentials
+        db_name=database,
+        db_user="postgres",
+        broker_namespace=namespace,
+        log_level="WARNING",
     )
 
 

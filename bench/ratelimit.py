@@ -28,6 +28,7 @@ async def run(callers: int, checks: int) -> None:
     # The default limits' shape (per second and per minute), too high to refuse anything;
     # a namespace of its own, so its keys are apart from any gateway's.
     settings = GatewaySettings(
+        environment="development",  # the local Redis, the development signing key
         rate_limit_api="1000000/second;100000000/minute",
         broker_namespace=f"bench-ratelimit-{uuid.uuid4().hex[:8]}",
     )

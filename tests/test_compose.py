@@ -18,6 +18,13 @@ from tests.services import ROOT, SERVICES, Service
 INFRASTRUCTURE = ("postgres", "rabbitmq", "redis")
 
 
+def probe_port(service: Service) -> int:
+    """Where a process answers /health/ready and /metrics: the gateway's internal port."""
+    fields = service.settings_class.model_fields
+    port: int = fields["internal_port" if "internal_port" in fields else "port"].default
+    return port
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -55,7 +62,7 @@ def test_ports_and_environment_match_the_settings(
     published = f"{port}:{port}" if service.name == "gateway" else f"127.0.0.1:{port}:{port}"
     assert definition["ports"] == [published]
     health_command = " ".join(definition["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{port}/health/ready" in health_command
+    assert f"http://127.0.0.1:{probe_port(service)}/health/ready" in health_command
     assert definition["command"] == ["python", "-m", service.name]
     assert environment[f"{prefix}DB_USER"] == service.name
 
@@ -110,7 +117,7 @@ def test_each_service_has_a_worker_with_its_probe_as_health_check(
 def test_prometheus_scrapes_every_process(compose: dict[str, Any]) -> None:
     config = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
     targets = set(config["scrape_configs"][0]["static_configs"][0]["targets"])
-    expected = {f"{service.name}:{service.default_port}" for service in SERVICES} | {
+    expected = {f"{service.name}:{probe_port(service)}" for service in SERVICES} | {
         f"{service.name}-worker:{service.settings_class.model_fields['worker_port'].default}"
         for service in WORKERS
     }
@@ -280,3 +287,10 @@ def test_make_up_writes_random_passwords_once_and_never_overwrites_an_env_file(
     target.write_text("COMMERCE_ENVIRONMENT=production\n")
     main(example, target)
     assert target.read_text() == "COMMERCE_ENVIRONMENT=production\n"
+
+
+def test_the_gateways_internal_port_is_never_published(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    internal = int(gateway["environment"]["GATEWAY_INTERNAL_PORT"])
+    assert internal == GatewaySettings.model_fields["internal_port"].default
+    assert not any(str(internal) in str(mapping) for mapping in gateway["ports"])

@@ -44,8 +44,11 @@ async def wait_ready(
 async def test_process_boots_answers_ready_and_stops_on_sigterm(
     service: Service, database: str
 ) -> None:
-    port = free_port()
+    port = probe_port = free_port()
     env = {**os.environ, f"{service.name.upper()}_PORT": str(port)}
+    if service.name == "gateway":  # its readiness is on its internal port only
+        probe_port = free_port()
+        env["GATEWAY_INTERNAL_PORT"] = str(probe_port)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -55,7 +58,8 @@ async def test_process_boots_answers_ready_and_stops_on_sigterm(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        response = await wait_ready(f"http://127.0.0.1:{port}/health/ready", process, seconds=20)
+        ready = f"http://127.0.0.1:{probe_port}/health/ready"
+        response = await wait_ready(ready, process, seconds=20)
         assert response.json()["checks"]["database"] == "ok"
         assert response.headers["x-request-id"]
     finally:

@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.config import GatewaySettings
 from gateway.main import create_app
+from gateway.server import bind, build_server
 from shared.testing import app_client
 
 UPSTREAM_OPENAPI = {
@@ -51,6 +52,7 @@ BIG_BODY_BYTES = 3 * 1024 * 1024
 # Answered by the upstream already gzipped (random, so still over the gzip threshold once
 # compressed): the gateway must not compress it again.
 ENCODED_TEXT = random.Random(7).randbytes(4096)
+TAGGED_PAD = 4000
 
 
 async def _send_json(send: Send, status: int, payload: Any, headers: list[Any]) -> None:
@@ -110,6 +112,26 @@ async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path.endswith("/tagged"):
+        # A representation with a strong ETag, large enough to be gzipped, as inventory
+        # answers a product: 304 when If-None-Match names it (weak comparison).
+        etag = b'"v1-tagged"'
+        tags = dict(scope["headers"]).get(b"if-none-match", b"")
+        if etag in [tag.strip().removeprefix(b"W/") for tag in tags.split(b",")]:
+            await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _send_json(send, 200, {"description": "a" * TAGGED_PAD}, [(b"etag", etag)])
+        return
+    if path.endswith("/image"):
+        headers = [(b"content-type", b"image/png"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bytes(4096)})
+        return
+    if path.endswith("/nothing"):
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     status = int(query.get("status", ["200"])[0])
     await _send_json(
         send,
@@ -156,6 +178,40 @@ async def upstream_url() -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def serving(settings: GatewaySettings) -> AsyncIterator[GatewaySettings]:
+    """The gateway as it runs in production (``gateway.server``: uvicorn, the compat
+    protocol, a public and an internal port), in this process; its settings."""
+    server = build_server(settings)
+    sockets = bind(settings)
+    task = asyncio.create_task(server.serve(sockets))
+    while not server.started:
+        if task.done():
+            await task
+        await asyncio.sleep(0.01)
+    try:
+        yield settings
+    finally:
+        server.should_exit = True
+        await task
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def served_gateway(
+    database: str, make_settings: Callable[..., GatewaySettings]
+) -> Callable[..., AbstractAsyncContextManager[GatewaySettings]]:
+    """``async with served_gateway(**settings) as settings``: the gateway on real sockets at
+    ``settings.port`` and ``settings.internal_port`` (127.0.0.1)."""
+
+    def start(**overrides: Any) -> AbstractAsyncContextManager[GatewaySettings]:
+        values = {"port": free_port(), "internal_port": free_port(), **overrides}
+        return serving(make_settings(**values))
+
+    return start
 
 
 @pytest.fixture(scope="session")
@@ -210,6 +266,22 @@ def gateway_client(database: str, make_settings: Callable[..., GatewaySettings])
 async def client(gateway_client: GatewayClient) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway_client() as client:
         yield client
+
+
+Internal = Callable[[httpx.AsyncClient], httpx.AsyncClient]
+
+
+@pytest.fixture
+def internal() -> Internal:
+    """``internal(client)``: a client of the same in-process gateway arriving on its internal
+    port (ASGI's ``scope["server"]`` is the URL's host and port), for /health and /metrics."""
+
+    def on_internal_port(client: httpx.AsyncClient) -> httpx.AsyncClient:
+        port = GatewaySettings.model_fields["internal_port"].default
+        transport = client._transport
+        return httpx.AsyncClient(transport=transport, base_url=f"http://testserver:{port}")
+
+    return on_internal_port
 
 
 Register = Callable[..., Awaitable[tuple[str, str]]]

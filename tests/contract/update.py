@@ -7,6 +7,7 @@ contract tests), which still refuses an incompatible rewrite of a published even
 
 from __future__ import annotations
 
+import os
 import sys
 
 from shared.contracts.__main__ import main as export_events
@@ -14,6 +15,8 @@ from tests.contract.documents import write_snapshots
 
 
 def main() -> int:
+    # As the contract tests build the documents (settings default to production otherwise).
+    os.environ.setdefault("COMMERCE_ENVIRONMENT", "test")
     for path in write_snapshots():
         print(f"wrote {path}")
     return export_events(["export"])

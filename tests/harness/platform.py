@@ -70,6 +70,8 @@ class Platform:
         default_factory=lambda: {worker: free_port() for worker in WORKERS}
     )
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    # The gateway's probes and metrics are not on its public port.
+    gateway_internal_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         env = child_environment(self._settings())
@@ -96,6 +98,7 @@ class Platform:
             "COMMERCE_BROKER_NAMESPACE": self.namespace,
             "COMMERCE_ENVIRONMENT": "test",
             "GATEWAY_ROUTES": json.dumps(routes),
+            "GATEWAY_INTERNAL_PORT": str(self.gateway_internal_port),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
             **{
                 f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)
@@ -112,6 +115,12 @@ class Platform:
         """An app's base URL, or a worker's probe server (/health, /metrics)."""
         port = self.ports[name] if name in self.ports else self.probe_ports[name]
         return f"http://127.0.0.1:{port}"
+
+    def probe_url(self, name: str) -> str:
+        """Where a process answers /health/ready and /metrics (the gateway: its internal port)."""
+        if name == "gateway":
+            return f"http://127.0.0.1:{self.gateway_internal_port}"
+        return self.url(name)
 
     @property
     def gateway(self) -> str:
@@ -144,7 +153,7 @@ class Platform:
         with httpx.Client(timeout=3) as client:
             while time.monotonic() < deadline and process.running:
                 try:
-                    if client.get(f"{self.url(app)}/health/ready").status_code == 200:
+                    if client.get(f"{self.probe_url(app)}/health/ready").status_code == 200:
                         return
                 except httpx.TransportError:
                     pass

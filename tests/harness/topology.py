@@ -15,7 +15,8 @@ PURPOSES = (
 
 
 async def delete_namespace(namespace: str) -> None:
-    settings = BaseServiceSettings(broker_namespace=namespace)
+    # Also run outside pytest (by the benchmarks): the local broker's development credentials.
+    settings = BaseServiceSettings(environment="development", broker_namespace=namespace)
     broker = Broker(settings)
     await broker.connect()
     try:

@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValidationError as exc:
             print(f"refused: {exc.errors()[0]['msg']}", file=sys.stderr)
             return 2
+        if refusal := get_settings().refuses_admin(email, password):
+            print(f"refused: {refusal}", file=sys.stderr)
+            return 2
         try:
             done = asyncio.run(
                 create_admin(
@@ -81,8 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(done)
         return 0
 
-    from gateway.main import create_app  # only the server needs the app
-    from shared.server import serve
+    from gateway.server import serve  # only the server needs the app
 
-    serve(create_app, get_settings())
+    serve(get_settings())
     return 0

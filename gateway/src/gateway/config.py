@@ -7,10 +7,14 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import BaseServiceSettings
+from shared.settings import (
+    DEVELOPMENT_ADMIN_EMAIL,
+    DEVELOPMENT_ADMIN_PASSWORD,
+    BaseServiceSettings,
+)
 
 INVENTORY = "http://127.0.0.1:8001"
 ORDERS = "http://127.0.0.1:8002"
@@ -76,9 +80,16 @@ class GatewaySettings(BaseServiceSettings):
     # Credentials (the refresh cookie) are allowed for the listed origins only.
     cors_allow_credentials: bool = True
 
-    docs_enabled: bool = True  # /docs and the merged /openapi.json
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
     gzip_min_bytes: int = Field(default=1024, ge=1)
+
+    # /health/ready and /metrics are answered on this port only, never on the public one
+    # (which keeps /health/live); 0 serves them nowhere. See docs/edge.md.
+    internal_port: int = Field(default=8100, ge=0, le=65535)
+    # Limits of the HTTP server itself (gateway.compat.uvicorn): 414, 431, 408.
+    http_max_request_line_bytes: int = Field(default=8190, ge=256)
+    http_max_header_bytes: int = Field(default=32_768, ge=1024)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("routes")
     @classmethod
@@ -111,6 +122,30 @@ class GatewaySettings(BaseServiceSettings):
         if "*" in origins:
             raise ValueError("list the allowed origins explicitly; '*' is refused")
         return origins
+
+    @model_validator(mode="after")
+    def _check_internal_port(self) -> GatewaySettings:
+        if self.internal_port == self.port:
+            raise ValueError("internal_port must differ from port: it is not for the public")
+        return self
+
+    def key_settings(self) -> dict[str, str]:
+        keys = {
+            **super().key_settings(),
+            "jwt_private_key": self.jwt_private_key.get_secret_value(),
+        }
+        if self.jwt_private_key_file:
+            keys["jwt_private_key_file"] = f"file:{self.jwt_private_key_file}"
+        return keys
+
+    def refuses_admin(self, email: str, password: str) -> str | None:
+        """Why ``create-admin`` must not create this admin here (None: it may). Production
+        refuses the development admin of ``make seed``, by its address or its password."""
+        if self.is_development:
+            return None
+        if email.lower() == DEVELOPMENT_ADMIN_EMAIL or password == DEVELOPMENT_ADMIN_PASSWORD:
+            return f"the development admin is refused in {self.environment}"
+        return None
 
     def secrets(self) -> dict[str, str]:
         signing_key = self.jwt_private_key.get_secret_value()

@@ -174,7 +174,7 @@ def install_docs(app: FastAPI, runtime: GatewayRuntime) -> None:
         return app.openapi_schema
 
     app.openapi = own_document  # type: ignore[method-assign]
-    if not runtime.settings.docs_enabled:
+    if not runtime.settings.docs_served:
         return
     merged = MergedOpenAPI(app, runtime)
 

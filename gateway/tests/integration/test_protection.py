@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from gateway.config import GatewaySettings
+from gateway.main import create_app
+from shared.auth import ensure_development_keys
+from shared.testing import app_client
 
 
 def _namespace() -> str:
@@ -80,10 +87,12 @@ async def test_login_is_limited_per_address(gateway_client: Any) -> None:
     assert statuses == [401, 401, 429]
 
 
-async def test_without_redis_requests_pass_when_failing_open(gateway_client: Any) -> None:
+async def test_without_redis_requests_pass_when_failing_open(
+    gateway_client: Any, internal: Callable[[httpx.AsyncClient], httpx.AsyncClient]
+) -> None:
     async with gateway_client(redis_url="redis://127.0.0.1:1/0") as client:
         response = await client.get("/api/v1/products")
-        ready = await client.get("/health/ready")
+        ready = await internal(client).get("/health/ready")
     assert response.status_code == 200
     assert ready.status_code == 503
     assert "redis" in ready.json()["detail"]
@@ -157,3 +166,20 @@ async def test_docs_can_be_turned_off(gateway_client: Any) -> None:
     async with gateway_client(docs_enabled=False) as client:
         assert (await client.get("/docs")).status_code == 404
         assert (await client.get("/openapi.json")).status_code == 404
+
+
+async def test_production_serves_no_docs_unless_enabled(
+    make_settings: Callable[..., GatewaySettings], tmp_path: Path
+) -> None:
+    production = {
+        "environment": "production",
+        # A key of its own, not the development key of the run's key folder.
+        "jwt_private_key": ensure_development_keys(tmp_path)[0],
+        "db_password": "a real password",
+        "broker_url": "amqp://user:real-password@broker:5672/",
+    }
+    for enabled, expected in ((None, 404), (True, 200)):
+        app = create_app(make_settings(**production, docs_enabled=enabled))
+        async with app_client(app) as client:
+            assert (await client.get("/docs")).status_code == expected
+            assert (await client.get("/openapi.json")).status_code == expected

@@ -260,18 +260,31 @@ async def test_large_answers_are_sent_as_they_are_to_a_client_without_gzip(
 
 
 async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, internal: Callable[[httpx.AsyncClient], httpx.AsyncClient]
 ) -> None:
-    ready = await client.get("/health/ready")
+    probes = internal(client)
+    ready = await probes.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
-    metrics = await client.get("/metrics")
+    metrics = await probes.get("/metrics")
     assert 'route="/api/v1/products/{path}"' in metrics.text
 
 
-async def test_the_upstream_pool_is_on_the_metrics(client: httpx.AsyncClient) -> None:
+async def test_readiness_and_metrics_are_not_served_on_the_public_port(
+    client: httpx.AsyncClient,
+) -> None:
+    for path in ("/health/ready", "/metrics"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await client.get("/health/live")).status_code == 200
+
+
+async def test_the_upstream_pool_is_on_the_metrics(
+    client: httpx.AsyncClient, internal: Callable[[httpx.AsyncClient], httpx.AsyncClient]
+) -> None:
     assert (await client.get("/api/v1/products/SKU-1")).status_code == 200
-    text = (await client.get("/metrics")).text
+    text = (await internal(client).get("/metrics")).text
     samples = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in text.splitlines()

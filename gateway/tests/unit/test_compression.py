@@ -6,7 +6,16 @@ import gzip
 
 import pytest
 
-from gateway.proxy.compression import accepts_gzip, gzip_headers, gzip_stream, gzip_whole
+from gateway.proxy.compression import (
+    accepts_gzip,
+    gzip_etag,
+    gzip_headers,
+    gzip_stream,
+    gzip_validators,
+    gzip_whole,
+    upstream_validators,
+    worth_compressing,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +62,60 @@ def test_whole_and_streamed_compression_decode_to_the_original() -> None:
     compressor = gzip_stream()
     parts = [compressor.compress(original[i : i + 1000]) for i in range(0, len(original), 1000)]
     assert gzip.decompress(b"".join(parts) + compressor.flush()) == original
+
+
+@pytest.mark.parametrize(
+    ("etag", "gzipped"),
+    [
+        (b'"abc"', b'"abc-gzip"'),
+        (b'W/"abc"', b'W/"abc-gzip"'),
+        (b'"abc-gzip"', b'"abc-gzip"'),  # never twice
+    ],
+)
+def test_a_gzipped_answer_has_a_tag_of_its_own(etag: bytes, gzipped: bytes) -> None:
+    assert gzip_etag(etag) == gzipped
+    assert gzip_headers([(b"etag", etag)], 10)[0] == (b"etag", gzipped)
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "forwarded"),
+    [
+        (b'"abc-gzip"', b'"abc"'),
+        (b'W/"abc-gzip", "def"', b'W/"abc", "def"'),
+        (b'"abc"', None),  # nothing to map: forwarded as it is
+        (b"*", None),
+    ],
+)
+def test_a_revalidation_is_forwarded_with_the_upstreams_own_tags(
+    if_none_match: bytes, forwarded: bytes | None
+) -> None:
+    assert upstream_validators(if_none_match) == forwarded
+
+
+def test_a_304_for_a_gzipped_answer_carries_its_tag_and_vary() -> None:
+    headers = [(b"etag", b'"abc"'), (b"vary", b"Authorization"), (b"cache-control", b"x")]
+    assert gzip_validators(headers) == [
+        (b"etag", b'"abc-gzip"'),
+        (b"cache-control", b"x"),
+        (b"vary", b"Authorization, Accept-Encoding"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("headers", "worth"),
+    [
+        ([(b"content-type", b"application/json")], True),
+        ([(b"content-type", b"text/html; charset=utf-8")], True),
+        ([(b"content-type", b"image/png")], False),
+        ([(b"content-type", b"image/webp")], False),
+        ([(b"content-type", b"video/mp4")], False),
+        ([(b"content-type", b"application/zip")], False),
+        ([(b"content-type", b"text/event-stream")], False),
+        ([(b"content-encoding", b"br")], False),
+        ([(b"content-range", b"bytes 0-99/1000")], False),  # a part: never re-encoded
+    ],
+)
+def test_only_answers_worth_it_are_compressed(
+    headers: list[tuple[bytes, bytes]], worth: bool
+) -> None:
+    assert worth_compressing(headers) is worth

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from shared.settings import PlaceholderSecretError
+from shared.auth import ensure_development_keys
+from shared.settings import DevelopmentKeyError, PlaceholderSecretError
 
 from .conftest import SampleSettings
 
@@ -69,3 +72,68 @@ def test_placeholders_are_fine_outside_production(environment: str) -> None:
 def test_secrets_never_show_in_repr() -> None:
     settings = SampleSettings(db_password=SecretStr("s3cure-and-long"))
     assert "s3cure" not in repr(settings)
+
+
+def test_a_forgotten_environment_means_production_and_refuses_placeholders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fails closed: without COMMERCE_ENVIRONMENT, the defaults are not trusted.
+    monkeypatch.delenv("COMMERCE_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("SAMPLE_ENVIRONMENT", raising=False)
+    assert SampleSettings.model_fields["environment"].default == "production"
+    with pytest.raises(ValidationError, match="placeholder secrets are refused in production"):
+        SampleSettings()
+
+
+REAL = {
+    "environment": "production",
+    "db_password": SecretStr("s3cure-and-long"),
+    "broker_url": SecretStr("amqp://shop:k9-broker@rabbit:5672/"),
+}
+
+
+def test_production_refuses_the_development_public_key(tmp_path: Path) -> None:
+    _, public_pem = ensure_development_keys(tmp_path)
+    with pytest.raises(ValidationError) as caught:
+        SampleSettings(**REAL, jwt_dev_key_dir=str(tmp_path), jwt_public_keys=public_pem)  # type: ignore[arg-type]
+    assert "jwt_public_keys" in str(caught.value)
+    assert isinstance(caught.value.errors()[0]["ctx"]["error"], DevelopmentKeyError)
+
+
+def test_production_refuses_a_key_file_from_the_development_key_folder(tmp_path: Path) -> None:
+    ensure_development_keys(tmp_path)
+    with pytest.raises(ValidationError, match="jwt_public_key_file"):
+        SampleSettings(
+            **REAL,  # type: ignore[arg-type]
+            jwt_dev_key_dir=str(tmp_path),
+            jwt_public_key_file=str(tmp_path / "dev-signing-key.pub.pem"),
+        )
+
+
+def test_production_accepts_a_key_of_its_own(tmp_path: Path) -> None:
+    ensure_development_keys(tmp_path / "dev")
+    _, own_public = ensure_development_keys(tmp_path / "own")  # another pair altogether
+    settings = SampleSettings(
+        **REAL,  # type: ignore[arg-type]
+        jwt_dev_key_dir=str(tmp_path / "dev"),
+        jwt_public_keys=own_public,
+    )
+    assert settings.jwt_public_keys == own_public
+
+
+@pytest.mark.parametrize(
+    ("environment", "enabled", "served"),
+    [
+        ("development", None, True),
+        ("test", None, True),
+        ("production", None, False),
+        ("production", True, True),
+        ("development", False, False),
+    ],
+)
+def test_docs_are_served_in_development_and_where_enabled(
+    environment: str, enabled: bool | None, served: bool
+) -> None:
+    secrets = {key: value for key, value in REAL.items() if key != "environment"}
+    settings = SampleSettings(environment=environment, docs_enabled=enabled, **secrets)  # type: ignore[arg-type]
+    assert settings.docs_served is served

@@ -5,6 +5,10 @@ in a responder that intercepts, inspects and re-sends its first message, even wh
 is far below the threshold, as most API answers are: about 6% of the gateway's CPU per
 proxied request in a profile. The proxy has the upstream's headers, and its Content-Length,
 before it sends anything, so it decides once, and only answers worth compressing pay.
+
+RFC 9110: a gzipped answer is another representation, so its ``ETag`` gets a ``-gzip``
+suffix; a revalidation that carries such a tag is forwarded with the upstream's own tag
+(``upstream_validators``), and its 304 is given the suffixed tag back.
 """
 
 from __future__ import annotations
@@ -14,8 +18,22 @@ from collections.abc import Iterable
 
 # zlib's default: on JSON, most of level 9's ratio for a fraction of its CPU.
 LEVEL = 6
-# Sent event by event as they happen: compressing would hold them back.
-_STREAMED_EVENT_TYPES = (b"text/event-stream",)
+# Not worth compressing: event streams are sent event by event as they happen (compressing
+# would hold them back); images, audio, video, archives and fonts are compressed already.
+_SKIPPED_TYPES = (
+    b"text/event-stream",
+    b"image/",
+    b"audio/",
+    b"video/",
+    b"font/woff",
+    b"application/zip",
+    b"application/gzip",
+    b"application/x-gzip",
+    b"application/zstd",
+    b"application/octet-stream",
+)
+_GZIP_SUFFIX = b'-gzip"'
+
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 
 Headers = list[tuple[bytes, bytes]]
@@ -40,28 +58,53 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
 
 
 def worth_compressing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """False for answers the upstream encoded already and for event streams."""
+    """False for answers the upstream encoded already, parts of a representation (206),
+    event streams and types that are compressed already."""
     for name, value in headers:
-        if name == b"content-encoding":
+        if name == b"content-encoding" or name == b"content-range":
             return False
-        if name == b"content-type" and value.lstrip().lower().startswith(_STREAMED_EVENT_TYPES):
+        if name == b"content-type" and value.lstrip().lower().startswith(_SKIPPED_TYPES):
             return False
     return True
 
 
-def gzip_headers(headers: Headers, length: int | None) -> Headers:
-    """The answer's headers once gzipped: its new length (or none when streamed), the
-    encoding, and ``Vary: Accept-Encoding`` so that caches keep the two forms apart."""
+def gzip_etag(etag: bytes) -> bytes:
+    """The tag of the gzipped representation: ``"abc"`` -> ``"abc-gzip"`` (weakness kept)."""
+    if etag.endswith(b'"') and not etag.endswith(_GZIP_SUFFIX):
+        return etag[:-1] + _GZIP_SUFFIX
+    return etag
+
+
+def upstream_validators(value: bytes) -> bytes | None:
+    """An ``If-None-Match`` (or ``If-Match``) value with the tags of gzipped answers turned
+    back into the upstream's own; None when it names none (the value is forwarded as is)."""
+    if _GZIP_SUFFIX not in value:
+        return None
+    return value.replace(_GZIP_SUFFIX, b'"')
+
+
+def gzip_validators(headers: Headers) -> Headers:
+    """The headers of a 304 that stands for a gzipped answer: its ``ETag`` and ``Vary``."""
     kept: Headers = []
     vary: list[bytes] = []
     for name, value in headers:
         if name == b"vary":
             vary.append(value)
+        elif name == b"etag":
+            kept.append((name, gzip_etag(value)))
         elif name != b"content-length":
             kept.append((name, value))
     if not any(b"accept-encoding" in value.lower() for value in vary):
         vary.append(b"Accept-Encoding")
     kept.append((b"vary", b", ".join(vary)))
+    return kept
+
+
+def gzip_headers(headers: Headers, length: int | None) -> Headers:
+    """The answer's headers once gzipped: its new length (or none when streamed), the
+    encoding, its own ``ETag``, and ``Vary: Accept-Encoding`` so that caches keep the two
+    forms apart."""
+    kept = gzip_validators(headers)
     kept.append((b"content-encoding", b"gzip"))
     if length is not None:
         kept.append((b"content-length", str(length).encode()))

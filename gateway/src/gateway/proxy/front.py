@@ -10,6 +10,9 @@ body limit and gzip are left out of that stack too, because the proxy applies th
 (``gateway.proxy.upstream``), where they cost less: another 8%. Everything else (the
 gateway's own routes, docs, health, metrics, lifespan) goes through FastAPI's full stack,
 with all of the middleware.
+
+The probes and metrics that are not for the public (``INTERNAL_PATHS``) are answered only on
+the internal port, which answers nothing else; ``/health/live`` is answered on both.
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
 from shared.asgi import BodySizeLimitMiddleware
+from shared.errors import problem_response
 
 # What the proxy does itself for the requests it forwards.
 DONE_BY_THE_PROXY: tuple[object, ...] = (GZipMiddleware, BodySizeLimitMiddleware)
+INTERNAL_PATHS = frozenset({"/health/ready", "/metrics"})
+_LIVENESS = "/health/live"
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    await problem_response(404, "Nothing is served at this path.")(scope, receive, send)
 
 
 async def _never_reached(scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,21 +42,30 @@ async def _never_reached(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class ProxyFirst:
-    """Sends requests for a proxied path to ``proxied``, everything else to ``full``."""
+    """Sends requests for a proxied path to ``proxied``, everything else to ``full``; the
+    internal paths only on ``internal_port`` (0: nowhere), which serves nothing else."""
 
-    def __init__(self, *, full: ASGIApp, proxied: ASGIApp, routes: RouteTable) -> None:
+    def __init__(
+        self, *, full: ASGIApp, proxied: ASGIApp, routes: RouteTable, internal_port: int
+    ) -> None:
         self.full = full
         self.proxied = proxied
         self.routes = routes
+        self.internal_port = internal_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] == "http"
-            and path.startswith(API_PREFIX)
-            and self.routes.match(path) is not None
-        ):
+        if scope["type"] != "http":
+            await self.full(scope, receive, send)
+            return
+        path: str = scope["path"]
+        server = scope.get("server")
+        if server is not None and server[1] == self.internal_port:
+            internal = path in INTERNAL_PATHS or path == _LIVENESS
+            await (self.full if internal else _not_found)(scope, receive, send)
+        elif path.startswith(API_PREFIX) and self.routes.match(path) is not None:
             await self.proxied(scope, receive, send)
+        elif path in INTERNAL_PATHS:
+            await _not_found(scope, receive, send)
         else:
             await self.full(scope, receive, send)
 
@@ -60,7 +79,13 @@ class GatewayApp(FastAPI):
         for middleware in reversed(self.user_middleware):
             if middleware.cls not in DONE_BY_THE_PROXY:
                 proxied = middleware.cls(proxied, *middleware.args, **middleware.kwargs)
-        return ProxyFirst(full=full, proxied=proxied, routes=self.state.runtime.routes)
+        runtime = self.state.runtime
+        return ProxyFirst(
+            full=full,
+            proxied=proxied,
+            routes=runtime.routes,
+            internal_port=runtime.settings.internal_port,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # An HTTP request, once the stack is built, goes straight to it: FastAPI's and

@@ -15,6 +15,7 @@ request body anyway, and it knows the upstream's length before it answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from starlette.types import Message, Receive, Scope, Send
@@ -24,7 +25,9 @@ from gateway.proxy.compression import (
     accepts_gzip,
     gzip_headers,
     gzip_stream,
+    gzip_validators,
     gzip_whole,
+    upstream_validators,
     worth_compressing,
 )
 from gateway.proxy.http1 import (
@@ -57,19 +60,28 @@ HOP_BY_HOP = frozenset(
 )
 # Set again by the client from what it actually sends.
 _REQUEST_DROPPED = HOP_BY_HOP | {b"host", b"content-length", b"x-request-id", b"x-forwarded-for"}
-_RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id"}  # the gateway's request id middleware sets it
+# The gateway's request id middleware sets the id, its server the Date and Server: each once.
+_RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id", b"date", b"server"}
+# Validators that may carry the tag of a gzipped answer (``gateway.proxy.compression``).
+_CONDITIONAL = frozenset({b"if-none-match", b"if-match"})
+# RFC 9110: never a body (nor a Content-Length uvicorn would hold the empty body to).
+_BODILESS = frozenset({204, 304})
 # Safe to send twice: retried once when a pooled connection turns out to be closed.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _CHUNK = 65_536
 
 
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Header names the client listed in ``Connection``: hop-by-hop as well."""
+def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> tuple[frozenset[bytes], bool]:
+    """Header names the client listed in ``Connection`` (hop-by-hop as well), and whether a
+    validator names a gzipped answer's tag (one pass over the headers for both)."""
     tokens: set[bytes] = set()
+    gzip_validators = False
     for name, value in headers:
         if name == b"connection":
             tokens.update(token.strip().lower() for token in value.split(b","))
-    return frozenset(tokens)
+        elif name in _CONDITIONAL and upstream_validators(value) is not None:
+            gzip_validators = True
+    return frozenset(tokens), gzip_validators
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -139,10 +151,20 @@ class UpstreamClient:
         finally:
             response.release()
 
-    def _request_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+    def _request_headers(self, scope: Scope) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """The headers to forward, and whether a validator named a gzipped answer's tag
+        (forwarded as the upstream's own tag)."""
         raw: list[tuple[bytes, bytes]] = scope["headers"]
-        dropped = _REQUEST_DROPPED | _connection_tokens(raw)
+        tokens, gzip_validators = _connection_tokens(raw)
+        dropped = _REQUEST_DROPPED | tokens
         headers = [(name, value) for name, value in raw if name not in dropped]
+        if gzip_validators:
+            headers = [
+                (name, upstream_validators(value) or value)
+                if name in _CONDITIONAL
+                else (name, value)
+                for name, value in headers
+            ]
         forwarded_for = [value for name, value in raw if name == b"x-forwarded-for"]
         client = scope.get("client")
         if client:
@@ -153,7 +175,7 @@ class UpstreamClient:
         request_id = scope.get("state", {}).get("request_id")
         if request_id:
             headers.append((b"x-request-id", request_id.encode("latin-1")))
-        return headers
+        return headers, gzip_validators
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         """Send the request to the route's upstream and relay its answer."""
@@ -171,7 +193,7 @@ class UpstreamClient:
         except RequestBodyTooLarge as exc:
             await problem_response(413, exc.detail)(scope, receive, send)
             return
-        headers = self._request_headers(scope)
+        headers, gzip_validators = self._request_headers(scope)
         origin = self.origin(route.upstream)
 
         attempts = 2 if method in _IDEMPOTENT else 1
@@ -191,27 +213,56 @@ class UpstreamClient:
 
         gzip = accepts_gzip(header_value(scope, b"accept-encoding"))
         try:
-            await self._relay(scope, send, response, gzip=gzip)
+            if response.status in _BODILESS or method == "HEAD":
+                await self._relay_bodiless(
+                    scope, send, response, revalidated_gzip=gzip and gzip_validators
+                )
+            else:
+                await self._relay(scope, send, response, gzip=gzip)
         finally:
             response.release()
 
-    async def _relay(
-        self, scope: Scope, send: Send, response: UpstreamResponse, *, gzip: bool
-    ) -> None:
-        headers = [
+    @staticmethod
+    def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+        return [
             (lowered, value)
             for name, value in response.headers
             if (lowered := name.lower()) not in _RESPONSE_DROPPED
         ]
+
+    async def _relay_bodiless(
+        self, scope: Scope, send: Send, response: UpstreamResponse, *, revalidated_gzip: bool
+    ) -> None:
+        """A 204, a 304 or the answer to a HEAD: headers only, never a content coding.
+
+        A 304 to a revalidation of a gzipped answer carries that answer's tag, as the 200 it
+        stands for would have (RFC 9110 section 15.4.5).
+        """
+        status = response.status
+        headers = self._response_headers(response)
+        if revalidated_gzip and status == 304:
+            headers = gzip_validators(headers)
+        elif status in _BODILESS:
+            headers = [(name, value) for name, value in headers if name != b"content-length"]
+        with contextlib.suppress(UpstreamTimeout, UpstreamUnavailable):
+            # Nothing to read, but the connection is reusable only once read; if that fails
+            # it is closed on release, and the answer is whole regardless.
+            await response.read()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _relay(
+        self, scope: Scope, send: Send, response: UpstreamResponse, *, gzip: bool
+    ) -> None:
+        headers = self._response_headers(response)
         length = response.content_length
-        head = scope["method"] == "HEAD"
         gzip = (
             gzip
-            and not head
             and (length is None or length >= self.gzip_min_bytes)
+            and response.status != 206
             and worth_compressing(headers)
         )
-        if head or (length is not None and length <= self.buffer_bytes):
+        if length is not None and length <= self.buffer_bytes:
             try:
                 body = await response.read()
             except UpstreamTimeout as exc:

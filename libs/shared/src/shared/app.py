@@ -55,7 +55,17 @@ def create_service_app(
     # FastAPI's native OpenTelemetry looks up the global providers (and the environment) on
     # every request even when none is configured; the platform exports Prometheus metrics.
     telemetry_off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = app_class(title=title, version="1.0.0", lifespan=lifespan, telemetry=telemetry_off)
+    # /docs and /openapi.json only where they are meant to be served (production: off).
+    served = settings.docs_served
+    app = app_class(
+        title=title,
+        version="1.0.0",
+        lifespan=lifespan,
+        telemetry=telemetry_off,
+        openapi_url="/openapi.json" if served else None,
+        docs_url="/docs" if served else None,
+        redoc_url="/redoc" if served else None,
+    )
     app.state.settings = settings
     install_error_handlers(app)
     install_problem_documentation(app)

@@ -29,11 +29,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jose import jwk, jws
 
 from shared.errors import DomainError
-from shared.settings import BaseServiceSettings
+from shared.settings import DEV_KEY_FILES, BaseServiceSettings
 
 ALGORITHM = "RS256"
-DEV_PRIVATE_KEY_FILE = "dev-signing-key.pem"
-DEV_PUBLIC_KEY_FILE = "dev-signing-key.pub.pem"
+DEV_PRIVATE_KEY_FILE, DEV_PUBLIC_KEY_FILE = DEV_KEY_FILES
 REALM = "commerce"
 
 _PEM_PUBLIC_KEY = re.compile(

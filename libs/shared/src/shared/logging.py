@@ -1,4 +1,9 @@
-"""Logging: one JSON object per line with the request id, or a readable line in development."""
+"""Logging: one JSON object per line with the request id, or a readable line in development.
+
+A logged text may come from a client (a decoded path, a header): in a console line its
+control characters are escaped (``\n`` stays two characters), so no client can forge a line
+of its own. JSON lines escape them by the format's own rules.
+"""
 
 from __future__ import annotations
 
@@ -51,16 +56,35 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators, as escapes.
+_CONTROLS = {
+    code: ascii(chr(code))[1:-1] for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+# Marks the lines of a traceback, so none of them reads as a log line of its own.
+_CONTINUATION = "\n    | "
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\x1b``, ``\n``)."""
+    return text if text.isprintable() else text.translate(_CONTROLS)
+
+
 class ConsoleFormatter(logging.Formatter):
     """A readable line for `make dev`; the supervisor adds time and process name."""
 
-    def __init__(self) -> None:
-        super().__init__("%(levelname)-7s %(name)s [%(request_id)s] %(message)s")
-
     def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "request_id", None) is None:
-            record.request_id = "-"
-        return super().format(record)
+        request_id = getattr(record, "request_id", None) or "-"
+        message = escape_controls(record.getMessage())
+        line = f"{record.levelname:<7} {record.name} [{request_id}] {message}"
+        details = []
+        if record.exc_info:
+            details.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        for text in details:
+            lines = (escape_controls(part) for part in text.splitlines())
+            line += _CONTINUATION + _CONTINUATION.join(lines)
+        return line
 
 
 AMQP_CLIENT_LOGGERS = ("aiormq", "aio_pika")

@@ -3,10 +3,15 @@
 Each service reads ``<SERVICE>_<FIELD>`` first, then ``COMMERCE_<FIELD>`` (shared by every
 process, so a test run or a deployment sets the database name or broker once), then the
 default. Settings are built lazily by each service's cached ``get_settings()``, never at import.
+
+The environment defaults to production: a forgotten variable fails closed. Production refuses
+placeholder secrets and the development signing keys; development and test (set explicitly by
+``make dev``, the test plugin and the harnesses) accept them.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -20,16 +25,27 @@ from pydantic_settings import (
 from sqlalchemy.engine import URL
 
 SHARED_ENV_PREFIX = "COMMERCE_"
+# What shared.auth.ensure_development_keys writes into ``jwt_dev_key_dir``.
+DEV_KEY_FILES = ("dev-signing-key.pem", "dev-signing-key.pub.pem")
 
 # Values that only ever belong on a developer's machine. Outside development and test a
 # secret equal to one of these is refused at start-up rather than silently used.
 PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "password", "guest"})
 
+# The development admin `make seed` creates (Makefile): refused in production.
+DEVELOPMENT_ADMIN_EMAIL = "admin@example.com"
+DEVELOPMENT_ADMIN_PASSWORD = "correct-horse-battery-staple"  # noqa: S105 (documented placeholder)
+
 Environment = Literal["development", "test", "production"]
+DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
 
 
 class PlaceholderSecretError(ValueError):
     """A secret still holds a development placeholder outside development."""
+
+
+class DevelopmentKeyError(ValueError):
+    """A development signing key is configured outside development."""
 
 
 class BaseServiceSettings(BaseSettings):
@@ -39,13 +55,16 @@ class BaseServiceSettings(BaseSettings):
 
     service_name: ClassVar[str] = "service"
 
-    environment: Environment = "development"
+    environment: Environment = "production"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     access_log: bool = True
+
+    # /docs and /openapi.json: None serves them in development and test only.
+    docs_enabled: bool | None = None
 
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
@@ -114,7 +133,7 @@ class BaseServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> BaseServiceSettings:
-        if self.environment in ("development", "test"):
+        if self.is_development:
             return self
         offending = [name for name, value in self.secrets().items() if value in PLACEHOLDER_SECRETS]
         if offending:
@@ -122,6 +141,48 @@ class BaseServiceSettings(BaseSettings):
                 f"placeholder secrets are refused in {self.environment}: {', '.join(offending)}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _refuse_development_keys(self) -> BaseServiceSettings:
+        if self.is_development:
+            return self
+        offending = [
+            name for name, pem in self.key_settings().items() if self._is_development_key(pem)
+        ]
+        if offending:
+            raise DevelopmentKeyError(
+                f"the development signing key is refused in {self.environment}: "
+                f"{', '.join(offending)} (see docs/edge.md)"
+            )
+        return self
+
+    def _is_development_key(self, value: str) -> bool:
+        """A key file inside the development key folder, or a key equal to one in it."""
+        folder = Path(self.jwt_dev_key_dir).resolve()
+        if value.startswith("file:"):
+            return Path(value.removeprefix("file:")).resolve().is_relative_to(folder)
+        for name in DEV_KEY_FILES:
+            path = folder / name
+            if value.strip() and path.is_file() and path.read_text().strip() in value:
+                return True
+        return False
+
+    def key_settings(self) -> dict[str, str]:
+        """Signing and verification keys by setting name (PEM text, or ``file:<path>``)."""
+        keys = {"jwt_public_keys": self.jwt_public_keys}
+        if self.jwt_public_key_file:
+            keys["jwt_public_key_file"] = f"file:{self.jwt_public_key_file}"
+        return keys
+
+    @property
+    def is_development(self) -> bool:
+        """Development or test: development keys and placeholder secrets are accepted."""
+        return self.environment in DEVELOPMENT_ENVIRONMENTS
+
+    @property
+    def docs_served(self) -> bool:
+        """Whether /docs and /openapi.json are served (``docs_enabled``, else development)."""
+        return self.is_development if self.docs_enabled is None else self.docs_enabled
 
     def secrets(self) -> dict[str, str]:
         """Secret values by setting name; subclasses add their own."""

@@ -1,0 +1,193 @@
+"""The public port's limits, on real sockets against a real gateway process.
+
+``python -m gateway`` as it is deployed: request line over the limit is 414, a header section
+over the limit is 431 (also when it never ends), headers not complete within the timeout are
+408, and a connection that sends nothing is closed. Probes and metrics answer only on the
+internal port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness.wire import WireConnection
+
+pytestmark = pytest.mark.slow
+
+MAX_REQUEST_LINE = 2048
+MAX_HEADERS = 8192
+HEADER_TIMEOUT = 1.0
+READ_CHUNK_SLACK = 262_144  # one read of the server's (uvloop) at most
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Gateway:
+    port: int
+    internal_port: int
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def gateway(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    work = tmp_path_factory.mktemp("edge-gateway")
+    gateway = Gateway(_free_port(), _free_port(), work / "gateway.log")
+    env = {
+        **os.environ,
+        "GATEWAY_PORT": str(gateway.port),
+        "GATEWAY_INTERNAL_PORT": str(gateway.internal_port),
+        "GATEWAY_JWT_DEV_KEY_DIR": str(work / "keys"),
+        "GATEWAY_HTTP_MAX_REQUEST_LINE_BYTES": str(MAX_REQUEST_LINE),
+        "GATEWAY_HTTP_MAX_HEADER_BYTES": str(MAX_HEADERS),
+        "GATEWAY_HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+    }
+    with gateway.log.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                url = f"http://127.0.0.1:{gateway.internal_port}/health/live"
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"the gateway did not start:\n{gateway.log.read_text()}")
+        yield gateway
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _connect(gateway: Gateway) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+
+
+def _answer(sock: socket.socket) -> tuple[int, bool]:
+    """The status of what the server answers, and whether it closed the connection after."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return (0, True) if not data else (int(data.split(b" ")[1]), True)
+        data += chunk
+    status = int(data.split(b" ")[1])
+    sock.settimeout(5)
+    try:
+        while sock.recv(65536):
+            pass
+        closed = True
+    except TimeoutError:
+        closed = False
+    return status, closed
+
+
+def test_a_request_line_over_the_limit_is_414_and_the_connection_closes(gateway: Gateway) -> None:
+    with _connect(gateway) as sock:
+        target = "/api/v1/products?q=" + "a" * MAX_REQUEST_LINE
+        sock.sendall(f"GET {target} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+        assert _answer(sock) == (414, True)
+
+
+def test_a_header_section_over_the_limit_is_431_and_the_connection_closes(
+    gateway: Gateway,
+) -> None:
+    with _connect(gateway) as sock:
+        padding = "".join(f"x-pad-{n}: {'b' * 100}\r\n" for n in range(MAX_HEADERS // 100))
+        sock.sendall(f"GET /health/live HTTP/1.1\r\nhost: x\r\n{padding}\r\n".encode())
+        assert _answer(sock) == (431, True)
+
+
+def test_headers_that_never_end_are_refused_once_past_the_limit(gateway: Gateway) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nhost: x\r\nx-endless: ")
+        sent = 0
+        refused = False
+        while sent < 4 * 1024 * 1024:
+            try:
+                sock.sendall(b"c" * 4096)
+            except (ConnectionResetError, BrokenPipeError):  # the gateway has closed
+                refused = True
+                break
+            sent += 4096
+            time.sleep(0.001)
+        assert refused
+        assert sent <= MAX_HEADERS + READ_CHUNK_SLACK + 4096 * 64  # plus what was in flight
+
+
+def test_headers_not_complete_within_the_timeout_are_408(gateway: Gateway) -> None:
+    with _connect(gateway) as sock:
+        started = time.monotonic()
+        # A byte now and then, as a slow-headers attack sends them: the clock still runs.
+        sock.sendall(b"GET /health/live HTTP/1.1\r\n")
+        for _ in range(3):
+            time.sleep(HEADER_TIMEOUT / 4)
+            sock.sendall(b"x-slow: 1\r\n")
+        status, closed = _answer(sock)
+        assert (status, closed) == (408, True)
+        assert time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_the_next_request_on_a_kept_alive_connection_has_the_same_header_timeout(
+    gateway: Gateway,
+) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT * 1.5)  # idle: within uvicorn's keep-alive (5 s)
+        started = time.monotonic()
+        sock.sendall(b"GET /health/live HTTP/1.1\r\n")
+        assert _answer(sock) == (408, True)
+        assert HEADER_TIMEOUT * 0.8 < time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_a_connection_that_never_sends_a_byte_is_closed_after_the_timeout(
+    gateway: Gateway,
+) -> None:
+    with _connect(gateway) as sock:
+        started = time.monotonic()
+        assert sock.recv(1) == b""
+        assert HEADER_TIMEOUT * 0.8 < time.monotonic() - started < HEADER_TIMEOUT + 3
+
+
+def test_requests_within_the_limits_are_served_on_one_kept_alive_connection(
+    gateway: Gateway,
+) -> None:
+    padding = {f"x-pad-{n}": "d" * 100 for n in range(MAX_HEADERS // 200)}
+    with WireConnection("127.0.0.1", gateway.port) as wire:
+        for _ in range(3):
+            answer = wire.request("GET", "/health/live?" + "q" * 1000, padding)
+            assert answer.status == 200
+            time.sleep(HEADER_TIMEOUT / 2)  # idle between requests is not a header timeout
+            assert wire.kept_alive
+
+
+def test_probes_and_metrics_answer_on_the_internal_port_only(gateway: Gateway) -> None:
+    public = f"http://127.0.0.1:{gateway.port}"
+    internal = f"http://127.0.0.1:{gateway.internal_port}"
+    assert httpx.get(f"{public}/metrics").status_code == 404
+    assert httpx.get(f"{public}/health/ready").status_code == 404
+    assert httpx.get(f"{public}/health/live").status_code == 200
+    assert httpx.get(f"{internal}/metrics").status_code == 200
+    assert httpx.get(f"{internal}/health/ready").status_code == 200
+    assert httpx.get(f"{internal}/api/v1/products").status_code == 404
+    assert httpx.get(f"{internal}/docs").status_code == 404
