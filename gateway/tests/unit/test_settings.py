@@ -128,3 +128,12 @@ def test_create_admin_refuses_the_development_admin_in_production(
 def test_internal_port_must_differ_from_the_public_one() -> None:
     with pytest.raises(ValidationError, match="internal_port"):
         GatewaySettings(port=9000, internal_port=9000)
+
+
+def test_production_needs_no_broker_url_since_the_gateway_uses_no_broker() -> None:
+    settings = GatewaySettings(
+        environment="production",
+        db_password=SecretStr("a real password"),
+        jwt_private_key_file="/k.pem",
+    )
+    assert settings.environment == "production"

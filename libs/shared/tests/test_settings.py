@@ -137,3 +137,21 @@ def test_docs_are_served_in_development_and_where_enabled(
     secrets = {key: value for key, value in REAL.items() if key != "environment"}
     settings = SampleSettings(environment=environment, docs_enabled=enabled, **secrets)  # type: ignore[arg-type]
     assert settings.docs_served is served
+
+
+def test_the_broker_password_is_checked_where_a_connection_is_opened() -> None:
+    # The gateway and the migration step never connect to the broker and are given no URL:
+    # their settings must not fail on its default.
+    settings = SampleSettings(environment="production", db_password=SecretStr("s3cure-and-long"))
+    with pytest.raises(PlaceholderSecretError, match="broker_url password"):
+        settings.refuse_placeholder_broker_password()
+    SampleSettings(**REAL).refuse_placeholder_broker_password()  # type: ignore[arg-type]
+    SampleSettings(environment="test").refuse_placeholder_broker_password()
+
+
+async def test_a_broker_with_a_placeholder_password_refuses_to_connect_in_production() -> None:
+    from shared.messaging.broker import Broker
+
+    settings = SampleSettings(environment="production", db_password=SecretStr("s3cure-and-long"))
+    with pytest.raises(PlaceholderSecretError):
+        await Broker(settings).connect()

@@ -185,11 +185,21 @@ class BaseServiceSettings(BaseSettings):
         return self.is_development if self.docs_enabled is None else self.docs_enabled
 
     def secrets(self) -> dict[str, str]:
-        """Secret values by setting name; subclasses add their own."""
-        return {
-            "db_password": self.db_password.get_secret_value(),
-            "broker_url password": urlsplit(self.broker_url.get_secret_value()).password or "",
-        }
+        """Secret values checked at start-up by setting name; subclasses add their own.
+
+        The broker's password is not among them: processes that never connect to the broker
+        (the gateway, the migration step) are not given one, so it is checked where a
+        connection is opened (``refuse_placeholder_broker_password``)."""
+        return {"db_password": self.db_password.get_secret_value()}
+
+    def refuse_placeholder_broker_password(self) -> None:
+        """Raise ``PlaceholderSecretError`` if the broker URL's password is a placeholder
+        outside development."""
+        password = urlsplit(self.broker_url.get_secret_value()).password or ""
+        if not self.is_development and password in PLACEHOLDER_SECRETS:
+            raise PlaceholderSecretError(
+                f"placeholder secrets are refused in {self.environment}: broker_url password"
+            )
 
     @property
     def database_url(self) -> URL:

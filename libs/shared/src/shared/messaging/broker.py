@@ -50,6 +50,7 @@ class Broker:
         if self._connection is not None:
             return
         settings = self.settings
+        settings.refuse_placeholder_broker_password()
         self._connection = await aio_pika.connect_robust(
             settings.broker_url.get_secret_value(),
             heartbeat=settings.broker_heartbeat_seconds,
