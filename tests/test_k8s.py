@@ -9,6 +9,7 @@ and docker-compose.yml, probes, drains, budgets, autoscalers, network policies, 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
@@ -391,7 +393,8 @@ def test_termination_grace_outlasts_the_pre_stop_pause_and_the_drain(
             longest = 2 * drain
         else:
             # An app keeps serving while its endpoint is withdrawn everywhere, then drains.
-            assert pre_stop["command"][0] == "sleep" and pause >= 5, name
+            assert pre_stop["command"][0] == "sleep", name
+            assert pause >= 5, name
             longest = GRACEFUL_SHUTDOWN_SECONDS
         assert spec["terminationGracePeriodSeconds"] > pause + longest, name
 
@@ -587,7 +590,8 @@ def test_each_migration_job_upgrades_its_own_schema(objects: tuple[Object, ...])
         assert spec["restartPolicy"] == "Never"
         (container,) = spec["containers"]
         command = container["command"]
-        assert command[:2] == ["alembic", "-c"] and command[3:] == ["upgrade", "head"], name
+        assert command[:2] == ["alembic", "-c"], name
+        assert command[3:] == ["upgrade", "head"], name
         ini = command[2].removeprefix("/app/")
         assert (ROOT / ini).resolve() == service.alembic_ini.resolve(), name
         assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "migration"
@@ -620,3 +624,92 @@ def test_every_container_runs_the_one_image(objects: tuple[Object, ...]) -> None
     images = {container["image"] for _name, _spec, container in _workloads(objects)}
     assert len(images) == 1
     assert not next(iter(images)).endswith(":latest")
+
+
+# -- expand, then contract (docs/kubernetes.md) ------------------------------------------------
+
+MIGRATIONS = sorted(
+    path
+    for service in SERVICES
+    for path in (service.directory).rglob("migrations/versions/*.py")
+    if "site-packages" not in path.parts
+)
+CONTRACT_MARKER = "Contract step:"
+
+
+def _breaking_operations(source: str) -> list[str]:
+    """What an ``upgrade()`` does that the running version may not survive."""
+    tree = ast.parse(source)
+    upgrade = next(
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "upgrade"
+    )
+    found = []
+    for node in ast.walk(upgrade):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "op"
+        ):
+            continue
+        operation = node.func.attr
+        keywords = {keyword.arg: keyword.value for keyword in node.keywords}
+        if operation in ("drop_column", "drop_table", "rename_table"):
+            found.append(operation)
+        elif operation == "alter_column" and (
+            "new_column_name" in keywords
+            or "type_" in keywords
+            or _is_false(keywords.get("nullable"))
+        ):
+            found.append("alter_column")
+        elif operation == "add_column":
+            column = next((arg for arg in node.args if isinstance(arg, ast.Call)), None)
+            column_keywords = {k.arg: k.value for k in column.keywords} if column else {}
+            if _is_false(column_keywords.get("nullable")) and "server_default" not in (
+                column_keywords
+            ):
+                found.append("add_column NOT NULL without a default")
+    return found
+
+
+def _is_false(node: ast.expr | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is False
+
+
+def test_there_are_migrations_to_check() -> None:
+    assert len(MIGRATIONS) >= 4 * 2
+
+
+@pytest.mark.parametrize("migration", MIGRATIONS, ids=lambda path: path.name)
+def test_migrations_only_expand_unless_marked_as_a_contract_step(migration: Path) -> None:
+    source = migration.read_text()
+    breaking = _breaking_operations(source)
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    assert not breaking or CONTRACT_MARKER in docstring, (
+        f"{migration.name} does {breaking}, which the version still running during a roll-out "
+        f"(or after a rollback) may use: expand now, contract a release later, and say "
+        f"'{CONTRACT_MARKER}' in its docstring when it is that later release"
+    )
+
+
+def test_the_expand_check_finds_what_breaks_the_running_version() -> None:
+    breaking = """
+def upgrade() -> None:
+    op.drop_column("orders", "note", schema="orders")
+    op.add_column("orders", sa.Column("x", sa.Integer(), nullable=False), schema="orders")
+    op.alter_column("orders", "a", new_column_name="b", schema="orders")
+"""
+    expanding = """
+def upgrade() -> None:
+    op.add_column("orders", sa.Column("x", sa.Integer(), nullable=True), schema="orders")
+    op.add_column(
+        "orders", sa.Column("y", sa.Integer(), nullable=False, server_default="0"), schema="orders"
+    )
+    op.create_index("ix", "orders", ["x"], schema="orders")
+"""
+    assert _breaking_operations(breaking) == [
+        "drop_column",
+        "add_column NOT NULL without a default",
+        "alter_column",
+    ]
+    assert _breaking_operations(expanding) == []
