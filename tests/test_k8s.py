@@ -635,6 +635,13 @@ MIGRATIONS = sorted(
     if "site-packages" not in path.parts
 )
 CONTRACT_MARKER = "Contract step:"
+# Migrations written before this rule that break it, by revision, with what that costs a
+# roll-out across them (docs/kubernetes.md, "Expand, then contract"). Add none.
+KNOWN_EXCEPTIONS = {
+    # The gateway's refresh families: family_created_at turned NOT NULL (no default) in the
+    # release that adds it, so a gateway of the release before cannot store a refresh token.
+    "5b1c0e7a9d42",
+}
 
 
 def _breaking_operations(source: str) -> list[str]:
@@ -683,6 +690,8 @@ def test_there_are_migrations_to_check() -> None:
 @pytest.mark.parametrize("migration", MIGRATIONS, ids=lambda path: path.name)
 def test_migrations_only_expand_unless_marked_as_a_contract_step(migration: Path) -> None:
     source = migration.read_text()
+    if any(f'revision: str = "{revision}"' in source for revision in KNOWN_EXCEPTIONS):
+        pytest.skip("written before the expand/contract rule: docs/kubernetes.md")
     breaking = _breaking_operations(source)
     docstring = ast.get_docstring(ast.parse(source)) or ""
     assert not breaking or CONTRACT_MARKER in docstring, (
