@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check down clean bench soak e2e contracts fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e contracts fuzz faults
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -118,6 +118,13 @@ compose-check: ## Validate docker-compose.yml with docker-compose config (instal
 	@env_file=$$(mktemp) && trap 'rm -f $$env_file' EXIT && \
 	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
 	  docker-compose --env-file $$env_file config --quiet && echo "docker-compose.yml is valid"
+
+# Render every infra/k8s overlay with Debian's kubectl 1.20 (kubernetes-client, installed if
+# kubectl is missing) and validate it against the Kubernetes API schemas; docs/kubernetes.md.
+# (Not in `make help`: the README lists those targets; `make test` runs the same tests.)
+k8s-check: $(STAMP)
+	@command -v kubectl >/dev/null || apt-get install -y kubernetes-client
+	$(BIN)/pytest tests/test_k8s.py $(PYTEST_ARGS)
 
 down: ## Stop the Docker Compose stack
 	docker compose down
