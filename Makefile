@@ -119,10 +119,8 @@ compose-check: ## Validate docker-compose.yml with docker-compose config (instal
 	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
 	  docker-compose --env-file $$env_file config --quiet && echo "docker-compose.yml is valid"
 
-# Render every infra/k8s overlay with Debian's kubectl 1.20 (kubernetes-client, installed if
-# kubectl is missing) and validate it against the Kubernetes API schemas; docs/kubernetes.md.
-# (Not in `make help`: the README lists those targets; `make test` runs the same tests.)
-k8s-check: $(STAMP)
+# Debian's kubectl 1.20 embeds kustomize v2, the oldest renderer the manifests must suit.
+k8s-check: $(STAMP) ## Render every infra/k8s overlay (installs Debian's kubectl if missing) and validate it strictly
 	@command -v kubectl >/dev/null || apt-get install -y kubernetes-client
 	$(BIN)/pytest tests/test_k8s.py $(PYTEST_ARGS)
 

@@ -45,5 +45,7 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    family_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    family_created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     session_generation: Mapped[int] = mapped_column(Integer, server_default="0")

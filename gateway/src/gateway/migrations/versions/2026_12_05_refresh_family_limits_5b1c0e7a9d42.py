@@ -1,7 +1,8 @@
 """Refresh families: an absolute lifetime, and a user generation that revokes them all.
 
 ``family_created_at`` is the login time of a token's family (copied on every rotation),
-backfilled from the family's oldest token. ``session_generation`` (on users and tokens) is
+backfilled from the family's oldest token; it defaults to the insert time so a gateway of
+the release before, still running during a roll-out, can go on storing tokens (expand only). ``session_generation`` (on users and tokens) is
 bumped by a promotion or a password reset: a family logged in under an older generation
 can no longer refresh.
 
@@ -36,7 +37,12 @@ def upgrade() -> None:
     )
     op.add_column(
         "refresh_tokens",
-        sa.Column("family_created_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "family_created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         schema=SCHEMA,
     )
     op.execute(
@@ -48,7 +54,6 @@ def upgrade() -> None:
          WHERE token.family_id = family.family_id
         """
     )
-    op.alter_column("refresh_tokens", "family_created_at", nullable=False, schema=SCHEMA)
 
 
 def downgrade() -> None:
