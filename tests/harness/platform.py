@@ -69,6 +69,9 @@ class Platform:
     probe_ports: dict[str, int] = field(
         default_factory=lambda: {worker: free_port() for worker in WORKERS}
     )
+    # The browser suite serves the storefront here; the gateway lists it in its CORS
+    # allow-list, so its port is known before the gateway starts.
+    storefront_port: int = field(default_factory=free_port)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -96,6 +99,7 @@ class Platform:
             "COMMERCE_BROKER_NAMESPACE": self.namespace,
             "COMMERCE_ENVIRONMENT": "test",
             "GATEWAY_ROUTES": json.dumps(routes),
+            "GATEWAY_CORS_ALLOW_ORIGINS": json.dumps([self.storefront_origin]),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
             **{
                 f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)
@@ -112,6 +116,10 @@ class Platform:
         """An app's base URL, or a worker's probe server (/health, /metrics)."""
         port = self.ports[name] if name in self.ports else self.probe_ports[name]
         return f"http://127.0.0.1:{port}"
+
+    @property
+    def storefront_origin(self) -> str:
+        return f"http://127.0.0.1:{self.storefront_port}"
 
     @property
     def gateway(self) -> str:
