@@ -28,10 +28,11 @@ function retryAfterSeconds(response) {
 
 /**
  * One request. `token` adds the bearer; `withCookie` lets the browser send and store the
- * refresh cookie (auth routes only: the cookie's path is /api/v1/auth anyway).
+ * refresh cookie (auth routes only: the cookie's path is /api/v1/auth anyway). `cache:
+ * "no-cache"` revalidates a cached answer with its ETag (a 304 costs no body).
  */
-export async function request(path, { method = "GET", json, form, token, headers = {}, withCookie = false } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
+export async function request(path, { method = "GET", json, form, token, headers = {}, withCookie = false, cache = "default" } = {}) {
+  const init = { method, cache, headers: { Accept: "application/json", ...headers } };
   if (token) init.headers.Authorization = `Bearer ${token}`;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";

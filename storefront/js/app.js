@@ -30,14 +30,21 @@ async function render() {
   const main = document.getElementById("main");
   const message = takeFlash();
   showAlert(message ? message.message : "", message?.kind);
+  let first = true;
   const context = {
     ...route,
     alive: () => mine === generation,
     draw(...nodes) {
       if (mine !== generation) return;
-      main.replaceChildren(...nodes);
+      main.replaceChildren(...nodes.flat(Infinity).filter((node) => node !== null && node !== undefined && node !== false));
       const heading = main.querySelector("h1");
       document.title = heading ? `${heading.textContent} · Commerce` : "Commerce";
+      if (first) {
+        // A new page: start at its top, with focus on it (a redraw while polling keeps both).
+        first = false;
+        window.scrollTo(0, 0);
+        main.focus({ preventScroll: true });
+      }
     },
   };
   try {
@@ -51,7 +58,6 @@ async function render() {
     }
     showError(error);
   }
-  if (mine === generation) main.focus();
 }
 
 function updateNav() {

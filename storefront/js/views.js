@@ -105,7 +105,9 @@ export async function catalog(context) {
 
 export async function product(context) {
   const sku = context.rest[0];
-  const item = await request(`/products/${encodeURIComponent(sku)}`);
+  // The catalog may be cached for a while (Cache-Control: max-age); the page a person is
+  // about to buy from revalidates, so its availability is the shop's current one.
+  const item = await request(`/products/${encodeURIComponent(sku)}`, { cache: "no-cache" });
   const soldOut = !item.active || item.available <= 0;
   const form = h(
     "form",

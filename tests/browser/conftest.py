@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.harness.platform import ROOT, Platform
 
 STOREFRONT = ROOT / "storefront"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
 # Headless in a container: no sandbox (no user namespaces), no GPU, and nothing that calls home.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -35,8 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 class StorefrontFiles(SimpleHTTPRequestHandler):
@@ -72,9 +73,7 @@ class StorefrontFiles(SimpleHTTPRequestHandler):
 def storefront(platform: Platform) -> Iterator[str]:
     """The storefront's origin, its API the platform's gateway."""
     config = {"apiBase": f"{platform.gateway}/api/v1", "testHooks": True}
-    handler = partial(
-        StorefrontFiles, config=f"export default {json.dumps(config)};\n".encode()
-    )
+    handler = partial(StorefrontFiles, config=f"export default {json.dumps(config)};\n".encode())
     server = ThreadingHTTPServer(("127.0.0.1", platform.storefront_port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -87,7 +86,7 @@ def storefront(platform: Platform) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make e2e-browser does)")
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
