@@ -106,7 +106,9 @@ export async function register(email, password, fullName) {
 
 export async function signOut() {
   try {
-    if (access) await request("/auth/logout", { method: "POST", token: access.token, withCookie: true });
+    // Through call(): a token that expired while the tab slept is renewed first, so the
+    // gateway still revokes the session and clears the cookie.
+    if (access) await call("/auth/logout", { method: "POST", withCookie: true });
   } finally {
     forget();
     channel?.postMessage("signed-out");

@@ -2,7 +2,7 @@
 // an error it throws is shown by the router in words.
 import * as cart from "./cart.js";
 import * as session from "./session.js";
-import { ApiError, describe, request } from "./api.js";
+import { API_BASE, ApiError, describe, request } from "./api.js";
 import { STATUS, date, h, money, reason } from "./format.js";
 import { flash, go, showAlert, showError } from "./ui.js";
 
@@ -127,6 +127,9 @@ export async function product(context) {
     h("h1", {}, item.name),
     h("p", { class: "price" }, money(item.price)),
     availability(item),
+    (item.images || []).map((image) =>
+      h("img", { class: "photo", src: new URL(image.url, API_BASE).href, alt: item.name, loading: "lazy" }),
+    ),
     item.description ? h("p", {}, item.description) : null,
     h("p", { class: "hint" }, `SKU ${item.sku}`),
     form,

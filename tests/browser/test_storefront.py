@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import BrowserContext, Page, Request, Route, expect
 
 from tests.browser.conftest import open_storefront
 from tests.browser.steps import (
@@ -28,6 +28,10 @@ from tests.harness.storefront import Storefront, new_email
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CACHE_ATTEMPTS = 20
+
+
+def _renewal(url: str) -> bool:
+    return "/auth/refresh" in url
 
 
 async def test_a_shopper_finds_buys_watches_and_cancels_an_order_with_its_refund_shown(
@@ -215,6 +219,26 @@ async def test_two_tabs_renewing_at_once_both_stay_signed_in(
     await open_storefront(other, storefront)
     await expect(other.get_by_text(f"Signed in as {shopper.email}")).to_be_visible()
 
+    renewals: list[str] = []  # "start" and "end" of every renewal, both tabs, in order
+
+    def started(request: Request) -> None:
+        if _renewal(request.url):
+            renewals.append("start")
+
+    def finished(request: Request) -> None:
+        if _renewal(request.url):
+            renewals.append("end")
+
+    for tab in (page, other):
+        tab.on("request", started)
+        tab.on("requestfinished", finished)
+
+    async def slowly(route: Route) -> None:
+        await asyncio.sleep(0.5)  # long enough for the two renewals to overlap, unless locked
+        await route.continue_()
+
+    await context.route(re.compile(r"/auth/refresh"), slowly)
+
     # Both tabs find their token refused at once: one renewal at a time (Web Locks), each
     # with the cookie the other just rotated.
     for tab in (page, other):
@@ -225,6 +249,8 @@ async def test_two_tabs_renewing_at_once_both_stay_signed_in(
     )
     for tab in (page, other):
         await expect(tab.get_by_role("heading", name="Your orders")).to_be_visible()
+    # Never two renewals in flight: start, end, start, end.
+    assert renewals == ["start", "end"] * 2
     await page.reload()
     await page.wait_for_selector("body[data-ready=true]")
     await expect(page.get_by_text(f"Signed in as {shopper.email}")).to_be_visible()
