@@ -4,4 +4,5 @@
 // `export default { apiBase: "/api/v1" };` (docs/storefront.md).
 export default {
   apiBase: `${location.protocol}//${location.hostname}:8000/api/v1`,
+  pageSize: 12, // products per catalog page
 };

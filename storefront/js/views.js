@@ -1,12 +1,13 @@
 // The pages. Each takes the route's context ({rest, query, draw, alive}) and draws itself;
 // an error it throws is shown by the router in words.
+import config from "../config.js";
 import * as cart from "./cart.js";
 import * as session from "./session.js";
 import { API_BASE, ApiError, describe, request } from "./api.js";
 import { STATUS, date, h, money, reason } from "./format.js";
 import { flash, go, showAlert, showError } from "./ui.js";
 
-const PAGE_SIZE = 12;
+const PAGE_SIZE = config.pageSize || 12;
 const IN_FLIGHT = new Set(["pending", "awaiting_payment", "refund_pending"]);
 const CANCELLABLE = new Set(["pending", "awaiting_payment", "confirmed"]);
 const UNHAPPY = new Set(["rejected", "cancelled", "refund_pending", "refunded"]);

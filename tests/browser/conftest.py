@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PAGE_SIZE = 2  # products per catalog page: paging shows with a few products
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
@@ -72,7 +73,7 @@ class StorefrontFiles(SimpleHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def storefront(platform: Platform) -> Iterator[str]:
     """The storefront's origin, its API the platform's gateway."""
-    config = {"apiBase": f"{platform.gateway}/api/v1", "testHooks": True}
+    config = {"apiBase": f"{platform.gateway}/api/v1", "testHooks": True, "pageSize": PAGE_SIZE}
     handler = partial(StorefrontFiles, config=f"export default {json.dumps(config)};\n".encode())
     server = ThreadingHTTPServer(("127.0.0.1", platform.storefront_port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

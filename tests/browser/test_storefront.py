@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Page, Request, Route, expect
 
-from tests.browser.conftest import open_storefront
+from tests.browser.conftest import PAGE_SIZE, open_storefront
 from tests.browser.steps import (
     SAGA_MS,
     add_to_cart,
@@ -96,6 +97,29 @@ async def test_a_shopper_finds_buys_watches_and_cancels_an_order_with_its_refund
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("alert")).to_have_text("You are signed out.")
     assert await refresh_cookie(context) is None
+
+
+async def test_the_catalog_pages_through_search_results_with_its_cursor(
+    page: Page, product: ProductFactory
+) -> None:
+    tag = uuid.uuid4().hex[:10].upper()
+    skus = [await product(stock=1, sku=f"E2E-{tag}-{n}") for n in range(PAGE_SIZE + 1)]
+    await page.get_by_label("Search products").fill(tag)
+    await page.get_by_label("Search products").press("Enter")
+    products = page.get_by_role("list", name="Products").get_by_role("link")
+    await expect(products).to_have_count(PAGE_SIZE)
+    first_page = await products.all_inner_texts()
+
+    await page.get_by_role("button", name="Next page").click()
+    await expect(page.get_by_text("Page 2")).to_be_visible()
+    await expect(products).to_have_count(1)
+    seen = {*first_page, *await products.all_inner_texts()}
+    assert seen == {f"Product {sku}" for sku in skus}
+    await expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+
+    await page.get_by_role("button", name="Previous page").click()
+    await expect(products).to_have_count(PAGE_SIZE)
+    assert await products.all_inner_texts() == first_page
 
 
 async def test_a_declined_card_is_told_in_words_and_charges_nothing(
