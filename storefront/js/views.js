@@ -439,9 +439,14 @@ async function order(context, id) {
     // Poll while the saga works; once settled but still cancellable (confirmed), wait for
     // the person instead (a click wakes the loop).
     await new Promise((resolve) => {
-      wake = resolve;
-      if (!settled) setTimeout(resolve, delay);
-      window.addEventListener("hashchange", resolve, { once: true });
+      const timer = settled ? null : setTimeout(done, delay);
+      function done() {
+        clearTimeout(timer);
+        window.removeEventListener("hashchange", done);
+        resolve();
+      }
+      wake = done;
+      window.addEventListener("hashchange", done);
     });
     delay = Math.min(delay * POLL_FACTOR, POLL_MAX_MS);
   }

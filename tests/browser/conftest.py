@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from tests.harness.platform import ROOT, Platform
 
@@ -83,6 +90,11 @@ def storefront(platform: Platform) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# A page's own waits (a sign-in hashes a password, a product waits for its price replica) on
+# a shared two-core machine: more than Playwright's default of 5 s.
+expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="session")
