@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e contracts fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts fuzz faults
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,13 +49,19 @@ seed: migrate ## Development data: an admin (DEV_ADMIN_EMAIL) and a demo catalog
 	@$(BIN)/python -m gateway create-admin --email $(DEV_ADMIN_EMAIL) --password $(DEV_ADMIN_PASSWORD)
 	@$(BIN)/python -m inventory seed
 
-dev: seed ## Run the whole shop locally: gateway :8000, services :8001-8003, workers (Ctrl-C stops all)
+# The storefront's origins (make dev serves it on :8080): the gateway's CORS allow-list.
+DEV_CORS_ORIGINS ?= ["http://127.0.0.1:8080","http://localhost:8080"]
+
+dev: seed ## Run the whole shop locally: storefront :8080, gateway :8000, services :8001-8003, workers (Ctrl-C stops all)
 	@echo ""
+	@echo "  storefront http://127.0.0.1:8080  (docs/storefront.md)"
 	@echo "  gateway   http://127.0.0.1:8000   (docs: http://127.0.0.1:8000/docs)"
 	@echo "  admin     $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"
 	@echo "  services  inventory :8001  orders :8002  payments :8003  (workers' probes :8101-8103)"
 	@echo ""
-	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/honcho -f Procfile start
+	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} \
+	  GATEWAY_CORS_ALLOW_ORIGINS=$${GATEWAY_CORS_ALLOW_ORIGINS:-'$(DEV_CORS_ORIGINS)'} \
+	  $(BIN)/honcho -f Procfile start
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check $(PY_DIRS)
@@ -78,6 +84,13 @@ test: lint typecheck archcheck pytest ## Everything CI runs: lint, types, archit
 
 e2e: check-servers ## End-to-end storefront journeys through the gateway of the whole running platform
 	$(BIN)/pytest -m e2e tests $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests, if missing (Playwright cannot download one here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+e2e-browser: check-servers chromium ## The storefront in headless Chromium against the whole running platform; screenshots in tests/browser/artifacts/
+	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
 
 contracts: $(STAMP) ## Rewrite the OpenAPI and event schema snapshots on purpose, then run the contract tests
 	$(BIN)/python -m tests.contract.update

@@ -146,7 +146,7 @@ def test_every_app_shares_one_development_key_volume(compose: dict[str, Any]) ->
 
 # -- deployment defaults (docs/deployment.md) -------------------------------------------------
 
-PUBLIC = {"gateway"}  # the only entry points published on every interface
+PUBLIC = {"gateway", "storefront"}  # the only entry points published on every interface
 TEXT = (ROOT / "docker-compose.yml").read_text()
 
 
@@ -164,6 +164,21 @@ def test_only_public_entry_points_are_published_beyond_localhost(compose: dict[s
             if name not in PUBLIC:
                 assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} publicly"
     assert compose["services"]["gateway"]["ports"] == ["8000:8000"]
+    assert compose["services"]["storefront"]["ports"] == ["8080:80"]
+
+
+def test_the_storefront_is_a_read_only_static_site_its_gateway_allows(
+    compose: dict[str, Any],
+) -> None:
+    storefront = compose["services"]["storefront"]
+    assert "build" not in storefront
+    assert storefront["image"].startswith("nginx:")
+    assert storefront["volumes"] == ["./storefront:/usr/share/nginx/html:ro"]
+    origins = json.loads(
+        compose["services"]["gateway"]["environment"]["GATEWAY_CORS_ALLOW_ORIGINS"]
+    )
+    assert "http://localhost:8080" in origins
+    assert "*" not in origins
 
 
 def test_no_password_has_a_default_or_a_placeholder() -> None:

@@ -69,6 +69,9 @@ class Platform:
     probe_ports: dict[str, int] = field(
         default_factory=lambda: {worker: free_port() for worker in WORKERS}
     )
+    # The browser suite serves the storefront here; the gateway lists it in its CORS
+    # allow-list, so its port is known before the gateway starts.
+    storefront_port: int = field(default_factory=free_port)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     # The gateway's probes and metrics are not on its public port.
     gateway_internal_port: int = field(default_factory=free_port)
@@ -99,6 +102,7 @@ class Platform:
             "COMMERCE_ENVIRONMENT": "test",
             "GATEWAY_ROUTES": json.dumps(routes),
             "GATEWAY_INTERNAL_PORT": str(self.gateway_internal_port),
+            "GATEWAY_CORS_ALLOW_ORIGINS": json.dumps([self.storefront_origin]),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
             **{
                 f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)
@@ -121,6 +125,10 @@ class Platform:
         if name == "gateway":
             return f"http://127.0.0.1:{self.gateway_internal_port}"
         return self.url(name)
+
+    @property
+    def storefront_origin(self) -> str:
+        return f"http://127.0.0.1:{self.storefront_port}"
 
     @property
     def gateway(self) -> str:
