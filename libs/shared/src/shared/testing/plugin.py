@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from shared.dbadmin import create_database, drop_database, run_script
-from shared.testing.broker import delete_broker_namespace
+from shared.testing.broker import delete_broker_namespace, heal_dead_letter_supervisor
 from shared.testing.migrations import migrate
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -74,6 +74,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Delete every exchange and queue the run declared: tests clean up after themselves, and
     this catches what a failed or interrupted test left behind."""
     _run(delete_broker_namespace(os.environ["COMMERCE_BROKER_NAMESPACE"]))
+    _run(_heal_broker())
+
+
+async def _heal_broker() -> None:
+    await heal_dead_letter_supervisor()  # see its docstring: a restart test can leave it dead
 
 
 def _run(coroutine: Coroutine[Any, Any, None]) -> None:
