@@ -89,6 +89,7 @@ class Platform:
         routes = {
             "/api/v1/products": self.url("inventory"),
             "/api/v1/inventory": self.url("inventory"),
+            "/api/v1/media": self.url("inventory"),
             "/api/v1/orders": self.url("orders"),
             "/api/v1/payments": self.url("payments"),
         }
@@ -99,6 +100,7 @@ class Platform:
             "COMMERCE_ENVIRONMENT": "test",
             "GATEWAY_ROUTES": json.dumps(routes),
             "GATEWAY_INTERNAL_PORT": str(self.gateway_internal_port),
+            "INVENTORY_MEDIA_ROOT": str(self.log_dir / "media"),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
             **{
                 f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)
