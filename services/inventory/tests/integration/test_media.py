@@ -542,3 +542,29 @@ async def test_the_sweep_removes_old_temporary_and_unreferenced_files_only(
     assert result.content_files == 1
     running_upload.unlink()
     just_published.unlink()
+
+
+async def test_an_upload_killed_mid_write_leaves_only_a_temporary_file_the_sweep_removes(
+    settings: InventorySettings,
+    tmp_path: Path,
+    product: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    root = tmp_path / "media"
+    replica = Replica(settings, root, tmp_path / "killed.log")
+    try:
+        with socket.create_connection(("127.0.0.1", replica.port)) as connection:
+            connection.sendall(upload_head(product, Content_Length="600000") + png(400_000))
+            assert await settled(lambda: leftovers(root) != [])
+            replica.process.kill()  # a crash: no cleanup runs
+            replica.process.wait(10)
+    finally:
+        replica.stop()
+    assert [path.suffix for path in leftovers(root)] == [".part"]
+    assert not any(path.is_file() for path in (root / "content").rglob("*"))
+    assert await media_rows(sessionmaker, product) == 0
+
+    storage = MediaStorage(root)
+    result = await sweep_media_once(sessionmaker=sessionmaker, storage=storage, grace_seconds=0)
+    assert result.temporary_files == 1
+    assert leftovers(root) == []
