@@ -212,3 +212,21 @@ async def test_a_client_gone_mid_upload_cuts_the_upstream_short(
         writer.close()
         assert await _settled(lambda: upstream.uploads[0].disconnected)
     assert not upstream.uploads[0].finished
+
+
+async def test_a_client_that_expects_100_continue_gets_it_and_its_upload_through(
+    served_gateway: Served, media_upstream: tuple[MediaUpstream, str]
+) -> None:
+    upstream, url = media_upstream
+    async with served_gateway(routes={"/api/v1/products": url}) as settings:
+        reader, writer = await asyncio.open_connection("127.0.0.1", settings.port)
+        body = b"\x89PNG\r\n\x1a\n" + b"c" * (2 * MiB)
+        head = _head(len(body)).replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n")
+        writer.write(head)  # as curl does: the body only once the server asks for it
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert interim.startswith(b"HTTP/1.1 100")
+        writer.write(body)
+        status, _ = await _status(reader)
+        writer.close()
+    assert status == 201
+    assert upstream.uploads[0].received == len(body)
