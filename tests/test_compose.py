@@ -130,6 +130,7 @@ def test_gateway_routes_reach_the_services_by_their_compose_names(compose: dict[
     assert routes == {
         "/api/v1/products": f"http://inventory:{ports['inventory']}",
         "/api/v1/inventory": f"http://inventory:{ports['inventory']}",
+        "/api/v1/media": f"http://inventory:{ports['inventory']}",
         "/api/v1/orders": f"http://orders:{ports['orders']}",
         "/api/v1/payments": f"http://payments:{ports['payments']}",
     }
@@ -142,6 +143,14 @@ def test_every_app_shares_one_development_key_volume(compose: dict[str, Any]) ->
             continue
         assert "jwt-keys:/app/var/keys" in definition["volumes"], name
         assert definition["environment"]["COMMERCE_JWT_DEV_KEY_DIR"] == "/app/var/keys", name
+
+
+def test_every_inventory_container_mounts_one_media_volume(compose: dict[str, Any]) -> None:
+    for name in ("inventory", "inventory-worker"):
+        definition = compose["services"][name]
+        root = definition["environment"]["INVENTORY_MEDIA_ROOT"]
+        assert f"media:{root}" in definition["volumes"], name
+    assert "media" in compose["volumes"]
 
 
 # -- deployment defaults (docs/deployment.md) -------------------------------------------------

@@ -47,6 +47,8 @@ ADMIN_ROUTES = [
     ),
     ("PATCH", "/api/v1/products/{sku}", {"name": "renamed"}),
     ("POST", "/api/v1/products/{sku}/stock-adjustments", {"delta": 5, "reason": "found"}),
+    ("POST", "/api/v1/products/{sku}/media", None),
+    ("DELETE", f"/api/v1/products/{{sku}}/media/{uuid.uuid4()}", None),
     ("GET", "/api/v1/inventory/{sku}", None),
     ("GET", "/api/v1/inventory/low-stock", None),
     ("POST", f"/api/v1/orders/{uuid.uuid4()}/ship", {"carrier": "UPS", "tracking_number": "1"}),

@@ -92,6 +92,7 @@ class Platform:
         routes = {
             "/api/v1/products": self.url("inventory"),
             "/api/v1/inventory": self.url("inventory"),
+            "/api/v1/media": self.url("inventory"),
             "/api/v1/orders": self.url("orders"),
             "/api/v1/payments": self.url("payments"),
         }
@@ -103,6 +104,7 @@ class Platform:
             "GATEWAY_ROUTES": json.dumps(routes),
             "GATEWAY_INTERNAL_PORT": str(self.gateway_internal_port),
             "GATEWAY_CORS_ALLOW_ORIGINS": json.dumps([self.storefront_origin]),
+            "INVENTORY_MEDIA_ROOT": str(self.log_dir / "media"),
             **{f"{app.upper()}_PORT": str(port) for app, port in self.ports.items()},
             **{
                 f"{worker.split('-')[0].upper()}_WORKER_PORT": str(port)

@@ -23,6 +23,7 @@ PAYMENTS = "http://127.0.0.1:8003"
 DEFAULT_ROUTES = {
     "/api/v1/products": INVENTORY,
     "/api/v1/inventory": INVENTORY,
+    "/api/v1/media": INVENTORY,
     "/api/v1/orders": ORDERS,
     "/api/v1/payments": PAYMENTS,
 }
@@ -60,6 +61,9 @@ class GatewaySettings(BaseServiceSettings):
     # connection the upstream is closing.
     upstream_keepalive_seconds: float = Field(default=4.0, gt=0)
     upstream_buffer_bytes: int = Field(default=1_048_576, ge=0)  # larger responses stream
+    # Media uploads (POST /api/v1/products/{sku}/media) are streamed to the upstream, never
+    # buffered, and have this limit instead of max_body_bytes (docs/media.md).
+    media_upload_max_bytes: int = Field(default=10 * 1_048_576, ge=1)
 
     # Rate limits ("N/second", "N/minute", several separated by ";"), counted in Redis.
     rate_limit_enabled: bool = True

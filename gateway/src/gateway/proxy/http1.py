@@ -17,12 +17,15 @@ What it guarantees:
   (``UpstreamTimeout``) are bounded;
 - a connection that breaks before any byte of its answer is reported as ``stale`` when it
   was a reused one, so that the caller may retry an idempotent request once;
-- a body is buffered up to a bound, then the socket is paused until the reader catches up.
+- a body is buffered up to a bound, then the socket is paused until the reader catches up;
+- a streamed request body (``request_streamed``) is written as it arrives, each piece only
+  once the socket has taken the previous ones, so no more than a socket buffer of it is held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 import time
 from collections import deque
@@ -106,6 +109,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
         self._reading_paused = False
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
+        self._body_unsent = False  # the upstream answered before the whole body was sent
         # The answer being read.
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
@@ -143,8 +148,17 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
 
+    def pause_writing(self) -> None:
+        self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         self.pool._forget(self)
         if self._parser is not None and not self.message_done:
             if self.headers_done and self._until_close():
@@ -230,6 +244,7 @@ class _Connection(asyncio.Protocol):
         self._head_request = head
         self._got_bytes = False
         self._spoiled = False
+        self._body_unsent = False
         self._error = None
         self.status = 0
         self.headers_done = self.message_done = self.keep_alive = False
@@ -237,6 +252,18 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         assert self.transport is not None
         self.transport.write(request)
+
+    async def write_body(self, body: AsyncIterator[bytes], *, chunked: bool) -> None:
+        """Write a request body as it arrives, waiting whenever the socket's buffer is full."""
+        assert self.transport is not None
+        async for piece in body:
+            if self.closed:
+                raise UpstreamUnavailable("upstream closed the connection during the body")
+            self.transport.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+            if self._writable is not None:
+                await self._writable
+        if chunked:
+            self.transport.write(b"0\r\n\r\n")
 
     async def wait(self, deadline: float, read_timeout: float) -> None:
         """Until something arrives (or the connection ends); UpstreamTimeout past the read
@@ -276,7 +303,7 @@ class _Connection(asyncio.Protocol):
     @property
     def reusable_after_answer(self) -> bool:
         """The answer was read whole, the upstream keeps the connection, nothing more came."""
-        return self.message_done and self.keep_alive and not self._spoiled
+        return self.message_done and self.keep_alive and not self._spoiled and not self._body_unsent
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -394,6 +421,58 @@ class Http1Pool:
         except BaseException:
             connection.close()
             raise
+        connection.exchanges += 1
+        return UpstreamResponse(connection, deadline, self.read_timeout)
+
+    async def request_streamed(
+        self,
+        origin: Origin,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes],
+        length: int | None,
+    ) -> UpstreamResponse:
+        """As ``request``, with a body forwarded as it arrives: ``length`` bytes as declared
+        by the client, or chunked when it declared none. An error of ``body`` (the client
+        went away, or sent too much) propagates and closes the connection, so the upstream
+        sees the body end short. The upstream may answer before the whole body is sent (a
+        refusal): the rest is not read, and the connection is not reused.
+
+        Only the whole exchange's deadline bounds the upload; the read timeout applies once
+        the body is sent (the upstream has nothing to say while it arrives).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_timeout
+        connection = await self._acquire(origin, deadline)
+        lines = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", origin.host_header]
+        for name, value in headers:
+            lines += (b"\r\n", name, b": ", value)
+        if length is None:
+            lines.append(b"\r\ntransfer-encoding: chunked")
+        else:
+            lines += (b"\r\ncontent-length: ", str(length).encode("ascii"))
+        lines.append(b"\r\n\r\n")
+        sender: asyncio.Task[None] | None = None
+        try:
+            connection.send(b"".join(lines), head=False)
+            sender = asyncio.create_task(connection.write_body(body, chunked=length is None))
+            sender.add_done_callback(lambda _: connection._wake())
+            while not connection.headers_done:
+                if sender.done():
+                    sender.result()  # the client's failure, if any
+                await connection.wait(deadline, self.read_timeout if sender.done() else math.inf)
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            if sender is not None:
+                if not sender.done():
+                    connection._body_unsent = True
+                    sender.cancel()
+                    await asyncio.wait([sender])
+                if not sender.cancelled():
+                    sender.exception()  # moot once the upstream has answered: retrieved
         connection.exchanges += 1
         return UpstreamResponse(connection, deadline, self.read_timeout)
 

@@ -9,7 +9,9 @@ unknown-length ones are streamed.
 
 The proxy applies the body limit and gzip to what it forwards itself, rather than leaving
 them to the middleware every other request meets (``gateway.proxy.front``): it reads the
-request body anyway, and it knows the upstream's length before it answers.
+request body anyway, and it knows the upstream's length before it answers. Media uploads
+are the exception to buffering: their bodies (up to ``media_upload_max_bytes``) stream
+through to the upstream as they arrive.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from collections.abc import AsyncIterator
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -69,6 +73,8 @@ _BODILESS = frozenset({204, 304})
 # Safe to send twice: retried once when a pooled connection turns out to be closed.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _CHUNK = 65_536
+# The one route whose bodies are streamed, not buffered (POST only).
+STREAMED_UPLOAD = re.compile(r"/api/v1/products/[^/]+/media")
 
 
 def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> tuple[frozenset[bytes], bool]:
@@ -102,11 +108,30 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+async def _stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, counted against ``limit`` (a chunked body declares
+    no length to refuse up front)."""
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionAbortedError("client went away")
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise RequestBodyTooLarge(limit)
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
 class UpstreamClient:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.buffer_bytes = settings.upstream_buffer_bytes
         self.max_body_bytes = settings.max_body_bytes
+        self.upload_max_bytes = settings.media_upload_max_bytes
         self.gzip_min_bytes = settings.gzip_min_bytes
         self._origins: dict[str, Origin] = {}
         self._pool: Http1Pool | None = None
@@ -184,6 +209,9 @@ class UpstreamClient:
         query: bytes = scope.get("query_string", b"")
         if query:
             target += b"?" + query  # forwarded exactly as the client encoded it
+        if method == "POST" and STREAMED_UPLOAD.fullmatch(scope["path"]):
+            await self._forward_upload(scope, receive, send, route, target)
+            return
         refusal = declared_length_refusal(scope, self.max_body_bytes)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -219,6 +247,47 @@ class UpstreamClient:
                 )
             else:
                 await self._relay(scope, send, response, gzip=gzip)
+        finally:
+            response.release()
+
+    async def _forward_upload(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, target: bytes
+    ) -> None:
+        """A media upload: the body goes to the upstream as it arrives, never whole in memory.
+
+        Not retried (the body is spent). A client that goes away or sends too much closes the
+        upstream connection mid-body, so the upstream drops what it had received.
+        """
+        refusal = declared_length_refusal(scope, self.upload_max_bytes)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        declared = header_value(scope, b"content-length")
+        headers, _ = self._request_headers(scope)
+        body = _stream_body(receive, self.upload_max_bytes)
+        try:
+            response = await self.pool.request_streamed(
+                self.origin(route.upstream),
+                "POST",
+                target,
+                headers,
+                body,
+                int(declared) if declared is not None else None,
+            )
+        except RequestBodyTooLarge as exc:
+            await problem_response(413, exc.detail)(scope, receive, send)
+            return
+        except ConnectionAbortedError:
+            logger.info("client went away during an upload to %s", scope["path"])
+            return
+        except UpstreamUnavailable as exc:
+            await self._unavailable(scope, receive, send, exc)
+            return
+        except UpstreamTimeout as exc:
+            await self._timed_out(scope, receive, send, exc)
+            return
+        try:
+            await self._relay(scope, send, response, gzip=False)
         finally:
             response.release()
 

@@ -28,12 +28,14 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     extra_lifespan: ExtraLifespan | None = None,
     app_class: type[FastAPI] = FastAPI,
+    body_limits: Sequence[tuple[str, int]] = (),
 ) -> FastAPI:
     """Build an app with the platform's errors, middleware, health, metrics and database.
 
     The engine is created in the lifespan, not at import, and disposed of at shutdown.
     ``extra_lifespan`` runs inside, with the engine ready; it may add readiness checks.
     ``app_class`` is FastAPI or a subclass of it (the gateway's builds its own stack).
+    ``body_limits``: paths (regular expressions) whose bodies may exceed ``max_body_bytes``.
     """
 
     @asynccontextmanager
@@ -70,7 +72,9 @@ def create_service_app(
     install_error_handlers(app)
     install_problem_documentation(app)
     # Added innermost first: a request meets RequestContext (id, log, metrics), then the limit.
-    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes, route_limits=body_limits
+    )
     app.add_middleware(RequestContextMiddleware, access_log=settings.access_log)
     app.include_router(health_router())
     app.include_router(metrics_router())

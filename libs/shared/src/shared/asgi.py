@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Sequence
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -111,19 +113,34 @@ class BodySizeLimitMiddleware:
     """Refuses bodies over ``max_body_bytes`` with 413, whether declared or streamed.
 
     uvicorn has no limit of its own. A declared ``Content-Length`` over the limit is refused
-    before anything is read; a chunked body is counted as it arrives.
+    before anything is read; a chunked body is counted as it arrives. ``route_limits``: paths
+    (regular expressions, matched whole) with a limit of their own, such as an upload route.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        route_limits: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.route_limits = tuple((re.compile(path), limit) for path, limit in route_limits)
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.route_limits:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        refusal = declared_length_refusal(scope, self.max_body_bytes)
+        max_body_bytes = self._limit(scope["path"]) if self.route_limits else self.max_body_bytes
+        refusal = declared_length_refusal(scope, max_body_bytes)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
@@ -136,8 +153,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise RequestBodyTooLarge(self.max_body_bytes)
+                if received > max_body_bytes:
+                    raise RequestBodyTooLarge(max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

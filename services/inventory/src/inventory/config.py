@@ -27,6 +27,13 @@ class InventorySettings(CursorSettings):
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
     sweeper_batch_size: int = Field(default=100, ge=1)
+    # Product media (docs/media.md): a folder every replica mounts, the largest upload, and
+    # the sweep of what a crash or a delete left behind (only files older than the grace,
+    # so an upload in progress is never swept).
+    media_root: str = "var/media"
+    media_max_bytes: int = Field(default=10 * 1_048_576, ge=1)
+    media_sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    media_sweep_grace_seconds: float = Field(default=900.0, ge=0)
 
 
 @lru_cache(maxsize=1)

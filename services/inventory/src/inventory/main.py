@@ -6,11 +6,19 @@ from fastapi import FastAPI
 
 from inventory.catalog.router import router as catalog_router
 from inventory.config import InventorySettings, get_settings
+from inventory.media.router import UPLOAD_PATH, media_router, products_router
+from inventory.media.storage import MediaStorage
 from inventory.stock.router import router as stock_router
 from shared.app import create_service_app
 
 
 def create_app(settings: InventorySettings | None = None) -> FastAPI:
-    return create_service_app(
-        settings or get_settings(), title="Inventory", routers=[catalog_router, stock_router]
+    settings = settings or get_settings()
+    app = create_service_app(
+        settings,
+        title="Inventory",
+        routers=[catalog_router, stock_router, products_router, media_router],
+        body_limits=[(UPLOAD_PATH, settings.media_max_bytes)],
     )
+    app.state.media_storage = MediaStorage(settings.media_root)
+    return app

@@ -2,6 +2,7 @@
 
 from inventory.catalog.models import Product
 from inventory.events import OutboxEvent, ProcessedEvent
+from inventory.media.models import ProductMedia
 from inventory.stock.models import (
     Reservation,
     ReservationLine,
@@ -13,6 +14,7 @@ __all__ = [
     "OutboxEvent",
     "ProcessedEvent",
     "Product",
+    "ProductMedia",
     "Reservation",
     "ReservationLine",
     "StockItem",

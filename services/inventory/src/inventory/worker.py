@@ -11,6 +11,7 @@ import asyncio
 from inventory.config import InventorySettings, get_settings
 from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
+from inventory.media.sweep import run_media_sweeper
 from inventory.sweeper import run_sweeper
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import prepare_worker_process, run_worker
@@ -25,10 +26,17 @@ async def run(
     """Run until ``stop`` is set (or a signal arrives)."""
     stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
-    sweeper = asyncio.create_task(
-        run_sweeper(sessionmaker=create_sessionmaker(engine), settings=settings, stop=stop),
-        name="reservation sweeper",
-    )
+    sessionmaker = create_sessionmaker(engine)
+    sweepers = [
+        asyncio.create_task(
+            run_sweeper(sessionmaker=sessionmaker, settings=settings, stop=stop),
+            name="reservation sweeper",
+        ),
+        asyncio.create_task(
+            run_media_sweeper(sessionmaker=sessionmaker, settings=settings, stop=stop),
+            name="media sweeper",
+        ),
+    ]
     try:
         await run_worker(
             settings,
@@ -39,8 +47,8 @@ async def run(
             install_signal_handlers=install_signal_handlers,
         )
     finally:
-        stop.set()  # also when the worker failed: the sweeper must not outlive it
-        await sweeper
+        stop.set()  # also when the worker failed: the sweepers must not outlive it
+        await asyncio.gather(*sweepers)
         await engine.dispose()
 
 

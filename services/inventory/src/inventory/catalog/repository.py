@@ -8,9 +8,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.catalog.models import Product
+from inventory.media.repository import images_of
 from inventory.stock.models import StockItem
 
-ProductWithAvailable = tuple[Product, int]
+# A product, its available stock and its images (``{id, content_type}`` in upload order).
+ProductWithAvailable = tuple[Product, int, list[dict[str, str]]]
 
 
 def _escape_like(text: str) -> str:
@@ -26,12 +28,12 @@ async def get(session: AsyncSession, *, sku: str, for_update: bool = False) -> P
 
 async def get_with_available(session: AsyncSession, *, sku: str) -> ProductWithAvailable | None:
     statement = (
-        select(Product, StockItem.on_hand - StockItem.reserved)
+        select(Product, StockItem.on_hand - StockItem.reserved, images_of(Product.sku))
         .join(StockItem, StockItem.sku == Product.sku)
         .where(Product.sku == sku)
     )
     row = (await session.execute(statement)).first()
-    return (row[0], int(row[1])) if row is not None else None
+    return (row[0], int(row[1]), row[2]) if row is not None else None
 
 
 async def page(
@@ -44,7 +46,7 @@ async def page(
 ) -> Sequence[ProductWithAvailable]:
     """Up to ``limit`` products in sku order after ``after``, matching ``text`` if given."""
     statement = (
-        select(Product, StockItem.on_hand - StockItem.reserved)
+        select(Product, StockItem.on_hand - StockItem.reserved, images_of(Product.sku))
         .join(StockItem, StockItem.sku == Product.sku)
         .order_by(Product.sku)
         .limit(limit)
@@ -63,4 +65,4 @@ async def page(
             )
         )
     rows = (await session.execute(statement)).all()
-    return [(row[0], int(row[1])) for row in rows]
+    return [(row[0], int(row[1]), row[2]) for row in rows]

@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from inventory.media.schemas import ImageOut
+
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
 MAX_QUANTITY = 1_000_000_000  # far above any real stock, far below bigint overflow
 
@@ -80,6 +82,7 @@ class ProductOut(BaseModel):
     price: MoneyOut
     active: bool
     available: int
+    images: list[ImageOut] = []  # in upload order
     created_at: datetime
     updated_at: datetime
 

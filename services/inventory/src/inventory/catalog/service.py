@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +21,7 @@ from inventory.catalog.schemas import (
 )
 from inventory.config import InventorySettings
 from inventory.events import outbox
+from inventory.media.schemas import ImageOut, media_url
 from inventory.stock import repository as stock_repository
 from inventory.stock.models import MovementKind, StockItem
 from inventory.stock.repository import Movement
@@ -31,7 +34,9 @@ PRODUCTS_CURSOR = "inventory.products"
 INITIAL_STOCK_REASON = "initial stock"
 
 
-def product_out(product: Product, available: int) -> ProductOut:
+def product_out(
+    product: Product, available: int, images: list[dict[str, str]] | None = None
+) -> ProductOut:
     return ProductOut(
         sku=product.sku,
         name=product.name,
@@ -39,6 +44,14 @@ def product_out(product: Product, available: int) -> ProductOut:
         price=MoneyOut(amount=product.price_amount, currency=product.price_currency),
         active=product.active,
         available=available,
+        images=[
+            ImageOut(
+                id=uuid.UUID(image["id"]),
+                url=media_url(image["id"]),
+                content_type=image["content_type"],
+            )
+            for image in images or ()
+        ],
         created_at=product.created_at,
         updated_at=product.updated_at,
     )
@@ -184,6 +197,6 @@ async def list_products(
     rows = await repository.page(
         session, after=after, limit=limit + 1, text=text, active_only=not include_inactive
     )
-    items = [product_out(product, available) for product, available in rows[:limit]]
+    items = [product_out(*row) for row in rows[:limit]]
     next_cursor = cursors.encode(PRODUCTS_CURSOR, items[-1].sku) if len(rows) > limit else None
     return ProductPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,1 @@
+"""Product media: images uploaded by admins, kept on storage every replica shares."""

@@ -1,0 +1,91 @@
+"""Serving a stored file: one byte range at most (RFC 9110 section 14), streamed from disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from inventory.media.storage import READ_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive, as Content-Range counts
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class Unsatisfiable(Exception):
+    """A well-formed range that no byte of the file satisfies (416)."""
+
+
+def parse_range(header: str, size: int) -> ByteRange | None:
+    """The one range asked for; None means "send the whole file": a malformed header, another
+    unit or several ranges, which a server may ignore (section 14.2)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first.isdigit() or last.isdigit()):
+        return None
+    if not first:  # a suffix: the last N bytes
+        if not last.isdigit():
+            return None
+        count = int(last)
+        if count == 0 or size == 0:
+            raise Unsatisfiable
+        return ByteRange(max(0, size - count), size - 1)
+    if not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
+        raise Unsatisfiable
+    end = int(last) if last else size - 1
+    return ByteRange(start, min(end, size - 1))
+
+
+class FileBytes(Response):
+    """Bytes ``start``..``start + length`` of a file, sent in pieces read in a thread."""
+
+    def __init__(
+        self, path: Path, *, status_code: int, headers: dict[str, str], start: int, length: int
+    ) -> None:
+        super().__init__(status_code=status_code, headers=headers)
+        self.headers["content-length"] = str(length)
+        self.path = path
+        self.start = start
+        self.length = length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Opened before the status goes out, so that a vanished file is still a clean error.
+        fd = await asyncio.to_thread(os.open, self.path, os.O_RDONLY)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            offset, left = self.start, self.length
+            while left > 0:
+                piece = await asyncio.to_thread(os.pread, fd, min(READ_BYTES, left), offset)
+                if not piece:
+                    raise OSError(f"{self.path} ended before its recorded size")
+                offset += len(piece)
+                left -= len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
+            if self.length == 0:
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            os.close(fd)
