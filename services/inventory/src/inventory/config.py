@@ -31,7 +31,7 @@ class InventorySettings(CursorSettings):
     catalog_cache_freshness_seconds: float = Field(default=2.0, gt=0, le=60)
     # Per Redis call; a slower or failing Redis sends reads to the database, and is left
     # alone for catalog_cache_retry_seconds before it is tried again.
-    catalog_cache_redis_timeout_seconds: float = Field(default=0.1, gt=0)
+    catalog_cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
     catalog_cache_retry_seconds: float = Field(default=1.0, gt=0)
     # A reservation not committed within this time is released by the worker's sweeper.
     reservation_ttl_seconds: int = Field(default=900, ge=1)

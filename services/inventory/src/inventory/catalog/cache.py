@@ -12,7 +12,9 @@ produced it: one generation per sku for product reads, one for all list pages. I
 write stops matching at once, including one a slow reader stores after the invalidation.
 The backstop when an invalidation is lost (Redis away at that moment, a process killed
 between commit and invalidation) is the TTL: a value expires ``freshness`` seconds after
-its database read began, so an ``available`` figure is never older than that.
+its database read began, so an ``available`` figure is never older than that. A process
+that knows it lost one (Redis failed or was skipped) also increments the epoch, part of
+every tag, as soon as Redis answers again: nothing stored before then matches any more.
 
 Stampede. Concurrent misses of one key in a process share one database read (single
 flight). Across replicas, the first to miss takes a short Redis lock; the others poll the
@@ -31,7 +33,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 import redis.asyncio
 from prometheus_client import Counter
@@ -61,10 +63,10 @@ Load = Callable[[], Awaitable[bytes]]
 """Reads the database: the body to answer (and cache), or raises (a 404 is never cached)."""
 
 GENERATION_TTL_SECONDS = 86_400  # far beyond any value's TTL: an expired generation reads 0
-LOCK_SECONDS = 1.0  # a dead lock holder delays the others by at most LOCK_WAIT_SECONDS
-LOCK_WAIT_SECONDS = 0.1  # then they read the database themselves
+# Others wait while the lock is held; one whose holder died delays them this long at most.
+LOCK_SECONDS = 1.0
 LOCK_POLL_SECONDS = 0.005
-_SEPARATOR = b"\n"  # generation, separator, body
+_SEPARATOR = b"\n"  # tag (epoch.generation), separator, body
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class CatalogCache:
         self._redis = redis.asyncio.Redis(connection_pool=self._pool)
         self._flights: dict[str, asyncio.Future[bytes]] = {}
         self._skip_until = 0.0  # monotonic: Redis failed, leave it alone until then
+        self._owed = False  # an invalidation was lost: bump the epoch once Redis is back
 
     async def close(self) -> None:
         await self._pool.disconnect()
@@ -99,6 +102,9 @@ class CatalogCache:
 
     def _product_keys(self, sku: str) -> tuple[str, str]:
         return f"{self._prefix}:gen:product:{sku}", f"{self._prefix}:product:{sku}"
+
+    def _epoch_key(self) -> str:
+        return f"{self._prefix}:epoch"
 
     def _lists_generation_key(self) -> str:
         return f"{self._prefix}:gen:lists"
@@ -148,18 +154,14 @@ class CatalogCache:
         if not self._usable():
             return None
         try:
-            # Bytes: the client is not told to decode responses.
-            values = cast(list[bytes | None], await self._redis.mget(generation_key, key))
+            if self._owed:
+                await self._redis.incr(self._epoch_key())
+                self._owed = False
+            values = await self._redis.mget(self._epoch_key(), generation_key, key)
         except Exception as exc:
             self._failed(exc)
             return None
-        generation, value = values
-        generation = generation or b"0"
-        if value is not None:
-            tag, _, body = value.partition(_SEPARATOR)
-            if tag == generation:
-                return _Lookup(generation, body)
-        return _Lookup(generation, None)
+        return _parse(values)
 
     async def _fill(
         self, generation_key: str, key: str, generation: bytes | None, load: Load
@@ -172,11 +174,27 @@ class CatalogCache:
         lock = f"{self._prefix}:lock:{key}"
         locked = False
         if generation is not None:
-            locked = await self._try(self._redis.set(lock, b"1", nx=True, px=_ms(LOCK_SECONDS)))
-            if not locked:
-                waited = await self._wait_for(generation_key, key)
-                if waited is not None:
-                    return waited
+            # The key again with the lock: another replica may have stored it meanwhile.
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(lock, b"1", nx=True, px=_ms(LOCK_SECONDS))
+            pipe.mget(self._epoch_key(), generation_key, key)
+            try:
+                taken, values = await pipe.execute()
+            except Exception as exc:
+                self._failed(exc)
+                generation = None
+            else:
+                locked = bool(taken)
+                found = _parse(values)
+                if found.body is not None:
+                    if locked:
+                        await self._try(self._redis.delete(lock))
+                    return found.body
+                generation = found.generation
+                if not locked:
+                    waited = await self._wait_for(generation_key, key, lock)
+                    if waited is not None:
+                        return waited
         started = time.monotonic()
         try:
             LOADS.inc()
@@ -196,16 +214,25 @@ class CatalogCache:
             await self._try(pipe.execute())
         return body
 
-    async def _wait_for(self, generation_key: str, key: str) -> bytes | None:
-        """Another replica is reading the database for ``key``: its value, if it comes soon."""
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    async def _wait_for(self, generation_key: str, key: str, lock: str) -> bytes | None:
+        """Another replica holds ``lock`` while it reads the database for ``key``: its value
+        once stored; None when the lock is released without one (a 404) or Redis fails."""
+        deadline = time.monotonic() + LOCK_SECONDS
         while time.monotonic() < deadline:
             await asyncio.sleep(LOCK_POLL_SECONDS)
-            found = await self._lookup(generation_key, key)
-            if found is None:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.mget(self._epoch_key(), generation_key, key)
+            pipe.exists(lock)
+            try:
+                values, held = await pipe.execute()
+            except Exception as exc:
+                self._failed(exc)
                 return None
+            found = _parse(values)
             if found.body is not None:
                 return found.body
+            if not held:
+                return None
         return None
 
     # -- invalidation -----------------------------------------------------------------------
@@ -213,15 +240,23 @@ class CatalogCache:
     async def invalidate(self, skus: frozenset[str]) -> None:
         """Products ``skus`` changed: their values and every list page's stop matching now.
         Never raises; while Redis is away it is skipped (the TTL bounds what is left)."""
-        if not self.enabled or not self._usable():
+        if not self.enabled:
+            return
+        if not self._usable():
+            self._owed = True
             return
         pipe = self._redis.pipeline(transaction=False)
+        if self._owed:
+            pipe.incr(self._epoch_key())
         for sku in sorted(skus):
             generation_key, _ = self._product_keys(sku)
             pipe.incr(generation_key)
             pipe.expire(generation_key, GENERATION_TTL_SECONDS)
         pipe.incr(self._lists_generation_key())
-        await self._try(pipe.execute())
+        if await self._try(pipe.execute()):
+            self._owed = False
+        else:
+            self._owed = True
 
     # -- Redis health -----------------------------------------------------------------------
 
@@ -245,6 +280,17 @@ class CatalogCache:
         except Exception as exc:
             self._failed(exc)
             return False
+
+
+def _parse(values: Any) -> _Lookup:
+    """The answer to MGET epoch, generation, value (bytes: the client does not decode)."""
+    generation = (values[0] or b"0") + b"." + (values[1] or b"0")
+    value: bytes | None = values[2]
+    if value is not None:
+        tag, _, body = value.partition(_SEPARATOR)
+        if tag == generation:
+            return _Lookup(generation, body)
+    return _Lookup(generation, None)
 
 
 def _ms(seconds: float) -> int:
