@@ -291,9 +291,9 @@ def targets(
             report.Target(
                 "catalog cache: Postgres CPU per read",
                 f"≤ {CACHE_POSTGRES_CPU_SHARE:.0%} of the cache off",
-                f"{cpu_on:.3f} vs {cpu_off:.3f} ms ({cpu_on / cpu_off:.0%})"
+                f"{cpu_on:.4f} vs {cpu_off:.4f} ms ({cpu_on / cpu_off:.0%})"
                 if cpu_off
-                else f"{cpu_on:.3f} vs {cpu_off:.3f} ms",
+                else f"{cpu_on:.4f} vs {cpu_off:.4f} ms",
                 cpu_off > 0 and cpu_on <= CACHE_POSTGRES_CPU_SHARE * cpu_off,
             )
         )

@@ -42,13 +42,21 @@ async def _backends(db: asyncpg.Connection) -> dict[int, float]:
     return {row["pid"]: memory.cpu_seconds(row["pid"]) for row in rows}
 
 
-def _cache_lookups(platform: BenchPlatform) -> dict[str, float]:
+CACHE_SERIES = {
+    "hit": 'inventory_catalog_cache_lookups_total{result="hit"}',
+    "miss": 'inventory_catalog_cache_lookups_total{result="miss"}',
+    "load": "inventory_catalog_cache_loads_total",
+}
+
+
+def _cache_counts(platform: BenchPlatform) -> dict[str, float]:
+    """The cache's counters in inventory's ``/metrics`` (zeros with the cache off)."""
     text = httpx.get(f"{platform.url('inventory')}/metrics", timeout=10).text
-    found = {"hit": 0.0, "miss": 0.0}
+    found = dict.fromkeys(CACHE_SERIES, 0.0)
     for line in text.splitlines():
-        for result in found:
-            if line.startswith(f'inventory_catalog_cache_lookups_total{{result="{result}"}}'):
-                found[result] = float(line.rsplit(" ", 1)[1])
+        for name, series in CACHE_SERIES.items():
+            if line.startswith(series + " "):
+                found[name] = float(line.rsplit(" ", 1)[1])
     return found
 
 
@@ -73,16 +81,15 @@ async def one_run(
     # Warm: the pools filled and (on) the cache holding every page, as in steady state.
     await asyncio.to_thread(run_load, {**spec, "seconds": WARMUP_SECONDS, "warmup": 0})
     inventory_pid = platform.pids()["inventory"]
-    lookups_before = _cache_lookups(platform)
+    counts_before = _cache_counts(platform)
     backends_before, inventory_before = await _backends(db), memory.cpu_seconds(inventory_pid)
     result = await asyncio.to_thread(run_load, {**spec, "seconds": seconds, "warmup": 0})
     backends_after, inventory_after = await _backends(db), memory.cpu_seconds(inventory_pid)
-    lookups_after = _cache_lookups(platform)
+    counts = {k: v - counts_before[k] for k, v in _cache_counts(platform).items()}
     # A backend opened during the run spent all its CPU in it.
     postgres = sum(used - backends_before.get(pid, 0.0) for pid, used in backends_after.items())
     reads = max(result["completed"], 1)
-    hits = lookups_after["hit"] - lookups_before["hit"]
-    looked_up = hits + lookups_after["miss"] - lookups_before["miss"]
+    looked_up = counts["hit"] + counts["miss"]
     label = "on" if on else "off"
     return Figures.of(
         f"catalog cache {label}: gateway anonymous",
@@ -94,7 +101,9 @@ async def one_run(
         extra={
             "postgres_cpu_ms_per_read": postgres * 1000 / reads,
             "inventory_cpu_ms_per_read": (inventory_after - inventory_before) * 1000 / reads,
-            "hit_ratio": hits / looked_up if looked_up else 0.0,
+            "hit_ratio": counts["hit"] / looked_up if looked_up else 0.0,
+            # Database reads per request: the cache's loads, or one per read with it off.
+            "database_reads_per_read": counts["load"] / reads if on else 1.0,
         },
     )
 
@@ -133,7 +142,7 @@ async def cache_rows(
                 print(
                     f"{figures.scenario}: {figures.rate:,.0f} req/s, p50 {figures.p50:.2f} ms,"
                     f" p99 {figures.p99:.2f} ms, "
-                    + ", ".join(f"{k} {v:.3f}" for k, v in figures.extra.items())
+                    + ", ".join(f"{k} {v:.4f}" for k, v in figures.extra.items())
                 )
                 runs[on].append(figures)
     finally:
@@ -152,8 +161,9 @@ def cpu_note(rows: list[Figures]) -> str | None:
         return None
     return (
         "Catalog cache, per read through the gateway (medians): Postgres CPU "
-        f"{on.extra['postgres_cpu_ms_per_read']:.3f} ms on vs "
-        f"{off.extra['postgres_cpu_ms_per_read']:.3f} ms off; inventory CPU "
+        f"{on.extra['postgres_cpu_ms_per_read']:.4f} ms on vs "
+        f"{off.extra['postgres_cpu_ms_per_read']:.4f} ms off (database reads per request "
+        f"{on.extra['database_reads_per_read']:.4f} vs 1); inventory CPU "
         f"{on.extra['inventory_cpu_ms_per_read']:.3f} ms vs "
         f"{off.extra['inventory_cpu_ms_per_read']:.3f} ms; hit ratio "
         f"{on.extra['hit_ratio']:.1%}."
