@@ -22,6 +22,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory import worker
+from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings
 from inventory.events import ProcessedEvent
 from inventory.handlers import RESERVATIONS_CONSUMER, STOCK_ALERTS_CONSUMER
@@ -510,3 +511,33 @@ def test_the_cache_key_prefix_follows_the_broker_namespace(settings: InventorySe
     assert settings.model_copy(update={"broker_namespace": ""}).catalog_cache_prefix == (
         "commerce:default:catalog"
     )
+
+
+# -- the cache alone, over the real Redis: reads racing an invalidation ----------------------
+
+
+async def test_a_body_read_before_an_invalidation_and_stored_after_it_is_never_served(
+    settings: InventorySettings, sku: str
+) -> None:
+    cache = CatalogCache(cached(settings))
+    release = asyncio.Event()
+
+    async def read_before_the_write() -> bytes:
+        await release.wait()
+        return b'{"old": true}'
+
+    async def read_after_the_write() -> bytes:
+        return b'{"new": true}'
+
+    try:
+        slow = asyncio.create_task(cache.product(sku, read_before_the_write))
+        await asyncio.sleep(0.05)  # its generation read, its database read under way
+        await cache.invalidate(frozenset({sku}))
+        # Not joined to the read under way: that one began before the write.
+        assert await cache.product(sku, read_after_the_write) == b'{"new": true}'
+        release.set()
+        assert await slow == b'{"old": true}'  # its caller, who asked before the write
+        # Stored after the invalidation, but tagged with the generation before it: a miss.
+        assert await cache.product(sku, read_after_the_write) == b'{"new": true}'
+    finally:
+        await cache.close()

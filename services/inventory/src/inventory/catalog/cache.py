@@ -91,7 +91,7 @@ class CatalogCache:
             socket_connect_timeout=timeout,
         )
         self._redis = redis.asyncio.Redis(connection_pool=self._pool)
-        self._flights: dict[str, asyncio.Future[bytes]] = {}
+        self._flights: dict[tuple[str, bytes | None], asyncio.Future[bytes]] = {}
         self._skip_until = 0.0  # monotonic: Redis failed, leave it alone until then
         self._owed = False  # an invalidation was lost: bump the epoch once Redis is back
 
@@ -134,16 +134,19 @@ class CatalogCache:
             HITS.inc()
             return found.body
         MISSES.inc()
-        flight = self._flights.get(key)
+        generation = found.generation if found is not None else None
+        # By key and the generation seen: a request that saw a newer one (a write committed
+        # meanwhile) must not be given the older read still under way.
+        flight_key = (key, generation)
+        flight = self._flights.get(flight_key)
         if flight is None:
-            generation = found.generation if found is not None else None
             flight = asyncio.ensure_future(self._fill(generation_key, key, generation, load))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._landed(key, done))
+            self._flights[flight_key] = flight
+            flight.add_done_callback(lambda done: self._landed(flight_key, done))
         # Shielded: a caller that goes away must not cancel the read the others wait for.
         return await asyncio.shield(flight)
 
-    def _landed(self, key: str, flight: asyncio.Future[bytes]) -> None:
+    def _landed(self, key: tuple[str, bytes | None], flight: asyncio.Future[bytes]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
         if not flight.cancelled():
