@@ -40,7 +40,7 @@ migrate: db ## Apply every service's migrations
 
 # Settings default to production (placeholder secrets and development keys refused): the
 # targets that run the shop on this machine say development, unless the environment says else.
-check-servers db migrate seed dev: export COMMERCE_ENVIRONMENT ?= development
+check-servers db migrate seed dev bench soak: export COMMERCE_ENVIRONMENT ?= development
 
 DEV_ADMIN_EMAIL ?= admin@example.com
 DEV_ADMIN_PASSWORD ?= correct-horse-battery-staple

@@ -6,7 +6,9 @@ separate process on 127.0.0.1, every run bounded in time:
 
 1. pgbench with the reservation transaction (the database's limit);
 2. catalog reads: the inventory service direct, nginx in front of it, the gateway
-   anonymous and with a bearer token (``--rounds`` rounds interleaved; medians);
+   anonymous and with a bearer token (``--rounds`` rounds interleaved; medians); then
+   through the gateway with inventory's catalog cache on and off (``--catalog-cache-rounds``
+   interleaved pairs; Postgres CPU per read);
 3. order placement through the gateway at saturation and at a fixed offered rate;
 4. the mixed storefront journey with Locust;
 5. a soak (``--soak-seconds``) at a moderate mixed load, sampling every process's memory.
@@ -26,7 +28,17 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.shop import catalog, journey, machine, memory, orders, profiling, references, report
+from bench.shop import (
+    catalog,
+    catalog_cache,
+    journey,
+    machine,
+    memory,
+    orders,
+    profiling,
+    references,
+    report,
+)
 from bench.shop.runner import run_load
 from bench.shop.seed import Catalog, reader, seed
 from bench.shop.stack import BenchPlatform, running_platform
@@ -37,6 +49,7 @@ CONFIRMED_PER_SECOND = 250.0
 POST_P99_MS = 50.0
 SAGA_P99_MS = 250.0
 GATEWAY_SHARE_OF_NGINX = 0.60
+CACHE_POSTGRES_CPU_SHARE = 0.5  # the catalog cache at least halves Postgres's CPU per read
 MEMORY_GROWTH = 0.10
 
 
@@ -45,6 +58,12 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="each catalog run")
     parser.add_argument("--rounds", type=int, default=2, help="catalog rounds (medians)")
     parser.add_argument("--catalog-connections", type=int, default=32)
+    parser.add_argument(
+        "--catalog-cache-rounds",
+        type=int,
+        default=2,
+        help="interleaved pairs of catalog runs with inventory's cache on and off (each --seconds)",
+    )
     parser.add_argument("--order-seconds", type=float, default=20.0)
     parser.add_argument("--order-connections", type=int, default=32)
     parser.add_argument(
@@ -68,7 +87,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=16)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument(
-        "--only", default="", help="comma-separated subset: pgbench,catalog,orders,journey,soak"
+        "--only",
+        default="",
+        help="comma-separated subset: pgbench,catalog,catalog-cache,orders,journey,soak",
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy every process during the saturation run, into DIR"
@@ -262,6 +283,28 @@ def targets(
                 share >= GATEWAY_SHARE_OF_NGINX,
             )
         )
+    on = by.get("catalog cache on: gateway anonymous")
+    off = by.get("catalog cache off: gateway anonymous")
+    if on and off:
+        cpu_on, cpu_off = (r.extra["postgres_cpu_ms_per_read"] for r in (on, off))
+        found.append(
+            report.Target(
+                "catalog cache: Postgres CPU per read",
+                f"≤ {CACHE_POSTGRES_CPU_SHARE:.0%} of the cache off",
+                f"{cpu_on:.4f} vs {cpu_off:.4f} ms ({cpu_on / cpu_off:.0%})"
+                if cpu_off
+                else f"{cpu_on:.4f} vs {cpu_off:.4f} ms",
+                cpu_off > 0 and cpu_on <= CACHE_POSTGRES_CPU_SHARE * cpu_off,
+            )
+        )
+        found.append(
+            report.Target(
+                "catalog cache: req/s",
+                "not lower than the cache off",
+                f"{on.rate:,.0f} vs {off.rate:,.0f} req/s",
+                on.rate >= off.rate,
+            )
+        )
     if soaked:
         worst = max(soaked.items(), key=lambda item: item[1][2])
         found.append(
@@ -280,6 +323,7 @@ def main() -> None:
     only = set(filter(None, options.only.split(","))) or {
         "pgbench",
         "catalog",
+        "catalog-cache",
         "orders",
         "journey",
         "soak",
@@ -298,6 +342,20 @@ def main() -> None:
         seeded = asyncio.run(seed(platform, customers=options.customers))
         if "catalog" in only:
             result.rows += catalog_rows(platform, seeded, options)
+        if "catalog-cache" in only and options.catalog_cache_rounds:
+            cached = asyncio.run(
+                catalog_cache.cache_rows(
+                    platform,
+                    catalog_cache.read_urls(platform.gateway, seeded.skus),
+                    rounds=options.catalog_cache_rounds,
+                    connections=options.catalog_connections,
+                    seconds=options.seconds,
+                )
+            )
+            result.rows += cached
+            note = catalog_cache.cpu_note(cached)
+            if note:
+                result.notes.append(note)
         if "orders" in only:
             result.rows += asyncio.run(order_rows(platform, seeded, options))
         if "journey" in only:

@@ -23,6 +23,16 @@ class InventorySettings(CursorSettings):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     # How long public catalog reads may be cached by browsers and shared caches.
     catalog_cache_max_age_seconds: int = Field(default=30, ge=0)
+    # The shared catalog cache in Redis (inventory.catalog.cache): off, every read goes to
+    # the database and Redis is never contacted.
+    catalog_cache_enabled: bool = True
+    # A cached product or list page (and its `available`) is never older than this: the
+    # TTL, counted from the database read, backing up the invalidation after each write.
+    catalog_cache_freshness_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Per Redis call; a slower or failing Redis sends reads to the database, and is left
+    # alone for catalog_cache_retry_seconds before it is tried again.
+    catalog_cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    catalog_cache_retry_seconds: float = Field(default=1.0, gt=0)
     # A reservation not committed within this time is released by the worker's sweeper.
     reservation_ttl_seconds: int = Field(default=900, ge=1)
     sweeper_interval_seconds: float = Field(default=5.0, gt=0)
@@ -34,6 +44,11 @@ class InventorySettings(CursorSettings):
     media_max_bytes: int = Field(default=10 * 1_048_576, ge=1)
     media_sweep_interval_seconds: float = Field(default=300.0, gt=0)
     media_sweep_grace_seconds: float = Field(default=900.0, ge=0)
+
+    @property
+    def catalog_cache_prefix(self) -> str:
+        """Redis key prefix: test runs and deployments sharing one Redis never collide."""
+        return f"commerce:{self.broker_namespace or 'default'}:catalog"
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from inventory.catalog import staleness
+from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings, get_settings
 from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
@@ -26,6 +28,10 @@ async def run(
     """Run until ``stop`` is set (or a signal arrives)."""
     stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
+    # Reservations, commits, releases and expiries change what catalog reads show: each
+    # transaction's commit invalidates the products it touched (inventory.catalog.staleness).
+    cache = CatalogCache(settings)
+    staleness.attach(engine, cache.invalidate)
     sessionmaker = create_sessionmaker(engine)
     sweepers = [
         asyncio.create_task(
@@ -49,6 +55,8 @@ async def run(
     finally:
         stop.set()  # also when the worker failed: the sweepers must not outlive it
         await asyncio.gather(*sweepers)
+        staleness.detach(engine)
+        await cache.close()
         await engine.dispose()
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel
 
-from inventory.catalog import service
+from inventory.catalog import public, service
 from inventory.catalog.schemas import (
     SKU_PATTERN,
     ProductCreate,
@@ -18,10 +18,12 @@ from inventory.catalog.schemas import (
 )
 from inventory.deps import (
     AdminDep,
+    CatalogCacheDep,
     CursorQuery,
     LimitQuery,
     OptionalPrincipalDep,
     SessionDep,
+    SessionmakerDep,
     SettingsDep,
 )
 from shared.auth import Principal
@@ -69,23 +71,40 @@ def _json(model: BaseModel, *, status_code: int = 200, headers: dict[str, str]) 
 @router.get("", response_model=ProductPage, responses=problem_responses(400))
 async def list_products(
     session: SessionDep,
+    sessionmaker: SessionmakerDep,
     settings: SettingsDep,
+    catalog_cache: CatalogCacheDep,
     principal: OptionalPrincipalDep,
     limit: LimitQuery = 20,
     cursor: CursorQuery = None,
     q: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
 ) -> Response:
     """Products in sku order; admins also see inactive ones."""
-    page = await service.list_products(
-        session=session,
-        settings=settings,
-        limit=limit,
-        cursor=cursor,
-        text=q,
-        include_inactive=principal is not None and principal.is_admin,
-    )
+    if principal is not None and principal.is_admin:
+        page = await service.list_products(
+            session=session,
+            settings=settings,
+            limit=limit,
+            cursor=cursor,
+            text=q,
+            include_inactive=True,
+        )
+        body = page.model_dump_json().encode()
+    else:
+        # The same page for every caller who is not an admin: shared through the cache.
+        public.check_cursor(settings, cursor)
+        body = await catalog_cache.page(
+            limit,
+            cursor,
+            q,
+            lambda: public.page_body(sessionmaker, settings, limit=limit, cursor=cursor, text=q),
+        )
     cache = _cache_control(principal, settings.catalog_cache_max_age_seconds)
-    return _json(page, headers={"Cache-Control": cache, "Vary": "Authorization"})
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"Cache-Control": cache, "Vary": "Authorization"},
+    )
 
 
 @router.get(
@@ -99,14 +118,18 @@ async def list_products(
 async def read_product(
     sku: SkuPath,
     session: SessionDep,
+    sessionmaker: SessionmakerDep,
     settings: SettingsDep,
+    catalog_cache: CatalogCacheDep,
     principal: OptionalPrincipalDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    product = await service.get_product(
-        session=session, sku=sku, include_inactive=principal is not None and principal.is_admin
-    )
-    body = product.model_dump_json().encode()
+    if principal is not None and principal.is_admin:
+        product = await service.get_product(session=session, sku=sku, include_inactive=True)
+        body = product.model_dump_json().encode()
+    else:
+        # The same body for every caller who is not an admin: shared through the cache.
+        body = await catalog_cache.product(sku, lambda: public.product_body(sessionmaker, sku))
     etag = _strong_etag(body)
     headers = {
         "ETag": etag,

@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.catalog import repository
+from inventory.catalog import repository, staleness
 from inventory.catalog.exceptions import ProductNotFound, SkuTaken, WrongCurrency
 from inventory.catalog.models import Product
 from inventory.catalog.schemas import (
@@ -94,6 +94,7 @@ async def create_product(
             await session.flush()
         except IntegrityError:
             raise SkuTaken(data.sku) from None
+        staleness.mark_stale(session, [data.sku])  # list pages show it from now on
         # A new product starts with its alarm in the state its stock implies: creation is
         # not a crossing, so it emits no stock_low of its own.
         session.add(
@@ -140,6 +141,7 @@ async def update_product(
         product = await repository.get(session, sku=sku, for_update=True)
         if product is None:
             raise ProductNotFound(sku)
+        staleness.mark_stale(session, [sku])
         replicated_before = (product.name, product.price_amount, product.active)
         before = (*replicated_before, product.description, product.reorder_point)
         if changes.name is not None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.catalog import repository as catalog_repository
+from inventory.catalog import staleness
 from inventory.catalog.exceptions import ProductNotFound
 from inventory.media import repository
 from inventory.media.exceptions import ACCEPTED_TYPES, MediaNotFound, UnsupportedMediaType
@@ -69,6 +70,7 @@ async def upload(
             )
             session.add(media)
             await session.flush()
+            staleness.mark_stale(session, [sku])  # the product's `images` changed
     finally:
         storage.discard(staged)  # gone already once published
     return media_out(media)
@@ -92,6 +94,7 @@ async def delete_media(
             raise MediaNotFound()
         sha256 = media.sha256
         await repository.delete_one(session, media_id=media_id)
+        staleness.mark_stale(session, [sku])  # the product's `images` changed
     await remove_if_unreferenced(session=session, storage=storage, sha256=sha256)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.catalog.models import Product
+from inventory.catalog.staleness import mark_stale
 from inventory.stock.models import (
     MovementKind,
     ReservationStatus,
@@ -95,6 +96,9 @@ async def low_stock_page(
 async def record_movements(session: AsyncSession, movements: Sequence[Movement]) -> None:
     if not movements:
         return
+    # Every change of a stock level is recorded as a movement: the products' `available`
+    # in cached catalog reads is stale once this commits.
+    mark_stale(session, {m.sku for m in movements})
     await session.execute(
         insert(StockMovement),
         [
@@ -364,6 +368,7 @@ async def reserve_stock(
     """Reserve ``quantities`` (per sku, rows locked) for the order: its lines, the stock
     levels with their new alarm state, and one ``reservation`` movement per sku."""
     skus = sorted(quantities)
+    mark_stale(session, skus)
     db = await driver_connection(session)
     await db.execute(
         RESERVE_STOCK,
@@ -562,6 +567,7 @@ async def write_run(
 ) -> None:
     """Apply ``changes`` (one per sku, rows locked), insert the new reservations' ``lines``,
     record ``movements`` and set the (locked) reservations' ``statuses``, together."""
+    mark_stale(session, [c.sku for c in changes])
     db = await driver_connection(session)
     await db.execute(
         WRITE_RUN,
