@@ -191,6 +191,7 @@ def test_every_overlay_renders_with_kubectl_kustomize(overlay: str) -> None:
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
+        "PersistentVolumeClaim",
     }
 
 
