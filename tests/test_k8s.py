@@ -45,6 +45,9 @@ KUSTOMIZE_V2_FIELDS = {
 }
 APIS = ("gateway", "inventory", "orders", "payments")
 WORKERS = ("inventory-worker", "orders-worker", "payments-worker")
+# The static shop (docs/storefront.md): nginx, none of our Python processes or settings.
+STOREFRONT = "storefront"
+STOREFRONT_DOCKERFILE = ROOT / "infra" / "storefront.Dockerfile"
 DATA_NAMESPACE = "commerce-data"
 SCRAPER = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
 INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
@@ -104,6 +107,11 @@ def _workloads(objects: tuple[Object, ...]) -> Iterator[tuple[str, Object, Objec
             spec = o["spec"]["template"]["spec"]
             for container in spec["containers"]:
                 yield o["metadata"]["name"], spec, container
+
+
+def _processes(objects: tuple[Object, ...]) -> Iterator[tuple[str, Object, Object]]:
+    """The workloads running our Python processes: every one but the storefront's nginx."""
+    return ((n, s, c) for n, s, c in _workloads(objects) if n != STOREFRONT)
 
 
 def _service_of(workload: str) -> Service:
@@ -183,6 +191,7 @@ def test_every_overlay_renders_with_kubectl_kustomize(overlay: str) -> None:
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
+        "PersistentVolumeClaim",
     }
 
 
@@ -217,7 +226,7 @@ def test_every_object_lands_in_the_overlays_namespace(objects: tuple[Object, ...
 def test_one_deployment_per_process_and_one_migration_job_per_service(
     objects: tuple[Object, ...],
 ) -> None:
-    assert set(_of_kind(objects, "Deployment")) == {*APIS, *WORKERS}
+    assert set(_of_kind(objects, "Deployment")) == {*APIS, *WORKERS, STOREFRONT}
     assert set(_of_kind(objects, "Job")) == {f"{name}-migrate" for name in APIS}
     compose_apps = {
         name for name, d in _compose()["services"].items() if "build" in d and name != "migrate"
@@ -228,7 +237,7 @@ def test_one_deployment_per_process_and_one_migration_job_per_service(
 def test_every_variable_of_every_process_is_one_of_its_settings(
     objects: tuple[Object, ...],
 ) -> None:
-    for name, _spec, container in _workloads(objects):
+    for name, _spec, container in _processes(objects):
         service = _service_of(name)
         for key in _environment(objects, container):
             assert _is_setting(key, service), f"{name}: {key} names no setting of {service.name}"
@@ -244,9 +253,15 @@ def test_processes_run_what_compose_runs_with_the_same_settings(
         assert container["command"] == compose[name]["command"], name
         ours = _environment(objects, container)
         theirs: dict[str, str] = compose[name]["environment"]
-        # Compose's development key folder is what production replaces with real keys.
+        # Compose's development key folder is what production replaces with real keys;
+        # its allowed origin is the storefront on :8080, the cluster's is the Ingress host
+        # (test_the_gateway_allows_the_origin_the_ingress_serves_the_storefront_on).
         for key, value in theirs.items():
-            if key in ("COMMERCE_JWT_DEV_KEY_DIR", "COMMERCE_ENVIRONMENT"):
+            if key in (
+                "COMMERCE_JWT_DEV_KEY_DIR",
+                "COMMERCE_ENVIRONMENT",
+                "GATEWAY_CORS_ALLOW_ORIGINS",
+            ):
                 continue
             if key == "COMMERCE_REDIS_URL" and name not in REDIS_USERS:
                 continue
@@ -290,7 +305,7 @@ def test_gateway_routes_reach_the_services_as_in_compose(objects: tuple[Object, 
 def test_each_process_uses_its_own_role_and_broker_user_from_secrets(
     objects: tuple[Object, ...],
 ) -> None:
-    for name, _spec, container in _workloads(objects):
+    for name, _spec, container in _processes(objects):
         service = _service_of(name)
         prefix = service.settings_class.env_prefix()
         environment = _environment(objects, container)
@@ -310,7 +325,7 @@ def test_every_secret_value_comes_from_a_secret_and_is_documented(
     objects: tuple[Object, ...],
 ) -> None:
     documented = (ROOT / "docs" / "kubernetes.md").read_text()
-    for name, _spec, container in _workloads(objects):
+    for name, _spec, container in _processes(objects):
         fields = _service_of(name).settings_class.model_fields
         for key, entry in _environment(objects, container).items():
             field = fields.get(key.split("_", 1)[1].lower())
@@ -327,7 +342,7 @@ def test_every_secret_value_comes_from_a_secret_and_is_documented(
 def test_apps_reach_postgres_through_the_pooler_and_listeners_directly(
     objects: tuple[Object, ...],
 ) -> None:
-    for name, _spec, container in _workloads(objects):
+    for name, _spec, container in _processes(objects):
         host = _environment(objects, container)["COMMERCE_DB_HOST"]["valueFrom"]
         key = host["configMapKeyRef"]["key"]
         # Relays LISTEN (workers), and migrations run DDL: neither through transaction pooling.
@@ -348,6 +363,11 @@ def test_every_process_has_startup_liveness_and_readiness_probes_on_its_own_port
             probe: (container[probe]["httpGet"]["path"], container[probe]["httpGet"]["port"])
             for probe in ("startupProbe", "livenessProbe", "readinessProbe")
         }
+        if name == STOREFRONT:
+            # nginx has no health endpoints and no metrics: the page itself is the check.
+            assert set(paths.values()) == {("/", "http")}, name
+            assert "annotations" not in deployment["spec"]["template"]["metadata"], name
+            continue
         expected_port = {"gateway": "internal"}.get(name, "probe" if name in WORKERS else "http")
         assert paths == {
             "startupProbe": ("/health/live", expected_port),
@@ -405,16 +425,23 @@ def test_every_container_has_requests_and_limits(objects: tuple[Object, ...]) ->
         for resource in ("cpu", "memory"):
             assert resource in resources["requests"], name
             assert resource in resources["limits"], name
-        # One Python thread per process: it cannot use more than a core.
+        # One Python thread per process (one nginx worker: infra/storefront.Dockerfile): it
+        # cannot use more than a core.
         assert resources["limits"]["cpu"] == "1", name
 
 
 def test_every_pod_runs_restricted(objects: tuple[Object, ...]) -> None:
     dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
+    storefront_dockerfile = STOREFRONT_DOCKERFILE.read_text()
     for name, spec, container in _workloads(objects):
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True, name
-        assert f"--uid {pod['runAsUser']}" in dockerfile, name
+        if name == STOREFRONT:
+            # The user the image's last USER line names (nginx-unprivileged's).
+            users = re.findall(r"^USER (\S+)$", storefront_dockerfile, re.MULTILINE)
+            assert users[-1] == str(pod["runAsUser"]), name
+        else:
+            assert f"--uid {pod['runAsUser']}" in dockerfile, name
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
         assert spec["automountServiceAccountToken"] is False, name
         # Service links would set ORDERS_PORT=tcp://... in every pod: a setting's name.
@@ -426,6 +453,13 @@ def test_every_pod_runs_restricted(objects: tuple[Object, ...]) -> None:
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
         assert "emptyDir" in volumes[mounts["/tmp"]], name
+        # Whatever else is mounted is an emptyDir, a ConfigMap read-only, or the media volume.
+        for path, volume in mounts.items():
+            kind = next(key for key in volumes[volume] if key != "name")
+            assert kind in ("emptyDir", "configMap", "persistentVolumeClaim"), (name, path)
+            if kind == "configMap":
+                mount = next(m for m in container["volumeMounts"] if m["mountPath"] == path)
+                assert mount.get("readOnly") is True, (name, path)
 
 
 def test_each_deployment_has_a_budget_a_spread_and_the_apis_an_autoscaler(
@@ -529,6 +563,11 @@ def test_pods_reach_only_dns_the_data_stores_and_the_gateway_the_services(
             for policy in policies
         )
         assert reaches_redis == (name in REDIS_USERS), name
+    # The storefront calls nothing (the browser calls the API): DNS only.
+    for policy in policies:
+        if _selects(policy["spec"]["podSelector"], pods[STOREFRONT]):
+            for rule in policy["spec"].get("egress", []):
+                assert {port["port"] for port in rule["ports"]} == DNS_PORTS
     # The gateway has no broker user, so no way to the broker either.
     for policy in policies:
         for rule in policy["spec"].get("egress", []):
@@ -561,6 +600,7 @@ def test_only_the_gateway_and_the_scraper_reach_our_pods(objects: tuple[Object, 
     scraper = (SCRAPER[0], "app.kubernetes.io/name")
     controller = (INGRESS_CONTROLLER[0], "app.kubernetes.io/name")
     assert reached["gateway"] == {scraper, controller}
+    assert reached[STOREFRONT] == {controller}
     for name in ("inventory", "orders", "payments"):
         assert reached[name] == {("ours", "gateway"), scraper}, name
     for name in WORKERS:
@@ -569,15 +609,69 @@ def test_only_the_gateway_and_the_scraper_reach_our_pods(objects: tuple[Object, 
         assert reached[name] == set(), name
 
 
-def test_one_ingress_to_the_gateways_public_port(objects: tuple[Object, ...]) -> None:
+def test_one_ingress_on_one_host_the_api_to_the_gateway_the_rest_to_the_storefront(
+    objects: tuple[Object, ...],
+) -> None:
     ingresses = _of_kind(objects, "Ingress")
     assert list(ingresses) == ["gateway"]
-    backends = [
-        path["backend"]["service"]
-        for rule in ingresses["gateway"]["spec"]["rules"]
-        for path in rule["http"]["paths"]
-    ]
-    assert backends == [{"name": "gateway", "port": {"name": "http"}}]
+    # One host: the page and the API are one origin, so SameSite=Strict sends the cookie.
+    (rule,) = ingresses["gateway"]["spec"]["rules"]
+    assert ingresses["gateway"]["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    paths = {path["path"]: path for path in rule["http"]["paths"]}
+    assert {path["pathType"] for path in paths.values()} == {"Prefix"}
+    backends = {name: path["backend"]["service"] for name, path in paths.items()}
+    gateway = {"name": "gateway", "port": {"name": "http"}}
+    assert backends == {
+        "/api": gateway,
+        "/.well-known": gateway,
+        "/": {"name": STOREFRONT, "port": {"name": "http"}},
+    }
+    # Every prefix the gateway forwards is under a path routed to it.
+    gateway_spec = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    environment = _environment(objects, gateway_spec["containers"][0])
+    for prefix in json.loads(environment["GATEWAY_ROUTES"]["value"]):
+        assert prefix.startswith("/api/"), prefix
+    services = _of_kind(objects, "Service")
+    assert [port["targetPort"] for port in services[STOREFRONT]["spec"]["ports"]] == ["http"]
+
+
+def test_the_gateway_allows_the_origin_the_ingress_serves_the_storefront_on(
+    objects: tuple[Object, ...],
+) -> None:
+    (rule,) = _of_kind(objects, "Ingress")["gateway"]["spec"]["rules"]
+    gateway = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    origins = _environment(objects, gateway["containers"][0])["GATEWAY_CORS_ALLOW_ORIGINS"]
+    # The browser sends Origin on every POST; the cookie-borne refresh requires it listed.
+    assert json.loads(origins["value"]) == [f"https://{rule['host']}"]
+
+
+def test_the_storefront_serves_composes_files_with_the_api_on_its_own_origin(
+    objects: tuple[Object, ...],
+) -> None:
+    compose = _compose()["services"][STOREFRONT]
+    (volume,) = compose["volumes"]
+    source, root, _mode = volume.split(":")
+    assert source == "./storefront"
+    # The image holds the same files at the same place (root-owned: nginx cannot change them).
+    dockerfile = STOREFRONT_DOCKERFILE.read_text()
+    assert f"COPY --chown=root:root storefront/ {root}/" in dockerfile
+    assert re.search(r"^FROM nginxinc/nginx-unprivileged:\S+-alpine$", dockerfile, re.MULTILINE)
+    deployment = _of_kind(objects, "Deployment")[STOREFRONT]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    # It takes no settings: nothing of ours is in its environment.
+    assert "env" not in container
+    assert "envFrom" not in container
+    assert "replicas" in deployment["spec"]
+    # config.js is replaced by the ConfigMap's: same keys, the API under the page's origin.
+    (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == f"{root}/config.js")
+    volume_source = next(v for v in spec["volumes"] if v["name"] == mount["name"])["configMap"]
+    config_js = _of_kind(objects, "ConfigMap")[volume_source["name"]]["data"][mount["subPath"]]
+    assert 'apiBase: "/api/v1"' in config_js
+    keys = re.compile(r"^\s+(\w+):", re.MULTILINE)
+    original = (ROOT / "storefront" / "config.js").read_text()
+    assert set(keys.findall(config_js)) == set(keys.findall(original))
 
 
 # -- migrations and the roll-out -------------------------------------------------------------
@@ -598,8 +692,9 @@ def test_each_migration_job_upgrades_its_own_schema(objects: tuple[Object, ...])
 
 
 def _first_apply_selects(labels: dict[str, str]) -> bool:
-    """deploy.sh's first apply: whatever is neither api, worker nor gateway."""
-    return labels.get("app.kubernetes.io/component") not in ("api", "worker", "gateway")
+    """deploy.sh's first apply: whatever is neither api, worker, gateway nor storefront."""
+    components = ("api", "worker", "gateway", "storefront")
+    return labels.get("app.kubernetes.io/component") not in components
 
 
 def test_deploy_migrates_before_any_pod_of_the_new_version_starts(
@@ -607,23 +702,74 @@ def test_deploy_migrates_before_any_pod_of_the_new_version_starts(
 ) -> None:
     script = (K8S / "deploy.sh").read_text()
     first = (
-        'kubectl apply -k "$overlay" -l "app.kubernetes.io/component notin (api,worker,gateway)"'
+        'kubectl apply -k "$overlay" -l '
+        '"app.kubernetes.io/component notin (api,worker,gateway,storefront)"'
     )
     wait = "wait --for=condition=complete job"
     everything = 'kubectl apply -k "$overlay"\n'
     assert script.index(first) < script.index(wait) < script.index(everything)
     for o in objects:
         labels = o["metadata"].get("labels", {})
-        if o["kind"] in ("Job", "ConfigMap", "Namespace", "NetworkPolicy"):
+        # The media volume's claim too: it provisions while the migrations run.
+        if o["kind"] in ("Job", "ConfigMap", "Namespace", "NetworkPolicy", "PersistentVolumeClaim"):
             assert _first_apply_selects(labels), o["metadata"]["name"]
         else:
             assert not _first_apply_selects(labels), o["metadata"]["name"]
 
 
-def test_every_container_runs_the_one_image(objects: tuple[Object, ...]) -> None:
-    images = {container["image"] for _name, _spec, container in _workloads(objects)}
+def test_every_process_runs_the_one_image_and_the_storefront_its_own(
+    objects: tuple[Object, ...],
+) -> None:
+    images = {container["image"] for _name, _spec, container in _processes(objects)}
     assert len(images) == 1
-    assert not next(iter(images)).endswith(":latest")
+    (image,) = images
+    ((_name, _spec, storefront),) = (w for w in _workloads(objects) if w[0] == STOREFRONT)
+    # Released together: the same tag, never a moving one.
+    tag = image.rsplit(":", 1)[1]
+    assert storefront["image"].rsplit(":", 1)[1] == tag
+    assert storefront["image"] != image
+    assert tag != "latest"
+
+
+# -- product media ----------------------------------------------------------------------------
+
+
+def test_inventorys_app_and_worker_share_one_read_write_many_media_volume(
+    objects: tuple[Object, ...],
+) -> None:
+    compose = _compose()["services"]
+    claims = _of_kind(objects, "PersistentVolumeClaim")
+    used = set()
+    for name in ("inventory", "inventory-worker"):
+        spec = _of_kind(objects, "Deployment")[name]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        root = _environment(objects, container)["INVENTORY_MEDIA_ROOT"]["value"]
+        # Mounted where Compose mounts its media volume, writable, on a claim.
+        assert f"media:{root}" in compose[name]["volumes"], name
+        (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == root)
+        assert not mount.get("readOnly", False), name
+        (volume,) = (v for v in spec["volumes"] if v["name"] == mount["name"])
+        used.add(volume["persistentVolumeClaim"]["claimName"])
+        # Files written on the volume stay the process's group's, whoever provisioned it.
+        assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
+    # One claim for both, on every node at once: replicas on other nodes see every image.
+    (claim,) = used
+    assert claims[claim]["spec"]["accessModes"] == ["ReadWriteMany"]
+    # Nothing else mounts it: the other processes have no business with product images.
+    for name, spec, _container in _workloads(objects):
+        claimed = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in spec["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        assert claimed == (used if name in ("inventory", "inventory-worker") else set()), name
+
+
+def test_production_names_a_storage_class_for_the_media_volume() -> None:
+    if _kubectl() is None:
+        pytest.skip("kubectl is not installed: make k8s-check installs Debian's kubernetes-client")
+    (claim,) = _of_kind(_rendered("production"), "PersistentVolumeClaim").values()
+    assert claim["spec"]["storageClassName"], "the cluster's ReadWriteMany class"
 
 
 # -- expand, then contract (docs/kubernetes.md) ------------------------------------------------

@@ -3,7 +3,8 @@
 #   infra/k8s/deploy.sh infra/k8s/overlays/production
 # 1. delete the previous release's migration Jobs (a Job's pod template cannot change);
 # 2. apply what the migrations need and the Jobs, nothing that runs the new version (the
-#    namespace, ConfigMaps, NetworkPolicies: whatever is neither api, worker nor gateway),
+#    namespace, ConfigMaps, NetworkPolicies, the media volume's claim: whatever is neither
+#    api, worker, gateway nor storefront),
 #    and wait until every Job completed:
 #    the schema is migrated while the old pods still serve (expand/contract keeps them working);
 # 3. apply everything: the Deployments roll one pod at a time (maxUnavailable 0), each new pod
@@ -17,7 +18,7 @@ namespace=$(kubectl kustomize "$overlay" | awk '$1 == "namespace:" { print $2; e
 migration=app.kubernetes.io/component=migration
 
 kubectl -n "$namespace" delete job -l "$migration" --ignore-not-found --wait=true
-kubectl apply -k "$overlay" -l "app.kubernetes.io/component notin (api,worker,gateway)"
+kubectl apply -k "$overlay" -l "app.kubernetes.io/component notin (api,worker,gateway,storefront)"
 kubectl -n "$namespace" wait --for=condition=complete job -l "$migration" --timeout="$timeout"
 kubectl apply -k "$overlay"
 for deployment in $(kubectl -n "$namespace" get deployment -o name); do
