@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ e2e-browser: check-servers chromium ## The storefront in headless Chromium again
 contracts: $(STAMP) ## Rewrite the OpenAPI and event schema snapshots on purpose, then run the contract tests
 	$(BIN)/python -m tests.contract.update
 	$(BIN)/pytest -m contracts tests $(PYTEST_ARGS)
+
+openapi: $(STAMP) ## Write the gateway's merged OpenAPI (what /openapi.json serves) to docs/openapi.json, for client generators
+	$(BIN)/python -m tests.contract.merged
 
 fuzz: check-servers ## Schemathesis against the gateway's merged OpenAPI, authenticated, all phases
 	$(BIN)/pytest -m fuzz tests $(PYTEST_ARGS)

@@ -108,6 +108,26 @@ def document_gateway_answers(document: dict[str, Any], proxied: list[str]) -> di
     return document
 
 
+def merged_document(
+    own: dict[str, Any], upstreams: list[tuple[str, list[str], dict[str, Any]]]
+) -> dict[str, Any]:
+    """The gateway's ``own`` document with each upstream's ``(origin, prefixes, document)``
+    merged in, as ``/openapi.json`` serves it; pure, so ``make openapi`` builds the same
+    document without a running service. ``own`` is not changed."""
+    merged = copy.deepcopy(own)
+    merged["info"]["description"] = (
+        "The whole public API of the shop, through the gateway. Authenticate with "
+        "`POST /api/v1/auth/token` and send `Authorization: Bearer <access_token>`."
+    )
+    for origin, prefixes, document in upstreams:
+        service = str(document.get("info", {}).get("title", origin)).lower()
+        merge_documents(merged, document, prefixes, service.replace(" ", "-"))
+    schemes = merged.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes.setdefault("HTTPBearer", BEARER_SCHEME)
+    proxied = [prefix for _, prefixes, _ in upstreams for prefix in prefixes]
+    return document_gateway_answers(merged, proxied)
+
+
 class MergedOpenAPI:
     def __init__(self, app: FastAPI, runtime: GatewayRuntime) -> None:
         self.app = app
@@ -133,24 +153,15 @@ class MergedOpenAPI:
         async with self._lock:
             if self._document is not None and time.monotonic() < self._expires:
                 return self._document
-            merged = copy.deepcopy(self.app.openapi())
-            merged["info"]["description"] = (
-                "The whole public API of the shop, through the gateway. Authenticate with "
-                "`POST /api/v1/auth/token` and send `Authorization: Bearer <access_token>`."
-            )
             upstreams = self.runtime.routes.upstreams
             documents = await asyncio.gather(*(self._fetch(origin) for origin in upstreams))
-            complete = True
-            for (origin, prefixes), document in zip(upstreams.items(), documents, strict=True):
-                if document is None:
-                    complete = False
-                    continue
-                service = str(document.get("info", {}).get("title", origin)).lower()
-                merge_documents(merged, document, prefixes, service.replace(" ", "-"))
-            schemes = merged.setdefault("components", {}).setdefault("securitySchemes", {})
-            schemes.setdefault("HTTPBearer", BEARER_SCHEME)
-            proxied = [prefix for prefixes in upstreams.values() for prefix in prefixes]
-            document_gateway_answers(merged, proxied)
+            served = [
+                (origin, prefixes, document)
+                for (origin, prefixes), document in zip(upstreams.items(), documents, strict=True)
+                if document is not None
+            ]
+            complete = len(served) == len(upstreams)
+            merged = merged_document(self.app.openapi(), served)
             self._document = merged
             ttl = self.cache_seconds
             if not complete:
