@@ -2,8 +2,9 @@
 
 Overriding ``platform`` gives every fixture of ``tests/conftest.py`` (the storefront client,
 the admin, products, the database) the replicas: the client talks to the load balancer.
-The tests run only when selected (``make replicas-test``: ``-m replicas``); ``make test``
-skips them, as it would take minutes more.
+The tests marked ``replicas`` run only when selected (``make replicas-test``: ``-m
+replicas``); ``make test`` skips them, as they take minutes more (CI runs them in a step of
+their own), and runs the quick ones here (the supervisor, the generated configuration).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if reason is None:
         return
     for item in items:
-        if str(item.path).startswith(HERE):
+        if item.get_closest_marker("replicas") and str(item.path).startswith(HERE):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
