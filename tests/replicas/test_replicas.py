@@ -4,7 +4,8 @@
   other: every order is accepted, settles, is charged at most once, and the books balance;
 - a rolling restart (SIGTERM, then back in rotation, one replica at a time): no request fails
   at the load balancer, and no message is redelivered into a second effect;
-- the relays, sweepers and reconcilers of both replicas never act twice (counted);
+- the relays, sweepers and reconcilers of both replicas never act twice (counted), and the
+  two inventory sweepers release each expired reservation once;
 - a client's rate limit holds across both gateways, and a token one gateway issued passes
   the other gateway and every service replica.
 """
@@ -213,6 +214,69 @@ async def test_relays_sweepers_and_reconcilers_of_both_replicas_act_once(
         "SELECT order_id, count(*) FROM payments.payments GROUP BY order_id HAVING count(*) > 1"
     )
     assert not charged, [dict(row) for row in charged]
+
+
+SHORT_TTL = {
+    "INVENTORY_RESERVATION_TTL_SECONDS": "6",
+    "INVENTORY_SWEEPER_INTERVAL_SECONDS": "0.5",
+}
+EXPIRED_ORDERS = 8
+EXPIRY_WAIT_SECONDS = 90.0  # bound only: the TTL is 6 s
+
+
+async def _restart(platform: ReplicaPlatform, name: str, env: dict[str, str]) -> None:
+    process = platform.processes[name]
+    process.env = env
+    await asyncio.to_thread(process.stop)
+    await asyncio.to_thread(platform.restart_replica, name)
+
+
+async def test_both_inventory_sweepers_release_each_expired_reservation_once(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    """Payments is away, so reservations outlive a short TTL; the sweepers of both inventory
+    workers race for them, and each is released once."""
+    sweepers = platform.names("inventory-worker")
+    originals = {name: platform.processes[name].env for name in sweepers}
+    payments = platform.names("payments-worker")
+    try:
+        for name in sweepers:
+            await _restart(platform, name, {**originals[name], **SHORT_TTL})
+        for name in payments:
+            await asyncio.to_thread(platform.processes[name].stop)
+        await stream.place(EXPIRED_ORDERS, pause=0.1)
+        ids = [placed.order_id for placed in stream.placed]
+        # Released by a sweeper (reason "expired"; the reservation then ends expired, or
+        # cancelled once the orders saga has cancelled the order it learnt had expired).
+        deadline = time.monotonic() + EXPIRY_WAIT_SECONDS
+        released = 0
+        while time.monotonic() < deadline:
+            released = await db.fetchval(
+                "SELECT count(DISTINCT reference) FROM inventory.stock_movements"
+                " WHERE kind = 'release' AND reason = 'expired' AND reference = ANY($1::text[])",
+                ids,
+            )
+            if released == len(ids):
+                break
+            await asyncio.sleep(0.5)
+        assert released == len(ids), f"{released} of {len(ids)} reservations released"
+    finally:
+        for name in payments:
+            if not platform.processes[name].running:
+                await asyncio.to_thread(platform.restart_replica, name)
+        for name in sweepers:
+            await _restart(platform, name, originals[name])
+
+    releases = await db.fetch(
+        "SELECT reference, sku, count(*) AS n FROM inventory.stock_movements"
+        " WHERE kind = 'release' AND reference = ANY($1::text[]) GROUP BY reference, sku",
+        ids,
+    )
+    assert len(releases) == EXPIRED_ORDERS, "every expired reservation was released"
+    assert all(row["n"] == 1 for row in releases), [dict(row) for row in releases]
+    # Payments back: the late payments are confirmed (stock taken again) or refunded.
+    assert set(await stream.settled()) <= TERMINAL
+    assert_books_balance(await books_of(platform))
 
 
 async def _login(client: httpx.AsyncClient, address: str) -> int:
