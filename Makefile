@@ -12,7 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ migrate: db ## Apply every service's migrations
 
 # Settings default to production (placeholder secrets and development keys refused): the
 # targets that run the shop on this machine say development, unless the environment says else.
-check-servers db migrate seed dev bench soak: export COMMERCE_ENVIRONMENT ?= development
+check-servers db migrate seed dev bench soak replicas: export COMMERCE_ENVIRONMENT ?= development
 
 DEV_ADMIN_EMAIL ?= admin@example.com
 DEV_ADMIN_PASSWORD ?= correct-horse-battery-staple
@@ -62,6 +62,27 @@ dev: seed ## Run the whole shop locally: storefront :8080, gateway :8000, servic
 	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} \
 	  GATEWAY_CORS_ALLOW_ORIGINS=$${GATEWAY_CORS_ALLOW_ORIGINS:-'$(DEV_CORS_ORIGINS)'} \
 	  $(BIN)/honcho -f Procfile start
+
+# Two of every process behind HAProxy (docs/replicas.md): config and Procfile generated into
+# var/replicas, run by a supervisor that restarts a process that exits.
+REPLICAS_DIR := var/replicas
+
+replicas-lb:
+	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || { \
+	  echo "HAProxy is not installed and could not be installed (apt-get install haproxy): make replicas needs it"; exit 1; }
+
+replicas: seed replicas-lb ## Two of every process behind HAProxy on :8000, a replica that dies restarted (docs/replicas.md)
+	@$(BIN)/python -m infra.replicas.generate $(REPLICAS_DIR)
+	@echo ""
+	@echo "  load balancer  http://127.0.0.1:8000  (HAProxy statistics: http://127.0.0.1:8404/stats)"
+	@echo "  replica n      gateway :80n0 (probes :81n0), inventory :80n1, orders :80n2, payments :80n3, workers' probes :81n1-81n3"
+	@echo "  services       through the load balancer: inventory :8001, orders :8002, payments :8003"
+	@echo ""
+	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/python -m infra.replicas.supervisor $(REPLICAS_DIR)/Procfile
+
+replicas-test: check-servers ## Kill, drain and restart replicas under load behind HAProxy, then check the books (~4 min)
+	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || true
+	$(BIN)/pytest -m replicas tests/replicas $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check $(PY_DIRS)

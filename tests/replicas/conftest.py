@@ -1,0 +1,77 @@
+"""Fixtures of the replica tests: the ``platform`` here is two of everything behind HAProxy.
+
+Overriding ``platform`` gives every fixture of ``tests/conftest.py`` (the storefront client,
+the admin, products, the database) the replicas: the client talks to the load balancer.
+The tests marked ``replicas`` run only when selected (``make replicas-test``: ``-m
+replicas``); ``make test`` skips them, as they take minutes more (CI runs them in a step of
+their own), and runs the quick ones here (the supervisor, the generated configuration).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import PLATFORM, ProductFactory
+from tests.harness import database as platform_database
+from tests.harness.load import OrderStream
+from tests.harness.storefront import Storefront
+from tests.harness.topology import delete_namespace
+from tests.replicas.harness import ReplicaPlatform, haproxy_available
+
+HERE = os.path.dirname(__file__)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = "replicas" in (config.option.markexpr or "")
+    reason = None
+    if not selected:
+        reason = "replica tests run with -m replicas (make replicas-test)"
+    elif not haproxy_available():
+        reason = "HAProxy is not installed (apt-get install haproxy): no load balancer"
+    if reason is None:
+        return
+    for item in items:
+        if item.get_closest_marker("replicas") and str(item.path).startswith(HERE):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def platform(
+    database: str,
+    db_init_sql: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
+) -> Iterator[ReplicaPlatform]:
+    """Two of every process and HAProxy, on a database and namespace of their own."""
+    name = f"{database}_replicas"
+    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.replicas"
+    platform_database.prepare(name, db_init_sql)
+    replicas = ReplicaPlatform(
+        database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp("replica-logs")
+    )
+    pytestconfig.stash[PLATFORM] = replicas
+    try:
+        replicas.start()
+        yield replicas
+    finally:
+        replicas.stop()
+        del pytestconfig.stash[PLATFORM]
+        platform_database.run_in_thread(delete_namespace(namespace))
+        if not pytestconfig.getoption("--keep-database"):
+            platform_database.drop(name)
+
+
+SHOPPERS = 8
+PRODUCTS = 4
+STOCK = 120
+
+
+@pytest.fixture
+async def stream(shop: Storefront, product: ProductFactory) -> OrderStream:
+    """Shoppers and products of their own, for a stream of orders through the balancer."""
+    shoppers = [await shop.new_customer() for _ in range(SHOPPERS)]
+    skus = [await product(stock=STOCK) for _ in range(PRODUCTS)]
+    return OrderStream(shop=shop, shoppers=shoppers, skus=skus)

@@ -1,0 +1,339 @@
+"""What only replicas can break: two of every process behind HAProxy (``make replicas``).
+
+- a replica of each kind killed with SIGKILL under a steady stream of orders, one after the
+  other: every order is accepted, settles, is charged at most once, and the books balance;
+- a rolling restart (SIGTERM, then back in rotation, one replica at a time): no request fails
+  at the load balancer, and no message is redelivered into a second effect;
+- the relays, sweepers and reconcilers of both replicas never act twice (counted), and the
+  two inventory sweepers release each expired reservation once;
+- a client's rate limit holds across both gateways, and a token one gateway issued passes
+  the other gateway and every service replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections import Counter
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.faults.conftest import assert_books_balance, assert_each_order_placed_once, books_of
+from tests.harness.load import OrderStream
+from tests.harness.storefront import PASSWORD, Shopper, Storefront
+from tests.replicas.harness import LOGIN_LIMIT, ReplicaPlatform
+
+pytestmark = [pytest.mark.replicas, pytest.mark.slow]
+
+TERMINAL = {"confirmed", "rejected", "cancelled", "refunded"}
+KINDS = (
+    "gateway",
+    "inventory",
+    "orders",
+    "payments",
+    "inventory-worker",
+    "orders-worker",
+    "payments-worker",
+)
+ORDERS = 240
+STREAMS = 4
+KILL_EVERY_SECONDS = 10.0
+FIRST_KILL_SECONDS = 5.0
+
+
+def _split(stream: OrderStream, parts: int) -> list[OrderStream]:
+    """``parts`` streams of their own shoppers, on the same products, placing at once."""
+    return [
+        OrderStream(shop=stream.shop, shoppers=stream.shoppers[i::parts], skus=stream.skus)
+        for i in range(parts)
+    ]
+
+
+async def test_killing_one_replica_of_each_kind_under_load_loses_no_order_and_repeats_no_effect(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    streams = _split(stream, STREAMS)
+    killed: list[str] = []
+
+    async def kill_each_kind() -> None:
+        await asyncio.sleep(FIRST_KILL_SECONDS)
+        restarts = []
+        for i, kind in enumerate(KINDS):
+            name = platform.names(kind)[i % 2]
+            platform.processes[name].kill()  # a crash: no drain, no ack
+            killed.append(name)
+            # What the supervisor of make replicas does: start it again.
+            restarts.append(asyncio.create_task(asyncio.to_thread(platform.restart_replica, name)))
+            await asyncio.sleep(KILL_EVERY_SECONDS)
+        await asyncio.gather(*restarts)
+
+    started = time.monotonic()
+    await asyncio.gather(
+        kill_each_kind(), *(s.place(ORDERS // STREAMS, pause=0.8) for s in streams)
+    )
+    placing = time.monotonic() - started
+
+    assert len(killed) == len(KINDS)
+    placed = [p for s in streams for p in s.placed]
+    assert len(placed) == ORDERS, "every order is eventually accepted"
+    stream.placed = placed
+    statuses = await stream.settled()
+    assert set(statuses) <= TERMINAL, Counter(statuses)
+    assert "confirmed" in statuses
+    await assert_each_order_placed_once(db, stream)
+    assert_books_balance(await books_of(platform))
+    assert placing < 240, f"the stream took {placing:.0f} s"
+
+
+FAILED_AT_LB = {502, 503, 504}
+
+
+async def _traffic(
+    client: httpx.AsyncClient,
+    shop: Storefront,
+    shopper: Shopper,
+    skus: list[str],
+    stop: asyncio.Event,
+    failures: list[str],
+    orders: list[str],
+) -> None:
+    """Reads and idempotent order placements, each sent once (no client retry), until stop."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            products = await client.get("/api/v1/products", params={"limit": 5})
+            mine = await client.get("/api/v1/orders", headers=shopper.headers)
+            placed = await shop.place_order(shopper, {skus[n % len(skus)]: 1}, key=uuid.uuid4().hex)
+        except httpx.TransportError as exc:
+            failures.append(repr(exc))
+            continue
+        for reply in (products, mine, placed):
+            if reply.status_code in FAILED_AT_LB or reply.status_code >= 500:
+                failures.append(
+                    f"{reply.request.method} {reply.request.url.path}: {reply.status_code}"
+                )
+        if placed.status_code == 202:
+            orders.append(placed.json()["id"])
+        await asyncio.sleep(0.5)
+
+
+async def test_a_rolling_restart_fails_no_request_at_the_load_balancer_and_repeats_no_effect(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    failures: list[str] = []
+    placed: list[tuple[Shopper, str]] = []
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
+        shop = Storefront(client)
+        per_shopper: list[list[str]] = [[] for _ in stream.shoppers[:3]]
+        traffic = [
+            asyncio.create_task(
+                _traffic(client, shop, shopper, stream.skus, stop, failures, orders)
+            )
+            for shopper, orders in zip(stream.shoppers, per_shopper, strict=False)
+        ]
+        try:
+            for kind in KINDS:
+                for name in platform.names(kind):
+                    await asyncio.to_thread(platform.processes[name].stop)  # SIGTERM, drain
+                    await asyncio.to_thread(platform.restart_replica, name)
+        finally:
+            stop.set()
+            await asyncio.gather(*traffic)
+        for shopper, orders in zip(stream.shoppers, per_shopper, strict=False):
+            placed += [(shopper, order_id) for order_id in orders]
+
+    assert not failures, f"{len(failures)} requests failed at the load balancer: {failures[:10]}"
+    assert placed, "orders were placed during the roll"
+    settled = await asyncio.gather(*(stream.shop.wait_settled(s, o) for s, o in placed))
+    assert {order["status"] for order in settled} <= TERMINAL
+    assert_books_balance(await books_of(platform))
+
+
+METRIC = re.compile(
+    r"^(messaging_events_(?:published|duplicate)_total)\{[^}]*\} ([0-9.e+]+)$", re.M
+)
+
+
+def _counted(platform: ReplicaPlatform, metric: str) -> float:
+    total = 0.0
+    for kind in ("inventory-worker", "orders-worker", "payments-worker"):
+        for name in platform.names(kind):
+            total += sum(
+                float(value)
+                for found, value in METRIC.findall(platform.metrics(name))
+                if found == metric
+            )
+    return total
+
+
+async def _outbox_rows(db: asyncpg.Connection) -> int:
+    total = 0
+    for schema in ("inventory", "orders", "payments"):
+        total += await db.fetchval(f"SELECT count(*) FROM {schema}.outbox")  # noqa: S608
+    return total
+
+
+async def test_relays_sweepers_and_reconcilers_of_both_replicas_act_once(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    # Settle what earlier tests left, then count only what this one causes.
+    assert_books_balance(await books_of(platform))
+    published_before = _counted(platform, "messaging_events_published_total")
+    duplicates_before = _counted(platform, "messaging_events_duplicate_total")
+    rows_before = await _outbox_rows(db)
+
+    streams = _split(stream, STREAMS)
+    await asyncio.gather(*(s.place(10, pause=0.2) for s in streams))
+    for each in streams:
+        assert set(await each.settled()) <= TERMINAL
+    books = await books_of(platform)
+    assert_books_balance(books)
+
+    rows = await _outbox_rows(db) - rows_before
+    published = _counted(platform, "messaging_events_published_total") - published_before
+    duplicates = _counted(platform, "messaging_events_duplicate_total") - duplicates_before
+    assert rows > 0
+    assert published == rows, f"{rows} outbox rows, published {published} times by the relays"
+    assert duplicates == 0, f"{duplicates} events reached a consumer twice"
+
+    # Each reservation released, committed or returned once, whichever replica's sweeper or
+    # consumer did it.
+    repeated = await db.fetch(
+        "SELECT reference, kind, count(*) FROM inventory.stock_movements"
+        " WHERE kind <> 'adjustment' GROUP BY reference, kind, sku HAVING count(*) > 1"
+    )
+    assert not repeated, [dict(row) for row in repeated]
+    # The payment reconcilers of both replicas: one payment per order, at most one charge.
+    charged = await db.fetch(
+        "SELECT order_id, count(*) FROM payments.payments GROUP BY order_id HAVING count(*) > 1"
+    )
+    assert not charged, [dict(row) for row in charged]
+
+
+SHORT_TTL = {
+    "INVENTORY_RESERVATION_TTL_SECONDS": "6",
+    "INVENTORY_SWEEPER_INTERVAL_SECONDS": "0.5",
+}
+EXPIRED_ORDERS = 8
+EXPIRY_WAIT_SECONDS = 90.0  # bound only: the TTL is 6 s
+
+
+async def _restart(platform: ReplicaPlatform, name: str, env: dict[str, str]) -> None:
+    process = platform.processes[name]
+    process.env = env
+    await asyncio.to_thread(process.stop)
+    await asyncio.to_thread(platform.restart_replica, name)
+
+
+async def test_both_inventory_sweepers_release_each_expired_reservation_once(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    """Payments is away, so reservations outlive a short TTL; the sweepers of both inventory
+    workers race for them, and each is released once."""
+    sweepers = platform.names("inventory-worker")
+    originals = {name: platform.processes[name].env for name in sweepers}
+    payments = platform.names("payments-worker")
+    try:
+        for name in sweepers:
+            await _restart(platform, name, {**originals[name], **SHORT_TTL})
+        for name in payments:
+            await asyncio.to_thread(platform.processes[name].stop)
+        await stream.place(EXPIRED_ORDERS, pause=0.1)
+        ids = [placed.order_id for placed in stream.placed]
+        # Released by a sweeper (reason "expired"; the reservation then ends expired, or
+        # cancelled once the orders saga has cancelled the order it learnt had expired).
+        deadline = time.monotonic() + EXPIRY_WAIT_SECONDS
+        released = 0
+        while time.monotonic() < deadline:
+            released = await db.fetchval(
+                "SELECT count(DISTINCT reference) FROM inventory.stock_movements"
+                " WHERE kind = 'release' AND reason = 'expired' AND reference = ANY($1::text[])",
+                ids,
+            )
+            if released == len(ids):
+                break
+            await asyncio.sleep(0.5)
+        assert released == len(ids), f"{released} of {len(ids)} reservations released"
+    finally:
+        for name in payments:
+            if not platform.processes[name].running:
+                await asyncio.to_thread(platform.restart_replica, name)
+        for name in sweepers:
+            await _restart(platform, name, originals[name])
+
+    releases = await db.fetch(
+        "SELECT reference, sku, count(*) AS n FROM inventory.stock_movements"
+        " WHERE kind = 'release' AND reference = ANY($1::text[]) GROUP BY reference, sku",
+        ids,
+    )
+    assert len(releases) == EXPIRED_ORDERS, "every expired reservation was released"
+    assert all(row["n"] == 1 for row in releases), [dict(row) for row in releases]
+    # Payments back: the late payments are confirmed (stock taken again) or refunded.
+    assert set(await stream.settled()) <= TERMINAL
+    assert_books_balance(await books_of(platform))
+
+
+async def _login(client: httpx.AsyncClient, address: str) -> int:
+    reply = await client.post(
+        "/api/v1/auth/token",
+        data={"username": f"nobody-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": address},
+    )
+    return reply.status_code
+
+
+async def test_a_clients_login_limit_holds_across_both_gateways(
+    platform: ReplicaPlatform,
+) -> None:
+    address = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    first, second = (platform.url(name) for name in platform.names("gateway"))
+    async with (
+        httpx.AsyncClient(base_url=first, timeout=30) as one,
+        httpx.AsyncClient(base_url=second, timeout=30) as two,
+    ):
+        answers = [await _login((one, two)[i % 2], address) for i in range(LOGIN_LIMIT)]
+        assert 429 not in answers, "within the limit, counted across both gateways"
+        assert await _login(one, address) == 429
+        assert await _login(two, address) == 429
+        # Another address keeps its own budget.
+        assert await _login(two, "198.51.100.251") != 429
+
+
+async def test_a_token_from_one_gateway_passes_the_other_and_every_service_replica(
+    platform: ReplicaPlatform, admin: Shopper
+) -> None:
+    first, second = (platform.url(name) for name in platform.names("gateway"))
+    async with httpx.AsyncClient(timeout=30) as client:
+        email = f"buyer-{uuid.uuid4().hex[:12]}@example.com"
+        registered = await client.post(
+            f"{first}/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
+        assert registered.status_code == 201, registered.text
+        issued = await client.post(
+            f"{first}/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+        )
+        assert issued.status_code == 200, issued.text
+        bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+        forged = {"Authorization": f"Bearer {issued.json()['access_token'][:-4]}AAAA"}
+
+        me = await client.get(f"{second}/api/v1/auth/me", headers=bearer)
+        assert me.status_code == 200, me.text
+        assert me.json()["email"] == email
+        assert (await client.get(f"{second}/api/v1/orders", headers=forged)).status_code == 401
+
+        for service, path, headers in (
+            ("orders", "/api/v1/orders", bearer),
+            ("payments", "/api/v1/payments", bearer),
+            ("inventory", "/api/v1/inventory/low-stock", admin.headers),
+        ):
+            for name in platform.names(service):
+                ok = await client.get(f"{platform.url(name)}{path}", headers=headers)
+                assert ok.status_code == 200, f"{name}: {ok.status_code} {ok.text}"
+                refused = await client.get(f"{platform.url(name)}{path}", headers=forged)
+                assert refused.status_code == 401, f"{name}: {refused.status_code}"
