@@ -35,6 +35,7 @@ STATS_PORT = 8404
 ROUTE_PREFIXES = {
     "/api/v1/products": "inventory",
     "/api/v1/inventory": "inventory",
+    "/api/v1/media": "inventory",
     "/api/v1/orders": "orders",
     "/api/v1/payments": "payments",
 }
