@@ -34,7 +34,7 @@ class SigningKeys:
     """
 
     kid: str
-    private_key: Any  # a parsed jose key: parsing a PEM on every signature would cost
+    private_key: Any  # a parsed jose key, so that no signature parses the PEM again
     public_pems: tuple[str, ...]
     # Keys the derivation of a spent refresh token's successor (identity.tokens): derived from
     # the signing key, so every replica has it and no other secret needs configuring.

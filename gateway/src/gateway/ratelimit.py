@@ -55,8 +55,8 @@ class RateLimiterUnavailable(DomainError):
 
 
 # Sliding-window counters in Redis, for every request of a batch in one script call: the
-# ``limits`` library's strategy costs two Redis calls and ~70 us of CPU per limit, and even
-# one call per request was a third of the gateway's CPU (redis-py's own path), so requests
+# ``limits`` library's strategy costs two Redis calls per limit, and even one call per
+# request would be a large share of the gateway's CPU (redis-py's own path), so requests
 # that arrive while a call is out share the next one. Per limit, two fixed windows: the
 # previous one weighs what is left of it, the current one counts in full. A request counts
 # against none of its limits unless all of them allow it. Redis's clock decides the window,
@@ -68,8 +68,8 @@ class RateLimiterUnavailable(DomainError):
 # per request two numbers: 0, 0 when allowed, else the index of the refusing limit
 # (1-based) and the seconds to wait, all in one space-separated string. Two strings each
 # way rather than one argument per key and number: redis-py encodes every argument in
-# Python, which was 40% of the limiter's CPU with seven per request, and one bulk reply
-# parses faster than an array of two per request. The keys are not passed as KEYS, and the
+# Python, the largest part of the limiter's CPU with seven per request, and one bulk reply
+# parses faster than an array of two per request (bench/CHANGES.md). The keys are not passed as KEYS, and the
 # window keys are derived from them here: a single Redis, not a cluster.
 SLIDING_WINDOW_SCRIPT = """
 local clock = redis.call('TIME')

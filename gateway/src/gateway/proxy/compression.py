@@ -2,8 +2,8 @@
 
 Starlette's ``GZipMiddleware`` wraps every request whose client accepts gzip (every browser)
 in a responder that intercepts, inspects and re-sends its first message, even when the answer
-is far below the threshold, as most API answers are: about 6% of the gateway's CPU per
-proxied request in a profile. The proxy has the upstream's headers, and its Content-Length,
+is far below the threshold, as most API answers are: a cost on every proxied request
+(bench/CHANGES.md). The proxy has the upstream's headers, and its Content-Length,
 before it sends anything, so it decides once, and only answers worth compressing pay.
 
 RFC 9110: a gzipped answer is another representation, so its ``ETag`` gets a ``-gzip``

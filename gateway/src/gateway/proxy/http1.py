@@ -1,9 +1,9 @@
 """The proxy's upstream client: pooled keep-alive HTTP/1.1 connections, answers parsed by
 httptools (llhttp, the parser uvicorn itself runs on).
 
-Why not aiohttp's client, which the gateway used before: its exchange was a third of the
-gateway's CPU per proxied request (a request object, header multidicts, URL handling,
-timers, tracing hooks and a stream reader per request). The proxy needs none of that: the
+Why not aiohttp's client: its exchange builds a request object, header multidicts, URL
+handling, timers, tracing hooks and a stream reader per request, a large share of the
+gateway's CPU per proxied request (bench/CHANGES.md). The proxy needs none of that: the
 request arrives as bytes from uvicorn and leaves as bytes, the answer's headers go back as
 the ASGI list they already are. What this module does by hand is only the part that is the
 proxy's own: writing one request line and its headers, and keeping a pool.

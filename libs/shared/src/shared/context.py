@@ -19,7 +19,7 @@ def is_well_formed_request_id(value: str) -> bool:
 
 
 def new_request_id() -> str:
-    # 128 random bits as hex, like a uuid4 without its version bits and four times cheaper.
+    # 128 random bits as hex, like a uuid4 without its version bits, and no UUID object built.
     return os.urandom(16).hex()
 
 

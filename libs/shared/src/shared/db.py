@@ -89,8 +89,8 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     out, and discarded if the ping fails. Both checks are free of round trips (asyncpg's own
     state, and a zero-timeout ``poll`` of its socket). A connection idle for over
     ``PING_AFTER_IDLE_SECONDS`` is pinged too: it may have been cut without a word (a network
-    drop, a proxy's timeout). Pinging every checkout cost a round trip per transaction,
-    ~65 us of CPU here, and an order is some fifteen transactions. (SQLAlchemy's own
+    drop, a proxy's timeout). Pinging every checkout would cost a round trip per
+    transaction, and an order is some fifteen transactions. (SQLAlchemy's own
     ``pool_pre_ping`` is three round trips on asyncpg: BEGIN, ping, ROLLBACK.) A failed check
     raises ``DisconnectionError``, on which the pool discards the connection and checks out
     another (a fresh one after a database restart).
@@ -127,11 +127,11 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     """The asyncpg connection under the transaction of ``session`` (a session or a Core
     connection), for statements on hot paths.
 
-    A fixed SQL text run here costs ~65 us of CPU against ~190 us through
-    ``session.execute(text(...))`` and ~400-600 us for an ORM query or flush (measured in one
-    process on this kind of machine): most of a saga step's CPU was SQLAlchemy's statement
-    machinery, not Postgres. The statement joins the session's transaction (begun, committed
-    and rolled back by the session as before) and asyncpg prepares it once per connection.
+    A fixed SQL text run here costs a fraction of the CPU of the same text through
+    ``session.execute(text(...))``, and an ORM query or flush several times more again
+    (bench/CHANGES.md): on a hot path SQLAlchemy's statement machinery, not Postgres, would
+    be most of the CPU. The statement joins the session's transaction (begun, committed and
+    rolled back by the session as usual) and asyncpg prepares it once per connection.
 
     What changes for the caller: parameters are positional (``$1``), json/jsonb parameters
     are JSON text (the dialect's codec), errors are asyncpg's own (``sqlstate`` on the
@@ -167,7 +167,7 @@ async def autocommit_connection(
     follows (a payment's attempt record before the provider is called): BEGIN and COMMIT
     would be two more round trips around it. Nothing here runs through SQLAlchemy (which
     would begin a transaction with its first statement), so the pool has nothing to roll back
-    when the connection returns. A Core connection, not a session: ~90 us less CPU.
+    when the connection returns. A Core connection, not a session: less CPU per use.
     """
     engine = bind if isinstance(bind, AsyncEngine) else bind.kw["bind"]
     if not isinstance(engine, AsyncEngine):

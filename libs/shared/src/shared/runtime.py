@@ -4,13 +4,12 @@ Every request and every event allocates thousands of short-lived objects, and CP
 cyclic collector runs a young collection every 700 net allocations and a full one every
 hundred of those. A full collection walks every tracked object, including the hundred
 thousand or so that start-up leaves behind for good (modules, classes, functions, the
-caches of pydantic and SQLAlchemy): at saturation the collector took 6.6% of the orders
-worker's CPU, 4.8% of inventory's. ``settle_garbage_collector`` moves what start-up left to
-the permanent generation (``gc.freeze``), so collections walk only what the work allocates.
+caches of pydantic and SQLAlchemy), a visible share of a busy worker's CPU.
+``settle_garbage_collector`` moves what start-up left to the permanent generation
+(``gc.freeze``), so collections walk only what the work allocates.
 
-The thresholds stay CPython's: a young generation ten times larger (7,000) made the
-collector's passes rarer but longer, and the saga's p99 at 125 orders/s rose by 40-50 ms in
-two alternating pairs (README, Benchmarks).
+The thresholds stay CPython's: a larger young generation makes the collector's passes rarer
+but longer, and longer passes land in the saga's latency tail (bench/CHANGES.md).
 """
 
 from __future__ import annotations

@@ -76,8 +76,8 @@ class BaseServiceSettings(BaseSettings):
     db_password: SecretStr = SecretStr("change-me")
     db_pool_size: int = Field(default=10, ge=1)
     # A fixed pool by default: an overflow connection is closed when its burst ends, so a
-    # worker whose batches come in bursts opened and closed one per batch (a Postgres backend
-    # started and torn down each time); waiting a moment for a pooled connection costs less.
+    # worker whose batches come in bursts would open and close one per batch (a Postgres
+    # backend started and torn down each time); waiting a moment for a pooled one costs less.
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -71,9 +71,9 @@ def requests_consumer(
         # in flight (up to the prefetch); the prepared ones that queue up while a batch's
         # transaction runs form the next batch. One batch at a time: the transactions only
         # write outcomes (no provider call waits inside one), and one runner settles its
-        # deliveries in order, so a batch is acknowledged with one `multiple` ack where two
-        # runners acked each message, a settle command of the quorum queue apiece. Measured:
-        # RabbitMQ 1.30 → 0.94 ms of CPU per order, this worker 1.60 → 1.19 (README, Benchmarks).
+        # deliveries in order, so a batch is acknowledged with one `multiple` ack, where
+        # several runners would ack each message, a settle command of the quorum queue apiece
+        # (RabbitMQ's CPU and this worker's both drop; bench/CHANGES.md).
         max_batch=settings.broker_prefetch,
         concurrency=1,
     )

@@ -131,8 +131,8 @@ class Publisher:
             raise ChannelInvalidStateError(f"{channel!r} is closed")
         # aiormq's channel directly, as aio-pika's ``Exchange.publish`` itself does, without
         # building an aio-pika ``Message`` first. ``wait=False``: the confirm is awaited, so
-        # waiting for the frame to reach the socket before that only made each publish of a
-        # batch wait for the previous one's write (the channel's lock is held meanwhile).
+        # waiting for the frame to reach the socket before that would only make each publish
+        # of a batch wait for the previous one's write (the channel's lock is held meanwhile).
         # aiormq's abstract channel does not declare ``wait``; its one channel class has it.
         underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
         await underlay.basic_publish(

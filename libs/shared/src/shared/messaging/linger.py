@@ -4,14 +4,13 @@ A relay woken by a commit, or a consumer's runner started by a delivery, would o
 a batch of one event each time, paying its fixed round trips (a relay's claim, mark and
 commit; a consumer's begin, inbox claim, outbox write and commit) once per event. Near the
 shop's capacity those fixed costs take the cores the saga needs, and every hop queues for
-them. Waiting a few milliseconds lets the events right behind share the batch: at 150 orders/s
-on a slow hour, 8 ms cut CPU per order by about 5% and p99 placed → confirmed in alternating
-runs, and 4 ms (the default) did as well in the two runs measured (README, Benchmarks).
+them. Waiting a few milliseconds lets the events right behind share the batch, which lowers
+both the CPU per order and the saga's latency tail there (bench/CHANGES.md).
 
 At a trickle (a developer's order, a test) nothing else is coming, so the wait would be pure
 delay: it is taken only when the previous batch ended less than ``BUSY_WITHIN_SECONDS`` ago.
-Where events come often but the cores are free it is delay too: ``bench/messaging.py`` at
-1,000 events/s, p50 15.3 → 19.9 ms with 4 ms.
+Where events come often but the cores are free it is delay too (``bench/messaging.py``'s
+latency at 1,000 events/s rises with it).
 """
 
 from __future__ import annotations

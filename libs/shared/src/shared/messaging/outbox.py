@@ -106,10 +106,10 @@ class Outbox:
         self.channel = notify_channel(table)
         # One fixed statement whatever the number of events: the rows travel as three arrays,
         # so Postgres and asyncpg prepare it once per connection; it runs on the driver
-        # connection (building an INSERT ... VALUES per call cost ~0.6 ms of CPU per event,
-        # the same text through SQLAlchemy ~0.2 ms, on the driver ~0.07 ms). The insert rides
-        # in a CTE of the NOTIFY: one round trip; Postgres delivers the notification at
-        # commit and folds duplicates within a transaction.
+        # connection (an INSERT ... VALUES built per call, or the same text through
+        # SQLAlchemy, costs several times its CPU; bench/CHANGES.md). The insert rides in a
+        # CTE of the NOTIFY: one round trip; Postgres delivers the notification at commit and
+        # folds duplicates within a transaction.
         self.statement: str = (
             f"WITH inserted_events AS ({self.insert_sql(first_parameter=1)}) "
             "SELECT pg_notify($4, '')"

@@ -2,8 +2,8 @@
 
 aiormq hands every frame it sends (each publish, each ack, each heartbeat) to the socket
 with a write of its own, and on loopback each write is a system call that also runs the
-receiving side's TCP path: in a relay's profile those writes were a quarter of its CPU,
-and RabbitMQ spent as much again reading one small packet per frame. The writer here keeps
+receiving side's TCP path, a large share of a relay's CPU, and RabbitMQ spends as much
+again reading one small packet per frame (bench/CHANGES.md). The writer here keeps
 what is written and hands it to the transport once the loop turns stop bringing more (at
 most ``MOST_FRAMES_HELD`` frames): a batch of publishes leaves in a few writes instead of
 one per message, and a lone frame waits two turns of the loop.

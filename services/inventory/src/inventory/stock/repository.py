@@ -118,11 +118,12 @@ async def record_movements(session: AsyncSession, movements: Sequence[Movement])
 
 # -- the order saga's reservations: fixed SQL on the driver connection ------------------------
 #
-# The worker's hot path: as ORM statements and flushes each step cost ~0.5 ms of CPU. These
-# few fixed texts carry the same reads and writes (prepared once per connection; rows travel
-# as arrays, so one text serves any number of lines), and a saga step sends two or three of
-# them instead of six to eight (the flush added one UPDATE per stock row). The ORM neither
-# sees nor flushes what they write: the reservation paths load no ORM object of these tables.
+# The worker's hot path: ORM statements and flushes would cost each step several times the
+# CPU (bench/CHANGES.md). These few fixed texts carry the same reads and writes (prepared once
+# per connection; rows travel as arrays, so one text serves any number of lines), and a saga
+# step sends two or three of them, where a flush would add one UPDATE per stock row. The ORM
+# neither sees nor flushes what they write: the reservation paths load no ORM object of these
+# tables.
 
 
 @dataclass

@@ -125,8 +125,8 @@ class IdempotencyRecord(Base):
 #
 # POST /orders writes a new order with fixed SQL (``repository.insert_order``) and answers it
 # with the same representation as every read. Built as transient ORM objects, the order, its
-# lines and first history entry cost ~11% of the request's CPU in SQLAlchemy's instrumented
-# constructors and attributes, for objects no session ever sees.
+# lines and first history entry would spend a noticeable share of the request's CPU in
+# SQLAlchemy's instrumented constructors and attributes, for objects no session ever sees.
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,9 +46,10 @@ async def get(
 # -- saga reactions: fixed SQL on the driver connection ---------------------------------------
 #
 # A reaction is the worker's hot path: through the ORM, the joined load of the order (with
-# its lines and history) and the flush of its changes cost ~0.5-1 ms of CPU each. These two
-# fixed statements carry the same reads and writes for every order of a consumer's batch,
-# prepared once per connection: two round trips for the batch, not two per event.
+# its lines and history) and the flush of its changes would each cost several times the CPU
+# of a fixed statement (bench/CHANGES.md). These two fixed statements carry the same reads
+# and writes for every order of a consumer's batch, prepared once per connection: two round
+# trips for the batch, not two per event.
 
 
 @dataclass(frozen=True)
@@ -234,11 +235,11 @@ async def claim_due_for_sweep(
 
 # -- POST /orders: fixed SQL on the driver connection -----------------------------------------
 #
-# Placing an order is the app's hot path: the advisory lock, the record read, the ORM flush
-# of the order, its lines, its first history entry and the record were six statements and
-# ~4 ms of CPU. Here they are two fixed statements on a connection outside any transaction,
-# each atomic by itself: the key's record with the prices, then everything a new order
-# writes (one statement for a replay).
+# Placing an order is the app's hot path: the advisory lock, the record read, and an ORM
+# flush of the order, its lines, its first history entry and the record would be six
+# statements and several times the CPU (bench/CHANGES.md). Here they are two fixed
+# statements on a connection outside any transaction, each atomic by itself: the key's
+# record with the prices, then everything a new order writes (one statement for a replay).
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ async def place_order(
     fingerprint = request_fingerprint(request)
     now = _now()
     expired_before = now - timedelta(hours=settings.idempotency_retention_hours)
-    # The app's hot path, in two statements that each commit alone (BEGIN and COMMIT were
+    # The app's hot path, in two statements that each commit alone (BEGIN and COMMIT would be
     # two more round trips): the key's record with the prices, then everything the order
     # writes. (The app answers the driver's errors as it answers SQLAlchemy's: shared.errors.)
     async with autocommit_connection(engine) as db:
