@@ -69,8 +69,9 @@ class RateLimiterUnavailable(DomainError):
 # (1-based) and the seconds to wait, all in one space-separated string. Two strings each
 # way rather than one argument per key and number: redis-py encodes every argument in
 # Python, the largest part of the limiter's CPU with seven per request, and one bulk reply
-# parses faster than an array of two per request (bench/CHANGES.md). The keys are not passed as KEYS, and the
-# window keys are derived from them here: a single Redis, not a cluster.
+# parses faster than an array of two per request (bench/CHANGES.md). The keys are not
+# passed as KEYS, and the window keys are derived from them here: a single Redis, not a
+# cluster.
 SLIDING_WINDOW_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000

@@ -8,18 +8,7 @@ request arrives as bytes from uvicorn and leaves as bytes, the answer's headers 
 the ASGI list they already are. What this module does by hand is only the part that is the
 proxy's own: writing one request line and its headers, and keeping a pool.
 
-What it guarantees:
-- at most ``limit`` connections open across every upstream; a request waits for a slot
-  (within its deadline), and an idle connection to another upstream is closed to make one;
-- an idle connection is reused only within ``keepalive_seconds`` of its last answer, and
-  never after it saw bytes or an end it was not waiting for;
-- the connect (``UpstreamUnavailable``), each read and the whole exchange
-  (``UpstreamTimeout``) are bounded;
-- a connection that breaks before any byte of its answer is reported as ``stale`` when it
-  was a reused one, so that the caller may retry an idempotent request once;
-- a body is buffered up to a bound, then the socket is paused until the reader catches up;
-- a streamed request body (``request_streamed``) is written as it arrives, each piece only
-  once the socket has taken the previous ones, so no more than a socket buffer of it is held.
+What it guarantees is the contract of ``Http1Pool``.
 """
 
 from __future__ import annotations
@@ -355,7 +344,22 @@ class UpstreamResponse:
 
 
 class Http1Pool:
-    """Keep-alive connections to the upstreams, shared by every request of the process."""
+    """Keep-alive connections to the upstreams, shared by every request of the process.
+
+    What it guarantees:
+    - at most ``limit`` connections open across every upstream; a request waits for a slot
+      (within its deadline), and an idle connection to another upstream is closed to make one;
+    - an idle connection is reused only within ``keepalive_seconds`` of its last answer, and
+      never after it saw bytes or an end it was not waiting for;
+    - the connect (``UpstreamUnavailable``), each read and the whole exchange
+      (``UpstreamTimeout``) are bounded;
+    - a connection that breaks before any byte of its answer is reported as ``stale`` when it
+      was a reused one, so that the caller may retry an idempotent request once;
+    - a body is buffered up to a bound, then the socket is paused until the reader catches up;
+    - a streamed request body (``request_streamed``) is written as it arrives, each piece only
+      once the socket has taken the previous ones, so no more than a socket buffer of it is
+      held.
+    """
 
     def __init__(
         self,
