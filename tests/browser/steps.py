@@ -32,6 +32,8 @@ async def check_page(page: Page, artifacts: Path, name: str) -> None:
 async def register(page: Page, email: str) -> None:
     """From the sign-in page: create the account (which signs in)."""
     await page.get_by_role("link", name="Create an account").click()
+    # The route changes on the next turn of the page's loop: fill the new form, not the old.
+    await expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
     await page.get_by_role("button", name="Create account").click()
@@ -40,6 +42,7 @@ async def register(page: Page, email: str) -> None:
 
 async def sign_in(page: Page, email: str) -> None:
     await page.get_by_role("link", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
