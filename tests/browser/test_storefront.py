@@ -5,6 +5,7 @@ from the storefront's own origin: CORS, the refresh cookie and the saga as a per
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from tests.browser.steps import (
     sign_in,
 )
 from tests.conftest import ProductFactory
-from tests.harness.storefront import Storefront, new_email
+from tests.harness.storefront import Shopper, Storefront, new_email
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -351,3 +352,35 @@ async def test_the_shop_is_usable_on_a_phone_sized_screen(
     )
     assert overflow <= 0, "the page scrolls sideways on a phone"
     await check_page(page, artifacts, "phone-product")
+
+
+# A one-pixel PNG a browser can decode (the upload checks the bytes, the page must draw them).
+ONE_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+async def test_a_product_page_shows_the_images_uploaded_for_it(
+    page: Page, shop: Storefront, admin: Shopper, product: ProductFactory, artifacts: Path
+) -> None:
+    sku = await product(stock=3)
+    uploaded = await shop.client.post(
+        f"/api/v1/products/{sku}/media",
+        content=ONE_PIXEL_PNG,
+        headers={**admin.headers, "Content-Type": "image/png"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    # The shop's catalog cache may answer for a moment (DESIGN: at most 2 s by default).
+    photo = page.locator("img.photo")
+    for _ in range(CACHE_ATTEMPTS):
+        await page.goto(f"{page.url.split('#')[0]}#/product/{sku}")
+        await expect(page.get_by_role("heading", name=f"Product {sku}")).to_be_visible()
+        if await photo.count():
+            break
+        await asyncio.sleep(0.5)
+    await expect(photo).to_have_attribute("src", re.compile(uploaded.json()["url"] + "$"))
+    await photo.scroll_into_view_if_needed()
+    drawn = "() => { const img = document.querySelector('img.photo');"
+    drawn += " return img !== null && img.complete && img.naturalWidth === 1; }"
+    await page.wait_for_function(drawn)  # the bytes came through the gateway and decoded
+    await check_page(page, artifacts, "product-with-image")
