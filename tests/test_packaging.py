@@ -4,6 +4,7 @@ import it and build its app and worker."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -33,6 +34,11 @@ def _run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _copy(package: Path, into: Path) -> Path:
+    ignored = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "tests")
+    return Path(shutil.copytree(package, into / "src" / package.name, ignore=ignored))
+
+
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
 def test_a_service_installed_alone_imports_and_builds_its_app(
     service: Service, tmp_path: Path
@@ -40,6 +46,8 @@ def test_a_service_installed_alone_imports_and_builds_its_app(
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
+    # Built from copies: a build writes build/ beside the sources it is given.
+    sources = [_copy(ROOT / "libs" / "shared", tmp_path), _copy(service.directory, tmp_path)]
     installed = _run(
         python,
         "-m",
@@ -48,8 +56,7 @@ def test_a_service_installed_alone_imports_and_builds_its_app(
         "--quiet",
         "-c",
         ROOT / "constraints.txt",
-        ROOT / "libs" / "shared",
-        service.directory,
+        *sources,
         cwd=tmp_path,
     )
     assert installed.returncode == 0, installed.stderr[-4000:]
