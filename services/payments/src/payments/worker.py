@@ -13,6 +13,7 @@ from payments.config import PaymentsSettings, get_settings
 from payments.events import OUTBOX
 from payments.handlers import requests_consumer
 from payments.provider import FakeProvider, PaymentProvider
+from payments.provider.metered import MeteredProvider
 from payments.reconciler import run_reconciler, run_refund_reconciler
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import prepare_worker_process, run_worker
@@ -31,7 +32,9 @@ async def run(
     # sessionmaker for the attempt records and the fake provider's memory.
     engine = create_engine(settings, role="worker")
     sessionmaker = create_sessionmaker(engine)
-    provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
+    provider = MeteredProvider(
+        provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
+    )
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
     reconcilers = [
         asyncio.create_task(

@@ -134,6 +134,7 @@ _BATCHED = (BatchHandler, PreparedBatchHandler)
 REFUSAL_REASON_HEADER = "x-refusal-reason"
 REFUSED_ROUTING_KEY_HEADER = "x-refused-routing-key"  # what a replay publishes it under
 INBOX_PRUNE_INTERVAL_SECONDS = 300.0
+QUEUE_GAUGE_INTERVAL_SECONDS = 15.0  # Prometheus' scrape interval: fresher values go unseen
 DATABASE_RETRY_SECONDS = 30.0  # in-place retries while the database is away, per message
 _RETRY_PAUSE_FIRST, _RETRY_PAUSE_MAX = 0.1, 2.0
 
@@ -186,6 +187,7 @@ class RunningConsumer:
         self._batch_runners = 0
         self._runner_tasks: set[asyncio.Task[None]] = set()
         self._pruner: asyncio.Task[None] | None = None
+        self._gauges: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._linger = Linger(settings.consumer_linger_ms)
@@ -218,12 +220,17 @@ class RunningConsumer:
             self._pruner = asyncio.create_task(
                 self._prune_periodically(), name=f"{self.consumer.name} inbox pruning"
             )
+        if self._gauges is None:
+            self._gauges = asyncio.create_task(
+                self._read_depths_periodically(), name=f"{self.consumer.name} queue gauges"
+            )
 
     async def stop(self, *, drain_seconds: float | None = None) -> None:
         """Stop taking messages, then wait (bounded) for those in flight to finish."""
-        pruner, self._pruner = self._pruner, None
-        if pruner is not None:
-            pruner.cancel()
+        for task in (self._pruner, self._gauges):
+            if task is not None:
+                task.cancel()
+        self._pruner = self._gauges = None
         tag, self._consumer_tag = self._consumer_tag, None
         if tag is not None and self._declared is not None:
             with contextlib.suppress(Exception):  # the broker may be away; closing cancels too
@@ -258,12 +265,37 @@ class RunningConsumer:
                 if deleted:
                     logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
 
+    async def read_depths(self) -> tuple[int, int]:
+        """Ask the broker how many messages wait in the queue and in its DLQ (passive
+        declarations: nothing is created or changed), set the gauges and return both."""
+        if self._channel is None or self._declared is None:
+            raise RuntimeError("consumer not started")
+        label = self.consumer.name
+        channel = await self._channel.get_underlay_channel()
+        queue = await channel.queue_declare(queue=self._declared.queue.name, passive=True)
+        dlq = await channel.queue_declare(queue=self._declared.dead_letter_queue.name, passive=True)
+        ready, dead = queue.message_count or 0, dlq.message_count or 0
+        metrics.QUEUE_MESSAGES.labels(label).set(ready)
+        metrics.QUEUE_CONSUMERS.labels(label).set(queue.consumer_count or 0)
+        metrics.DEAD_LETTER_MESSAGES.labels(label).set(dead)
+        return ready, dead
+
+    async def _read_depths_periodically(self) -> None:
+        while True:
+            try:
+                await self.read_depths()
+            except Exception as exc:  # the broker may be away: the gauges keep their values
+                logger.debug("%s: could not read the queue depths: %r", self.consumer.name, exc)
+            await asyncio.sleep(QUEUE_GAUGE_INTERVAL_SECONDS)
+
     # -- deliveries into batches --------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Only decodes the delivery (and starts a prepared handler's preparation) and queues
         # it for the batch runners: it returns at once, and the delivery counts as in flight
         # until a batch settles it.
+        if message.redelivered:
+            metrics.EVENTS_REDELIVERED.labels(self.consumer.name).inc()
         self._waiting.append(await self._arrive(message))
         self._in_flight += 1
         self._idle.clear()

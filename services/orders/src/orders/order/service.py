@@ -506,6 +506,10 @@ async def _react(
         now=now,
     )
     await _emit(session, payloads, cause=event)
+    if target is OrderStatus.CONFIRMED:
+        # Inside the consumer's transaction: a batch that fails and is retried counts its
+        # confirmations again, rare enough not to move a percentile.
+        metrics.observe_confirmation(order.id)
     order = replace(
         order,
         status=target,
