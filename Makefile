@@ -87,7 +87,7 @@ replicas-test: check-servers ## Kill, drain and restart replicas under load behi
 # Debian's prometheus package ships promtool, which checks the rules and the dashboards'
 # queries (tests/test_prometheus_rules.py, tests/test_dashboards.py); its daemon is not needed.
 .PHONY: promtool
-promtool: ## Install promtool (Debian's prometheus package) if missing: the rule and dashboard tests use it
+promtool:
 	@command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || { \
 	  echo "promtool could not be installed (apt-get install prometheus): the rule and dashboard tests will skip"; exit 1; }
 
