@@ -59,6 +59,7 @@ async def test_begin_joins_sqlalchemys_transaction_and_rolls_back_with_it(
         assert isinstance(cast(object, adapter), AsyncAdapt_asyncpg_connection)
         assert not transaction_begun(adapter)
         driver = raw.driver_connection
+        assert driver is not None
         assert not driver.is_in_transaction()
         await begin_transaction(adapter)
         assert transaction_begun(adapter)
