@@ -6,6 +6,7 @@ platform's processes export on /metrics (read from the running platform) or a ru
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 from pathlib import Path
 
@@ -112,16 +113,17 @@ def test_metric_names_are_found_in_promql(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
 
-async def _exported(platform: Platform) -> set[str]:
+async def _expositions(platform: Platform) -> list[str]:
     async with httpx.AsyncClient(timeout=30) as client:
         pages = await asyncio.gather(
             *(client.get(f"{platform.probe_url(name)}/metrics") for name in (*APPS, *WORKERS))
         )
-    names: set[str] = set()
     for page in pages:
         page.raise_for_status()
-        names |= exposed_names(page.text)
-    return names
+    return [page.text for page in pages]
+
+
+_BUCKET_SELECTOR = re.compile(r'(\w+_bucket)\{[^}]*\ble="([^"]+)"')
 
 
 @pytest.mark.e2e
@@ -129,8 +131,27 @@ async def _exported(platform: Platform) -> set[str]:
 async def test_dashboards_and_rules_name_only_metrics_the_platform_exports(
     platform: Platform,
 ) -> None:
-    known = await _exported(platform) | recorded_names() | PROMETHEUS_OWN
+    expositions = await _expositions(platform)
+    known = set().union(*map(exposed_names, expositions)) | recorded_names() | PROMETHEUS_OWN
     queries = [*dashboard_queries()]
     queries += [(f"rule {rule.get('record') or rule['alert']}", rule["expr"]) for rule in rules()]
     unknown = {f"{where}: {name}" for where, expr in queries for name in metric_names(expr) - known}
     assert unknown == set()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+async def test_the_buckets_the_slos_count_are_bucket_bounds_of_their_histograms(
+    platform: Platform,
+) -> None:
+    # le="0.5" must be written as the client writes the bound, or the SLI is silently empty.
+    bounds = {
+        (name, bound)
+        for text in await _expositions(platform)
+        for name, bound in _BUCKET_SELECTOR.findall(text)
+    }
+    wanted = {
+        (name, bound) for rule in rules() for name, bound in _BUCKET_SELECTOR.findall(rule["expr"])
+    }
+    assert wanted
+    assert wanted - bounds == set()
