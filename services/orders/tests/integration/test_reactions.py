@@ -24,7 +24,7 @@ from services.orders.tests.conftest import (
     event,
     order_body,
 )
-from services.orders.tests.saga_helpers import reserved, succeeded
+from services.orders.tests.saga_helpers import read, reserved, succeeded
 from shared.contracts import Money
 from shared.contracts.inventory import StockReservationFailed, StockReserved
 from shared.contracts.payments import PaymentRefunded
@@ -167,8 +167,7 @@ async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_st
 
 
 async def history(client: httpx.AsyncClient, user: User, order_id: uuid.UUID) -> list[str]:
-    response = await client.get(f"/api/v1/orders/{order_id}", headers=user.headers)
-    return [change["reason"] for change in response.json()["status_history"]]
+    return [change["reason"] for change in (await read(client, user, order_id))["status_history"]]
 
 
 async def test_a_batch_of_mixed_saga_events_applies_each_in_turn(
