@@ -26,6 +26,9 @@ from urllib.parse import urlsplit
 import httptools
 
 _READ_BUFFER_HIGH = 262_144  # bytes of answer buffered before the socket is paused
+# Bytes an answer's head (its interim answers included) may take: llhttp sets no bound, and
+# each header is held until the head is complete.
+MAX_HEAD_BYTES = 65_536
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -94,6 +97,7 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._head_request = False
         self._got_bytes = False
+        self._head_bytes = 0  # bytes received while the answer's head was incomplete
         self._spoiled = False  # bytes beyond the one answer asked for arrived
         self._waiter: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
@@ -129,6 +133,13 @@ class _Connection(asyncio.Protocol):
             self._fail(UpstreamUnavailable(f"malformed answer from the upstream: {exc}"))
             self.close()
             return
+        if not self.headers_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamUnavailable("the upstream's answer head is too large"))
+                self.close()
+                self._wake()
+                return
         if self._buffered > _READ_BUFFER_HIGH and not self._reading_paused and self.transport:
             self._reading_paused = True
             self.transport.pause_reading()
@@ -232,6 +243,7 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head_request = head
         self._got_bytes = False
+        self._head_bytes = 0
         self._spoiled = False
         self._body_unsent = False
         self._error = None
