@@ -5,8 +5,9 @@ unprefixed internals in ``UNPREFIXED_INTERNALS``) changes without notice on an u
 Where the platform still needs one, it lives in a compat module named for the library
 (``shared/compat/``, ``gateway/compat/``), whose own test fails when the library changes
 underneath. Everywhere else, this test reads the syntax tree: a private name is ours when
-our code defines it (in the same module, in one of our classes, or in a module of ours
-reached by name), and anything else is a library's.
+our code defines it (on ``self``: in the class or one of our classes it derives from;
+otherwise: in the same package, or in a module of ours reached by name), and anything else
+is a library's.
 """
 
 from __future__ import annotations
@@ -124,9 +125,8 @@ class Finder(ast.NodeVisitor):
     def __init__(self, path: Path, classes: dict[str, list[OwnClass]], members: set[str]) -> None:
         self.path = path
         self.classes = classes
-        self.members = members  # every name one of our classes defines
+        self.members = members  # every name bound in this module's package
         self.tree = ast.parse(path.read_text())
-        self.module_names = _defined_names(self.tree)
         self.own_module_aliases: set[str] = set()
         self.stdlib_aliases: set[str] = set()
         self.annotations = _annotation_nodes(self.tree)
@@ -142,7 +142,7 @@ class Finder(ast.NodeVisitor):
         self.found.append(f"{where}:{getattr(node, 'lineno', 0)}: {what}")
 
     def _ours(self, name: str) -> bool:
-        return name in self.module_names or name in self.members
+        return name in self.members
 
     # -- imports ---------------------------------------------------------------------------
 
@@ -230,19 +230,23 @@ class Finder(ast.NodeVisitor):
             self._flag(node, f"a library's private attribute: .{name}")
 
 
-def _members(classes: dict[str, list[OwnClass]]) -> set[str]:
-    return {name for owns in classes.values() for own in owns for name in own.names}
+def _names_by_package(modules: list[Path]) -> dict[Path, set[str]]:
+    """Every name bound in each package (a folder of modules), for ``Finder``'s ``members``."""
+    names: dict[Path, set[str]] = {}
+    for path in modules:
+        names.setdefault(path.parent, set()).update(_defined_names(ast.parse(path.read_text())))
+    return names
 
 
 def _violations() -> list[str]:
     modules = _product_modules()
     classes = _own_classes(modules)
-    members = _members(classes)
+    by_package = _names_by_package(modules)
     return [
         finding
         for path in modules
         if not _in_compat_module(path)
-        for finding in Finder(path, classes, members).run()
+        for finding in Finder(path, classes, by_package[path.parent]).run()
     ]
 
 
@@ -256,8 +260,7 @@ def test_product_code_reaches_no_library_internals_outside_the_compat_modules() 
 def _findings_in(source: str, tmp_path: Path) -> list[str]:
     path = tmp_path / "probe.py"
     path.write_text(source)
-    classes = _own_classes([path])
-    return Finder(path, classes, _members(classes)).run()
+    return Finder(path, _own_classes([path]), _names_by_package([path])[path.parent]).run()
 
 
 def test_the_check_tells_a_librarys_private_names_from_ours(tmp_path: Path) -> None:
