@@ -181,12 +181,19 @@ def test_a_streamed_request_body_without_a_length_is_sent_chunked(run: Runner) -
     run(scenario())
 
 
-def test_an_answer_with_both_a_length_and_chunked_encoding_is_refused(run: Runner) -> None:
-    # Two framings at once is how requests are smuggled: a client must not pick one.
-    smuggling = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"
-
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: -3\r\n\r\n",
+    ],
+    ids=["length-and-chunked", "two-lengths", "negative-length"],
+)
+def test_an_answer_whose_framing_is_ambiguous_is_refused(run: Runner, head: bytes) -> None:
+    # Two framings at once is how messages are smuggled: a client must not pick one.
     async def scenario() -> None:
-        async with upstream(answering(smuggling + b"0\r\n\r\n")) as (origin, _):
+        async with upstream(answering(head + b"0\r\n\r\n")) as (origin, _):
             pool = new_pool()
             with pytest.raises(UpstreamUnavailable):
                 await exchange(pool, origin)
@@ -216,6 +223,22 @@ def test_interim_answers_before_the_final_one_leave_nothing_behind(run: Runner) 
             assert body == b"next"
             await pool.close()
         assert len(seen) == 1
+
+    run(scenario())
+
+
+def test_an_upgrade_answer_is_refused_the_proxy_tunnels_nothing(run: Runner) -> None:
+    upgrade = (
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"
+    )
+
+    async def scenario() -> None:
+        async with upstream(answering(upgrade + b"\x81\x02hi")) as (origin, _):
+            pool = new_pool()
+            with pytest.raises(UpstreamUnavailable):
+                await exchange(pool, origin)
+            assert pool.stats().open == 0
+            await pool.close()
 
     run(scenario())
 
