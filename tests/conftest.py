@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 import asyncpg
 import httpx
@@ -24,6 +26,35 @@ PLATFORM = pytest.StashKey[Platform]()
 REPLICA_SECONDS = 60.0
 
 ProductFactory = Callable[..., Awaitable[str]]
+P = TypeVar("P", bound=Platform)
+
+
+@contextmanager
+def running_platform(
+    kind: Callable[..., P],
+    suffix: str,
+    database: str,
+    db_init_sql: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    pytestconfig: pytest.Config,
+) -> Iterator[P]:
+    """A platform of ``kind`` started on a database and broker namespace of its own (named
+    after ``suffix``), whose logs reach failed tests; stopped and dropped afterwards."""
+    name = f"{database}_{suffix}"
+    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.{suffix}"
+    platform_database.prepare(name, db_init_sql)
+    platform = kind(database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp(suffix))
+    logged: Platform = platform
+    pytestconfig.stash[PLATFORM] = logged
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+        del pytestconfig.stash[PLATFORM]
+        platform_database.run_in_thread(delete_namespace(namespace))
+        if not pytestconfig.getoption("--keep-database"):
+            platform_database.drop(name)
 
 
 @pytest.fixture(scope="session")
@@ -34,22 +65,10 @@ def platform(
     pytestconfig: pytest.Config,
 ) -> Iterator[Platform]:
     """Gateway, services and workers, running, on a database and namespace of their own."""
-    name = f"{database}_platform"
-    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.platform"
-    platform_database.prepare(name, db_init_sql)
-    platform = Platform(
-        database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp("platform-logs")
-    )
-    pytestconfig.stash[PLATFORM] = platform
-    try:
-        platform.start()
+    with running_platform(
+        Platform, "platform", database, db_init_sql, tmp_path_factory, pytestconfig
+    ) as platform:
         yield platform
-    finally:
-        platform.stop()
-        del pytestconfig.stash[PLATFORM]
-        platform_database.run_in_thread(delete_namespace(namespace))
-        if not pytestconfig.getoption("--keep-database"):
-            platform_database.drop(name)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,11 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import PLATFORM, ProductFactory
-from tests.harness import database as platform_database
+from tests.conftest import ProductFactory, running_platform
 from tests.harness.load import OrderStream
 from tests.harness.storefront import Storefront
-from tests.harness.topology import delete_namespace
 from tests.replicas.harness import ReplicaPlatform, haproxy_available
 
 HERE = os.path.dirname(__file__)
@@ -46,22 +44,10 @@ def platform(
     pytestconfig: pytest.Config,
 ) -> Iterator[ReplicaPlatform]:
     """Two of every process and HAProxy, on a database and namespace of their own."""
-    name = f"{database}_replicas"
-    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.replicas"
-    platform_database.prepare(name, db_init_sql)
-    replicas = ReplicaPlatform(
-        database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp("replica-logs")
-    )
-    pytestconfig.stash[PLATFORM] = replicas
-    try:
-        replicas.start()
+    with running_platform(
+        ReplicaPlatform, "replicas", database, db_init_sql, tmp_path_factory, pytestconfig
+    ) as replicas:
         yield replicas
-    finally:
-        replicas.stop()
-        del pytestconfig.stash[PLATFORM]
-        platform_database.run_in_thread(delete_namespace(namespace))
-        if not pytestconfig.getoption("--keep-database"):
-            platform_database.drop(name)
 
 
 SHOPPERS = 8
