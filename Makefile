@@ -12,6 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
+.PHONY: settings-doc infra
 .PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
 help: ## List the targets
@@ -112,6 +113,9 @@ chromium:
 
 e2e-browser: check-servers chromium ## The storefront in headless Chromium against the whole running platform; screenshots in tests/browser/artifacts/
 	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
+
+settings-doc: $(STAMP) ## Render docs/settings.md's tables from the settings classes (after adding or changing a setting)
+	$(BIN)/python -m infra.dev.settings_doc
 
 contracts: $(STAMP) ## Rewrite the OpenAPI and event schema snapshots on purpose, then run the contract tests
 	$(BIN)/python -m tests.contract.update

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import BaseServiceSettings
 from tests.services import ROOT, SERVICES, Service
 
 README = ROOT / "README.md"
@@ -18,13 +17,14 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def _documented_names(service: Service) -> list[str]:
+    """A field the service declares itself under its prefix, an inherited one under COMMERCE_
+    (as docs/settings.md's generated tables name them)."""
     prefix = service.settings_class.env_prefix()
-    names = []
-    for field in service.settings_class.model_fields:
-        own = field in service.settings_class.__annotations__
-        shared = field in BaseServiceSettings.model_fields and not own
-        names.append(f"COMMERCE_{field.upper()}" if shared else f"{prefix}{field.upper()}")
-    return names
+    own = service.settings_class.__annotations__
+    return [
+        f"{prefix}{field.upper()}" if field in own else f"COMMERCE_{field.upper()}"
+        for field in service.settings_class.model_fields
+    ]
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)

@@ -124,9 +124,10 @@ class CursorSettings(BaseServiceSettings):
     """Settings of a service that issues cursors: ``<SERVICE>_CURSOR_KEYS`` or, shared by
     every service, ``COMMERCE_CURSOR_KEYS``; comma-separated, the first signs."""
 
-    # Every replica of a service must hold the same keys, or a cursor issued by one is
-    # refused by the next. A placeholder is refused outside development and test.
     cursor_keys: SecretStr = SecretStr("change-me")
+    """Comma-separated HMAC keys for list cursors, the same in every replica: the first signs, all
+    verify (rotation: docs/api.md); a placeholder or a key under 32 characters stops the process
+    outside development and test."""
 
     @field_validator("cursor_keys")
     @classmethod
