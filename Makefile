@@ -26,8 +26,18 @@ $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PAC
 
 install: $(STAMP) ## Create .venv and install every package and tool (pinned by constraints.txt)
 
-check-servers: $(STAMP) ## Say whether Postgres, RabbitMQ and Redis answer, and how to start one that does not
-	@$(BIN)/python infra/dev/check_servers.py
+# Postgres, RabbitMQ or Redis missing here: installed from the distribution's packages and
+# started, as root or through sudo (infra/dev/servers.py; docs/development.md).
+SERVERS ?= install
+
+check-servers: $(STAMP) ## Make sure Postgres, RabbitMQ and Redis answer: install (apt) and start any that does not; SERVERS=skip only says
+	@$(BIN)/python infra/dev/servers.py --servers $(SERVERS)
+
+infra: ## Start only Postgres, RabbitMQ and Redis on Docker Compose, and print the exports that point make dev and make test at them
+	@$(PYTHON) infra/docker/compose_env.py .env.example .env
+	docker compose up -d --wait postgres rabbitmq redis
+	@echo "Point make dev and make test at them (their passwords are in .env):"
+	@echo '  eval "$$($(PYTHON) infra/dev/servers.py --compose-env .env)"'
 
 db: check-servers ## Create the database, its schemas and roles (idempotent)
 	@$(BIN)/python infra/postgres/prepare.py
