@@ -154,14 +154,15 @@ def _processes_reading(cls: type[BaseServiceSettings]) -> list[type[BaseServiceS
 
 def _section(cls: type[BaseServiceSettings], meanings: dict[str, str]) -> list[str]:
     prefix = cls.env_prefix()
+    source = f"`{cls.__module__}.{cls.__name__}`"
     if prefix:
-        title = f"## {cls.service_name.capitalize()} (`{prefix}`)"
-        lead = f"`{cls.__module__}.{cls.__name__}`: read by {cls.service_name} only."
+        title = f"## {cls.service_name.capitalize()}"
+        lead = f"{source}, read by {cls.service_name} only: `{prefix}<FIELD>`."
     else:
         readers = ", ".join(other.service_name for other in _processes_reading(cls))
-        title = f"## Shared by {readers} (`{SHARED_ENV_PREFIX}`)"
+        title = f"## Shared by {readers}"
         doc = " ".join((cls.__doc__ or "").split("\n\n")[0].split()).replace("``", "`")
-        lead = f"`{cls.__module__}.{cls.__name__}`: {doc[:1].lower()}{doc[1:]}"
+        lead = f"{source}, `{SHARED_ENV_PREFIX}<FIELD>`: {doc[:1].lower()}{doc[1:]}"
         prefix = SHARED_ENV_PREFIX
     lines = [
         title,
