@@ -16,7 +16,7 @@ DOCUMENTS = [README, *sorted((ROOT / "docs").rglob("*.md")), ROOT / "bench" / "C
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 REFERENCE = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
 HTML_LINK = re.compile(r"""\b(?:href|src)=["']([^"']+)["']""")
-OUTSIDE_PATH = re.compile(r"(?<![\w.])((?:\.\./)+[\w.\-/]+)")
+OUTSIDE_PATH = re.compile(r"(?<![\w./])((?:\.\./)+[\w.\-/]+)")
 
 
 def _documented_names(service: Service) -> list[str]:
