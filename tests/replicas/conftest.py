@@ -10,11 +10,10 @@ their own), and runs the quick ones here (the supervisor, the generated configur
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ProductFactory, running_platform
+from tests.conftest import ProductFactory, platform_fixture
 from tests.harness.load import OrderStream
 from tests.harness.storefront import Storefront
 from tests.replicas.harness import ReplicaPlatform, haproxy_available
@@ -36,18 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
-def platform(
-    database: str,
-    db_init_sql: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    pytestconfig: pytest.Config,
-) -> Iterator[ReplicaPlatform]:
-    """Two of every process and HAProxy, on a database and namespace of their own."""
-    with running_platform(
-        ReplicaPlatform, "replicas", database, db_init_sql, tmp_path_factory, pytestconfig
-    ) as replicas:
-        yield replicas
+# Two of every process and HAProxy, on a database and namespace of their own.
+platform = platform_fixture(ReplicaPlatform, "replicas")
 
 
 SHOPPERS = 8
