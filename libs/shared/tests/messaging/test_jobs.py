@@ -95,7 +95,7 @@ def test_an_interval_must_be_positive_and_jitter_not_negative() -> None:
     async def run() -> None:
         return None
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive interval"):
         PeriodicJob("bad", interval=0, run=run)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive interval"):
         PeriodicJob("bad", interval=1, run=run, jitter=-1)
