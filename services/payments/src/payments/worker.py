@@ -14,7 +14,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings, get_settings
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.handlers import requests_consumer
 from payments.payment.refunds import RefundBackoff
 from payments.provider import FakeProvider, PaymentProvider
@@ -69,7 +69,7 @@ async def run(
         await run_worker(
             settings,
             consumers=[consumer],
-            outbox=OUTBOX,
+            outbox=outbox,
             jobs=jobs(settings, sessionmaker=sessionmaker, provider=provider),
             engine=engine,
             stop=stop,

@@ -31,8 +31,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments import metrics
+from payments.backoff import doubling_pause
 from payments.config import PaymentsSettings
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.payment import repository, service
 from payments.payment.models import OwedRefund, Payment, PaymentStatus, RefundStatus
 from payments.provider import (
@@ -73,8 +74,9 @@ class RefundBackoff:
 
     def pause(self, failed_attempts: int) -> float:
         """Seconds to wait after ``failed_attempts`` (1 or more) failed calls."""
-        # The exponent is bounded: past the cap it changes nothing, and 2**n would overflow.
-        ceiling = min(self.base_seconds * 2.0 ** min(failed_attempts - 1, 60), self.max_seconds)
+        ceiling = doubling_pause(
+            failed_attempts - 1, initial=self.base_seconds, cap=self.max_seconds
+        )
         return ceiling / 2 + self.random() * ceiling / 2
 
 
@@ -214,7 +216,7 @@ async def _announce_again(session: AsyncSession, event: Envelope, payment: Payme
     """Answer a refund request for a payment refunded already with its ``payment_refunded``
     (its payment id, order and refunded amount), caused by the request."""
     announcement = event.caused(service.stored_outcome(payment))
-    await OUTBOX.add(session, announcement)
+    await outbox.add(session, announcement)
     metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
     logger.info("%s of payment %s announced again", announcement.type, payment.id)
 
@@ -243,7 +245,7 @@ async def _complete(session: AsyncSession, payment: Payment, refund: Refund, cau
         order_id=refunded.order_id,
         amount=Money(amount=refunded.refunded_amount, currency=refunded.currency),
     )
-    await OUTBOX.add(
+    await outbox.add(
         session,
         Envelope.new(
             announcement, correlation_id=cause.correlation_id, causation_id=cause.causation_id

@@ -30,9 +30,9 @@ from typing import NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments import metrics
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.payment import repository
-from payments.payment.exceptions import PaymentNotFoundError
+from payments.payment.exceptions import PaymentNotFound
 from payments.payment.models import FailureReason, Payment, PaymentStatus
 from payments.provider import (
     Charge,
@@ -62,7 +62,7 @@ async def get_payment(
     """The payment if the caller may see it (theirs, or any for an admin); 404 otherwise."""
     payment = await repository.get(session, payment_id)
     if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
-        raise PaymentNotFoundError("No payment with this id.")
+        raise PaymentNotFound("No payment with this id.")
     return payment
 
 
@@ -174,7 +174,7 @@ async def settle_charges(
         answered.append(current)
         again.append(event.caused(stored_outcome(current)))
     if again:
-        await OUTBOX.add_many(session, again)
+        await outbox.add_many(session, again)
         for announcement in again:
             metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
             logger.info("%s announced again for a repeated request", announcement.type)
@@ -255,7 +255,7 @@ async def _settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[
             )
         events.append(cause.caused(outcome) if cause else Envelope.new(outcome))
         logger.info("payment %s of order %s %s", payment.id, payment.order_id, payment.status)
-    await OUTBOX.add_many(session, events)
+    await outbox.add_many(session, events)
     return settled
 
 
