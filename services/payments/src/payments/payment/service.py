@@ -34,6 +34,7 @@ from payments.events import outbox
 from payments.payment import repository
 from payments.payment.exceptions import PaymentNotFound
 from payments.payment.models import FailureReason, Payment, PaymentStatus
+from payments.payment.schemas import PaymentOut, PaymentPage
 from payments.provider import (
     Charge,
     PaymentProvider,
@@ -46,6 +47,7 @@ from shared.coalescing import Coalescer
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.cursors import CursorCodec
 from shared.db import autocommit_connection, driver_connection
 from shared.ids import new_id
 from shared.messaging import Envelope
@@ -66,10 +68,7 @@ async def get_payment(
     return payment
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentSlice:
-    items: Sequence[Payment]
-    next_after: uuid.UUID | None  # where the next page starts; None on the last page
+PAYMENTS_CURSOR = "payments"
 
 
 async def list_payments(
@@ -77,20 +76,22 @@ async def list_payments(
     session: AsyncSession,
     principal: Principal,
     order_id: uuid.UUID | None,
-    after: uuid.UUID | None,
+    cursors: CursorCodec,
+    cursor: str | None,
     limit: int,
-) -> PaymentSlice:
+) -> PaymentPage:
     """The caller's payments (an admin's: everyone's), newest first, one page."""
-    # One row more than asked tells whether another page exists without a count query.
     rows = await repository.page(
         session,
         user_id=None if principal.is_admin else principal.user_id,
         order_id=order_id,
-        before=after,
+        before=cursors.after_id(PAYMENTS_CURSOR, cursor),
         limit=limit + 1,
     )
-    items = rows[:limit]
-    return PaymentSlice(items=items, next_after=items[-1].id if len(rows) > limit else None)
+    items, next_cursor = cursors.page(
+        PAYMENTS_CURSOR, rows, limit=limit, position=lambda payment: payment.id
+    )
+    return PaymentPage(items=[PaymentOut.of(payment) for payment in items], next_cursor=next_cursor)
 
 
 # --- charging --------------------------------------------------------------------------------
