@@ -1,22 +1,15 @@
 """Refunds: the full captured amount, once per payment, however long the provider is away.
 
-A refund request asks the provider at once, with a few quick retries, keyed by the payment id
-(so any number of asks makes one refund). If the provider stays unavailable the refund is
-not thrown back at the broker (whose few redeliveries in seconds would dead-letter it): it is
-recorded as owed with a ``next_attempt_at``, the request is acknowledged, and the refund
-reconciler (``reconcile_refunds_batch``, run by every worker) asks again with exponential
-backoff and jitter until the provider answers. A refusal (the provider will never make it)
-ends the refund as ``refused``, logged and counted for an operator. Whichever of a request or
-the reconciler records the refund first moves the payment to ``refunded`` and writes
-``payments.payment_refunded``; the move is conditional, so the refund is made and recorded
-once.
-
-Orders asks again for a refund it has not heard of for a while (its ``payment_refunded`` may
-have been dead-lettered on the way). A request for a payment refunded already is answered
-with its ``payment_refunded`` again, caused by that request, and the provider is not asked:
-every request applied is answered once the refund is made. A request for a refund owed is
-left to the reconciler (its backoff keeps the pace while the provider is away), which
-announces the refund when it is made.
+A refund request asks the provider at once, with a few quick retries, keyed by the payment
+id (any number of asks makes one refund). If the provider stays unavailable the refund is
+recorded as owed and the request acknowledged (the broker's few quick redeliveries would
+dead-letter it); the refund reconciler (``reconcile_refunds_batch``) asks again with
+backoff and jitter until the provider answers. A refusal ends the refund as ``refused``,
+for an operator. Whichever path records the refund first moves the payment to ``refunded``
+and writes ``payments.payment_refunded``, conditionally, so it is recorded once. A request
+for a payment refunded already is answered with its ``payment_refunded`` again, without
+asking the provider; one for a refund owed is left to the reconciler. Detail:
+docs/payments.md ("Refunds: retry policy", "Repeated refund requests").
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Business rules of charges and their transaction boundaries (refunds: ``refunds``).
 
 Charging follows one rule: record the attempt (committed), ask the provider outside any
-transaction of ours, then record the answer and its event together. The first two are the
-``prepare`` half of the request's handler, which the consumer runs before its transaction
-and without holding a connection while the provider thinks; the last is the ``apply`` half,
-in the consumer's transaction with the event's inbox key (``shared.messaging``'s
-``PreparedBatchHandler``: a run of answers at once). Attempts made at the same moment share
-one statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves either
-nothing, a pending payment that the redelivered request resumes (the provider, asked again
-with the order id as key, returns the same charge), or the settled payment with its event.
-No path charges twice. Every request is answered with one outcome event: the settling one,
-or the stored outcome again (orders asks again when an answer went missing).
-
-A pending payment whose request never completes (dead-lettered after the provider charged,
-say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
-provider's memory of the order's key; it never charges.
+transaction of ours, then record the answer and its event together: the first two are the
+``prepare`` half of the request's handler, the last its ``apply`` half, in the consumer's
+transaction (``shared.messaging.handlers``). Attempts made at the same moment share one
+statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves nothing, a
+pending payment the redelivered request resumes (the order id is the provider's key), or
+the settled payment with its event: no path charges twice. Every request is answered with
+one outcome event, and a payment whose request never completes is settled by the
+reconciler (``reconcile_batch``), which never charges. Detail: docs/payments.md, "Charging".
 """
 
 from __future__ import annotations
