@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
+from gateway.proxy.tracing import traced
 from shared.asgi import BodySizeLimitMiddleware
 from shared.errors import problem_response
 
@@ -80,12 +81,15 @@ class GatewayApp(FastAPI):
             if middleware.cls not in DONE_BY_THE_PROXY:
                 proxied = middleware.cls(proxied, *middleware.args, **middleware.kwargs)
         runtime = self.state.runtime
-        return ProxyFirst(
+        stack = ProxyFirst(
             full=full,
             proxied=proxied,
             routes=runtime.routes,
             internal_port=runtime.settings.internal_port,
         )
+        # Server spans when tracing is on (gateway.proxy.tracing); the stack itself otherwise.
+        own_paths = [path for route in self.routes if (path := getattr(route, "path", None))]
+        return traced(stack, routes=runtime.routes, own_paths=own_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # An HTTP request, once the stack is built, goes straight to it: FastAPI's and

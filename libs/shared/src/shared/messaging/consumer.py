@@ -92,6 +92,7 @@ from shared.messaging.topology import (
     queue_name,
 )
 from shared.settings import BaseServiceSettings
+from shared.tracing.messaging import consuming, preparing
 
 logger = logging.getLogger(__name__)
 
@@ -406,9 +407,10 @@ class RunningConsumer:
         event = delivery.event
         token = request_id_var.set(event.correlation_id)
         try:
-            prepared = await self._while_database_away(
-                lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
-            )
+            with preparing(self.consumer.name, delivery):  # a span (shared.tracing)
+                prepared = await self._while_database_away(
+                    lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
+                )
         except Exception as exc:
             await self._give_back(delivery, exc)
             return None
@@ -499,7 +501,12 @@ class RunningConsumer:
         """Claim every inbox key and run the handlers of the new events, in one transaction;
         per delivery, False for a duplicate. A delivery whose handler raises is appended to
         ``failed`` before the exception propagates."""
-        async with self.sessionmaker() as session, session.begin(), deferring_events(session):
+        async with (
+            consuming(self.consumer.name, batch),  # spans (shared.tracing.messaging)
+            self.sessionmaker() as session,
+            session.begin(),
+            deferring_events(session),
+        ):
             claimed = await claim_events(
                 session,
                 table=self._inbox,
