@@ -194,8 +194,7 @@ async def test_a_batch_links_every_event_and_each_follow_up_stays_in_its_own_tra
     batches = await spans_named(spans, f"process {name} batch", 1)
     assert {batch.kind for batch in batches} == {SpanKind.CONSUMER}
     assert any(
-        set(traces.values()) <= {link.context.trace_id for link in batch.links}
-        for batch in batches
+        set(traces.values()) <= {link.context.trace_id for link in batch.links} for batch in batches
     )
     # Each follow-up's row carries the trace of the request that caused its cause.
     async with harness.sessionmaker() as session:
