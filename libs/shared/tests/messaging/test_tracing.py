@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 import aio_pika
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts.inventory import StockLow
 from shared.messaging import BatchHandler, Envelope
 from shared.messaging.dlq import replay
+from shared.testing.tracing import in_memory_tracing
 from shared.tracing import setup
 
 from .conftest import Effect, Harness, OutboxEvent, wait_until
@@ -31,15 +31,8 @@ FOLLOW_UP_SKU = "SKU-FOLLOW-UP"
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for one test, every span kept in memory."""
-    exporter = InMemorySpanExporter()
-    provider = setup.build_provider("messaging-test", [SimpleSpanProcessor(exporter)])
-    setup.install(provider)
-    try:
+    with in_memory_tracing("messaging-test") as exporter:
         yield exporter
-    finally:
-        setup.uninstall()
-        provider.shutdown()
 
 
 def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
