@@ -178,10 +178,11 @@ async def test_one_order_is_one_trace_across_the_gateway_the_services_and_the_wo
     # HTTP: the gateway's server span is the root, its client span carried the context on.
     entry = trace.one("gateway", "SERVER", ORDER_ROUTE)
     assert entry.parent_span_id == ""
-    forwarded = [s for s in trace.find("gateway", "CLIENT", "POST")]
-    assert [s.parent_span_id for s in forwarded] == [entry.span_id]
+    forwarded = trace.find("gateway", "CLIENT", "POST")  # two if a stale connection was retried
+    assert forwarded
+    assert {s.parent_span_id for s in forwarded} == {entry.span_id}
     [served] = [s for s in trace.spans if s.service == "orders" and s.kind == "SERVER"]
-    assert served.parent_span_id == forwarded[0].span_id
+    assert served.parent_span_id in {s.span_id for s in forwarded}
     # Instrumented clients: Redis (the rate limit) in the gateway, Postgres in the service.
     assert any(
         s.attributes.get("db.system") == "redis" and entry in trace.ancestors(s)
