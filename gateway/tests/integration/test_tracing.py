@@ -13,8 +13,14 @@ from opentelemetry.trace import SpanKind
 from starlette.types import Message, Scope
 
 from gateway.config import GatewaySettings
+from gateway.proxy.http1 import Http1Pool
 from gateway.proxy.routes import RouteTable
-from gateway.proxy.tracing import ClientTraceContextDropped, TracedHttp1Pool, span_details
+from gateway.proxy.tracing import (
+    ClientTraceContextDropped,
+    TracedHttp1Pool,
+    span_details,
+    traced,
+)
 from gateway.proxy.upstream import UpstreamClient
 from shared.testing.tracing import in_memory_tracing
 from shared.tracing import tracer
@@ -113,3 +119,16 @@ def test_server_spans_are_named_by_route_never_by_a_raw_path() -> None:
     )
     assert details({"method": "POST", "path": "/api/v1/auth/token"})[0] == "POST /api/v1/auth/token"
     assert details({"method": "GET", "path": "/wp-login.php"}) == ("GET", {})
+
+
+async def test_with_tracing_off_the_stack_and_the_pool_are_the_untraced_ones() -> None:
+    async def app(scope: Scope, receive: object, send: object) -> None:
+        await asyncio.sleep(0)
+
+    assert traced(app, routes=RouteTable({}), own_paths=[]) is app
+    client = UpstreamClient(GatewaySettings())
+    await client.start()
+    try:
+        assert type(client.pool) is Http1Pool
+    finally:
+        await client.close()
