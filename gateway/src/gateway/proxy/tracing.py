@@ -23,6 +23,7 @@ from gateway.proxy.http1 import Http1Pool, Origin, UpstreamResponse
 from gateway.proxy.routes import RouteTable
 from shared.tracing import server_spans, tracer, tracing_enabled
 from shared.tracing.messaging import carrier_of
+from shared.tracing.setup import SpanDetails
 
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
@@ -34,7 +35,7 @@ def traced(app: ASGIApp, *, routes: RouteTable, own_paths: Collection[str]) -> A
     return ClientTraceContextDropped(server_spans(app, span_details(routes, own_paths)))
 
 
-def span_details(routes: RouteTable, own_paths: Collection[str]) -> Any:
+def span_details(routes: RouteTable, own_paths: Collection[str]) -> SpanDetails:
     """Names a request's server span from its scope: method and route, or method alone."""
     known = frozenset(own_paths)
 

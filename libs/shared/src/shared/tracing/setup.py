@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -157,7 +158,7 @@ def uninstall() -> None:
             instrumentor.uninstrument()
 
 
-def instrument_app(app: Any) -> None:
+def instrument_app(app: FastAPI) -> None:
     """Server spans for the requests of a FastAPI ``app`` (nothing when tracing is off)."""
     if _installed is None:
         return
