@@ -28,6 +28,7 @@ from shared.messaging.probe import start_probe
 from shared.messaging.relay import OutboxRelay
 from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
+from shared.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +126,10 @@ def serve_worker(
 
 
 def prepare_worker_process(settings: BaseServiceSettings) -> None:
-    """What a worker process does before its loop starts: logging, its CPU priority
+    """What a worker process does before its loop starts: logging, tracing, its CPU priority
     (``worker_nice`` below the apps'; lowering one's own priority needs no privilege) and its
     garbage collector (``shared.runtime``)."""
     configure_logging(settings)
+    configure_tracing(f"{settings.service_name}-worker")  # only if OTEL_* ask (shared.tracing)
     os.nice(settings.worker_nice)
     settle_garbage_collector()
