@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings
 from shared.auth import AdminDep, OptionalPrincipalDep
 from shared.cursors import CursorQuery
@@ -22,14 +21,6 @@ async def _settings(request: Request) -> InventorySettings:
 SettingsDep = Annotated[InventorySettings, Depends(_settings)]
 
 
-async def _catalog_cache(request: Request) -> CatalogCache:
-    cache: CatalogCache = request.app.state.catalog_cache
-    return cache
-
-
-CatalogCacheDep = Annotated[CatalogCache, Depends(_catalog_cache)]
-
-
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
@@ -42,7 +33,6 @@ LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 t
 
 __all__ = [
     "AdminDep",
-    "CatalogCacheDep",
     "CursorQuery",
     "LimitQuery",
     "OptionalPrincipalDep",

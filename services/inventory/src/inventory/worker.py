@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 
-from inventory.catalog import staleness
 from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings, get_settings
 from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
 from inventory.media.sweep import run_media_sweeper
+from inventory.products import staleness
 from inventory.sweeper import run_sweeper
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import prepare_worker_process, run_worker
@@ -29,7 +29,7 @@ async def run(
     stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
     # Reservations, commits, releases and expiries change what catalog reads show: each
-    # transaction's commit invalidates the products it touched (inventory.catalog.staleness).
+    # transaction's commit invalidates the products it touched (inventory.products.staleness).
     cache = CatalogCache(settings)
     staleness.attach(engine, cache.invalidate)
     sessionmaker = create_sessionmaker(engine)

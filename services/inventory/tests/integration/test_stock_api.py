@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.stock.models import StockMovement
-from inventory.stock.reservations import OrderLine, reserve_order
+from inventory.stock.runs import OrderLine
+from services.inventory.tests.integration import test_reservations
 
 PRODUCTS = "/api/v1/products"
 
@@ -43,13 +43,7 @@ async def reserve(
     sessionmaker: async_sessionmaker[AsyncSession], sku: str, quantity: int
 ) -> uuid.UUID:
     order_id = uuid.uuid4()
-    async with sessionmaker() as session, session.begin():
-        outcome = await reserve_order(
-            session=session,
-            order_id=order_id,
-            lines=[OrderLine(sku, quantity)],
-            ttl=timedelta(minutes=15),
-        )
+    outcome = await test_reservations.reserve(sessionmaker, [OrderLine(sku, quantity)], order_id)
     assert outcome.reserved
     return order_id
 

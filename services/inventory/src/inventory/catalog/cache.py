@@ -8,7 +8,7 @@ representation. Admins, who also see inactive products, always read the database
 Freshness. Every value is tagged with a generation read *before* the database read that
 produced it: one generation per sku for product reads, one for all list pages. Invalidating
 (``invalidate``, called once a write that changed a product commits, see
-``inventory.catalog.staleness``) increments the generations, so every value read before the
+``inventory.products.staleness``) increments the generations, so every value read before the
 write stops matching at once, including one a slow reader stores after the invalidation.
 The backstop when an invalidation is lost (Redis away at that moment, a process killed
 between commit and invalidation) is the TTL: a value expires ``freshness`` seconds after

@@ -8,9 +8,8 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.catalog import repository, staleness
-from inventory.catalog.exceptions import ProductNotFound, SkuTaken, WrongCurrency
-from inventory.catalog.models import Product
+from inventory.catalog import repository
+from inventory.catalog.exceptions import SkuTaken, WrongCurrency
 from inventory.catalog.schemas import (
     MoneyIn,
     MoneyOut,
@@ -22,10 +21,13 @@ from inventory.catalog.schemas import (
 from inventory.config import InventorySettings
 from inventory.events import outbox
 from inventory.media.schemas import ImageOut, media_url
-from inventory.stock import repository as stock_repository
+from inventory.products import staleness
+from inventory.products.exceptions import ProductNotFound
+from inventory.products.models import Product
 from inventory.stock.models import MovementKind, StockItem
-from inventory.stock.repository import Movement
-from inventory.stock.service import low_stock_events
+from inventory.stock.repository import levels
+from inventory.stock.repository.writes import Movement, StockChange, write_stock
+from inventory.stock.rules import low_stock_events
 from shared.contracts.inventory import ProductUpserted
 from shared.contracts.money import Money
 from shared.messaging import Envelope
@@ -107,19 +109,15 @@ async def create_product(
         )
         await session.flush()
         if data.initial_stock:
-            await stock_repository.record_movements(
-                session,
-                [
-                    Movement(
-                        data.sku,
-                        MovementKind.ADJUSTMENT,
-                        data.initial_stock,
-                        0,
-                        INITIAL_STOCK_REASON,
-                        actor,
-                    )
-                ],
+            initial = Movement(
+                data.sku,
+                MovementKind.ADJUSTMENT,
+                data.initial_stock,
+                0,
+                INITIAL_STOCK_REASON,
+                actor,
             )
+            await write_stock(session, movements=[initial])
         await outbox.add(session, _upserted(product))
         await session.refresh(product)
     return product_out(product, data.initial_stock)
@@ -166,8 +164,13 @@ async def update_product(
         if after[-1] != before[-1]:
             # A new reorder point can put the product under it (or lift it out): that is a
             # crossing too.
-            locked = await stock_repository.lock_stock(session, skus=[sku])
-            events.extend(Envelope.new(e) for e in low_stock_events(locked))
+            [level] = await levels.lock_stock(session, skus=[sku])
+            alerted = level.low_stock_alerted
+            events.extend(Envelope.new(e) for e in low_stock_events([level]))
+            if level.low_stock_alerted != alerted:
+                await write_stock(
+                    session, changes=[StockChange(sku, 0, 0, level.low_stock_alerted)]
+                )
         await outbox.add_many(session, events)
         await session.flush()
         await session.refresh(product)
