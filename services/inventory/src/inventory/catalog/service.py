@@ -24,16 +24,12 @@ from inventory.media.schemas import ImageOut, media_url
 from inventory.products import staleness
 from inventory.products.exceptions import ProductNotFound
 from inventory.products.models import Product
-from inventory.stock.models import MovementKind, StockItem
-from inventory.stock.repository import levels
-from inventory.stock.repository.writes import Movement, StockChange, write_stock
-from inventory.stock.rules import low_stock_events
+from inventory.stock import service as stock
 from shared.contracts.inventory import ProductUpserted
 from shared.contracts.money import Money
 from shared.messaging import Envelope
 
 PRODUCTS_CURSOR = "inventory.products"
-INITIAL_STOCK_REASON = "initial stock"
 
 
 def product_out(
@@ -97,27 +93,13 @@ async def create_product(
         except IntegrityError:
             raise SkuTaken(data.sku) from None
         staleness.mark_stale(session, [data.sku])  # list pages show it from now on
-        # A new product starts with its alarm in the state its stock implies: creation is
-        # not a crossing, so it emits no stock_low of its own.
-        session.add(
-            StockItem(
-                sku=data.sku,
-                on_hand=data.initial_stock,
-                reserved=0,
-                low_stock_alerted=data.initial_stock <= data.reorder_point,
-            )
+        await stock.open_stock(
+            session=session,
+            sku=data.sku,
+            on_hand=data.initial_stock,
+            reorder_point=data.reorder_point,
+            actor=actor,
         )
-        await session.flush()
-        if data.initial_stock:
-            initial = Movement(
-                data.sku,
-                MovementKind.ADJUSTMENT,
-                data.initial_stock,
-                0,
-                INITIAL_STOCK_REASON,
-                actor,
-            )
-            await write_stock(session, movements=[initial])
         await outbox.add(session, _upserted(product))
         await session.refresh(product)
     return product_out(product, data.initial_stock)
@@ -164,13 +146,8 @@ async def update_product(
         if after[-1] != before[-1]:
             # A new reorder point can put the product under it (or lift it out): that is a
             # crossing too.
-            [level] = await levels.lock_stock(session, skus=[sku])
-            alerted = level.low_stock_alerted
-            events.extend(Envelope.new(e) for e in low_stock_events([level]))
-            if level.low_stock_alerted != alerted:
-                await write_stock(
-                    session, changes=[StockChange(sku, 0, 0, level.low_stock_alerted)]
-                )
+            low = await stock.recheck_low_stock(session=session, sku=sku)
+            events.extend(Envelope.new(event) for event in low)
         await outbox.add_many(session, events)
         await session.flush()
         await session.refresh(product)

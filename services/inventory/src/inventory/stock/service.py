@@ -1,4 +1,5 @@
-"""Stock levels for admins: read, adjust, list what is low. Owns its transactions."""
+"""Stock levels: read, adjusted and listed by admins (each in a transaction of its own), and
+opened and rechecked by the catalog's product writes (inside the catalog's transaction)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from inventory.events import outbox
 from inventory.products.exceptions import ProductNotFound
 from inventory.stock.exceptions import StockBelowReserved
 from inventory.stock.locked import StockLevel
-from inventory.stock.models import MovementKind
+from inventory.stock.models import MovementKind, StockItem
 from inventory.stock.repository import levels
 from inventory.stock.repository.writes import Movement, StockChange, write_stock
 from inventory.stock.rules import low_stock_events
 from inventory.stock.schemas import StockOut, StockPage
+from shared.contracts.inventory import StockLow
 from shared.messaging import Envelope
 
 LOW_STOCK_CURSOR = "inventory.low-stock"
+INITIAL_STOCK_REASON = "initial stock"
 
 
 def stock_out(level: StockLevel) -> StockOut:
@@ -67,3 +70,28 @@ async def list_low_stock(
     items = [stock_out(level) for level in rows[:limit]]
     next_cursor = cursors.encode(LOW_STOCK_CURSOR, items[-1].sku) if len(rows) > limit else None
     return StockPage(items=items, next_cursor=next_cursor)
+
+
+async def open_stock(
+    *, session: AsyncSession, sku: str, on_hand: int, reorder_point: int, actor: str
+) -> None:
+    """The stock row of a product just created (and flushed), its initial stock a ledger
+    entry. Its alarm starts in the state its stock implies: creation is not a crossing, so
+    it emits no ``stock_low`` of its own."""
+    alerted = on_hand <= reorder_point
+    session.add(StockItem(sku=sku, on_hand=on_hand, reserved=0, low_stock_alerted=alerted))
+    await session.flush()
+    if on_hand:
+        initial = Movement(sku, MovementKind.ADJUSTMENT, on_hand, 0, INITIAL_STOCK_REASON, actor)
+        await write_stock(session, movements=[initial])
+
+
+async def recheck_low_stock(*, session: AsyncSession, sku: str) -> list[StockLow]:
+    """The low-stock rule after the product's reorder point changed (and was flushed): a new
+    point can put the product under it, or lift it out, which is a crossing too."""
+    [level] = await levels.lock_stock(session, skus=[sku])
+    alerted = level.low_stock_alerted
+    low = low_stock_events([level])
+    if level.low_stock_alerted != alerted:
+        await write_stock(session, changes=[StockChange(sku, 0, 0, level.low_stock_alerted)])
+    return low
