@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inventory.stock.locked import StockLevel
+from inventory.stock.rows import StockLevel
 from inventory.stock.rules import FailureReason, low_stock_events, shortfall
 
 

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.events import outbox
-from inventory.stock.locked import LockedLine
 from inventory.stock.models import MovementKind, ReservationStatus
 from inventory.stock.repository import claims, locks
 from inventory.stock.repository.writes import Movement, StockChange, write_stock
+from inventory.stock.rows import LockedLine
 from inventory.stock.rules import low_stock_events
 from shared.contracts.inventory import ReservationExpired, StockLow
 from shared.messaging import Envelope

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 
-from inventory.stock.locked import LockedLine, StockLevel
+from inventory.stock.rows import LockedLine, StockLevel
 from shared.contracts.inventory import StockLow
 
 

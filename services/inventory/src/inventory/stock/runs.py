@@ -26,11 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.events import outbox
 from inventory.stock import metrics
-from inventory.stock.locked import LockedLine, StockLevel
 from inventory.stock.models import MovementKind, ReservationStatus
 from inventory.stock.releases import cancel_order
 from inventory.stock.repository import claims
 from inventory.stock.repository.writes import Movement, ReservedQuantity, StockChange, write_stock
+from inventory.stock.rows import LockedLine, StockLevel
 from inventory.stock.rules import FailureReason, low_stock_events, retake_shortfall, shortfall
 from shared.contracts.base import EventPayload
 from shared.contracts.inventory import (

@@ -9,10 +9,10 @@ from inventory.config import InventorySettings
 from inventory.events import outbox
 from inventory.products.exceptions import ProductNotFound
 from inventory.stock.exceptions import StockBelowReserved
-from inventory.stock.locked import StockLevel
 from inventory.stock.models import MovementKind, StockItem
 from inventory.stock.repository import levels
 from inventory.stock.repository.writes import Movement, StockChange, write_stock
+from inventory.stock.rows import StockLevel
 from inventory.stock.rules import low_stock_events
 from inventory.stock.schemas import StockOut, StockPage
 from shared.contracts.inventory import StockLow

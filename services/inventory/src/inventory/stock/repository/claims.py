@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.stock.locked import LockedLine, StockLevel
 from inventory.stock.models import ReservationStatus
+from inventory.stock.rows import LockedLine, StockLevel
 from shared.db import driver_connection
 
 # One round trip: the new orders' reservations inserted, and the confirmed orders'

@@ -8,8 +8,8 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.products.models import Product
-from inventory.stock.locked import StockLevel
 from inventory.stock.models import StockItem
+from inventory.stock.rows import StockLevel
 
 
 def _levels() -> Select[str, int, int, bool, bool, int]:

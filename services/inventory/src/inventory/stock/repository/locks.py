@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.stock.locked import LockedLine, StockLevel
 from inventory.stock.models import ReservationStatus
+from inventory.stock.rows import LockedLine, StockLevel
 from shared.db import driver_connection
 
 

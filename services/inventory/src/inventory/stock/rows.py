@@ -1,4 +1,4 @@
-"""Stock rows locked for the transaction, as the rules read and change them."""
+"""Stock rows as the rules and the routes see them, and reservation lines with theirs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 @dataclass
 class StockLevel:
-    """A stock row locked for this transaction, with what the rules need of its product.
+    """A stock row with what the rules need of its product.
 
-    The rules change it in place and the write statement records the change, so it is the
-    row's state as the transaction leaves it.
+    When the row is locked for the transaction, the rules change this in place and the write
+    statement records the change, so it is the row's state as the transaction leaves it.
     """
 
     sku: str
