@@ -171,3 +171,26 @@ async def test_low_stock_is_not_mistaken_for_a_sku(
     assert response.status_code == 200
     assert set(response.json()) == {"items", "next_cursor"}
     assert (await client.get("/api/v1/inventory/bad_sku", headers=admin)).status_code == 422
+
+
+async def test_a_new_reorder_point_is_a_crossing_too(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    sku: str,
+    outbox_events: Callable[..., Any],
+) -> None:
+    await create(client, admin, sku, stock=5, reorder_point=0)
+
+    async def reorder_at(point: int) -> list[str]:
+        body = {"reorder_point": point}
+        response = await client.patch(f"{PRODUCTS}/{sku}", json=body, headers=admin)
+        assert response.status_code == 200, response.text
+        low = await client.get("/api/v1/inventory/low-stock", params={"limit": 100}, headers=admin)
+        return [item["sku"] for item in low.json()["items"] if item["sku"] == sku]
+
+    assert await reorder_at(5) == [sku]  # 5 available, now at the point: low
+    assert await reorder_at(6) == [sku]  # still under: already said
+    assert await reorder_at(1) == []  # lifted out: re-armed, silently
+    assert await reorder_at(5) == [sku]  # a second crossing
+    events = await outbox_events("inventory.stock_low", lambda d: d["sku"] == sku)
+    assert events == [{"sku": sku, "available": 5, "reorder_point": 5}] * 2
