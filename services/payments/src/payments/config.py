@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from payments.backoff import doubling_pause
 from shared.cursors import CursorSettings
 
 
@@ -51,10 +52,15 @@ class PaymentsSettings(CursorSettings):
 
     @model_validator(mode="after")
     def _reconcile_after_outlasts_a_charge(self) -> PaymentsSettings:
-        # Imported here: the retry policy reads these settings (payments.provider.retry).
-        from payments.provider.retry import RetryPolicy
-
-        budget = sum(RetryPolicy.from_settings(self).pauses())
+        # The pauses of payments.provider.RetryPolicy.from_settings(self).
+        budget = sum(
+            doubling_pause(
+                retry,
+                initial=self.provider_backoff_initial_seconds,
+                cap=self.provider_backoff_max_seconds,
+            )
+            for retry in range(self.provider_max_attempts - 1)
+        )
         if self.reconcile_after_seconds <= budget:
             raise ValueError(
                 f"reconcile_after_seconds ({self.reconcile_after_seconds}) must exceed the "

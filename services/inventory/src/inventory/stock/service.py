@@ -65,11 +65,13 @@ async def list_low_stock(
     *, session: AsyncSession, settings: InventorySettings, limit: int, cursor: str | None
 ) -> StockPage:
     cursors = settings.cursor_codec
-    after = cursors.decode(LOW_STOCK_CURSOR, cursor) if cursor is not None else None
-    rows = await levels.low_stock_page(session, after=after, limit=limit + 1)
-    items = [stock_out(level) for level in rows[:limit]]
-    next_cursor = cursors.encode(LOW_STOCK_CURSOR, items[-1].sku) if len(rows) > limit else None
-    return StockPage(items=items, next_cursor=next_cursor)
+    rows = await levels.low_stock_page(
+        session, after=cursors.after(LOW_STOCK_CURSOR, cursor), limit=limit + 1
+    )
+    page, next_cursor = cursors.page(
+        LOW_STOCK_CURSOR, rows, limit=limit, position=lambda level: level.sku
+    )
+    return StockPage(items=[stock_out(level) for level in page], next_cursor=next_cursor)
 
 
 async def open_stock(
