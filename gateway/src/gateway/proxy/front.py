@@ -1,15 +1,14 @@
 """The gateway's application: a proxied request takes a shorter middleware stack.
 
 FastAPI wraps every request in three middlewares of its own (a last-resort error page,
-exception telemetry and its own body limit) around the platform's. A proxied request
-never reaches FastAPI's routing, and the platform's ``RequestContextMiddleware`` already
-turns an unexpected exception into a 500 problem with the request id, so for those
-requests the gateway runs the user middleware (CORS, request id and metrics, then the
-proxy) without FastAPI's three, a saving on every proxied request (bench/CHANGES.md). The
-body limit and gzip are left out of that stack too, because the proxy applies them itself
-(``gateway.proxy.upstream``), where they cost less. Everything else (the
-gateway's own routes, docs, health, metrics, lifespan) goes through FastAPI's full stack,
-with all of the middleware.
+exception telemetry and its own body limit) around the platform's. A proxied request never
+reaches FastAPI's routing, and the platform's ``RequestContextMiddleware`` already turns an
+unexpected exception into a 500 problem with the request id, so for those requests the
+gateway runs the user middleware (CORS, request id and metrics, then the proxy) without
+FastAPI's three, a saving on every proxied request (bench/CHANGES.md). The body limit and
+gzip are left out of that stack too, because the proxy applies them itself
+(``gateway.proxy.upstream``), where they cost less. Everything else (the gateway's own
+routes, docs, health, metrics, lifespan) goes through FastAPI's full stack.
 
 The probes and metrics that are not for the public (``INTERNAL_PATHS``) are answered only on
 the internal port, which answers nothing else; ``/health/live`` is answered on both.
@@ -26,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.compat.starlette import ComposedStackApp, wrap
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
+from gateway.proxy.tracing import traced
 from shared.asgi import BodySizeLimitMiddleware
 from shared.errors import problem_response
 
@@ -79,9 +79,12 @@ class GatewayApp(ComposedStackApp):
     def compose_stack(self, full: ASGIApp, user_middleware: Sequence[Middleware]) -> ASGIApp:
         kept = [m for m in user_middleware if m.cls not in DONE_BY_THE_PROXY]
         runtime = self.state.runtime
-        return ProxyFirst(
+        stack = ProxyFirst(
             full=full,
             proxied=wrap(_never_reached, kept),
             routes=runtime.routes,
             internal_port=runtime.settings.internal_port,
         )
+        # Server spans when tracing is on (gateway.proxy.tracing); the stack itself otherwise.
+        own_paths = [path for route in self.routes if (path := getattr(route, "path", None))]
+        return traced(stack, routes=runtime.routes, own_paths=own_paths)

@@ -10,13 +10,12 @@ message:
   that raises has its delivery returned, the quorum queue counting it up to
   ``x-delivery-limit`` before the DLQ (``transactions``, ``settlement``);
 - while the database is away, the work is retried in place first (``database_retry``).
-Inbox keys older than ``inbox_retention_hours`` are pruned, and the queue depths reported
-(``depths``), in the background.
+Inbox keys older than ``inbox_retention_hours`` are pruned, and the queue's depths read
+(``depths``), by periodic jobs of the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -29,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.messaging.batching import Batches
 from shared.messaging.broker import Broker
 from shared.messaging.database_retry import DatabaseRetry
-from shared.messaging.depths import Depths, read_depths, report_depths
+from shared.messaging.depths import INTERVAL_SECONDS, Depths, read_depths
 from shared.messaging.handlers import AnyHandler
 from shared.messaging.inbox import InboxMixin, inbox_table, prune_inbox
+from shared.messaging.jobs import PeriodicJob
 from shared.messaging.reception import Reception
 from shared.messaging.topology import DeclaredQueue, declare_queue
 from shared.messaging.transactions import Transactions
@@ -101,8 +101,6 @@ class RunningConsumer:
         self._channel: AbstractRobustChannel | None = None
         self._declared: DeclaredQueue | None = None
         self._consumer_tag: str | None = None
-        self._pruner: asyncio.Task[None] | None = None
-        self._depths: asyncio.Task[None] | None = None
 
     @property
     def queue(self) -> AbstractQueue:
@@ -141,23 +139,9 @@ class RunningConsumer:
                 batches.add(await reception.arrive(message))
 
             self._consumer_tag = await declared.queue.consume(on_message)
-        if self._pruner is None:
-            self._pruner = asyncio.create_task(
-                self._prune_periodically(), name=f"{self.consumer.name} inbox pruning"
-            )
-        if self._depths is None:
-            assert self._channel is not None  # declared above
-            self._depths = asyncio.create_task(
-                report_depths(self._channel, declared, label=self.consumer.name),
-                name=f"{self.consumer.name} queue depths",
-            )
 
     async def stop(self, *, drain_seconds: float | None = None) -> None:
         """Stop taking messages, then wait (bounded) for those in flight to finish."""
-        for task in (self._pruner, self._depths):
-            if task is not None:
-                task.cancel()
-        self._pruner = self._depths = None
         tag, self._consumer_tag = self._consumer_tag, None
         if tag is not None and self._declared is not None:
             with contextlib.suppress(Exception):  # the broker may be away; closing cancels too
@@ -174,12 +158,6 @@ class RunningConsumer:
                 self._batches.in_flight,
             )
 
-    async def read_depths(self) -> Depths:
-        """How much waits in the queue and its DLQ now (``shared.messaging.depths``)."""
-        declared = await self.declare()
-        assert self._channel is not None  # declared above
-        return await read_depths(self._channel, declared, label=self.consumer.name)
-
     async def prune_inbox(self) -> int:
         """Delete this consumer's inbox keys older than the retention; the number deleted."""
         cutoff = datetime.now(UTC) - timedelta(hours=self.settings.inbox_retention_hours)
@@ -190,13 +168,37 @@ class RunningConsumer:
             older_than=cutoff,
         )
 
-    async def _prune_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(INBOX_PRUNE_INTERVAL_SECONDS)
+    async def read_depths(self) -> Depths:
+        """How much waits in the queue and its DLQ now (``shared.messaging.depths``)."""
+        if self._channel is None or self._declared is None:
+            raise RuntimeError("consumer not declared")
+        return await read_depths(self._channel, self._declared, label=self.consumer.name)
+
+    def depth_reading(self) -> PeriodicJob:
+        """The periodic job that reports this consumer's queue depths on ``/metrics``."""
+
+        async def read() -> None:
+            if self._declared is None:
+                return  # the broker was away at start-up: not declared yet
             try:
-                deleted = await self.prune_inbox()
-            except Exception as exc:  # the database may be away: next time
-                logger.warning("%s: inbox pruning failed: %r", self.consumer.name, exc)
-            else:
-                if deleted:
-                    logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
+                await self.read_depths()
+            except Exception as exc:  # the broker away: the gauges keep their values
+                logger.debug("%s: could not read the queue depths: %r", self.consumer.name, exc)
+
+        return PeriodicJob(
+            name=f"{self.consumer.name} queue depths", interval=INTERVAL_SECONDS, run=read
+        )
+
+    def inbox_pruning(self) -> PeriodicJob:
+        """The periodic job that prunes this consumer's inbox (run by the worker runner)."""
+
+        async def prune() -> None:
+            if deleted := await self.prune_inbox():
+                logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
+
+        return PeriodicJob(
+            name=f"{self.consumer.name} inbox pruning",
+            interval=INBOX_PRUNE_INTERVAL_SECONDS,
+            run=prune,
+            pause_first=True,
+        )

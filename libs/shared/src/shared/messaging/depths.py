@@ -9,16 +9,12 @@ namespace). Every replica of a worker reports the same queue: aggregate with max
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel
 
 from shared.messaging import metrics
 from shared.messaging.topology import DeclaredQueue
-
-logger = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 15.0  # Prometheus' scrape interval: fresher values would go unseen
 
@@ -46,13 +42,3 @@ async def read_depths(channel: AbstractChannel, declared: DeclaredQueue, *, labe
     metrics.QUEUE_CONSUMERS.labels(label).set(depths.consumers)
     metrics.DEAD_LETTER_MESSAGES.labels(label).set(depths.dead)
     return depths
-
-
-async def report_depths(channel: AbstractChannel, declared: DeclaredQueue, *, label: str) -> None:
-    """``read_depths`` now and every ``INTERVAL_SECONDS``, until cancelled."""
-    while True:
-        try:
-            await read_depths(channel, declared, label=label)
-        except Exception as exc:  # the broker may be away: the gauges keep their values
-            logger.debug("%s: could not read the queue depths: %r", label, exc)
-        await asyncio.sleep(INTERVAL_SECONDS)
