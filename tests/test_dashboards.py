@@ -155,3 +155,30 @@ async def test_the_buckets_the_slos_count_are_bucket_bounds_of_their_histograms(
     }
     assert wanted
     assert wanted - bounds == set()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+async def test_each_worker_reports_its_queues_depths(platform: Platform) -> None:
+    # Read by a periodic job of each consumer: the first values come one interval after start.
+    expected = {
+        "inventory-worker": {"inventory.reservations", "inventory.stock-alerts"},
+        "orders-worker": {"orders.saga", "orders.catalog"},
+        "payments-worker": {"payments.requests"},
+    }
+    async with httpx.AsyncClient(timeout=30) as client, asyncio.timeout(120):
+        for worker, queues in expected.items():
+            while True:
+                page = await client.get(f"{platform.probe_url(worker)}/metrics")
+                reported = set(
+                    re.findall(r'^messaging_queue_consumers\{queue="([^"]+)"', page.text, re.M)
+                )
+                if reported >= queues:
+                    break
+                await asyncio.sleep(1)
+            assert (
+                set(
+                    re.findall(r'^messaging_dead_letter_messages\{queue="([^"]+)"', page.text, re.M)
+                )
+                >= queues
+            )
