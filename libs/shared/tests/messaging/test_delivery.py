@@ -138,13 +138,14 @@ async def test_poison_event_is_dead_lettered_after_the_delivery_limit_while_othe
     [letter] = await peek(channel, dlq, limit=5)
     assert (letter.message_id, letter.reason) == (str(poison), "delivery_limit")
     assert letter.routing_key == "inventory.stock_low"
-    await channel.close()  # gives the peeked message back to the DLQ
+    await channel.close()  # gives the peeked message back to the DLQ, just after it returns
+    check = await broker.channel()
+    await wait_until(lambda: _count(check, dlq, 1), what="the peeked poison back in the DLQ")
 
     healed = True
     assert await replay(broker, queue=dlq) == 1
     await wait_until(lambda: harness.applied(name, 11), what="replayed poison handled")
     assert await harness.effects(name) == dict.fromkeys([*good, poison], 1)
-    check = await broker.channel()
     assert await _count(check, dlq, 0)
 
 

@@ -102,7 +102,9 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
     refusals = [r.getMessage() for r in caplog.records if "refusing message" in r.getMessage()]
     assert len(refusals) == 2
 
-    # An operator's replay does not launder them: refused again, still nothing applied.
+    # An operator's replay does not launder them: refused again, still nothing applied. The
+    # peeked letters go back to the quorum DLQ after the channel's close, not before it ends.
+    await wait_until(lambda: _count(channel, dlq, 2), what="the peeked letters back in the DLQ")
     assert await replay(publisher, queue=dlq) == 2
     await wait_until(lambda: _refused(name, 4), what="both refused again after the replay")
     await wait_until(lambda: _count(channel, dlq, 2), what="both back in the DLQ")
