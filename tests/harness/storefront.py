@@ -93,16 +93,23 @@ class Storefront:
         return Shopper(email=email, user_id=me.json()["id"], access_token=token)
 
     async def new_customer(self) -> Shopper:
-        """Register and log in. A registration answered 503 is sent again; a 409 then means
-        the first one went through."""
+        """Register and log in. A registration answered 503, or cut without an answer (a
+        replica that died under it), is sent again: the email is unique, so a 409 then
+        means the first one went through."""
         email = new_email()
+        failure = ""
         for attempt in range(COMMAND_ATTEMPTS):
-            reply = await self.register(email)
-            if reply.status_code == 201 or (attempt and reply.status_code == 409):
-                return await self.login(email)
-            assert reply.status_code == 503, reply.text
+            try:
+                reply = await self.register(email)
+            except httpx.TransportError as exc:
+                failure = repr(exc)
+            else:
+                if reply.status_code == 201 or (attempt and reply.status_code == 409):
+                    return await self.login(email)
+                assert reply.status_code == 503, reply.text
+                failure = reply.text
             await asyncio.sleep(0.5)
-        raise AssertionError(f"registration kept failing: {reply.text}")
+        raise AssertionError(f"registration kept failing: {failure}")
 
     async def create_product(
         self, admin: Shopper, *, stock: int, price: int = 1999, sku: str | None = None
@@ -166,6 +173,19 @@ class Storefront:
         assert reply.status_code == 200, reply.text
         stock: dict[str, Any] = reply.json()
         return stock
+
+    async def stock_settled(
+        self, admin: Shopper, sku: str, *, on_hand: int, seconds: float = SETTLE_SECONDS
+    ) -> dict[str, Any]:
+        """The sku's stock once nothing is reserved and ``on_hand`` is as expected: inventory
+        takes, releases and returns stock on the saga's events, after the order's status
+        has moved (an order is refunded before its stock is back on hand)."""
+        async with asyncio.timeout(seconds):
+            while True:
+                stock = await self.stock(admin, sku)
+                if (stock["on_hand"], stock["reserved"]) == (on_hand, 0):
+                    return stock
+                await asyncio.sleep(0.2)
 
     async def payments_of(self, shopper: Shopper, order_id: str) -> list[dict[str, Any]]:
         reply = await self.client.get(
