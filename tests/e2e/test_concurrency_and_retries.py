@@ -34,7 +34,7 @@ async def test_sixty_buyers_race_for_the_last_ten_units_and_exactly_ten_are_conf
     statuses = [order["status"] for order in orders]
     assert statuses.count("confirmed") == UNITS
     assert statuses.count("rejected") == BUYERS - UNITS
-    stock = await shop.stock(admin, sku)
+    stock = await shop.stock_settled(admin, sku, on_hand=0)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (0, 0, 0)
 
 

@@ -23,6 +23,8 @@ import httpx
 import pytest
 
 from tests.faults.conftest import assert_books_balance, assert_each_order_placed_once, books_of
+from tests.faults.test_dlq_replay import dlq
+from tests.harness import broker
 from tests.harness.load import OrderStream
 from tests.harness.storefront import PASSWORD, Shopper, Storefront
 from tests.replicas.harness import LOGIN_LIMIT, ReplicaPlatform
@@ -375,6 +377,78 @@ async def test_both_refund_reconcilers_make_each_owed_refund_once(
         " ON p.id = r.payment_id WHERE r.status = 'refunded' AND p.order_id = ANY($1::uuid[])",
         ids,
     ) == len(ids)
+    assert_books_balance(await books_of(platform))
+
+
+# The provider back; both charge reconcilers look every half second for payments no request
+# has touched for 3 s (more than a charge's retry pauses, as the settings require).
+CHARGES_RECONCILED = {
+    "PAYMENTS_RECONCILE_AFTER_SECONDS": "3",
+    "PAYMENTS_RECONCILE_INTERVAL_SECONDS": "0.5",
+}
+LEFT_PENDING = 6
+RECONCILED = "was left pending since"
+REQUESTS_DLQ = "payments.requests.dlq"
+
+
+async def test_both_charge_reconcilers_settle_each_payment_left_pending_once(
+    platform: ReplicaPlatform, stream: OrderStream, db: asyncpg.Connection
+) -> None:
+    """The provider is down: every payment request fails past its deliveries and waits in
+    the DLQ, its payment left pending (some charges made, their answers lost). The provider
+    comes back and the charge reconcilers of both payments workers, started together, race
+    for the pending payments: each is settled once (counted in both workers' logs), the
+    orders settle, and the operator's replay of the DLQ changes nothing."""
+    workers = platform.names("payments-worker")
+    originals = {name: platform.processes[name].env for name in workers}
+    try:
+        await _restart_together(
+            platform, workers, {n: {**originals[n], **PROVIDER_DOWN} for n in workers}
+        )
+        await stream.place(LEFT_PENDING, pause=0.1)
+        ids = [placed.order_id for placed in stream.placed]
+        async with asyncio.timeout(EXPIRY_WAIT_SECONDS):
+            while True:
+                depths = await asyncio.to_thread(broker.queue_depths, platform.namespace)
+                if depths.get(f"{platform.namespace}.{REQUESTS_DLQ}", 0) >= LEFT_PENDING:
+                    break
+                await asyncio.sleep(0.5)
+        pending = await db.fetchval(
+            "SELECT count(*) FROM payments.payments"
+            " WHERE status = 'pending' AND order_id = ANY($1::uuid[])",
+            ids,
+        )
+        assert pending == LEFT_PENDING
+        await _restart_together(
+            platform, workers, {n: {**originals[n], **CHARGES_RECONCILED} for n in workers}
+        )
+        async with asyncio.timeout(EXPIRY_WAIT_SECONDS):
+            while True:
+                pending = await db.fetchval(
+                    "SELECT count(*) FROM payments.payments"
+                    " WHERE status = 'pending' AND order_id = ANY($1::uuid[])",
+                    ids,
+                )
+                if not pending:
+                    break
+                await asyncio.sleep(0.5)
+    finally:
+        await _restart_together(platform, workers, originals)
+
+    # Counted: every payment left pending reconciled by exactly one of the two workers.
+    logs = "".join(platform.processes[name].log_text() for name in workers)
+    reconciled = Counter(
+        order_id
+        for line in logs.splitlines()
+        if RECONCILED in line
+        for order_id in ids
+        if order_id in line
+    )
+    assert reconciled == dict.fromkeys(ids, 1), reconciled
+    replayed = await asyncio.to_thread(dlq, platform, "replay", "payments.requests")
+    assert f"replayed {LEFT_PENDING} messages" in replayed
+    assert set(await stream.settled()) <= TERMINAL
+    await assert_each_order_placed_once(db, stream)
     assert_books_balance(await books_of(platform))
 
 
