@@ -67,7 +67,7 @@ async def test_admin_routes_refuse_customers_and_anonymous_callers(
         anonymous = await shop.client.request(method, path, json=body)
         assert anonymous.status_code == 401, (method, path, anonymous.text)
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
-    assert (await shop.stock(admin, sku))["on_hand"] == 1
+    assert (await shop.stock(admin, sku, on_hand=1))["on_hand"] == 1
 
 
 def _claims(user_id: str, **changes: Any) -> dict[str, Any]:

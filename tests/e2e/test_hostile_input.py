@@ -63,5 +63,5 @@ async def test_text_with_a_nul_character_is_refused_by_every_service_never_a_500
     }
     statuses = {what: reply.status_code for what, reply in replies.items()}
     assert all(400 <= status < 500 for status in statuses.values()), statuses
-    stock = await shop.stock(admin, sku)
+    stock = await shop.stock(admin, sku, on_hand=5, reserved=0)
     assert (stock["on_hand"], stock["reserved"]) == (5, 0)

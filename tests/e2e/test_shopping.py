@@ -57,7 +57,7 @@ async def test_a_new_customer_registers_logs_in_browses_orders_pays_and_the_stoc
         "awaiting_payment",
         "confirmed",
     ]
-    stock = await shop.stock_settled(admin, sku, on_hand=8)
+    stock = await shop.stock(admin, sku, on_hand=8, reserved=0)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (8, 0, 8)
     [payment] = await shop.payments_of(shopper, order["id"])
     assert payment["status"] == "succeeded"
@@ -76,7 +76,7 @@ async def test_a_declined_card_cancels_the_order_and_puts_the_stock_back(
     assert order["status_history"][-1]["reason"] == "card_declined"
     [payment] = await shop.payments_of(customer, order["id"])
     assert (payment["status"], payment["failure_reason"]) == ("failed", "card_declined")
-    stock = await shop.stock_settled(admin, sku, on_hand=5)
+    stock = await shop.stock(admin, sku, on_hand=5, reserved=0)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (5, 0, 5)
 
 
@@ -90,7 +90,7 @@ async def test_an_order_for_more_than_is_in_stock_is_rejected_whole(
     assert order["status_history"][-1]["reason"] == "out_of_stock"
     assert await shop.payments_of(customer, order["id"]) == []
     for sku, on_hand in ((plenty, 10), (scarce, 1)):
-        stock = await shop.stock_settled(admin, sku, on_hand=on_hand)
+        stock = await shop.stock(admin, sku, on_hand=on_hand, reserved=0)
         assert (stock["on_hand"], stock["reserved"]) == (on_hand, 0)
 
 
@@ -100,7 +100,7 @@ async def test_cancelling_a_paid_order_refunds_it_and_puts_the_stock_back(
     sku = await product(stock=4)
     order = await shop.buy(customer, {sku: 4})
     assert order["status"] == "confirmed"
-    assert (await shop.stock_settled(admin, sku, on_hand=0))["on_hand"] == 0
+    assert (await shop.stock(admin, sku, on_hand=0))["on_hand"] == 0
 
     cancelled = await shop.client.post(
         f"/api/v1/orders/{order['id']}/cancel", headers=customer.headers
@@ -112,7 +112,7 @@ async def test_cancelling_a_paid_order_refunds_it_and_puts_the_stock_back(
     [payment] = await shop.payments_of(customer, order["id"])
     assert payment["status"] == "refunded"
     assert payment["refunded_amount"] == payment["amount"]
-    stock = await shop.stock_settled(admin, sku, on_hand=4)
+    stock = await shop.stock(admin, sku, on_hand=4, reserved=0)
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (4, 0, 4)
 
 
@@ -138,5 +138,5 @@ async def test_an_admin_ships_and_delivers_a_paid_order_which_can_then_not_be_ca
     assert delivered.json()["status"] == "delivered"
     final = (await shop.order(customer, order["id"])).json()
     assert [step["status"] for step in final["status_history"]][-2:] == ["shipped", "delivered"]
-    stock = await shop.stock_settled(admin, sku, on_hand=2)
+    stock = await shop.stock(admin, sku, on_hand=2, reserved=0)
     assert (stock["on_hand"], stock["reserved"]) == (2, 0)

@@ -84,5 +84,5 @@ async def test_a_poison_event_waits_in_the_dlq_and_a_replay_after_the_fix_comple
     assert "replayed 1 messages" in replayed
     order = await shop.wait_settled(customer, stuck)
     assert order["status"] == "confirmed"
-    assert (await shop.stock(admin, poisoned))["on_hand"] == 2
+    assert (await shop.stock(admin, poisoned, on_hand=2))["on_hand"] == 2
     assert_books_balance(await books_of(platform))  # the DLQ drained too

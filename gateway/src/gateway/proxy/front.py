@@ -17,10 +17,13 @@ the internal port, which answers nothing else; ``/health/live`` is answered on b
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Sequence
+
+from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.compat.starlette import ComposedStackApp, wrap
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
 from shared.asgi import BodySizeLimitMiddleware
@@ -70,30 +73,15 @@ class ProxyFirst:
             await self.full(scope, receive, send)
 
 
-class GatewayApp(FastAPI):
+class GatewayApp(ComposedStackApp):
     """FastAPI, with the proxied paths dispatched before FastAPI's own middleware."""
 
-    def build_middleware_stack(self) -> ASGIApp:
-        full = super().build_middleware_stack()
-        proxied: ASGIApp = _never_reached
-        for middleware in reversed(self.user_middleware):
-            if middleware.cls not in DONE_BY_THE_PROXY:
-                proxied = middleware.cls(proxied, *middleware.args, **middleware.kwargs)
+    def compose_stack(self, full: ASGIApp, user_middleware: Sequence[Middleware]) -> ASGIApp:
+        kept = [m for m in user_middleware if m.cls not in DONE_BY_THE_PROXY]
         runtime = self.state.runtime
         return ProxyFirst(
             full=full,
-            proxied=proxied,
+            proxied=wrap(_never_reached, kept),
             routes=runtime.routes,
             internal_port=runtime.settings.internal_port,
         )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # An HTTP request, once the stack is built, goes straight to it: FastAPI's and
-        # Starlette's own calls would only set ``scope["app"]`` and check that the stack
-        # exists (telemetry is off, no root path): work saved on every request.
-        stack = self.middleware_stack
-        if stack is None or scope["type"] != "http" or self.root_path:
-            await super().__call__(scope, receive, send)
-            return
-        scope["app"] = self
-        await stack(scope, receive, send)

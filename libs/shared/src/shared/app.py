@@ -8,6 +8,7 @@ from functools import partial
 
 from fastapi import APIRouter, FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.middleware import Middleware
 
 from shared.asgi import BodySizeLimitMiddleware, RequestContextMiddleware
 from shared.db import create_engine, create_sessionmaker, ping
@@ -29,6 +30,7 @@ def create_service_app(
     extra_lifespan: ExtraLifespan | None = None,
     app_class: type[FastAPI] = FastAPI,
     body_limits: Sequence[tuple[str, int]] = (),
+    inner_middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Build an app with the platform's errors, middleware, health, metrics and database.
 
@@ -36,6 +38,7 @@ def create_service_app(
     ``extra_lifespan`` runs inside, with the engine ready; it may add readiness checks.
     ``app_class`` is FastAPI or a subclass of it (the gateway's builds its own stack).
     ``body_limits``: paths (regular expressions) whose bodies may exceed ``max_body_bytes``.
+    ``inner_middleware``: run inside the platform's, the first one outermost.
     """
 
     @asynccontextmanager
@@ -67,6 +70,7 @@ def create_service_app(
         openapi_url="/openapi.json" if served else None,
         docs_url="/docs" if served else None,
         redoc_url="/redoc" if served else None,
+        middleware=list(inner_middleware),
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
+from shared.compat.asyncpg import has_unread_input
+from shared.compat.sqlalchemy import begin_transaction, transaction_begun
 from shared.settings import BaseServiceSettings
 
 # Explicit constraint names, so migrations can drop and alter them by name.
@@ -87,9 +88,9 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     connection receives nothing, so a closed connection, or one with input waiting that
     asyncpg has not read yet, is pinged (``SELECT ;``, one round trip) before it is handed
     out, and discarded if the ping fails. Both checks are free of round trips (asyncpg's own
-    state, and a zero-timeout ``poll`` of its socket). A connection idle for over
-    ``PING_AFTER_IDLE_SECONDS`` is pinged too: it may have been cut without a word (a network
-    drop, a proxy's timeout). Pinging every checkout would cost a round trip per
+    state, and a zero-timeout look at its socket: ``shared.compat.asyncpg``). A connection
+    idle for over ``PING_AFTER_IDLE_SECONDS`` is pinged too: it may have been cut without a
+    word (a network drop, a proxy's timeout). Pinging every checkout would cost a round trip per
     transaction, and an order is some fifteen transactions. (SQLAlchemy's own
     ``pool_pre_ping`` is three round trips on asyncpg: BEGIN, ping, ROLLBACK.) A failed check
     raises ``DisconnectionError``, on which the pool discards the connection and checks out
@@ -99,28 +100,12 @@ def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     if driver.is_closed():
         raise DisconnectionError("pooled connection was closed by the server")
     idle = time.monotonic() - record.info.get("checked_in_at", 0.0)
-    if idle < PING_AFTER_IDLE_SECONDS and not _has_unread_input(driver):
+    if idle < PING_AFTER_IDLE_SECONDS and not has_unread_input(driver):
         return
     try:
         await_(driver.fetchrow(";"))
     except Exception as exc:
         raise DisconnectionError("pooled connection failed its ping") from exc
-
-
-def _has_unread_input(driver: Any) -> bool:
-    """Whether the server wrote to this idle connection (its goodbye, usually) or closed it.
-
-    (``_transport`` is asyncpg's; the version is pinned and tests/test_db.py fails if this
-    stops holding.)
-    """
-    transport = getattr(driver, "_transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None:
-        return True  # cannot tell: ping
-    # poll, not select: select refuses descriptors above 1023, which a busy process reaches.
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
 
 
 async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
@@ -143,11 +128,9 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     adapter = raw.dbapi_connection
     # The dialect sends BEGIN lazily, with the first statement it executes itself: begin
     # now, through the adapter, so that it also commits or rolls back what runs here.
-    # (Private to SQLAlchemy's asyncpg adapter; the version is pinned and tests/test_db.py
-    # fails if this stops holding.)
-    if adapter is not None and adapter._transaction is None:
+    if adapter is not None and not transaction_begun(adapter):
         try:
-            await adapter._start_transaction()
+            await begin_transaction(adapter)
         except Exception as exc:
             # BEGIN fails only on a broken connection: discard it, and raise what the apps
             # answer with a 503 and the consumers retry in place (SQLAlchemy would have

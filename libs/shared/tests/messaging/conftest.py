@@ -35,7 +35,7 @@ from shared.messaging import (
     RunningConsumer,
     delete_topology,
 )
-from shared.messaging.consumer import AnyHandler
+from shared.messaging.handlers import AnyHandler
 from shared.settings import BaseServiceSettings
 
 SCHEMA = "messaging_test"

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
 from shared.messaging import BatchHandler, Envelope, PreparedBatchHandler
-from shared.messaging.consumer import _Delivery, handler_runs
+from shared.messaging.handlers import Delivery, handler_runs
 
 from .conftest import Harness, metric, wait_until
 from .test_batching import GATE_SKU, GatedScenario
@@ -136,9 +136,9 @@ def test_runs_join_consecutive_events_of_one_batch_handler_and_keep_delivery_ord
     many = BatchHandler(_nothing_many)
     other = PreparedBatchHandler(_nothing_prepared, _nothing_prepared_many)
 
-    def delivery(handler: object) -> _Delivery:
+    def delivery(handler: object) -> Delivery:
         event = Envelope.new(StockLow(sku="S", available=1, reorder_point=1))
-        return _Delivery(message=None, event=event, handler=handler)  # type: ignore[arg-type]
+        return Delivery(message=None, event=event, handler=handler)  # type: ignore[arg-type]
 
     a1, a2, b, a3, c1, c2, d1, d2 = (
         delivery(many),

@@ -75,7 +75,7 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
         (under_own_key, OrderCreated.event_type),
         (genuine, PAID),
     ]
-    with caplog.at_level(logging.ERROR, logger="shared.messaging.consumer"):
+    with caplog.at_level(logging.ERROR, logger="shared.messaging.reception"):
         for event, routing_key in sends:
             message = aio_pika.Message(
                 event.to_bytes(), message_id=str(event.id), content_type="application/json"

@@ -7,6 +7,7 @@ that the event was handled commit together, and a redelivered event is skipped.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,9 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orders.catalog.service import apply_products_upserted
 from orders.config import OrdersSettings
 from orders.events import ProcessedEvent
-from orders.order import service
-from orders.order.service import Reaction
-from orders.saga import Trigger
+from orders.order.reactions import Reaction, react_all
+from orders.saga import Step, Trigger
 from shared.contracts.inventory import (
     ProductUpserted,
     ReservationExpired,
@@ -31,55 +31,59 @@ SAGA_CONSUMER = "orders.saga"
 CATALOG_CONSUMER = "orders.catalog"
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _stock_reserved(event: Envelope) -> Reaction:
     data = event.payload(StockReserved)
-    return Reaction(
-        event,
-        data.order_id,
-        Trigger.STOCK_RESERVED,
-        "stock_reserved",
-        reservation_expires_at=data.expires_at,
+    step = Step(
+        Trigger.STOCK_RESERVED, "stock_reserved", _now(), reservation_expires_at=data.expires_at
     )
+    return Reaction(event, data.order_id, step)
 
 
 def _stock_reservation_failed(event: Envelope) -> Reaction:
     data = event.payload(StockReservationFailed)
-    return Reaction(event, data.order_id, Trigger.STOCK_RESERVATION_FAILED, data.reason)
+    return Reaction(
+        event, data.order_id, Step(Trigger.STOCK_RESERVATION_FAILED, data.reason, _now())
+    )
 
 
 def _reservation_expired(event: Envelope) -> Reaction:
     data = event.payload(ReservationExpired)
-    return Reaction(event, data.order_id, Trigger.RESERVATION_EXPIRED, "reservation_expired")
+    step = Step(Trigger.RESERVATION_EXPIRED, "reservation_expired", _now())
+    return Reaction(event, data.order_id, step)
 
 
 def _stock_commit_failed(event: Envelope) -> Reaction:
     data = event.payload(StockCommitFailed)
     detail = f"{data.reason}: {', '.join(data.skus)}"
-    return Reaction(event, data.order_id, Trigger.STOCK_COMMIT_FAILED, detail)
+    return Reaction(event, data.order_id, Step(Trigger.STOCK_COMMIT_FAILED, detail, _now()))
 
 
 def _payment_succeeded(event: Envelope) -> Reaction:
-    # The trigger is provisional: the service compares the charge with the order's total
+    # The trigger is provisional: the saga compares the charge with the order's total
     # (``saga.payment_trigger``) once the order is locked.
     data = event.payload(PaymentSucceeded)
-    return Reaction(
-        event,
-        data.order_id,
+    step = Step(
         Trigger.PAYMENT_SUCCEEDED,
         "payment_succeeded",
+        _now(),
         payment_id=data.payment_id,
         charged=data.amount,
     )
+    return Reaction(event, data.order_id, step)
 
 
 def _payment_failed(event: Envelope) -> Reaction:
     data = event.payload(PaymentFailed)
-    return Reaction(event, data.order_id, Trigger.PAYMENT_FAILED, data.reason)
+    return Reaction(event, data.order_id, Step(Trigger.PAYMENT_FAILED, data.reason, _now()))
 
 
 def _payment_refunded(event: Envelope) -> Reaction:
     data = event.payload(PaymentRefunded)
-    return Reaction(event, data.order_id, Trigger.PAYMENT_REFUNDED, "refunded")
+    return Reaction(event, data.order_id, Step(Trigger.PAYMENT_REFUNDED, "refunded", _now()))
 
 
 # What each event the saga consumes asks of its order.
@@ -99,7 +103,7 @@ async def on_saga_events(
 ) -> None:
     """A run of the saga's events, in delivery order, whatever their types."""
     reactions = [SAGA_REACTIONS[event.type](event) for event in events]
-    await service.react_all(session=session, settings=settings, reactions=reactions)
+    await react_all(session=session, settings=settings, reactions=reactions)
 
 
 async def on_products_upserted(session: AsyncSession, events: Sequence[Envelope]) -> None:

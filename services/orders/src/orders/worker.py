@@ -15,28 +15,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orders.config import OrdersSettings, get_settings
 from orders.events import outbox
 from orders.handlers import consumers
-from orders.order import service
+from orders.order.pruning import prune_idempotency_keys
+from orders.order.sweeper import SweepResult, sweep_stuck_orders
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import prepare_worker_process, run_worker
 
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> service.SweepResult:
+async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> SweepResult:
     """One pass: resolve stuck orders batch by batch, then forget expired idempotency keys."""
     sessionmaker = create_sessionmaker(engine)
     requested = cancelled = refunds = 0
     while True:
         async with sessionmaker() as session:
-            result = await service.sweep_stuck_orders(session=session, settings=settings)
+            result = await sweep_stuck_orders(session=session, settings=settings)
         requested += result.payment_requested_again
         cancelled += result.cancelled
         refunds += result.refund_requested_again
         if result.resolved < settings.sweeper_batch_size:
             break
     async with sessionmaker() as session:
-        await service.prune_idempotency_keys(session=session, settings=settings)
-    return service.SweepResult(
+        await prune_idempotency_keys(session=session, settings=settings)
+    return SweepResult(
         payment_requested_again=requested, cancelled=cancelled, refund_requested_again=refunds
     )
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orders.config import OrdersSettings
 from orders.events import outbox
-from orders.order import repository
+from orders.order import placement_repository as repository
 from services.orders.tests.conftest import (
     Deliver,
     OutboxReader,

@@ -13,9 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
-from orders.handlers import on_saga_events
-from orders.order import service
-from orders.saga import Trigger
+from orders.handlers import SAGA_REACTIONS, on_saga_events
+from orders.order.reactions import Reaction, react_all
 from services.orders.tests.conftest import (
     Deliver,
     OutboxReader,
@@ -25,11 +24,20 @@ from services.orders.tests.conftest import (
     event,
     order_body,
 )
+from services.orders.tests.saga_helpers import read, reserved, succeeded
 from shared.contracts import Money
-from shared.contracts.inventory import ReservedLine, StockReservationFailed, StockReserved
-from shared.contracts.payments import PaymentRefunded, PaymentSucceeded
+from shared.contracts.inventory import StockReservationFailed, StockReserved
+from shared.contracts.payments import PaymentRefunded
 
 pytestmark = pytest.mark.usefixtures("database")
+
+
+TOTAL = 2400  # of ``two_line_order``
+
+
+def reserving(order_id: uuid.UUID) -> Reaction:
+    """stock_reserved for the order, decoded as the worker decodes it."""
+    return SAGA_REACTIONS[StockReserved.event_type](event(reserved(order_id)))
 
 
 async def two_line_order(place: Place, product: Product, user: User) -> uuid.UUID:
@@ -37,21 +45,6 @@ async def two_line_order(place: Place, product: Product, user: User) -> uuid.UUI
     response = await place(user, order_body((second, 1), (first, 3)))
     assert response.status_code == 202, response.text
     return uuid.UUID(response.json()["id"])
-
-
-def reserved(order_id: uuid.UUID) -> StockReserved:
-    return StockReserved(order_id=order_id, items=[ReservedLine(sku="x", quantity=1)])
-
-
-def reserving(order_id: uuid.UUID) -> service.Reaction:
-    return service.Reaction(
-        event(reserved(order_id)), order_id, Trigger.STOCK_RESERVED, "stock_reserved"
-    )
-
-
-def succeeded(order_id: uuid.UUID, payment_id: uuid.UUID) -> PaymentSucceeded:
-    amount = Money(amount=2400, currency="USD")
-    return PaymentSucceeded(payment_id=payment_id, order_id=order_id, amount=amount)
 
 
 async def columns(engine: AsyncEngine, order_id: uuid.UUID) -> dict[str, object]:
@@ -90,7 +83,7 @@ async def test_reactions_write_the_columns_history_and_events_of_each_transition
     assert before + timeout <= due <= datetime.now(UTC) + timeout
 
     payment_id = uuid.uuid4()
-    await deliver(event(succeeded(order_id, payment_id)))
+    await deliver(event(succeeded(order_id, payment_id, amount=TOTAL)))
     confirmed = await columns(engine, order_id)
     assert confirmed["status"] == "confirmed"
     assert (confirmed["sweep_due_at"], confirmed["payment_token"]) == (None, None)
@@ -131,7 +124,9 @@ async def test_two_events_for_one_order_in_one_transaction_apply_in_turn(
     order_id = await two_line_order(place, product, customer)
     async with sessionmaker() as session, session.begin():
         await on_saga_events(session, [event(reserved(order_id))], settings=settings)
-        await on_saga_events(session, [event(succeeded(order_id, uuid.uuid4()))], settings=settings)
+        await on_saga_events(
+            session, [event(succeeded(order_id, uuid.uuid4(), amount=TOTAL))], settings=settings
+        )
     assert (await columns(engine, order_id))["status"] == "confirmed"
     assert [kind for kind, _ in await outbox_events(order_id)] == [
         "orders.order_created",
@@ -150,14 +145,12 @@ async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_st
 ) -> None:
     order_id = await two_line_order(place, product, customer)
     async with sessionmaker() as first, first.begin():
-        [moved] = await service.react_all(
-            session=first, settings=settings, reactions=[reserving(order_id)]
-        )
+        [moved] = await react_all(session=first, settings=settings, reactions=[reserving(order_id)])
         assert moved
 
         async def second() -> bool:
             async with sessionmaker() as session, session.begin():
-                [moved] = await service.react_all(
+                [moved] = await react_all(
                     session=session, settings=settings, reactions=[reserving(order_id)]
                 )
                 return moved
@@ -174,8 +167,7 @@ async def test_a_second_event_waits_on_the_order_lock_and_sees_the_first_ones_st
 
 
 async def history(client: httpx.AsyncClient, user: User, order_id: uuid.UUID) -> list[str]:
-    response = await client.get(f"/api/v1/orders/{order_id}", headers=user.headers)
-    return [change["reason"] for change in response.json()["status_history"]]
+    return [change["reason"] for change in (await read(client, user, order_id))["status_history"]]
 
 
 async def test_a_batch_of_mixed_saga_events_applies_each_in_turn(
@@ -202,8 +194,8 @@ async def test_a_batch_of_mixed_saga_events_applies_each_in_turn(
         event(reserved(paid)),
         event(failed),
         event(reserved(uuid.uuid4())),  # an order this service never had
-        event(succeeded(early, uuid.uuid4())),  # pending: not awaiting payment yet
-        event(succeeded(paid, payment_id)),  # reads what the batch's first event left
+        event(succeeded(early, uuid.uuid4(), amount=TOTAL)),  # pending: not awaiting payment yet
+        event(succeeded(paid, payment_id, amount=TOTAL)),  # reads what the batch's first event left
         event(reserved(cancelled)),  # the cancellation overtook the reservation
     ]
     async with sessionmaker() as session, session.begin():
@@ -219,11 +211,13 @@ async def test_a_batch_of_mixed_saga_events_applies_each_in_turn(
     ]
     assert await history(client, customer, rejected) == ["order_placed", "out_of_stock"]
     assert await history(client, customer, early) == ["order_placed"]
-    assert [kind for kind, _ in await outbox_events(paid)] == [
+    created, *written = [kind for kind, _ in await outbox_events(paid)]
+    # A batch's events are written in one transaction, so they share created_at: among
+    # themselves they sort by id, which orders them only to the millisecond.
+    assert (created, sorted(written)) == (
         "orders.order_created",
-        "orders.payment_requested",
-        "orders.order_confirmed",
-    ]
+        ["orders.order_confirmed", "orders.payment_requested"],
+    )
     assert [kind for kind, _ in await outbox_events(early)] == ["orders.order_created"]
     [*_, (kind, compensation)] = await outbox_events(cancelled)
     assert (kind, compensation["reason"]) == (
@@ -249,7 +243,7 @@ async def test_a_refund_after_a_batch_confirmed_the_order_returns_the_stock(
     async with sessionmaker() as session, session.begin():
         await on_saga_events(
             session,
-            [event(reserved(order_id)), event(succeeded(order_id, payment_id))],
+            [event(reserved(order_id)), event(succeeded(order_id, payment_id, amount=TOTAL))],
             settings=settings,
         )
     response = await client.post(f"/api/v1/orders/{order_id}/cancel", headers=customer.headers)

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from orders.order.service import ORDERS_CURSOR
+from orders.order.reading import ORDERS_CURSOR
 from services.orders.tests.conftest import Place, Product, User, order_body
 from shared.testing.cursors import bad_cursors
 

@@ -11,19 +11,20 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
-from orders.order import service
+from orders.order.sweeper import SweepResult
 from services.orders.tests.conftest import Deliver, OutboxReader, Place, Product, User, event
-from services.orders.tests.integration.test_saga import (
+from services.orders.tests.saga_helpers import (
     PRICE,
+    column,
     expire,
     new_order,
     read,
     reserved,
     succeeded,
+    sweep,
     types,
 )
 from shared.contracts import Money
@@ -140,15 +141,6 @@ async def test_a_confirmed_order_whose_stock_could_not_be_committed_is_refunded_
     ]
 
 
-async def expires_at_of(engine: AsyncEngine, order_id: uuid.UUID) -> datetime | None:
-    async with engine.connect() as connection:
-        value: datetime | None = await connection.scalar(
-            text("SELECT reservation_expires_at FROM orders.orders WHERE id = :id"),
-            {"id": order_id},
-        )
-    return value
-
-
 @pytest.mark.parametrize(
     ("expires_in", "asked_again"),
     [(timedelta(seconds=60), False), (timedelta(minutes=15), True)],
@@ -172,12 +164,11 @@ async def test_payment_is_asked_for_again_only_well_before_the_reservation_expir
     expires_at = datetime.now(UTC).replace(microsecond=0) + expires_in
     held = StockReserved(order_id=order_id, items=reserved(order_id).items, expires_at=expires_at)
     await deliver(event(held))
-    assert await expires_at_of(engine, order_id) == expires_at
+    assert await column(engine, order_id, "reservation_expires_at") == expires_at
 
     await expire(engine, order_id)  # the sweeper's next look is due
-    async with sessionmaker() as session:
-        result = await service.sweep_stuck_orders(session=session, settings=settings)
-    assert result == service.SweepResult(
+    result = await sweep(sessionmaker, settings)
+    assert result == SweepResult(
         payment_requested_again=int(asked_again), cancelled=int(not asked_again)
     )
     kinds = await types(outbox_events, order_id)

@@ -11,19 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
-from orders.order import service
+from orders.order.sweeper import SweepResult
 from services.orders.tests.conftest import Deliver, OutboxReader, Place, Product, User, event
-from services.orders.tests.integration.test_saga import (
+from services.orders.tests.saga_helpers import (
     PRICE,
+    column,
     expire,
     new_order,
     read,
     reserved,
     succeeded,
+    sweep,
     types,
 )
 from shared.contracts import Money
@@ -47,23 +48,8 @@ async def refund_pending(
     return order_id, payment_id
 
 
-async def sweep(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: OrdersSettings
-) -> service.SweepResult:
-    async with sessionmaker() as session:
-        return await service.sweep_stuck_orders(session=session, settings=settings)
-
-
 async def refund_requests(outbox_events: OutboxReader, order_id: uuid.UUID) -> list[Any]:
     return [data for kind, data in await outbox_events(order_id) if kind == REFUND]
-
-
-async def sweep_due_at(engine: AsyncEngine, order_id: uuid.UUID) -> datetime | None:
-    async with engine.connect() as connection:
-        value: datetime | None = await connection.scalar(
-            text("SELECT sweep_due_at FROM orders.orders WHERE id = :id"), {"id": order_id}
-        )
-    return value
 
 
 async def test_a_refund_pending_order_is_watched_by_the_sweeper_from_its_move(
@@ -78,7 +64,7 @@ async def test_a_refund_pending_order_is_watched_by_the_sweeper_from_its_move(
     before = datetime.now(UTC)
     order_id, _ = await refund_pending(client, place, product, customer, deliver)
 
-    due = await sweep_due_at(engine, order_id)
+    due = await column(engine, order_id, "sweep_due_at")
     timeout = timedelta(seconds=settings.refund_pending_timeout_seconds)
     assert due is not None
     assert before + timeout <= due <= datetime.now(UTC) + timeout
@@ -103,9 +89,7 @@ async def test_the_sweeper_asks_again_for_a_stale_refund_and_not_for_a_fresh_one
     swept_at = datetime.now(UTC)
     result = await sweep(sessionmaker, settings)
 
-    assert result == service.SweepResult(
-        payment_requested_again=0, cancelled=0, refund_requested_again=1
-    )
+    assert result == SweepResult(payment_requested_again=0, cancelled=0, refund_requested_again=1)
     first, again = await refund_requests(outbox_events, stale)
     assert (
         again
@@ -120,7 +104,7 @@ async def test_the_sweeper_asks_again_for_a_stale_refund_and_not_for_a_fresh_one
     # The order does not move: same status, history and representation.
     assert await read(client, customer, stale) == before
     # Looked at again one timeout later, not at the next sweep.
-    due = await sweep_due_at(engine, stale)
+    due = await column(engine, stale, "sweep_due_at")
     timeout = timedelta(seconds=settings.refund_pending_timeout_seconds)
     assert due is not None
     assert swept_at + timeout <= due <= datetime.now(UTC) + timeout
@@ -151,7 +135,7 @@ async def test_a_refund_is_asked_for_again_without_limit_until_it_is_announced(
     await deliver(event(PaymentRefunded(payment_id=payment_id, order_id=order_id, amount=amount)))
 
     assert (await read(client, customer, order_id))["status"] == "refunded"
-    assert await sweep_due_at(engine, order_id) is None  # no longer watched
+    assert await column(engine, order_id, "sweep_due_at") is None  # no longer watched
     assert (await sweep(sessionmaker, settings)).refund_requested_again == 0
 
 

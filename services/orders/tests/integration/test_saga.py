@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
-from orders.order import service
+from orders.order.sweeper import SweepResult
 from services.orders.tests.conftest import (
     Deliver,
     OutboxReader,
@@ -19,65 +17,26 @@ from services.orders.tests.conftest import (
     Product,
     User,
     event,
-    order_body,
+)
+from services.orders.tests.saga_helpers import (
+    column,
+    expire,
+    new_order,
+    paid_order,
+    read,
+    reserved,
+    succeeded,
+    sweep,
+    types,
 )
 from shared.contracts import Money
 from shared.contracts.inventory import (
     ReservationExpired,
-    ReservedLine,
     StockReservationFailed,
-    StockReserved,
 )
-from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.contracts.payments import PaymentFailed, PaymentRefunded
 
 pytestmark = pytest.mark.usefixtures("database")
-
-PRICE = 1500
-
-
-async def new_order(place: Place, product: Product, user: User, quantity: int = 2) -> uuid.UUID:
-    sku = await product(price=PRICE)
-    response = await place(user, order_body((sku, quantity)))
-    assert response.status_code == 202, response.text
-    return uuid.UUID(response.json()["id"])
-
-
-async def read(client: httpx.AsyncClient, user: User, order_id: uuid.UUID) -> dict[str, Any]:
-    response = await client.get(f"/api/v1/orders/{order_id}", headers=user.headers)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def reserved(order_id: uuid.UUID) -> StockReserved:
-    return StockReserved(order_id=order_id, items=[ReservedLine(sku="x", quantity=2)])
-
-
-def succeeded(order_id: uuid.UUID, payment_id: uuid.UUID | None = None) -> PaymentSucceeded:
-    return PaymentSucceeded(
-        payment_id=payment_id or uuid.uuid4(),
-        order_id=order_id,
-        amount=Money(amount=2 * PRICE, currency="USD"),
-    )
-
-
-async def types(outbox_events: OutboxReader, order_id: uuid.UUID) -> list[str]:
-    return [event_type for event_type, _ in await outbox_events(order_id)]
-
-
-async def token_of(engine: AsyncEngine, order_id: uuid.UUID) -> str | None:
-    async with engine.connect() as connection:
-        token: str | None = await connection.scalar(
-            text("SELECT payment_token FROM orders.orders WHERE id = :id"), {"id": order_id}
-        )
-    return token
-
-
-async def paid_order(place: Place, product: Product, user: User, deliver: Deliver) -> uuid.UUID:
-    order_id = await new_order(place, product, user)
-    await deliver(event(reserved(order_id)))
-    await deliver(event(succeeded(order_id)))
-    return order_id
 
 
 async def test_the_happy_path_to_delivered(
@@ -99,7 +58,7 @@ async def test_the_happy_path_to_delivered(
     assert payment["amount"] == {"amount": 3000, "currency": "USD"}
 
     await deliver(event(succeeded(order_id)))
-    assert await token_of(engine, order_id) is None  # no longer needed once paid
+    assert await column(engine, order_id, "payment_token") is None  # no longer needed once paid
     ship = await client.post(
         f"/api/v1/orders/{order_id}/ship",
         json={"carrier": "UPS", "tracking_number": "1Z999"},
@@ -144,7 +103,7 @@ async def test_failed_reservation_rejects_the_order_and_emits_nothing(
     assert order["status"] == "rejected"
     assert order["status_history"][-1]["reason"] == "insufficient_stock"
     assert await types(outbox_events, order_id) == ["orders.order_created"]
-    assert await token_of(engine, order_id) is None
+    assert await column(engine, order_id, "payment_token") is None
 
 
 async def test_failed_payment_cancels_with_the_payment_reason_and_releases_stock(
@@ -399,16 +358,6 @@ async def test_an_event_for_an_unknown_order_is_acknowledged_without_effect(
     await deliver(event(reserved(uuid.uuid4())))  # no exception: the consumer acks it
 
 
-async def expire(engine: AsyncEngine, order_id: uuid.UUID) -> None:
-    async with engine.begin() as connection:
-        await connection.execute(
-            text(
-                "UPDATE orders.orders SET sweep_due_at = now() - interval '1 second' WHERE id = :id"
-            ),
-            {"id": order_id},
-        )
-
-
 async def test_the_sweeper_cancels_an_order_stuck_in_pending(
     client: httpx.AsyncClient,
     place: Place,
@@ -421,9 +370,8 @@ async def test_the_sweeper_cancels_an_order_stuck_in_pending(
 ) -> None:
     order_id = await new_order(place, product, customer)
     await expire(engine, order_id)
-    async with sessionmaker() as session:
-        result = await service.sweep_stuck_orders(session=session, settings=settings)
-    assert result == service.SweepResult(payment_requested_again=0, cancelled=1)
+    result = await sweep(sessionmaker, settings)
+    assert result == SweepResult(payment_requested_again=0, cancelled=1)
     order = await read(client, customer, order_id)
     assert (order["status"], order["status_history"][-1]["reason"]) == (
         "cancelled",
@@ -447,20 +395,18 @@ async def test_the_sweeper_requests_payment_again_then_cancels(
     await deliver(event(reserved(order_id)))
     for _ in range(settings.payment_request_attempts - 1):
         await expire(engine, order_id)
-        async with sessionmaker() as session:
-            result = await service.sweep_stuck_orders(session=session, settings=settings)
-        assert result == service.SweepResult(payment_requested_again=1, cancelled=0)
+        result = await sweep(sessionmaker, settings)
+        assert result == SweepResult(payment_requested_again=1, cancelled=0)
     await expire(engine, order_id)
-    async with sessionmaker() as session:
-        result = await service.sweep_stuck_orders(session=session, settings=settings)
-    assert result == service.SweepResult(payment_requested_again=0, cancelled=1)
+    result = await sweep(sessionmaker, settings)
+    assert result == SweepResult(payment_requested_again=0, cancelled=1)
     kinds = await types(outbox_events, order_id)
     assert kinds.count("orders.payment_requested") == settings.payment_request_attempts
     assert kinds[-1] == "orders.order_cancelled"
     assert (await read(client, customer, order_id))["status_history"][-1]["reason"] == (
         "payment_timeout"
     )
-    assert await token_of(engine, order_id) is None
+    assert await column(engine, order_id, "payment_token") is None
 
 
 async def test_concurrent_sweepers_resolve_each_stuck_order_once(
@@ -478,11 +424,7 @@ async def test_concurrent_sweepers_resolve_each_stuck_order_once(
     for order_id in order_ids:
         await expire(engine, order_id)
 
-    async def sweep() -> service.SweepResult:
-        async with sessionmaker() as session:
-            return await service.sweep_stuck_orders(session=session, settings=settings)
-
-    results = await asyncio.gather(*(sweep() for _ in range(4)))
+    results = await asyncio.gather(*(sweep(sessionmaker, settings) for _ in range(4)))
     assert sum(result.cancelled for result in results) == 6
     for order_id in order_ids:
         assert (await types(outbox_events, order_id)).count("orders.order_cancelled") == 1

@@ -9,15 +9,14 @@ The API a service uses::
 """
 
 from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
-from shared.messaging.consumer import (
+from shared.messaging.consumer import Consumer, RunningConsumer
+from shared.messaging.envelope import Envelope, MalformedEventError, decode
+from shared.messaging.handlers import (
     BatchHandler,
-    Consumer,
     EventHandler,
     PreparedBatchHandler,
     PreparedHandler,
-    RunningConsumer,
 )
-from shared.messaging.envelope import Envelope, MalformedEventError, decode
 from shared.messaging.inbox import InboxMixin
 from shared.messaging.outbox import Outbox, OutboxMixin
 from shared.messaging.readiness import register_broker_check

@@ -56,7 +56,7 @@ class Broker:
             heartbeat=settings.broker_heartbeat_seconds,
             reconnect_interval=settings.broker_reconnect_interval_seconds,
             client_properties={"connection_name": settings.service_name},
-            connection_class=CoalescingRobustConnection,  # socket writes gathered (transport.py)
+            connection_class=CoalescingRobustConnection,  # writes gathered (messaging.transport)
         )
         channel = await self.channel()
         await declare_exchanges(channel, settings=settings)

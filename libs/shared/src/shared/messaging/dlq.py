@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import QueueEmpty
 
 from shared.messaging.broker import Broker
-from shared.messaging.consumer import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
+from shared.messaging.reception import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
 from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
 from shared.settings import BaseServiceSettings
 

@@ -8,10 +8,9 @@ what is written and hands it to the transport once the loop turns stop bringing 
 most ``MOST_FRAMES_HELD`` frames): a batch of publishes leaves in a few writes instead of
 one per message, and a lone frame waits two turns of the loop.
 
-It plugs in where aiormq and aio-pika allow it: aiormq's ``TransportFactory`` makes the
-connection's reader and writer, and aio-pika's ``connection_class`` passes the factory to
-every connection it opens, including the ones its robust connection reopens after a broker
-restart.
+It plugs in where aiormq allows it: its ``TransportFactory`` makes the connection's reader
+and writer. aio-pika has no public way to hand aiormq the factory: that part is
+``shared.compat.aio_pika``.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aio_pika
 from aiormq.connection import TransportFactory
 from aiormq.exceptions import AMQPConnectionError
 from yarl import URL
+
+from shared.compat.aio_pika import RobustConnectionWithTransport
 
 _READ_LIMIT = 2**16  # asyncio.open_connection's default
 MOST_FRAMES_HELD = 64
@@ -105,10 +105,8 @@ class CoalescingTransportFactory(TransportFactory):
         return reader, CoalescingStreamWriter(transport, protocol, reader, loop)
 
 
-class CoalescingRobustConnection(aio_pika.RobustConnection):
+class CoalescingRobustConnection(RobustConnectionWithTransport):
     """aio-pika's robust connection, each of its underlying connections opened by the
-    factory above (aio-pika keeps only the parameters it knows from ``connect_robust``)."""
+    factory above."""
 
-    def __init__(self, url: URL, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self.kwargs["transport_factory"] = CoalescingTransportFactory()
+    transport_factory = CoalescingTransportFactory

@@ -121,44 +121,18 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-# -- an order being placed: plain values, never mapped ---------------------------------------
-#
-# POST /orders writes a new order with fixed SQL (``repository.insert_order``) and answers it
-# with the same representation as every read. Built as transient ORM objects, the order, its
-# lines and first history entry would spend a noticeable share of the request's CPU in
-# SQLAlchemy's instrumented constructors and attributes, for objects no session ever sees.
+# -- a line being placed: plain values, never mapped -----------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class NewLine:
+class PricedLine:
+    """A line of an order being placed, priced from the replica. POST /orders writes it with
+    fixed SQL and answers it; as a transient ORM object it would spend a noticeable share of
+    the request's CPU in SQLAlchemy's instrumented constructors, for an object no session
+    ever sees."""
+
     sku: str
     position: int
     name: str
     quantity: int
     unit_price_amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewStatusChange:
-    status: OrderStatus
-    reason: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class NewOrder:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    status: OrderStatus
-    total_amount: int
-    currency: str
-    shipping_address: dict[str, Any]
-    payment_token: str
-    payment_requests: int
-    sweep_due_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    lines: list[NewLine]
-    history: list[NewStatusChange]
-    carrier: None = None  # not shipped yet
-    tracking_number: None = None

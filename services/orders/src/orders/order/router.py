@@ -1,4 +1,4 @@
-"""HTTP routes of orders: parse, call the service, answer. No SQL here."""
+"""HTTP routes of orders: parse, call placement, reading or actions, answer. No SQL here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from orders.deps import EngineDep, SessionDep, SettingsDep
-from orders.order import service
+from orders.order import actions, placement, reading
 from orders.order.exceptions import ProductsUnavailable
 from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
 from orders.saga import OrderStatus
@@ -54,7 +54,7 @@ async def place_order(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
     try:
-        placed = await service.place_order(
+        placed = await placement.place_order(
             engine=engine,
             settings=settings,
             principal=principal,
@@ -93,7 +93,7 @@ async def list_orders(
     cursor: CursorQuery = None,
     status: OrderStatus | None = None,
 ) -> OrderPage:
-    return await service.list_orders(
+    return await reading.list_orders(
         session=session,
         cursors=settings.cursor_codec,
         principal=principal,
@@ -112,7 +112,7 @@ async def list_orders(
 async def get_order(
     order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> OrderDetail:
-    return await service.get_order(session=session, principal=principal, order_id=order_id)
+    return await reading.get_order(session=session, principal=principal, order_id=order_id)
 
 
 @router.post(
@@ -124,7 +124,7 @@ async def get_order(
 async def cancel_order(
     order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> OrderDetail:
-    return await service.cancel_order(
+    return await actions.cancel_order(
         session=session, settings=settings, principal=principal, order_id=order_id
     )
 
@@ -142,7 +142,7 @@ async def ship_order(
     session: SessionDep,
     settings: SettingsDep,
 ) -> OrderDetail:
-    return await service.ship_order(
+    return await actions.ship_order(
         session=session, settings=settings, principal=principal, order_id=order_id, shipment=body
     )
 
@@ -156,6 +156,6 @@ async def ship_order(
 async def deliver_order(
     order_id: uuid.UUID, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> OrderDetail:
-    return await service.deliver_order(
+    return await actions.deliver_order(
         session=session, settings=settings, principal=principal, order_id=order_id
     )

@@ -1,0 +1,101 @@
+"""How orders react to inventory's and payments' events: each is a ``saga.Step``.
+
+They run inside the consumer's transaction (the inbox key commits with them), so they never
+commit. A late, repeated or out-of-order event that the saga refuses is logged and
+acknowledged: it never moves an order backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orders.config import OrdersSettings
+from orders.order import metrics, repository
+from orders.order.recording import envelopes, record
+from orders.order.repository import Change
+from orders.saga import OrderState, Outcome, Step, Trigger, apply
+from shared.messaging import Envelope
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """One event's claim on an order: the event, and the step it asks of the order."""
+
+    event: Envelope
+    order_id: uuid.UUID
+    step: Step
+
+
+async def react_all(
+    *, session: AsyncSession, settings: OrdersSettings, reactions: Sequence[Reaction]
+) -> list[bool]:
+    """Apply events to their orders, in turn; per reaction, False if it was skipped.
+
+    A few statements whatever the number of events: one locks and reads every order named,
+    the saga runs here, one writes every order's final state and history entries, then the
+    outbox write. Two events for one order apply in turn, the second seeing what the first
+    left.
+    """
+    orders = await repository.lock(
+        session=session, order_ids={reaction.order_id for reaction in reactions}
+    )
+    changes: list[Change] = []
+    events: list[Envelope] = []
+    moved: list[bool] = []
+    for reaction in reactions:
+        order = orders.get(reaction.order_id)
+        if order is None:
+            event = reaction.event
+            logger.warning(
+                "%s %s names unknown order %s; skipped", event.type, event.id, reaction.order_id
+            )
+            moved.append(False)
+            continue
+        outcome = apply(order, reaction.step, settings)
+        _log(order, reaction, outcome)
+        events.extend(envelopes(outcome.events, cause=reaction.event))
+        if outcome.state is not order:
+            orders[order.id] = outcome.state
+            changes.append(Change(outcome.state, outcome.entry))
+        moved.append(not outcome.refused)
+    await record(session, changes=changes, events=events)
+    return moved
+
+
+def _log(order: OrderState, reaction: Reaction, outcome: Outcome) -> None:
+    event, step = reaction.event, reaction.step
+    if outcome.trigger is Trigger.PAYMENT_AMOUNT_MISMATCH and step.charged is not None:
+        metrics.PAYMENT_AMOUNT_MISMATCHES.inc()
+        logger.warning(
+            "payment %s of order %s charged %d %s but the order totals %d %s: "
+            "not confirmed, refunding what was charged",
+            step.payment_id,
+            order.id,
+            step.charged.amount,
+            step.charged.currency,
+            order.total.amount,
+            order.total.currency,
+        )
+    if outcome.trigger is Trigger.STOCK_COMMIT_FAILED:
+        logger.warning(
+            "order %s (%s): inventory could not commit its stock (%s); refunding",
+            order.id,
+            order.status.value,
+            step.reason,
+        )
+    if outcome.refused:
+        logger.info(
+            "%s %s ignored: order %s is %s%s",
+            event.type,
+            event.id,
+            order.id,
+            order.status.value,
+            " (compensating)" if outcome.events else "",
+        )
