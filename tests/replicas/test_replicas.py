@@ -293,9 +293,8 @@ REFUNDS_RECONCILED = {
     "PAYMENTS_REFUND_RECONCILE_INTERVAL_SECONDS": "0.5",
 }
 OWED_REFUNDS = 6
-REFUND_ATTEMPT = re.compile(
-    r'^payments_refund_attempts_total\{source="(\w+)",outcome="refunded"\} ([0-9.e+]+)$', re.M
-)
+REFUND_ATTEMPT = re.compile(r"^payments_refund_attempts_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 async def _restart_together(
@@ -314,8 +313,10 @@ def _refunds_made(platform: ReplicaPlatform) -> Counter[str]:
     payments workers since they last started."""
     made: Counter[str] = Counter()
     for name in platform.names("payments-worker"):
-        for source, value in REFUND_ATTEMPT.findall(platform.metrics(name)):
-            made[source] += int(float(value))
+        for labels, value in REFUND_ATTEMPT.findall(platform.metrics(name)):
+            label = dict(LABEL.findall(labels))
+            if label.get("outcome") == "refunded":
+                made[label["source"]] += int(float(value))
     return made
 
 
