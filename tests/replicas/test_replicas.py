@@ -475,14 +475,14 @@ async def test_a_clients_login_limit_holds_across_both_gateways(
         httpx.AsyncClient(base_url=first, timeout=LOGINS_SECONDS) as one,
         httpx.AsyncClient(base_url=second, timeout=LOGINS_SECONDS) as two,
     ):
-        # At once, so that every attempt is counted within the minute however long the
-        # password checks behind the count take on a busy machine; decided in order.
+        # At once, so that every attempt is counted within the same minute however long the
+        # password checks behind the count take on a busy machine (a login sent after they
+        # end may fall in the next window). Each gateway gets half the limit plus one, which
+        # it would let through counting alone: counted across both, exactly two are refused.
         answers = await asyncio.gather(
             *(_login((one, two)[i % 2], address) for i in range(LOGIN_LIMIT + 2))
         )
         assert answers.count(429) == 2, "the limit is counted across both gateways"
-        assert await _login(one, address) == 429
-        assert await _login(two, address) == 429
         # Another address keeps its own budget.
         assert await _login(two, "198.51.100.251") != 429
 
