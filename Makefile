@@ -12,6 +12,7 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
+.PHONY: settings-doc infra
 .PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
 help: ## List the targets
@@ -25,8 +26,18 @@ $(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PAC
 
 install: $(STAMP) ## Create .venv and install every package and tool (pinned by constraints.txt)
 
-check-servers: $(STAMP) ## Say whether Postgres, RabbitMQ and Redis answer, and how to start one that does not
-	@$(BIN)/python infra/dev/check_servers.py
+# Postgres, RabbitMQ or Redis missing here: installed from the distribution's packages and
+# started, as root or through sudo (infra/dev/servers.py; docs/development.md).
+SERVERS ?= install
+
+check-servers: $(STAMP) ## Make sure Postgres, RabbitMQ and Redis answer: install (apt) and start any that does not; SERVERS=skip only says
+	@$(BIN)/python infra/dev/servers.py --servers $(SERVERS)
+
+infra: ## Start only Postgres, RabbitMQ and Redis on Docker Compose, and print the exports that point make dev and make test at them
+	@$(PYTHON) infra/docker/compose_env.py .env.example .env
+	docker compose up -d --wait postgres rabbitmq redis
+	@echo "Point make dev and make test at them (their passwords are in .env):"
+	@echo '  eval "$$($(PYTHON) infra/dev/servers.py --compose-env .env)"'
 
 db: check-servers ## Create the database, its schemas and roles (idempotent)
 	@$(BIN)/python infra/postgres/prepare.py
@@ -112,6 +123,9 @@ chromium:
 
 e2e-browser: check-servers chromium ## The storefront in headless Chromium against the whole running platform; screenshots in tests/browser/artifacts/
 	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
+
+settings-doc: $(STAMP) ## Render docs/settings.md's tables from the settings classes (after adding or changing a setting)
+	$(BIN)/python -m infra.dev.settings_doc
 
 contracts: $(STAMP) ## Rewrite the OpenAPI and event schema snapshots on purpose, then run the contract tests
 	$(BIN)/python -m tests.contract.update

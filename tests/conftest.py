@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from typing import TypeVar
 
 import asyncpg
 import httpx
@@ -24,32 +25,43 @@ PLATFORM = pytest.StashKey[Platform]()
 REPLICA_SECONDS = 60.0
 
 ProductFactory = Callable[..., Awaitable[str]]
+P = TypeVar("P", bound=Platform)
 
 
-@pytest.fixture(scope="session")
-def platform(
-    database: str,
-    db_init_sql: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    pytestconfig: pytest.Config,
-) -> Iterator[Platform]:
-    """Gateway, services and workers, running, on a database and namespace of their own."""
-    name = f"{database}_platform"
-    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.platform"
-    platform_database.prepare(name, db_init_sql)
-    platform = Platform(
-        database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp("platform-logs")
-    )
-    pytestconfig.stash[PLATFORM] = platform
-    try:
-        platform.start()
-        yield platform
-    finally:
-        platform.stop()
-        del pytestconfig.stash[PLATFORM]
-        platform_database.run_in_thread(delete_namespace(namespace))
-        if not pytestconfig.getoption("--keep-database"):
-            platform_database.drop(name)
+def platform_fixture(kind: Callable[..., P], suffix: str) -> object:
+    """A session fixture named ``platform``: a platform of ``kind`` started on a database and
+    broker namespace of its own (named after ``suffix``), whose logs reach the report of a
+    failed test; stopped, its namespace deleted and its database dropped at the end."""
+
+    @pytest.fixture(scope="session", name="platform")
+    def platform(
+        database: str,
+        db_init_sql: str,
+        tmp_path_factory: pytest.TempPathFactory,
+        pytestconfig: pytest.Config,
+    ) -> Iterator[P]:
+        """The running platform the tests of this folder talk to (``platform_fixture``)."""
+        name = f"{database}_{suffix}"
+        namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.{suffix}"
+        platform_database.prepare(name, db_init_sql)
+        started = kind(database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp(suffix))
+        logged: Platform = started
+        pytestconfig.stash[PLATFORM] = logged
+        try:
+            started.start()
+            yield started
+        finally:
+            started.stop()
+            del pytestconfig.stash[PLATFORM]
+            platform_database.run_in_thread(delete_namespace(namespace))
+            if not pytestconfig.getoption("--keep-database"):
+                platform_database.drop(name)
+
+    return platform
+
+
+# Gateway, services and workers, running, on a database and namespace of their own.
+platform = platform_fixture(Platform, "platform")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -72,3 +72,27 @@ def test_no_comment_or_docstring_quotes_a_benchmark_figure(path: Path) -> None:
         if match is not None
     ]
     assert not quoted, f"move these figures to bench/CHANGES.md: {quoted}"
+
+
+MAX_MODULE_DOCSTRING_LINES = 15
+
+
+def _module_docstring_lines(path: Path) -> int:
+    """The source lines a module's docstring spans, its quotes included; 0 without one."""
+    body = ast.parse(path.read_text()).body
+    if not body or not isinstance(body[0], ast.Expr):
+        return 0
+    node = body[0]
+    if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        return 0
+    return (node.end_lineno or node.lineno) - node.lineno + 1
+
+
+@pytest.mark.parametrize("path", _product_modules(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_a_module_docstring_is_short(path: Path) -> None:
+    # A module's docstring says what it is and why in a glance; the design goes to docs/.
+    lines = _module_docstring_lines(path)
+    assert lines <= MAX_MODULE_DOCSTRING_LINES, (
+        f"the module docstring spans {lines} lines (at most {MAX_MODULE_DOCSTRING_LINES}): "
+        "keep the idea, move the detail to docs/"
+    )

@@ -10,15 +10,12 @@ their own), and runs the quick ones here (the supervisor, the generated configur
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import PLATFORM, ProductFactory
-from tests.harness import database as platform_database
+from tests.conftest import ProductFactory, platform_fixture
 from tests.harness.load import OrderStream
 from tests.harness.storefront import Storefront
-from tests.harness.topology import delete_namespace
 from tests.replicas.harness import ReplicaPlatform, haproxy_available
 
 HERE = os.path.dirname(__file__)
@@ -38,30 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
-def platform(
-    database: str,
-    db_init_sql: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    pytestconfig: pytest.Config,
-) -> Iterator[ReplicaPlatform]:
-    """Two of every process and HAProxy, on a database and namespace of their own."""
-    name = f"{database}_replicas"
-    namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.replicas"
-    platform_database.prepare(name, db_init_sql)
-    replicas = ReplicaPlatform(
-        database=name, namespace=namespace, log_dir=tmp_path_factory.mktemp("replica-logs")
-    )
-    pytestconfig.stash[PLATFORM] = replicas
-    try:
-        replicas.start()
-        yield replicas
-    finally:
-        replicas.stop()
-        del pytestconfig.stash[PLATFORM]
-        platform_database.run_in_thread(delete_namespace(namespace))
-        if not pytestconfig.getoption("--keep-database"):
-            platform_database.drop(name)
+# Two of every process and HAProxy, on a database and namespace of their own.
+platform = platform_fixture(ReplicaPlatform, "replicas")
 
 
 SHOPPERS = 8

@@ -39,61 +39,87 @@ class GatewaySettings(BaseServiceSettings):
 
     # Signing. Without a key, development and test use the shared development key pair
     # (see shared.auth.ensure_development_keys); elsewhere the empty key is refused.
-    jwt_private_key: SecretStr = SecretStr("")  # PEM, RSA >= 2048 bits
+    jwt_private_key: SecretStr = SecretStr("")
+    """PEM RSA private key (≥ 2048 bits) that signs access tokens; required outside development."""
     jwt_private_key_file: str = ""
+    """A file holding that key (instead of the above)."""
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
-    # Argon2 hashes running at once in this process (each keeps a core busy while it runs).
+    """Access token lifetime."""
     password_hash_concurrency: int = Field(default=1, ge=1)
-    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)  # idle: per token
-    # Absolute: a login's refresh family ends this long after the login, however often used.
+    """Argon2 hashes running at once per process (more starve the event loop on small machines)."""
+    refresh_token_ttl_seconds: int = Field(default=14 * 86_400, ge=300)
+    """Refresh token lifetime (14 days)."""
     refresh_family_lifetime_seconds: int = Field(default=30 * 86_400, ge=300)
-    # A spent refresh token presented again this soon gets the same new pair back (two tabs,
-    # a reload racing a renewal); later, it counts as reuse and revokes its family.
+    """Absolute lifetime of a login's refresh family (30 days), however often it is refreshed."""
     refresh_reuse_grace_seconds: float = Field(default=30.0, ge=0, le=300)
+    """A spent refresh token presented again this soon (two tabs, a reload racing a renewal)
+    gets the same new pair back; later, it counts as reuse and revokes its family."""
 
     # Routing: path prefix -> upstream base URL. The path is forwarded unchanged.
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    """JSON object: path prefix → upstream origin."""
     upstream_connect_timeout_seconds: float = Field(default=2.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=15.0, gt=0)  # between two reads
-    upstream_total_timeout_seconds: float = Field(default=30.0, gt=0)  # whole exchange
-    upstream_pool_size: int = Field(default=256, ge=1)  # connections across all upstreams
-    # Below the upstreams' keep-alive (uvicorn: 5 s), so the gateway never reuses a
-    # connection the upstream is closing.
+    """Connect timeout to an upstream (then 503)."""
+    upstream_read_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Longest wait between two reads (then 504)."""
+    upstream_total_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest whole exchange (then 504)."""
+    upstream_pool_size: int = Field(default=256, ge=1)
+    """Pooled connections across all upstreams."""
     upstream_keepalive_seconds: float = Field(default=4.0, gt=0)
-    upstream_buffer_bytes: int = Field(default=1_048_576, ge=0)  # larger responses stream
-    # Media uploads (POST /api/v1/products/{sku}/media) are streamed to the upstream, never
-    # buffered, and have this limit instead of max_body_bytes (docs/media.md).
+    """Idle keep-alive, below the upstreams' (uvicorn: 5 s), so the gateway never reuses a
+    connection the upstream is closing."""
+    upstream_buffer_bytes: int = Field(default=1_048_576, ge=0)
+    """Answers up to this are buffered, larger ones streamed."""
     media_upload_max_bytes: int = Field(default=10 * 1_048_576, ge=1)
+    """The body limit of `POST /api/v1/products/{sku}/media` (instead of
+    `COMMERCE_MAX_BODY_BYTES`); those bodies are streamed to inventory, never buffered
+    (docs/media.md)."""
 
     # Rate limits ("N/second", "N/minute", several separated by ";"), counted in Redis.
     rate_limit_enabled: bool = True
-    rate_limit_api: str = "100/second;3000/minute"  # per user, or per address when anonymous
+    """Turn rate limiting off (benchmarks only)."""
+    rate_limit_api: str = "100/second;3000/minute"
+    """Per user, or per address when anonymous."""
     rate_limit_login_per_address: str = "20/minute"
+    """Login attempts per client address."""
     # Failed logins only (docs/identity.md): per account across all addresses, and apart
     # from it per account and address that signed in to it within the TTL below.
     rate_limit_login_failures_per_account: str = "10/15minute"
+    """Failed logins per account, from all addresses."""
     rate_limit_login_failures_per_known_address: str = "10/15minute"
+    """Failed logins per account from an address that signed in to it recently (a budget of its
+    own, so the owner is never locked out)."""
     login_known_address_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
-    rate_limit_auth_per_address: str = "30/minute"  # register and refresh
-    # When Redis is away: True lets requests through (logged), False answers 503.
+    """How long a successful sign-in keeps its address "known" (30 days)."""
+    rate_limit_auth_per_address: str = "30/minute"
+    """Register and refresh per client address."""
     rate_limit_fail_open: bool = True
+    """When Redis is away: let requests through (true, logged) or answer 503 (false)."""
     redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    """Longest wait for Redis per request."""
 
-    # CORS: an explicit allow-list of origins; "*" is refused.
     cors_allow_origins: list[str] = Field(default_factory=list)
-    # Credentials (the refresh cookie) are allowed for the listed origins only.
+    """JSON list of allowed origins; `*` is refused."""
     cors_allow_credentials: bool = True
+    """Credentialed CORS (the refresh cookie), for the listed origins only."""
 
     openapi_cache_seconds: float = Field(default=60.0, ge=0)
+    """How long the merged document is cached."""
     gzip_min_bytes: int = Field(default=1024, ge=1)
+    """Answers at least this large are gzipped when the client accepts it."""
 
-    # /health/ready and /metrics are answered on this port only, never on the public one
-    # (which keeps /health/live); 0 serves them nowhere. See docs/edge.md.
     internal_port: int = Field(default=8100, ge=0, le=65535)
+    """Port of `/health/ready` and `/metrics` (and `/health/live`); never the public one (which
+    keeps `/health/live`); `0` serves them nowhere (docs/edge.md)."""
+
     # Limits of the HTTP server itself (gateway.compat.uvicorn): 414, 431, 408.
     http_max_request_line_bytes: int = Field(default=8190, ge=256)
+    """Longer request targets are answered 414."""
     http_max_header_bytes: int = Field(default=32_768, ge=1024)
+    """Larger header sections (request line included) are answered 431."""
     http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Headers not complete in this time are answered 408."""
 
     @field_validator("routes")
     @classmethod

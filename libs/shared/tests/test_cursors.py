@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
@@ -114,3 +116,32 @@ def test_production_refuses_a_short_cursor_key() -> None:
 def test_production_starts_with_long_cursor_keys() -> None:
     settings = _production(cursor_keys=f"{NEW_KEY},{OLD_KEY}")
     assert settings.cursor_codec.decode("k", settings.cursor_codec.encode("k", "p")) == "p"
+
+
+def test_a_page_of_limit_plus_one_rows_has_a_cursor_to_the_rest() -> None:
+    codec = CursorCodec([NEW_KEY])
+    rows = ["a", "b", "c"]
+    items, next_cursor = codec.page("letters", rows, limit=2, position=str.upper)
+    assert items == ["a", "b"]
+    assert next_cursor is not None
+    assert codec.after("letters", next_cursor) == "B"
+
+
+def test_the_last_page_has_no_cursor() -> None:
+    codec = CursorCodec([NEW_KEY])
+    assert codec.page("letters", ["a", "b"], limit=2, position=str) == (["a", "b"], None)
+    assert codec.page("letters", [], limit=2, position=str) == ([], None)
+
+
+def test_without_a_cursor_a_list_starts_at_its_first_page() -> None:
+    codec = CursorCodec([NEW_KEY])
+    assert codec.after("letters", None) is None
+    assert codec.after_id("orders", None) is None
+
+
+def test_an_id_cursor_round_trips_and_refuses_a_signed_non_id() -> None:
+    codec = CursorCodec([NEW_KEY])
+    order_id = uuid.UUID("01a24806-997e-7e86-b6c3-161a6d62c08b")
+    assert codec.after_id("orders", codec.encode("orders", str(order_id))) == order_id
+    with pytest.raises(InvalidCursor):
+        codec.after_id("orders", codec.encode("orders", "not-an-id"))

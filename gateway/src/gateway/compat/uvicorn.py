@@ -4,15 +4,14 @@ the time a client may take to send its headers.
 httptools (llhttp) enforces none of them, and uvicorn offers no option for them: a 1 MB
 header is accepted, and a request whose headers never end holds its connection forever.
 uvicorn's h11 protocol bounds the size only (as a 400) and is slower, so the gateway keeps
-httptools and adds the limits here, on the parser callbacks uvicorn already runs:
+httptools and adds the limits here, on the parser callbacks uvicorn already runs
+(``tests/unit/test_compat_uvicorn.py`` checks the uvicorn internals this relies on):
 
 - a request line (its target) longer than ``max_request_line`` is answered 414;
 - a header section longer than ``max_header_bytes`` is answered 431, counted as the bytes
   arrive, so headers that never end are refused as soon as they pass the limit;
 - headers not complete ``header_timeout`` seconds after the connection opened or the
   request's first byte arrived: 408 (or a silent close when no request had begun).
-
-``tests/unit/test_compat_uvicorn.py`` checks the uvicorn internals this relies on.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The gateway's application: a proxied request takes a shorter middleware stack.
 
 FastAPI wraps every request in three middlewares of its own (a last-resort error page,
-exception telemetry and its own body limit) around the platform's. A proxied request
-never reaches FastAPI's routing, and the platform's ``RequestContextMiddleware`` already
-turns an unexpected exception into a 500 problem with the request id, so for those
-requests the gateway runs the user middleware (CORS, request id and metrics, then the
-proxy) without FastAPI's three, a saving on every proxied request (bench/CHANGES.md). The
-body limit and gzip are left out of that stack too, because the proxy applies them itself
-(``gateway.proxy.upstream``), where they cost less. Everything else (the
-gateway's own routes, docs, health, metrics, lifespan) goes through FastAPI's full stack,
-with all of the middleware.
+exception telemetry and its own body limit) around the platform's. A proxied request never
+reaches FastAPI's routing, and the platform's ``RequestContextMiddleware`` already turns an
+unexpected exception into a 500 problem with the request id, so for those requests the
+gateway runs the user middleware (CORS, request id and metrics, then the proxy) without
+FastAPI's three, a saving on every proxied request (bench/CHANGES.md). The body limit and
+gzip are left out of that stack too, because the proxy applies them itself
+(``gateway.proxy.upstream``), where they cost less. Everything else (the gateway's own
+routes, docs, health, metrics, lifespan) goes through FastAPI's full stack.
 
 The probes and metrics that are not for the public (``INTERNAL_PATHS``) are answered only on
 the internal port, which answers nothing else; ``/health/live`` is answered on both.

@@ -1,4 +1,4 @@
-"""Signed list cursors: one codec, one error, one setting for every service.
+"""Signed list cursors: one codec, one error, one setting, one way to page, for every service.
 
 A cursor is ``base64url(position) "." base64url(HMAC-SHA256(key, kind NUL position))``,
 the tag cut to 128 bits. A client can hold one but neither forge nor alter it, and a cursor
@@ -6,6 +6,8 @@ of one list (``kind``) never pages another. Keys rotate: the first key of ``curs
 signs, every key verifies, so replicas can be rolled one by one (add the new key second,
 then move it first, then drop the old one once its cursors have aged out). Anything the
 server did not issue is ``InvalidCursor``: a 400 of type ``/problems/invalid-cursor``.
+A list takes ``LimitQuery`` and ``CursorQuery``, reads ``limit + 1`` rows from the position
+``after`` decodes, and ``page`` cuts them into the page and the next page's cursor.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Query
 from pydantic import SecretStr, field_validator, model_validator
@@ -32,6 +35,10 @@ _TAG_BYTES = 16
 # Outside development and test a key must carry at least this much: a short one is guessable.
 MIN_PRODUCTION_KEY_CHARS = 32
 
+T = TypeVar("T")
+
+# The page size of every list.
+LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")]
 
 # The query parameter of every list. No length or pattern here: whatever the server did not
 # issue is refused the same way (400), not split between a 422 and a 400.
@@ -109,6 +116,31 @@ class CursorCodec:
         except UnicodeDecodeError:  # only a key leak could sign this; refuse it all the same
             raise InvalidCursor() from None
 
+    def after(self, kind: str, cursor: str | None) -> str | None:
+        """Where a page of the ``kind`` list starts: the position ``cursor`` carries, or
+        None (the first page) without one."""
+        return None if cursor is None else self.decode(kind, cursor)
+
+    def after_id(self, kind: str, cursor: str | None) -> uuid.UUID | None:
+        """``after`` for a list ordered by id."""
+        position = self.after(kind, cursor)
+        if position is None:
+            return None
+        try:
+            return uuid.UUID(position)
+        except ValueError:  # signed by us yet no id: only a leaked key could make one
+            raise InvalidCursor() from None
+
+    def page(
+        self, kind: str, rows: Sequence[T], *, limit: int, position: Callable[[T], object]
+    ) -> tuple[list[T], str | None]:
+        """Of ``limit + 1`` rows read (one more than the page tells whether another page
+        follows, without a count): the page, and the cursor of the next page or None."""
+        items = list(rows[:limit])
+        if len(rows) <= limit:
+            return items, None
+        return items, self.encode(kind, str(position(items[-1])))
+
 
 def split_keys(value: str) -> list[str]:
     """The keys of a ``cursor_keys`` setting: comma-separated, surrounding spaces ignored."""
@@ -124,9 +156,10 @@ class CursorSettings(BaseServiceSettings):
     """Settings of a service that issues cursors: ``<SERVICE>_CURSOR_KEYS`` or, shared by
     every service, ``COMMERCE_CURSOR_KEYS``; comma-separated, the first signs."""
 
-    # Every replica of a service must hold the same keys, or a cursor issued by one is
-    # refused by the next. A placeholder is refused outside development and test.
     cursor_keys: SecretStr = SecretStr("change-me")
+    """Comma-separated HMAC keys for list cursors, the same in every replica: the first signs, all
+    verify (rotation: docs/api.md); a placeholder or a key under 32 characters stops the process
+    outside development and test."""
 
     @field_validator("cursor_keys")
     @classmethod

@@ -8,6 +8,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from shared.settings import BaseServiceSettings
+
+
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop on every request for reading an attribute.
+async def app_settings(request: Request) -> BaseServiceSettings:
+    """The app's settings (``app.state.settings``). A service declares its own alias with
+    its settings class: ``SettingsDep = Annotated[OrdersSettings, Depends(app_settings)]``."""
+    settings: BaseServiceSettings = request.app.state.settings
+    return settings
+
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker

@@ -51,73 +51,123 @@ class DevelopmentKeyError(ValueError):
 class BaseServiceSettings(BaseSettings):
     """What every process of the platform is configured with."""
 
-    model_config = SettingsConfigDict(extra="ignore", validate_default=True, frozen=True)
+    # Each field's docstring is its description: docs/settings.md is rendered from them.
+    model_config = SettingsConfigDict(
+        extra="ignore", validate_default=True, frozen=True, use_attribute_docstrings=True
+    )
 
     service_name: ClassVar[str] = "service"
 
     environment: Environment = "production"
+    """Production refuses placeholder secrets, the development signing keys and the development
+    admin; development and test accept them."""
     host: str = "127.0.0.1"
+    """Address the HTTP server binds."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """Port the HTTP server binds; each process has a default of its own."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe records logged."""
     log_format: Literal["json", "console"] = "json"
-    access_log: bool = True
+    """`json`: one object a line; `console`: for people (`make dev` uses it)."""
 
-    # /docs and /openapi.json: None serves them in development and test only.
+    access_log: bool = True
+    """One log line per request, with status and duration."""
+
     docs_enabled: bool | None = None
+    """`/docs` and `/openapi.json`: unset serves them in development and test only; `true` or
+    `false` decides everywhere."""
 
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    """Request bodies over this are refused with 413."""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    """Time allowed to each readiness check."""
 
     db_host: str = "127.0.0.1"
+    """Postgres host."""
     db_port: int = Field(default=5432, ge=1, le=65535)
+    """Postgres port."""
     db_name: str = "commerce"
+    """Database name."""
     db_user: str = "postgres"
+    """The role the process connects as; each service has a role of its own."""
     db_password: SecretStr = SecretStr("change-me")
+    """The role's password (ignored by local trust auth)."""
     db_pool_size: int = Field(default=10, ge=1)
-    # A fixed pool by default: an overflow connection is closed when its burst ends, so a
-    # worker whose batches come in bursts would open and close one per batch (a Postgres
-    # backend started and torn down each time); waiting a moment for a pooled one costs less.
+    """Connections kept in each process's pool."""
     db_max_overflow: int = Field(default=0, ge=0)
+    """Extra connections opened beyond the pool under load, closed again when the burst ends (0: a
+    fixed pool; bursts wait up to the pool timeout instead, cheaper than a Postgres backend per
+    burst)."""
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Wait for a pooled connection before failing."""
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    """Wait for a new connection before failing."""
 
     broker_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    """The RabbitMQ server, with the user and password of this process."""
     broker_namespace: str = Field(default="", pattern=r"^[a-z0-9_.-]*$")
+    """Prefix of exchange and queue names (each test run sets its own)."""
     # Messaging (shared.messaging): consumers, relay and topology.
-    broker_prefetch: int = Field(default=100, ge=1)  # unacked messages per consumer channel
-    # Waits before a batch while batches come close together (shared.messaging.linger).
+    broker_prefetch: int = Field(default=100, ge=1)
+    """Unacked messages per consumer channel (so also the most a batch can hold)."""
     consumer_linger_ms: float = Field(default=4.0, ge=0, le=1000)
-    broker_delivery_limit: int = Field(default=5, ge=0)  # redeliveries before the DLQ
-    broker_heartbeat_seconds: int = Field(default=30, ge=0)  # AMQP heartbeat; 0 disables
-    broker_reconnect_interval_seconds: float = Field(default=1.0, gt=0)  # robust reconnect pause
-    broker_publish_timeout_seconds: float = Field(default=10.0, gt=0)  # wait for a confirm
-    outbox_batch_size: int = Field(default=500, ge=1)  # rows a relay claims per transaction
-    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)  # fallback when no NOTIFY
-    outbox_linger_ms: float = Field(default=4.0, ge=0, le=1000)  # the relay's, the same way
-    outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)  # cap on retry pauses
-    outbox_retention_hours: float = Field(default=72.0, gt=0)  # sent rows older are pruned
-    # Inbox keys older than this are pruned: it must outlast any late copy of an event.
+    """A consumer's wait before a batch, taken only while batches come less than 100 ms apart, so
+    the deliveries right behind share it (`shared/messaging/linger.py`); 0 turns it off."""
+    broker_delivery_limit: int = Field(default=5, ge=0)
+    """Redeliveries before the DLQ (`x-delivery-limit`; N+1 deliveries)."""
+    broker_heartbeat_seconds: int = Field(default=30, ge=0)
+    """AMQP heartbeat; 0 disables."""
+    broker_reconnect_interval_seconds: float = Field(default=1.0, gt=0)
+    """Pause between robust reconnect attempts."""
+    broker_publish_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Wait for a publisher confirm."""
+    outbox_batch_size: int = Field(default=500, ge=1)
+    """Rows a relay claims per transaction."""
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    """Relay poll when no NOTIFY arrives."""
+    outbox_linger_ms: float = Field(default=4.0, ge=0, le=1000)
+    """The relay's wait after a NOTIFY, the same way: the commits right behind share its batch."""
+    outbox_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    """Cap on the relay's retry pause."""
+    outbox_retention_hours: float = Field(default=72.0, gt=0)
+    """Sent outbox rows older than this are pruned."""
     inbox_retention_hours: float = Field(default=168.0, gt=0)
-    worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)  # drain on SIGTERM
-    # How much lower the workers' CPU priority is than the apps' (a nice increment): on shared
-    # cores a storefront's request, which a customer waits on, runs before a worker's batch,
-    # whose events only wait a few milliseconds more.
+    """Inbox keys (processed events) older than this are pruned; must outlast any late copy of an
+    event."""
+    worker_shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    """Drain time for in-flight messages and the relay on SIGTERM."""
     worker_nice: int = Field(default=10, ge=0, le=19)
-    # Port of the worker's probe server (/health/live, /health/ready, /metrics); 0 turns it off.
+    """How much lower a worker's CPU priority is than the apps' (a nice increment, 0 to 19): on
+    shared cores a request a customer waits on runs before a worker's batch, whose events only
+    wait a few milliseconds more."""
     worker_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the worker's probe server (`/health/live`, `/health/ready`, `/metrics`); 0 turns
+    it off (the test suite does, unless a test asks for one). Each service's worker has a
+    default of its own; the gateway has no worker."""
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """Redis: the gateway's rate limits, inventory's catalog cache."""
     # Access tokens (shared.auth): every process verifies the gateway's RS256 tokens.
-    jwt_issuer: str = "commerce-gateway"  # the `iss` tokens must carry
-    jwt_audience: str = "commerce-api"  # the `aud` tokens must carry
-    jwt_public_keys: str = ""  # PEM public key(s), concatenated; the current and a previous one
-    jwt_public_key_file: str = ""  # or a file of PEM public key(s)
-    # Without either, development and test use (and create once) a key pair in this folder;
-    # any other environment refuses to start.
+    jwt_issuer: str = "commerce-gateway"
+    """The `iss` every access token must carry."""
+    jwt_audience: str = "commerce-api"
+    """The `aud` every access token must carry."""
+    jwt_public_keys: str = ""
+    """PEM public keys, concatenated, that verify tokens: the current one and, during rotation,
+    the previous."""
+    jwt_public_key_file: str = ""
+    """A file holding such a PEM key (instead of the above)."""
     jwt_dev_key_dir: str = "var/keys"
-    jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)  # clock skew allowed on exp/iat/nbf
-    jwt_max_token_bytes: int = Field(default=8192, ge=256)  # longer tokens are refused unread
-    jwt_verified_cache_size: int = Field(default=4096, ge=0)  # verified tokens kept until exp
+    """Where development and test create a key pair once when no key is configured (git-ignored);
+    any other environment refuses to start without a key."""
+
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    """Clock skew allowed on `exp` and `iat`."""
+    jwt_max_token_bytes: int = Field(default=8192, ge=256)
+    """Longer tokens are refused before parsing."""
+    jwt_verified_cache_size: int = Field(default=4096, ge=0)
+    """Verified tokens remembered (until their `exp`) so a token's signature is checked once per
+    process."""
 
     @classmethod
     def settings_customise_sources(

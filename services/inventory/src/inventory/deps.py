@@ -2,24 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings
 from shared.auth import AdminDep, OptionalPrincipalDep
-from shared.cursors import CursorQuery
-from shared.deps import SessionDep
+from shared.cursors import CursorQuery, LimitQuery
+from shared.deps import SessionDep, app_settings
 
-
-# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
-# thread, a thread hop on every request for reading an attribute.
-async def _settings(request: Request) -> InventorySettings:
-    settings: InventorySettings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[InventorySettings, Depends(_settings)]
+SettingsDep = Annotated[InventorySettings, Depends(app_settings)]
 
 
 async def _catalog_cache(request: Request) -> CatalogCache:
@@ -37,8 +29,6 @@ async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
 
 # For work that outlives one caller (a cache fill other requests share): its own sessions.
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
-
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")]
 
 __all__ = [
     "AdminDep",

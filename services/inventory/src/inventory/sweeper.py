@@ -1,4 +1,4 @@
-"""The reservation sweeper: releases reservations past their TTL, in every worker.
+"""The reservation sweep: releases reservations past their TTL, a periodic job of every worker.
 
 Several workers may sweep at once: ``expire_due_reservations`` claims rows with
 ``FOR UPDATE SKIP LOCKED``, so each expired reservation is released by exactly one.
@@ -6,8 +6,6 @@ Several workers may sweep at once: ``expire_due_reservations`` claims rows with
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,20 +31,9 @@ async def sweep_once(
             return total
 
 
-async def run_sweeper(
-    *,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: InventorySettings,
-    stop: asyncio.Event,
+async def sweep(
+    *, sessionmaker: async_sessionmaker[AsyncSession], settings: InventorySettings
 ) -> None:
-    """Sweep every ``sweeper_interval_seconds`` until ``stop`` is set."""
-    while not stop.is_set():
-        try:
-            released = await sweep_once(sessionmaker=sessionmaker, settings=settings)
-            if released:
-                logger.info("released %d expired reservations", released)
-        except Exception:
-            # The database may be away for a moment: the next round retries.
-            logger.exception("reservation sweep failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.sweeper_interval_seconds)
+    """One run of the worker's reservation sweep job: ``sweep_once``, logged."""
+    if released := await sweep_once(sessionmaker=sessionmaker, settings=settings):
+        logger.info("released %d expired reservations", released)

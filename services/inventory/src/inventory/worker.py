@@ -1,22 +1,44 @@
-"""`python -m inventory.worker`: event consumers, outbox relay and expiry sweeper.
+"""`python -m inventory.worker`: event consumers, outbox relay, and the periodic jobs (the
+reservation sweep and the media sweep) the shared worker runner runs.
 
 SIGTERM or SIGINT stops taking messages, drains those in flight, flushes the relay, lets
-the current sweep finish, and exits.
+the current sweeps finish, and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.catalog import staleness
 from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings, get_settings
 from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
-from inventory.media.sweep import run_media_sweeper
-from inventory.sweeper import run_sweeper
+from inventory.media.sweep import sweep_media
+from inventory.sweeper import sweep
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import prepare_worker_process, run_worker
+from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
+
+
+def jobs(
+    settings: InventorySettings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> list[PeriodicJob]:
+    """What the worker runs on a timer."""
+    return [
+        PeriodicJob(
+            "reservation sweep",
+            interval=settings.sweeper_interval_seconds,
+            run=partial(sweep, sessionmaker=sessionmaker, settings=settings),
+        ),
+        PeriodicJob(
+            "media sweep",
+            interval=settings.media_sweep_interval_seconds,
+            run=partial(sweep_media, sessionmaker=sessionmaker, settings=settings),
+        ),
+    ]
 
 
 async def run(
@@ -33,28 +55,17 @@ async def run(
     cache = CatalogCache(settings)
     staleness.attach(engine, cache.invalidate)
     sessionmaker = create_sessionmaker(engine)
-    sweepers = [
-        asyncio.create_task(
-            run_sweeper(sessionmaker=sessionmaker, settings=settings, stop=stop),
-            name="reservation sweeper",
-        ),
-        asyncio.create_task(
-            run_media_sweeper(sessionmaker=sessionmaker, settings=settings, stop=stop),
-            name="media sweeper",
-        ),
-    ]
     try:
         await run_worker(
             settings,
             consumers=[reservations_consumer(settings), stock_alerts_consumer()],
             outbox=outbox,
+            jobs=jobs(settings, sessionmaker),
             stop=stop,
             engine=engine,
             install_signal_handlers=install_signal_handlers,
         )
     finally:
-        stop.set()  # also when the worker failed: the sweepers must not outlive it
-        await asyncio.gather(*sweepers)
         staleness.detach(engine)
         await cache.close()
         await engine.dispose()

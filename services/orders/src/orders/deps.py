@@ -2,19 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
 from orders.config import OrdersSettings
-from shared.deps import EngineDep, SessionDep
+from shared.deps import EngineDep, SessionDep, app_settings
 
-
-# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a worker
-# thread, a thread hop on every request for reading an attribute.
-async def _settings(request: Request) -> OrdersSettings:
-    settings: OrdersSettings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[OrdersSettings, Depends(_settings)]
+SettingsDep = Annotated[OrdersSettings, Depends(app_settings)]
 
 __all__ = ["EngineDep", "SessionDep", "SettingsDep"]

@@ -1,14 +1,13 @@
-"""``python -m orders.worker``: the saga and price consumers, the outbox relay, the sweeper.
+"""``python -m orders.worker``: the saga and price consumers, the outbox relay, the sweep.
 
-Built on the shared worker runner; the sweeper runs beside it and stops with it. Any number
-of workers may run: consumers share queues, relays and sweepers claim rows with SKIP LOCKED.
+Built on the shared worker runner, which runs the sweep as a periodic job. Any number of
+workers may run: consumers share queues, relays and sweeps claim rows with SKIP LOCKED.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,9 +17,7 @@ from orders.handlers import consumers
 from orders.order.pruning import prune_idempotency_keys
 from orders.order.sweeper import SweepResult, sweep_stuck_orders
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import prepare_worker_process, run_worker
-
-logger = logging.getLogger(__name__)
+from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
 
 
 async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> SweepResult:
@@ -42,19 +39,15 @@ async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> SweepR
     )
 
 
-async def run_sweeper(
-    *, engine: AsyncEngine, settings: OrdersSettings, stop: asyncio.Event
-) -> None:
-    """Sweep every ``sweeper_interval_seconds`` until ``stop``; a failed pass is retried."""
-    while not stop.is_set():
-        try:
-            await sweep_once(engine=engine, settings=settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the database may be away; the next pass tries again
-            logger.exception("stuck-order sweep failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.sweeper_interval_seconds)
+def jobs(settings: OrdersSettings, engine: AsyncEngine) -> list[PeriodicJob]:
+    """What the worker runs on a timer."""
+    return [
+        PeriodicJob(
+            "stuck-order sweep",
+            interval=settings.sweeper_interval_seconds,
+            run=partial(sweep_once, engine=engine, settings=settings),
+        )
+    ]
 
 
 async def run(
@@ -66,21 +59,17 @@ async def run(
     """Run the worker until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
-    sweeper = asyncio.create_task(
-        run_sweeper(engine=engine, settings=settings, stop=stop), name="orders sweeper"
-    )
     try:
         await run_worker(
             settings,
             consumers=consumers(settings),
             outbox=outbox,
+            jobs=jobs(settings, engine),
             stop=stop,
             engine=engine,
             install_signal_handlers=install_signal_handlers,
         )
     finally:
-        stop.set()  # the runner may have ended on an error: the sweeper ends with it
-        await sweeper
         await engine.dispose()
 
 

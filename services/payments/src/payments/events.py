@@ -14,4 +14,4 @@ class ProcessedEvent(InboxMixin, Base):
     """Events this service's consumers have handled (``payments.processed_events``)."""
 
 
-OUTBOX = Outbox(OutboxEvent)
+outbox = Outbox(OutboxEvent)

@@ -1,4 +1,4 @@
-"""The reconciler: settles payments left pending, in every worker.
+"""The reconcilers: settle payments left pending, periodic jobs of every worker.
 
 A payment stays pending when its request never completes after the attempt was recorded: the
 request dead-lettered (its settle kept failing) after the provider had charged, say. Nothing
@@ -16,10 +16,7 @@ The refund reconciler does the same for refunds owed (``payments.payment.refunds
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -103,64 +100,39 @@ async def reconcile_refunds_once(
             return RefundReconcileResult(refunded, still_owed, refused)
 
 
-async def run_reconciler(
+async def reconcile(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     settings: PaymentsSettings,
-    stop: asyncio.Event,
 ) -> None:
-    """Reconcile every ``reconcile_interval_seconds`` until ``stop`` is set."""
-
-    async def reconcile() -> None:
-        result = await reconcile_once(
-            sessionmaker=sessionmaker, provider=provider, settings=settings
+    """One run of the worker's payment reconciliation job: ``reconcile_once``, logged."""
+    result = await reconcile_once(sessionmaker=sessionmaker, provider=provider, settings=settings)
+    if result.settled or result.left_pending:
+        logger.info(
+            "reconciled %d payments left pending; %d still pending",
+            result.settled,
+            result.left_pending,
         )
-        if result.settled or result.left_pending:
-            logger.info(
-                "reconciled %d payments left pending; %d still pending",
-                result.settled,
-                result.left_pending,
-            )
-
-    await _every(settings.reconcile_interval_seconds, reconcile, stop=stop, what="payment")
 
 
-async def run_refund_reconciler(
+async def reconcile_refunds(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     provider: PaymentProvider,
     settings: PaymentsSettings,
-    stop: asyncio.Event,
+    backoff: refunds.RefundBackoff,
 ) -> None:
-    """Retry the refunds owed every ``refund_reconcile_interval_seconds`` until ``stop``."""
-    backoff = refunds.RefundBackoff.from_settings(settings)
-
-    async def reconcile() -> None:
-        result = await reconcile_refunds_once(
-            sessionmaker=sessionmaker, provider=provider, settings=settings, backoff=backoff
+    """One run of the worker's refund reconciliation job: ``reconcile_refunds_once``,
+    logged, then the backlog of refunds owed measured."""
+    result = await reconcile_refunds_once(
+        sessionmaker=sessionmaker, provider=provider, settings=settings, backoff=backoff
+    )
+    if result.refunded or result.refused:
+        logger.info(
+            "refund reconciler: %d owed refunds made, %d refused, %d still owed",
+            result.refunded,
+            result.refused,
+            result.still_owed,
         )
-        if result.refunded or result.refused:
-            logger.info(
-                "refund reconciler: %d owed refunds made, %d refused, %d still owed",
-                result.refunded,
-                result.refused,
-                result.still_owed,
-            )
-        await refunds.measure_refund_backlog(sessionmaker=sessionmaker)
-
-    await _every(settings.refund_reconcile_interval_seconds, reconcile, stop=stop, what="refund")
-
-
-async def _every(
-    interval: float, reconcile: Callable[[], Awaitable[None]], *, stop: asyncio.Event, what: str
-) -> None:
-    """Run ``reconcile`` now and then every ``interval`` seconds until ``stop`` is set."""
-    while not stop.is_set():
-        try:
-            await reconcile()
-        except Exception:
-            # The database may be away for a moment: the next round retries.
-            logger.exception("%s reconciliation failed", what)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+    await refunds.measure_refund_backlog(sessionmaker=sessionmaker)

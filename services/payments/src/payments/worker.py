@@ -1,21 +1,53 @@
 """``python -m payments.worker``: the request consumer, the outbox relay and the reconcilers
 (of payments left pending, and of refunds owed).
 
-SIGTERM or SIGINT stops taking messages, drains those in flight, flushes the relay, lets the
-current reconciliations finish, and exits.
+The reconcilers are periodic jobs the shared worker runner runs. SIGTERM or SIGINT stops
+taking messages, drains those in flight, flushes the relay, lets the current
+reconciliations finish, and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings, get_settings
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.handlers import requests_consumer
+from payments.payment.refunds import RefundBackoff
 from payments.provider import FakeProvider, PaymentProvider
-from payments.reconciler import run_reconciler, run_refund_reconciler
+from payments.reconciler import reconcile, reconcile_refunds
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import prepare_worker_process, run_worker
+from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
+
+
+def jobs(
+    settings: PaymentsSettings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+) -> list[PeriodicJob]:
+    """What the worker runs on a timer."""
+    return [
+        PeriodicJob(
+            "payment reconciliation",
+            interval=settings.reconcile_interval_seconds,
+            run=partial(reconcile, sessionmaker=sessionmaker, provider=provider, settings=settings),
+        ),
+        PeriodicJob(
+            "refund reconciliation",
+            interval=settings.refund_reconcile_interval_seconds,
+            run=partial(
+                reconcile_refunds,
+                sessionmaker=sessionmaker,
+                provider=provider,
+                settings=settings,
+                backoff=RefundBackoff.from_settings(settings),
+            ),
+        ),
+    ]
 
 
 async def run(
@@ -33,28 +65,17 @@ async def run(
     sessionmaker = create_sessionmaker(engine)
     provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
-    reconcilers = [
-        asyncio.create_task(
-            reconcile(sessionmaker=sessionmaker, provider=provider, settings=settings, stop=stop),
-            name=name,
-        )
-        for reconcile, name in [
-            (run_reconciler, "payments reconciler"),
-            (run_refund_reconciler, "payments refund reconciler"),
-        ]
-    ]
     try:
         await run_worker(
             settings,
             consumers=[consumer],
-            outbox=OUTBOX,
+            outbox=outbox,
+            jobs=jobs(settings, sessionmaker=sessionmaker, provider=provider),
             engine=engine,
             stop=stop,
             install_signal_handlers=install_signal_handlers,
         )
     finally:
-        stop.set()  # also when the worker failed: the reconcilers must not outlive it
-        await asyncio.gather(*reconcilers)
         await engine.dispose()
 
 

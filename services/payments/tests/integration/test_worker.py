@@ -229,12 +229,12 @@ async def test_worker_reconciles_a_payment_left_pending_and_stops_the_reconciler
             what="the payment reconciled",
         )
         await wait_until(lambda: _unsent_is_zero(payments), what="the outcome published")
-        assert any(t.get_name() == "payments reconciler" for t in asyncio.all_tasks())
+        assert any(t.get_name() == "payment reconciliation" for t in asyncio.all_tasks())
     finally:
         stop.set()
         await task
 
-    assert not any(t.get_name() == "payments reconciler" for t in asyncio.all_tasks())
+    assert not any(t.get_name() == "payment reconciliation" for t in asyncio.all_tasks())
     assert await payments.charges() == 1
     announced = await shop.received()
     assert [(e.type, e.payload(PaymentSucceeded).order_id) for e in announced] == [

@@ -5,7 +5,8 @@ The API a service uses::
     outbox = Outbox(OutboxEvent)                         # OutboxEvent(OutboxMixin, Base)
     await outbox.add(session, Envelope.new(StockReserved(...)))   # inside its transaction
     consumer = Consumer(name="orders.saga", handlers={...}, inbox=ProcessedEvent)
-    serve_worker(settings, consumers=[consumer], outbox=outbox)   # worker.py
+    sweep = PeriodicJob("reservation sweep", interval=30.0, run=sweep_once)
+    serve_worker(settings, consumers=[consumer], outbox=outbox, jobs=[sweep])   # worker.py
 """
 
 from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
@@ -18,6 +19,7 @@ from shared.messaging.handlers import (
     PreparedHandler,
 )
 from shared.messaging.inbox import InboxMixin
+from shared.messaging.jobs import PeriodicJob
 from shared.messaging.outbox import Outbox, OutboxMixin
 from shared.messaging.readiness import register_broker_check
 from shared.messaging.relay import OutboxRelay
@@ -36,6 +38,7 @@ __all__ = [
     "Outbox",
     "OutboxMixin",
     "OutboxRelay",
+    "PeriodicJob",
     "PreparedBatchHandler",
     "PreparedHandler",
     "Publisher",

@@ -10,12 +10,11 @@ message:
   that raises has its delivery returned, the quorum queue counting it up to
   ``x-delivery-limit`` before the DLQ (``transactions``, ``settlement``);
 - while the database is away, the work is retried in place first (``database_retry``).
-Inbox keys older than ``inbox_retention_hours`` are pruned in the background.
+Inbox keys older than ``inbox_retention_hours`` are pruned by a periodic job of the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from shared.messaging.broker import Broker
 from shared.messaging.database_retry import DatabaseRetry
 from shared.messaging.handlers import AnyHandler
 from shared.messaging.inbox import InboxMixin, inbox_table, prune_inbox
+from shared.messaging.jobs import PeriodicJob
 from shared.messaging.reception import Reception
 from shared.messaging.topology import DeclaredQueue, declare_queue
 from shared.messaging.transactions import Transactions
@@ -99,7 +99,6 @@ class RunningConsumer:
         self._channel: AbstractRobustChannel | None = None
         self._declared: DeclaredQueue | None = None
         self._consumer_tag: str | None = None
-        self._pruner: asyncio.Task[None] | None = None
 
     @property
     def queue(self) -> AbstractQueue:
@@ -138,16 +137,9 @@ class RunningConsumer:
                 batches.add(await reception.arrive(message))
 
             self._consumer_tag = await declared.queue.consume(on_message)
-        if self._pruner is None:
-            self._pruner = asyncio.create_task(
-                self._prune_periodically(), name=f"{self.consumer.name} inbox pruning"
-            )
 
     async def stop(self, *, drain_seconds: float | None = None) -> None:
         """Stop taking messages, then wait (bounded) for those in flight to finish."""
-        pruner, self._pruner = self._pruner, None
-        if pruner is not None:
-            pruner.cancel()
         tag, self._consumer_tag = self._consumer_tag, None
         if tag is not None and self._declared is not None:
             with contextlib.suppress(Exception):  # the broker may be away; closing cancels too
@@ -174,13 +166,16 @@ class RunningConsumer:
             older_than=cutoff,
         )
 
-    async def _prune_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(INBOX_PRUNE_INTERVAL_SECONDS)
-            try:
-                deleted = await self.prune_inbox()
-            except Exception as exc:  # the database may be away: next time
-                logger.warning("%s: inbox pruning failed: %r", self.consumer.name, exc)
-            else:
-                if deleted:
-                    logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
+    def inbox_pruning(self) -> PeriodicJob:
+        """The periodic job that prunes this consumer's inbox (run by the worker runner)."""
+
+        async def prune() -> None:
+            if deleted := await self.prune_inbox():
+                logger.info("%s: pruned %d inbox keys", self.consumer.name, deleted)
+
+        return PeriodicJob(
+            name=f"{self.consumer.name} inbox pruning",
+            interval=INBOX_PRUNE_INTERVAL_SECONDS,
+            run=prune,
+            pause_first=True,
+        )

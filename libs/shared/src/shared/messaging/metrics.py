@@ -53,3 +53,15 @@ HANDLER_LATENCY = Histogram(
     ["queue"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
 )
+# The worker's periodic jobs (shared.messaging.jobs): sweepers, reconcilers, inbox pruning.
+JOB_RUNS = Counter(
+    "worker_job_runs_total",
+    "Runs of a worker's periodic job, by job and outcome (done, failed).",
+    ["job", "outcome"],
+)
+JOB_DURATION = Histogram(
+    "worker_job_duration_seconds",
+    "Time one run of a worker's periodic job took, by job.",
+    ["job"],
+    buckets=(0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0),
+)

@@ -1,7 +1,8 @@
-"""The worker entry point every service shares: consumers + outbox relay, graceful stop.
+"""The worker entry point every service shares: consumers, outbox relay, periodic jobs.
 
-On SIGTERM (or SIGINT) the worker stops taking messages, finishes those in flight, flushes
-the relay, closes the broker and the engine, and returns.
+On SIGTERM (or SIGINT) the worker stops taking messages and starting job runs, finishes the
+messages and runs in flight, flushes the relay, closes the broker and the engine, and
+returns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.health import ReadinessCheck
 from shared.logging import configure_logging
 from shared.messaging.broker import Broker
 from shared.messaging.consumer import Consumer, RunningConsumer
+from shared.messaging.jobs import PeriodicJob, PeriodicJobs
 from shared.messaging.outbox import Outbox
 from shared.messaging.probe import start_probe
 from shared.messaging.relay import OutboxRelay
@@ -35,12 +37,14 @@ async def run_worker(
     *,
     consumers: Sequence[Consumer] = (),
     outbox: Outbox | None = None,
+    jobs: Sequence[PeriodicJob] = (),
     stop: asyncio.Event | None = None,
     engine: AsyncEngine | None = None,
     install_signal_handlers: bool = True,
 ) -> None:
-    """Run ``consumers`` and, when ``outbox`` is given, its relay, until ``stop`` is set
-    (or SIGTERM/SIGINT arrives). Topology is declared before anything is consumed."""
+    """Run ``consumers``, ``jobs`` (with each consumer's inbox pruning) and, when ``outbox``
+    is given, its relay, until ``stop`` is set (or SIGTERM/SIGINT arrives). Topology is
+    declared before anything is consumed; the jobs start at once, broker or not."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
@@ -55,9 +59,11 @@ async def run_worker(
         )
         for c in consumers
     ]
+    periodic = PeriodicJobs([*jobs, *(consumer.inbox_pruning() for consumer in running)])
     relay: OutboxRelay | None = None
     probe: web.AppRunner | None = None
     try:
+        periodic.start()
         if settings.worker_port:
             checks: dict[str, ReadinessCheck] = {
                 "database": partial(ping, engine),
@@ -77,14 +83,22 @@ async def run_worker(
             await relay.start()
         for consumer in running:
             await consumer.start()
-        logger.info("worker started: %d consumers, relay %s", len(running), relay is not None)
+        logger.info(
+            "worker started: %d consumers, %d jobs, relay %s",
+            len(running),
+            len(jobs),
+            relay is not None,
+        )
         await stop.wait()
         logger.info("worker stopping")
     finally:
         timeout = settings.worker_shutdown_timeout_seconds
-        await asyncio.gather(*(consumer.stop(drain_seconds=timeout) for consumer in running))
+        await asyncio.gather(
+            periodic.stop(), *(consumer.stop(drain_seconds=timeout) for consumer in running)
+        )
         if relay is not None:
-            await relay.stop(drain_seconds=timeout)  # after the consumers: their events go out too
+            # After the consumers and the jobs: their events go out too.
+            await relay.stop(drain_seconds=timeout)
         await broker.close()
         if probe is not None:
             await probe.cleanup()
@@ -100,13 +114,14 @@ def serve_worker(
     *,
     consumers: Sequence[Consumer] = (),
     outbox: Outbox | None = None,
+    jobs: Sequence[PeriodicJob] = (),
 ) -> None:
     """Blocking entry point for a service's ``worker.py``: ``prepare_worker_process``,
     uvloop, ``run_worker``."""
     import uvloop
 
     prepare_worker_process(settings)
-    uvloop.run(run_worker(settings, consumers=consumers, outbox=outbox))
+    uvloop.run(run_worker(settings, consumers=consumers, outbox=outbox, jobs=jobs))
 
 
 def prepare_worker_process(settings: BaseServiceSettings) -> None:

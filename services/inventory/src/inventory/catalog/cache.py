@@ -1,28 +1,14 @@
 """The catalog cache: public product reads kept in Redis, shared by every inventory replica.
 
-What is cached is the exact body a public read answers (the ETag is still computed over it
-by the router), so an answer from the cache and one from the database are byte for byte the
-same. Only what is the same for every caller is cached: a product's and a list page's public
-representation. Admins, who also see inactive products, always read the database.
-
-Freshness. Every value is tagged with a generation read *before* the database read that
-produced it: one generation per sku for product reads, one for all list pages. Invalidating
-(``invalidate``, called once a write that changed a product commits, see
-``inventory.catalog.staleness``) increments the generations, so every value read before the
-write stops matching at once, including one a slow reader stores after the invalidation.
-The backstop when an invalidation is lost (Redis away at that moment, a process killed
-between commit and invalidation) is the TTL: a value expires ``freshness`` seconds after
-its database read began, so an ``available`` figure is never older than that. A process
-that knows it lost one (Redis failed or was skipped) also increments the epoch, part of
-every tag, as soon as Redis answers again: nothing stored before then matches any more.
-
-Stampede. Concurrent misses of one key in a process share one database read (single
-flight). Across replicas, the first to miss takes a short Redis lock; the others poll the
-key for a moment and read the database themselves only if no value appears.
-
-Redis is optional: when it fails or is slow (short timeouts), reads go to the database, and
-Redis is left alone for ``catalog_cache_retry_seconds`` before it is tried again, so an
-outage costs each request nothing and the cache comes back by itself.
+What is cached is the exact body a public read answers (product or list page, the same for
+every caller who is not an admin), so a hit and a database read are byte for byte the same.
+Each value is tagged with the epoch and generation read *before* the database read that
+produced it; ``invalidate`` (called once a changing write commits, see
+``inventory.products.staleness``) bumps the generations, so older values stop matching at
+once. A TTL counted from the database read bounds what a lost invalidation leaves. Misses of
+one key share one database read (single flight in a process, a short Redis lock across
+replicas). Redis is optional: when it fails or is slow, reads go to the database and Redis
+is left alone for a moment. The whole design: docs/catalog-cache.md.
 """
 
 from __future__ import annotations

@@ -195,10 +195,14 @@ async def list_products(
     include_inactive: bool,
 ) -> ProductPage:
     cursors = settings.cursor_codec
-    after = cursors.decode(PRODUCTS_CURSOR, cursor) if cursor is not None else None
     rows = await repository.page(
-        session, after=after, limit=limit + 1, text=text, active_only=not include_inactive
+        session,
+        after=cursors.after(PRODUCTS_CURSOR, cursor),
+        limit=limit + 1,
+        text=text,
+        active_only=not include_inactive,
     )
-    items = [product_out(*row) for row in rows[:limit]]
-    next_cursor = cursors.encode(PRODUCTS_CURSOR, items[-1].sku) if len(rows) > limit else None
-    return ProductPage(items=items, next_cursor=next_cursor)
+    page, next_cursor = cursors.page(
+        PRODUCTS_CURSOR, rows, limit=limit, position=lambda row: row[0].sku
+    )
+    return ProductPage(items=[product_out(*row) for row in page], next_cursor=next_cursor)

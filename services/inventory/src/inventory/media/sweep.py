@@ -10,7 +10,6 @@ removal is checked and done under that lock, and a file already gone is no error
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -59,29 +58,18 @@ async def sweep_media_once(
     return SweepResult(temporary_files=temporary, content_files=content)
 
 
-async def run_media_sweeper(
-    *,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: InventorySettings,
-    stop: asyncio.Event,
+async def sweep_media(
+    *, sessionmaker: async_sessionmaker[AsyncSession], settings: InventorySettings
 ) -> None:
-    """Sweep every ``media_sweep_interval_seconds`` until ``stop`` is set."""
-    storage = MediaStorage(settings.media_root)
-    while not stop.is_set():
-        try:
-            result = await sweep_media_once(
-                sessionmaker=sessionmaker,
-                storage=storage,
-                grace_seconds=settings.media_sweep_grace_seconds,
-            )
-            if result.temporary_files or result.content_files:
-                logger.info(
-                    "media sweep removed %d temporary and %d unreferenced files",
-                    result.temporary_files,
-                    result.content_files,
-                )
-        except Exception:
-            # The database or the mount may be away for a moment: the next round retries.
-            logger.exception("media sweep failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.media_sweep_interval_seconds)
+    """One run of the worker's media sweep job: ``sweep_media_once``, logged."""
+    result = await sweep_media_once(
+        sessionmaker=sessionmaker,
+        storage=MediaStorage(settings.media_root),
+        grace_seconds=settings.media_sweep_grace_seconds,
+    )
+    if result.temporary_files or result.content_files:
+        logger.info(
+            "media sweep removed %d temporary and %d unreferenced files",
+            result.temporary_files,
+            result.content_files,
+        )

@@ -98,8 +98,12 @@ async def list_low_stock(
     *, session: AsyncSession, settings: InventorySettings, limit: int, cursor: str | None
 ) -> StockPage:
     cursors = settings.cursor_codec
-    after = cursors.decode(LOW_STOCK_CURSOR, cursor) if cursor is not None else None
-    rows = await repository.low_stock_page(session, after=after, limit=limit + 1)
-    items = [stock_out(item, point) for item, point in rows[:limit]]
-    next_cursor = cursors.encode(LOW_STOCK_CURSOR, items[-1].sku) if len(rows) > limit else None
-    return StockPage(items=items, next_cursor=next_cursor)
+    rows = await repository.low_stock_page(
+        session, after=cursors.after(LOW_STOCK_CURSOR, cursor), limit=limit + 1
+    )
+    page, next_cursor = cursors.page(
+        LOW_STOCK_CURSOR, rows, limit=limit, position=lambda row: row[0].sku
+    )
+    return StockPage(
+        items=[stock_out(item, point) for item, point in page], next_cursor=next_cursor
+    )

@@ -12,7 +12,7 @@ from orders.order.responses import to_detail, to_out
 from orders.order.schemas import OrderDetail, OrderPage
 from orders.saga import OrderStatus
 from shared.auth import Principal
-from shared.cursors import CursorCodec, InvalidCursor
+from shared.cursors import CursorCodec
 
 ORDERS_CURSOR = "orders"
 
@@ -27,7 +27,7 @@ async def list_orders(
     limit: int,
 ) -> OrderPage:
     """The caller's orders, newest first (an admin's list holds everyone's)."""
-    before = _decode_cursor(cursors, cursor) if cursor is not None else None
+    before = cursors.after_id(ORDERS_CURSOR, cursor)
     async with session.begin():
         rows = await repository.page(
             session=session,
@@ -36,8 +36,9 @@ async def list_orders(
             before=before,
             limit=limit,
         )
-    visible = rows[:limit]
-    next_cursor = cursors.encode(ORDERS_CURSOR, str(visible[-1].id)) if len(rows) > limit else None
+    visible, next_cursor = cursors.page(
+        ORDERS_CURSOR, rows, limit=limit, position=lambda order: order.id
+    )
     return OrderPage(items=[to_out(order) for order in visible], next_cursor=next_cursor)
 
 
@@ -54,10 +55,3 @@ async def get_order(
 def visible_to(principal: Principal, *, owner: uuid.UUID) -> bool:
     # Another user's order answers exactly like a missing one (no existence oracle).
     return principal.is_admin or owner == principal.user_id
-
-
-def _decode_cursor(cursors: CursorCodec, cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(cursors.decode(ORDERS_CURSOR, cursor))
-    except ValueError:  # signed by us yet no id: only a leaked key could make one
-        raise InvalidCursor() from None

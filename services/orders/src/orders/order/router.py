@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
@@ -15,7 +15,7 @@ from orders.order.exceptions import ProductsUnavailable
 from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
 from orders.saga import OrderStatus
 from shared.auth import AdminDep, CustomerDep, PrincipalDep
-from shared.cursors import CursorQuery
+from shared.cursors import CursorQuery, LimitQuery
 from shared.errors import FieldError, problem_response
 from shared.openapi import problem_responses
 
@@ -89,7 +89,7 @@ async def list_orders(
     principal: PrincipalDep,
     session: SessionDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: LimitQuery = 20,
     cursor: CursorQuery = None,
     status: OrderStatus | None = None,
 ) -> OrderPage:

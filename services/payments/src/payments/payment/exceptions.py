@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.errors import DomainError
 
 
-class PaymentNotFoundError(DomainError):
+class PaymentNotFound(DomainError):
     """No such payment, or not the caller's: both answer the same, so ids leak nothing."""
 
     status = 404

@@ -1,22 +1,15 @@
 """Refunds: the full captured amount, once per payment, however long the provider is away.
 
-A refund request asks the provider at once, with a few quick retries, keyed by the payment id
-(so any number of asks makes one refund). If the provider stays unavailable the refund is
-not thrown back at the broker (whose few redeliveries in seconds would dead-letter it): it is
-recorded as owed with a ``next_attempt_at``, the request is acknowledged, and the refund
-reconciler (``reconcile_refunds_batch``, run by every worker) asks again with exponential
-backoff and jitter until the provider answers. A refusal (the provider will never make it)
-ends the refund as ``refused``, logged and counted for an operator. Whichever of a request or
-the reconciler records the refund first moves the payment to ``refunded`` and writes
-``payments.payment_refunded``; the move is conditional, so the refund is made and recorded
-once.
-
-Orders asks again for a refund it has not heard of for a while (its ``payment_refunded`` may
-have been dead-lettered on the way). A request for a payment refunded already is answered
-with its ``payment_refunded`` again, caused by that request, and the provider is not asked:
-every request applied is answered once the refund is made. A request for a refund owed is
-left to the reconciler (its backoff keeps the pace while the provider is away), which
-announces the refund when it is made.
+A refund request asks the provider at once, with a few quick retries, keyed by the payment
+id (any number of asks makes one refund). If the provider stays unavailable the refund is
+recorded as owed and the request acknowledged (the broker's few quick redeliveries would
+dead-letter it); the refund reconciler (``reconcile_refunds_batch``) asks again with
+backoff and jitter until the provider answers. A refusal ends the refund as ``refused``,
+for an operator. Whichever path records the refund first moves the payment to ``refunded``
+and writes ``payments.payment_refunded``, conditionally, so it is recorded once. A request
+for a payment refunded already is answered with its ``payment_refunded`` again, without
+asking the provider; one for a refund owed is left to the reconciler. Detail:
+docs/payments.md ("Refunds: retry policy", "Repeated refund requests").
 """
 
 from __future__ import annotations
@@ -31,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments import metrics
+from payments.backoff import doubling_pause
 from payments.config import PaymentsSettings
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.payment import repository, service
 from payments.payment.models import OwedRefund, Payment, PaymentStatus, RefundStatus
 from payments.provider import (
@@ -73,8 +67,9 @@ class RefundBackoff:
 
     def pause(self, failed_attempts: int) -> float:
         """Seconds to wait after ``failed_attempts`` (1 or more) failed calls."""
-        # The exponent is bounded: past the cap it changes nothing, and 2**n would overflow.
-        ceiling = min(self.base_seconds * 2.0 ** min(failed_attempts - 1, 60), self.max_seconds)
+        ceiling = doubling_pause(
+            failed_attempts - 1, initial=self.base_seconds, cap=self.max_seconds
+        )
         return ceiling / 2 + self.random() * ceiling / 2
 
 
@@ -214,7 +209,7 @@ async def _announce_again(session: AsyncSession, event: Envelope, payment: Payme
     """Answer a refund request for a payment refunded already with its ``payment_refunded``
     (its payment id, order and refunded amount), caused by the request."""
     announcement = event.caused(service.stored_outcome(payment))
-    await OUTBOX.add(session, announcement)
+    await outbox.add(session, announcement)
     metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
     logger.info("%s of payment %s announced again", announcement.type, payment.id)
 
@@ -243,7 +238,7 @@ async def _complete(session: AsyncSession, payment: Payment, refund: Refund, cau
         order_id=refunded.order_id,
         amount=Money(amount=refunded.refunded_amount, currency=refunded.currency),
     )
-    await OUTBOX.add(
+    await outbox.add(
         session,
         Envelope.new(
             announcement, correlation_id=cause.correlation_id, causation_id=cause.causation_id

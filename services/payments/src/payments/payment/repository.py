@@ -23,42 +23,42 @@ async def get(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
 # A fraction of the CPU an ORM statement would cost (``shared.db.driver_connection``); the
 # caller decides the transaction (a lone autocommitted statement, or the consumer's).
 
-_PAYMENT_COLUMNS = (
-    "id, order_id, user_id, amount, currency, status, failure_reason, refunded_amount, "
-    "provider_charge_id, provider_refund_id, created_at, updated_at"
-)
-
-RECORD_ATTEMPTS = (
-    "INSERT INTO payments.payments AS p "  # noqa: S608 (a constant column list, no input)
-    "(id, order_id, user_id, amount, currency, status) "
-    "SELECT id, order_id, user_id, amount, currency, 'pending' FROM unnest("
-    "$1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[]"
-    ") AS a(id, order_id, user_id, amount, currency) ORDER BY order_id "
-    "ON CONFLICT (order_id) DO UPDATE SET updated_at = "
-    "CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END "
-    f"RETURNING {_PAYMENT_COLUMNS}"
-)
-"""Each order's payment: inserted as pending now, or the one it already has; one statement.
-
-On conflict the existing row is locked and returned as it is at the latest commit, not as
-the statement's snapshot saw it: a request arriving while the reconciler holds the payment
-waits, then finds it settled and does not charge. A pending payment's ``updated_at`` becomes
-the time of this, its latest attempt, which the reconciler's age counts from: it leaves alone
-a payment that a request is charging now. (A settled one keeps its time; the row is still
-rewritten, once per duplicate request.) Rows go in order id order, so that two of these
-statements over the same orders lock them in the same order and cannot deadlock.
+_PAYMENT_COLUMNS = """
+    id, order_id, user_id, amount, currency, status, failure_reason, refunded_amount,
+    provider_charge_id, provider_refund_id, created_at, updated_at
 """
 
-SETTLE_PENDING = (
-    "UPDATE payments.payments AS p "  # noqa: S608 (a constant column list, no input)
-    "SET status = s.status, failure_reason = s.failure_reason, "
-    "provider_charge_id = s.provider_charge_id, updated_at = now() "
-    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) "
-    "AS s(id, status, failure_reason, provider_charge_id) "
-    "WHERE p.id = s.id AND p.status = 'pending' "
-    f"RETURNING {', '.join(f'p.{column}' for column in _PAYMENT_COLUMNS.split(', '))}"
-)
-"""Pending payments moved to their outcomes; a payment no longer pending yields no row."""
+# Each order's payment: inserted as pending now, or the one it already has; one statement.
+# On conflict the existing row is locked and returned as it is at the latest commit, not as
+# the statement's snapshot saw it: a request arriving while the reconciler holds the payment
+# waits, then finds it settled and does not charge. A pending payment's ``updated_at``
+# becomes the time of this, its latest attempt, which the reconciler's age counts from: it
+# leaves alone a payment that a request is charging now. (A settled one keeps its time; the
+# row is still rewritten, once per duplicate request.) Rows go in order id order, so that
+# two of these statements over the same orders lock them in the same order and cannot
+# deadlock.
+RECORD_ATTEMPTS = f"""
+INSERT INTO payments.payments AS p (id, order_id, user_id, amount, currency, status)
+SELECT id, order_id, user_id, amount, currency, 'pending'
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[])
+    AS a(id, order_id, user_id, amount, currency)
+ORDER BY order_id
+ON CONFLICT (order_id) DO UPDATE
+SET updated_at = CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END
+RETURNING {_PAYMENT_COLUMNS}
+"""  # noqa: S608 (a constant column list, no input)
+
+# Pending payments moved to their outcomes; a payment no longer pending yields no row.
+SETTLE_PENDING = """
+UPDATE payments.payments AS p
+SET status = s.status, failure_reason = s.failure_reason,
+    provider_charge_id = s.provider_charge_id, updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+    AS s(id, status, failure_reason, provider_charge_id)
+WHERE p.id = s.id AND p.status = 'pending'
+RETURNING p.id, p.order_id, p.user_id, p.amount, p.currency, p.status, p.failure_reason,
+    p.refunded_amount, p.provider_charge_id, p.provider_refund_id, p.created_at, p.updated_at
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +126,16 @@ async def settle_pending(
     return {payment.id: payment for payment in map(_payment, rows)}
 
 
-CLAIM_STALE_PENDING = (
-    f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments "  # noqa: S608 (constant columns)
-    "WHERE status = 'pending' AND updated_at < $1 AND (updated_at, id) > ($2, $3) "
-    "ORDER BY updated_at, id LIMIT $4 FOR UPDATE SKIP LOCKED"
-)
-"""Pending payments untouched since before the cutoff, after a (updated_at, id) cursor,
-locked for the caller's transaction; rows another transaction holds are skipped."""
+# Pending payments untouched since before the cutoff, after an (updated_at, id) cursor,
+# locked for the caller's transaction; rows another transaction holds are skipped.
+CLAIM_STALE_PENDING = f"""
+SELECT {_PAYMENT_COLUMNS}
+FROM payments.payments
+WHERE status = 'pending' AND updated_at < $1 AND (updated_at, id) > ($2, $3)
+ORDER BY updated_at, id
+LIMIT $4
+FOR UPDATE SKIP LOCKED
+"""  # noqa: S608 (a constant column list, no input)
 
 # The cursor before every row: a pass starts here.
 CURSOR_START: tuple[datetime, uuid.UUID] = (datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0))

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from payments.deps import SessionDep, SettingsDep
 from payments.payment import service
 from payments.payment.schemas import PaymentOut, PaymentPage
 from shared.auth import PrincipalDep
-from shared.cursors import CursorCodec, CursorQuery, InvalidCursor
+from shared.cursors import CursorQuery, LimitQuery
 from shared.openapi import problem_responses
 
 # Every route needs a valid token and reads the database (503 while it is out).
 router = APIRouter(
     prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 503)
 )
-
-PAYMENTS_CURSOR = "payments"
-
-
-def _after(cursors: CursorCodec, cursor: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(cursors.decode(PAYMENTS_CURSOR, cursor))
-    except ValueError:  # signed by us yet no id: only a leaked key could make one
-        raise InvalidCursor() from None
 
 
 @router.get("", response_model=PaymentPage, responses=problem_responses(400))
@@ -35,20 +25,17 @@ async def list_payments(
     principal: PrincipalDep,
     settings: SettingsDep,
     order_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: LimitQuery = 20,
     cursor: CursorQuery = None,
 ) -> PaymentPage:
     """The caller's payments (an admin sees everyone's), newest first."""
-    cursors = settings.cursor_codec
-    after = _after(cursors, cursor) if cursor is not None else None
-    page = await service.list_payments(
-        session=session, principal=principal, order_id=order_id, after=after, limit=limit
-    )
-    return PaymentPage(
-        items=[PaymentOut.of(payment) for payment in page.items],
-        next_cursor=(
-            cursors.encode(PAYMENTS_CURSOR, str(page.next_after)) if page.next_after else None
-        ),
+    return await service.list_payments(
+        session=session,
+        principal=principal,
+        order_id=order_id,
+        cursors=settings.cursor_codec,
+        cursor=cursor,
+        limit=limit,
     )
 
 

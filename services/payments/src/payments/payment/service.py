@@ -1,20 +1,14 @@
 """Business rules of charges and their transaction boundaries (refunds: ``refunds``).
 
 Charging follows one rule: record the attempt (committed), ask the provider outside any
-transaction of ours, then record the answer and its event together. The first two are the
-``prepare`` half of the request's handler, which the consumer runs before its transaction
-and without holding a connection while the provider thinks; the last is the ``apply`` half,
-in the consumer's transaction with the event's inbox key (``shared.messaging``'s
-``PreparedBatchHandler``: a run of answers at once). Attempts made at the same moment share
-one statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves either
-nothing, a pending payment that the redelivered request resumes (the provider, asked again
-with the order id as key, returns the same charge), or the settled payment with its event.
-No path charges twice. Every request is answered with one outcome event: the settling one,
-or the stored outcome again (orders asks again when an answer went missing).
-
-A pending payment whose request never completes (dead-lettered after the provider charged,
-say) is settled by the reconciler (``reconcile_batch``, run by the worker), from the
-provider's memory of the order's key; it never charges.
+transaction of ours, then record the answer and its event together: the first two are the
+``prepare`` half of the request's handler, the last its ``apply`` half, in the consumer's
+transaction (``shared.messaging.handlers``). Attempts made at the same moment share one
+statement (``AttemptRecorder``), as a run's answers do. A crash anywhere leaves nothing, a
+pending payment the redelivered request resumes (the order id is the provider's key), or
+the settled payment with its event: no path charges twice. Every request is answered with
+one outcome event, and a payment whose request never completes is settled by the
+reconciler (``reconcile_batch``), which never charges. Detail: docs/payments.md, "Charging".
 """
 
 from __future__ import annotations
@@ -30,10 +24,11 @@ from typing import NamedTuple
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments import metrics
-from payments.events import OUTBOX
+from payments.events import outbox
 from payments.payment import repository
-from payments.payment.exceptions import PaymentNotFoundError
+from payments.payment.exceptions import PaymentNotFound
 from payments.payment.models import FailureReason, Payment, PaymentStatus
+from payments.payment.schemas import PaymentOut, PaymentPage
 from payments.provider import (
     Charge,
     PaymentProvider,
@@ -46,6 +41,7 @@ from shared.coalescing import Coalescer
 from shared.contracts import Money
 from shared.contracts.orders import PaymentRequested
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
+from shared.cursors import CursorCodec
 from shared.db import autocommit_connection, driver_connection
 from shared.ids import new_id
 from shared.messaging import Envelope
@@ -62,14 +58,11 @@ async def get_payment(
     """The payment if the caller may see it (theirs, or any for an admin); 404 otherwise."""
     payment = await repository.get(session, payment_id)
     if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
-        raise PaymentNotFoundError("No payment with this id.")
+        raise PaymentNotFound("No payment with this id.")
     return payment
 
 
-@dataclass(frozen=True, slots=True)
-class PaymentSlice:
-    items: Sequence[Payment]
-    next_after: uuid.UUID | None  # where the next page starts; None on the last page
+PAYMENTS_CURSOR = "payments"
 
 
 async def list_payments(
@@ -77,20 +70,22 @@ async def list_payments(
     session: AsyncSession,
     principal: Principal,
     order_id: uuid.UUID | None,
-    after: uuid.UUID | None,
+    cursors: CursorCodec,
+    cursor: str | None,
     limit: int,
-) -> PaymentSlice:
+) -> PaymentPage:
     """The caller's payments (an admin's: everyone's), newest first, one page."""
-    # One row more than asked tells whether another page exists without a count query.
     rows = await repository.page(
         session,
         user_id=None if principal.is_admin else principal.user_id,
         order_id=order_id,
-        before=after,
+        before=cursors.after_id(PAYMENTS_CURSOR, cursor),
         limit=limit + 1,
     )
-    items = rows[:limit]
-    return PaymentSlice(items=items, next_after=items[-1].id if len(rows) > limit else None)
+    items, next_cursor = cursors.page(
+        PAYMENTS_CURSOR, rows, limit=limit, position=lambda payment: payment.id
+    )
+    return PaymentPage(items=[PaymentOut.of(payment) for payment in items], next_cursor=next_cursor)
 
 
 # --- charging --------------------------------------------------------------------------------
@@ -174,7 +169,7 @@ async def settle_charges(
         answered.append(current)
         again.append(event.caused(stored_outcome(current)))
     if again:
-        await OUTBOX.add_many(session, again)
+        await outbox.add_many(session, again)
         for announcement in again:
             metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
             logger.info("%s announced again for a repeated request", announcement.type)
@@ -255,7 +250,7 @@ async def _settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[
             )
         events.append(cause.caused(outcome) if cause else Envelope.new(outcome))
         logger.info("payment %s of order %s %s", payment.id, payment.order_id, payment.status)
-    await OUTBOX.add_many(session, events)
+    await outbox.add_many(session, events)
     return settled
 
 

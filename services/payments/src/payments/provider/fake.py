@@ -61,30 +61,33 @@ def decline_for(payment_token: str) -> DeclineCode | None:
     return outcome
 
 
-CHARGE_ONCE = (
-    "WITH asked AS ("
-    "SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) "
-    "AS a(idempotency_key, charge_id, amount, currency, outcome)), "
-    "inserted AS ("
-    "INSERT INTO payments.fake_provider_charges "
-    "(idempotency_key, charge_id, amount, currency, outcome) "
-    "SELECT * FROM asked ORDER BY idempotency_key "
-    "ON CONFLICT (idempotency_key) DO NOTHING "
-    "RETURNING idempotency_key, charge_id, amount, currency, outcome) "
-    "SELECT * FROM inserted "
-    "UNION ALL "
-    "SELECT c.idempotency_key, c.charge_id, c.amount, c.currency, c.outcome "
-    "FROM payments.fake_provider_charges AS c JOIN asked USING (idempotency_key) "
-    "WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE i.idempotency_key = c.idempotency_key)"
+# The charge stored under each key: this one, inserted now, or the first one; one statement
+# for many keys (distinct), inserted in key order so that two such statements cannot
+# deadlock.
+CHARGE_ONCE = """
+WITH asked AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
+        AS a(idempotency_key, charge_id, amount, currency, outcome)
+), inserted AS (
+    INSERT INTO payments.fake_provider_charges
+        (idempotency_key, charge_id, amount, currency, outcome)
+    SELECT * FROM asked ORDER BY idempotency_key
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key, charge_id, amount, currency, outcome
 )
-"""The charge stored under each key: this one, inserted now, or the first one; one statement
-for many keys (distinct), inserted in key order so that two such statements cannot deadlock."""
+SELECT * FROM inserted
+UNION ALL
+SELECT c.idempotency_key, c.charge_id, c.amount, c.currency, c.outcome
+FROM payments.fake_provider_charges AS c JOIN asked USING (idempotency_key)
+WHERE NOT EXISTS (SELECT 1 FROM inserted AS i WHERE i.idempotency_key = c.idempotency_key)
+"""
 
-FIND_CHARGE = (
-    "SELECT charge_id, amount, currency, outcome FROM payments.fake_provider_charges "
-    "WHERE idempotency_key = $1"
-)
-"""The charge stored under the key, if any: a lookup by primary key, writing nothing."""
+# The charge stored under the key, if any: a lookup by primary key, writing nothing.
+FIND_CHARGE = """
+SELECT charge_id, amount, currency, outcome
+FROM payments.fake_provider_charges
+WHERE idempotency_key = $1
+"""
 
 
 @dataclass(frozen=True, slots=True)

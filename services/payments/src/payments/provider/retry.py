@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from payments.backoff import doubling_pause
 from payments.config import PaymentsSettings
 from payments.provider.base import ProviderUnavailableError
 
@@ -33,7 +34,9 @@ class RetryPolicy:
     def pauses(self) -> list[float]:
         """The pause before each retry: doubling from the initial pause, capped."""
         return [
-            min(self.initial_backoff_seconds * 2**retry, self.max_backoff_seconds)
+            doubling_pause(
+                retry, initial=self.initial_backoff_seconds, cap=self.max_backoff_seconds
+            )
             for retry in range(self.max_attempts - 1)
         ]
 

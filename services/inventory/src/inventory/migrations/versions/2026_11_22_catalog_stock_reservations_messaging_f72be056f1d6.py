@@ -9,7 +9,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.messaging.tables import (
+    create_inbox_table,
+    create_outbox_table,
+    drop_inbox_table,
+    drop_outbox_table,
+)
 
 revision: str = "f72be056f1d6"
 down_revision: str | None = "8361c8a0e4ca"
@@ -26,34 +32,8 @@ def _timestamp(name: str) -> sa.Column[object]:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        _timestamp("created_at"),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "ix_outbox_unsent",
-        "outbox",
-        ["created_at"],
-        schema=SCHEMA,
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column("consumer", sa.String(length=200), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        _timestamp("processed_at"),
-        sa.PrimaryKeyConstraint("event_id", "consumer", name=op.f("pk_processed_events")),
-        schema=SCHEMA,
-    )
+    create_outbox_table(SCHEMA)
+    create_inbox_table(SCHEMA)
     op.create_table(
         "products",
         sa.Column("sku", sa.String(length=64), nullable=False),
@@ -188,6 +168,5 @@ def downgrade() -> None:
     op.execute(f"DROP FUNCTION {SCHEMA}.refuse_stock_movement_change()")
     op.drop_table("stock_items", schema=SCHEMA)
     op.drop_table("products", schema=SCHEMA)
-    op.drop_table("processed_events", schema=SCHEMA)
-    op.drop_index("ix_outbox_unsent", table_name="outbox", schema=SCHEMA)
-    op.drop_table("outbox", schema=SCHEMA)
+    drop_inbox_table(SCHEMA)
+    drop_outbox_table(SCHEMA)

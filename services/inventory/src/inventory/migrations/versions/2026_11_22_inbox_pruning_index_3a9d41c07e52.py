@@ -7,7 +7,7 @@ Created: 2026-11-22 06:30:00
 
 from collections.abc import Sequence
 
-from alembic import op
+from shared.messaging.tables import create_inbox_pruning_index, drop_inbox_pruning_index
 
 revision: str = "3a9d41c07e52"
 down_revision: str | None = "f72be056f1d6"
@@ -18,15 +18,8 @@ SCHEMA = "inventory"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_processed_events_consumer_processed_at",
-        "processed_events",
-        ["consumer", "processed_at"],
-        schema=SCHEMA,
-    )
+    create_inbox_pruning_index(SCHEMA)
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "ix_processed_events_consumer_processed_at", table_name="processed_events", schema=SCHEMA
-    )
+    drop_inbox_pruning_index(SCHEMA)

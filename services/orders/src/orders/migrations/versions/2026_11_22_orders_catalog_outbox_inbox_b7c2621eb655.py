@@ -11,6 +11,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from shared.messaging.tables import (
+    create_inbox_table,
+    create_outbox_table,
+    drop_inbox_table,
+    drop_outbox_table,
+)
+
 revision: str = "b7c2621eb655"
 down_revision: str | None = "6bccdcb189cd"
 branch_labels: str | Sequence[str] | None = None
@@ -134,44 +141,13 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_idempotency_keys_created_at"), "idempotency_keys", ["created_at"], schema=SCHEMA
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("event_type", sa.String(200), nullable=False),
-        sa.Column("body", postgresql.JSONB(), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "ix_outbox_unsent",
-        "outbox",
-        ["created_at"],
-        schema=SCHEMA,
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column("consumer", sa.String(200), nullable=False),
-        sa.Column("event_type", sa.String(200), nullable=False),
-        sa.Column(
-            "processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.PrimaryKeyConstraint("event_id", "consumer", name=op.f("pk_processed_events")),
-        schema=SCHEMA,
-    )
+    create_outbox_table(SCHEMA)
+    create_inbox_table(SCHEMA)
 
 
 def downgrade() -> None:
-    op.drop_table("processed_events", schema=SCHEMA)
-    op.drop_index("ix_outbox_unsent", table_name="outbox", schema=SCHEMA)
-    op.drop_table("outbox", schema=SCHEMA)
+    drop_inbox_table(SCHEMA)
+    drop_outbox_table(SCHEMA)
     op.drop_table("idempotency_keys", schema=SCHEMA)
     op.drop_table("order_status_history", schema=SCHEMA)
     op.drop_table("order_lines", schema=SCHEMA)

@@ -9,7 +9,13 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared.messaging.tables import (
+    create_inbox_table,
+    create_outbox_table,
+    drop_inbox_table,
+    drop_outbox_table,
+)
 
 revision: str = "977ef1798179"
 down_revision: str | None = "dbcf5744595e"
@@ -80,47 +86,13 @@ def upgrade() -> None:
         schema=SCHEMA,
     )
 
-    # shared.messaging.OutboxMixin
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        sa.Column("body", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "ix_outbox_unsent",
-        "outbox",
-        ["created_at"],
-        schema=SCHEMA,
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
-
-    # shared.messaging.InboxMixin
-    op.create_table(
-        "processed_events",
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column("consumer", sa.String(length=200), nullable=False),
-        sa.Column("event_type", sa.String(length=200), nullable=False),
-        sa.Column(
-            "processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
-        ),
-        sa.PrimaryKeyConstraint("event_id", "consumer", name=op.f("pk_processed_events")),
-        schema=SCHEMA,
-    )
+    create_outbox_table(SCHEMA)
+    create_inbox_table(SCHEMA)
 
 
 def downgrade() -> None:
-    op.drop_table("processed_events", schema=SCHEMA)
-    op.drop_index("ix_outbox_unsent", table_name="outbox", schema=SCHEMA)
-    op.drop_table("outbox", schema=SCHEMA)
+    drop_inbox_table(SCHEMA)
+    drop_outbox_table(SCHEMA)
     op.drop_table("fake_provider_refunds", schema=SCHEMA)
     op.drop_table("fake_provider_charges", schema=SCHEMA)
     op.drop_index("ix_payments_user_id_id", table_name="payments", schema=SCHEMA)

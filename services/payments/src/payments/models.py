@@ -1,7 +1,5 @@
-"""Every table of the service, imported together so the metadata knows them all (Alembic's
-env.py and the tests import this module)."""
+"""Every mapped table of the service, imported in one place (Alembic's env.py uses it)."""
 
-from payments.db import metadata
 from payments.events import OutboxEvent, ProcessedEvent
 from payments.payment.models import OwedRefund, Payment
 from payments.provider.models import FakeProviderCharge, FakeProviderRefund
@@ -13,5 +11,4 @@ __all__ = [
     "OwedRefund",
     "Payment",
     "ProcessedEvent",
-    "metadata",
 ]
