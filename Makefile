@@ -95,6 +95,13 @@ replicas-test: check-servers ## Kill, drain and restart replicas under load behi
 	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || true
 	$(BIN)/pytest -m replicas tests/replicas $(PYTEST_ARGS)
 
+# Debian's prometheus package ships promtool, which checks the rules and the dashboards'
+# queries (tests/test_prometheus_rules.py, tests/test_dashboards.py); its daemon is not needed.
+.PHONY: promtool
+promtool:
+	@command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || { \
+	  echo "promtool could not be installed (apt-get install prometheus): the rule and dashboard tests will skip"; exit 1; }
+
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)

@@ -43,6 +43,7 @@ from bench.shop.runner import run_load
 from bench.shop.seed import Catalog, reader, seed
 from bench.shop.stack import BenchPlatform, running_platform
 from bench.shop.stats import Figures
+from bench.shop.tracing import traced
 
 # The targets (the report says met or not met; nothing fails on them).
 CONFIRMED_PER_SECOND = 250.0
@@ -93,6 +94,12 @@ def _options() -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", type=Path, help="py-spy every process during the saturation run, into DIR"
+    )
+    parser.add_argument(
+        "--tracing",
+        type=float,
+        metavar="RATIO",
+        help="trace every process, parent-based sampling at RATIO (0.1), into a local sink",
     )
     parser.add_argument("--no-write", action="store_true", help="print, write no report")
     return parser.parse_args()
@@ -338,7 +345,12 @@ def main() -> None:
         result.rows.append(
             Figures("pgbench: reservation transaction", tps, "tps", note="8 clients")
         )
-    with running_platform() as platform:
+    if options.tracing is not None:
+        result.notes.append(
+            f"Tracing on: parent-based sampling at {options.tracing:g}, every process exporting "
+            "OTLP/HTTP to a local sink (docs/benchmarks.md, Tracing cost)."
+        )
+    with traced(options.tracing) as overrides, running_platform(overrides) as platform:
         seeded = asyncio.run(seed(platform, customers=options.customers))
         if "catalog" in only:
             result.rows += catalog_rows(platform, seeded, options)

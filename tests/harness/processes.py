@@ -112,5 +112,8 @@ class ManagedProcess:
 
 
 def child_environment(overrides: dict[str, str]) -> dict[str, str]:
-    """The test run's environment (it carries COMMERCE_ENVIRONMENT=test) plus ``overrides``."""
-    return {**os.environ, **overrides}
+    """The test run's environment (it carries COMMERCE_ENVIRONMENT=test) plus ``overrides``;
+    without the run's own ``OTEL_*`` variables: a platform traces only when its harness says
+    so (``tests.harness.otlp``)."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    return {**inherited, **overrides}

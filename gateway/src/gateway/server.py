@@ -16,6 +16,7 @@ from gateway.config import GatewaySettings
 from gateway.main import create_app
 from shared.logging import configure_logging
 from shared.server import GRACEFUL_SHUTDOWN_SECONDS
+from shared.tracing import configure_tracing
 
 
 def build_server(settings: GatewaySettings) -> uvicorn.Server:
@@ -52,4 +53,5 @@ def bind(settings: GatewaySettings) -> list[socket.socket]:
 
 def serve(settings: GatewaySettings) -> None:
     configure_logging(settings)
+    configure_tracing(settings.service_name)  # only if OTEL_* ask for it (shared.tracing)
     build_server(settings).run(sockets=bind(settings))

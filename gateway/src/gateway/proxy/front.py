@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.compat.starlette import ComposedStackApp, wrap
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
+from gateway.proxy.tracing import traced
 from shared.asgi import BodySizeLimitMiddleware
 from shared.errors import problem_response
 
@@ -78,9 +79,12 @@ class GatewayApp(ComposedStackApp):
     def compose_stack(self, full: ASGIApp, user_middleware: Sequence[Middleware]) -> ASGIApp:
         kept = [m for m in user_middleware if m.cls not in DONE_BY_THE_PROXY]
         runtime = self.state.runtime
-        return ProxyFirst(
+        stack = ProxyFirst(
             full=full,
             proxied=wrap(_never_reached, kept),
             routes=runtime.routes,
             internal_port=runtime.settings.internal_port,
         )
+        # Server spans when tracing is on (gateway.proxy.tracing); the stack itself otherwise.
+        own_paths = [path for route in self.routes if (path := getattr(route, "path", None))]
+        return traced(stack, routes=runtime.routes, own_paths=own_paths)

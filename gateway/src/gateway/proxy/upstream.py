@@ -43,8 +43,10 @@ from gateway.proxy.http1 import (
     UpstreamUnavailable,
 )
 from gateway.proxy.routes import Route
+from gateway.proxy.tracing import TRACE_HEADERS, TracedHttp1Pool
 from shared.asgi import RequestBodyTooLarge, declared_length_refusal, header_value
 from shared.errors import problem_response
+from shared.tracing import tracing_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set again by the client from what it actually sends.
-_REQUEST_DROPPED = HOP_BY_HOP | {b"host", b"content-length", b"x-request-id", b"x-forwarded-for"}
+# A client's trace context is never forwarded: the gateway starts the trace (proxy.tracing).
+_REQUEST_DROPPED = (
+    HOP_BY_HOP | {b"host", b"content-length", b"x-request-id", b"x-forwarded-for"} | TRACE_HEADERS
+)
 # The gateway's request id middleware sets the id, its server the Date and Server: each once.
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id", b"date", b"server"}
 # Validators that may carry the tag of a gzipped answer (``gateway.proxy.compression``).
@@ -137,7 +142,9 @@ class UpstreamClient:
         self._pool: Http1Pool | None = None
 
     async def start(self) -> None:
-        self._pool = Http1Pool(
+        # Client spans and context injection only when tracing is on (gateway.proxy.tracing).
+        pool_class = TracedHttp1Pool if tracing_enabled() else Http1Pool
+        self._pool = pool_class(
             limit=self.settings.upstream_pool_size,
             keepalive_seconds=self.settings.upstream_keepalive_seconds,
             connect_timeout=self.settings.upstream_connect_timeout_seconds,

@@ -15,3 +15,8 @@ def new_id() -> uuid.UUID:
     value |= 0x7 << 76 | secrets.randbits(12) << 64
     value |= 0b10 << 62 | secrets.randbits(62)
     return uuid.UUID(int=value)
+
+
+def unix_seconds_of(value: uuid.UUID) -> float:
+    """When ``new_id`` made ``value``: its Unix milliseconds, in seconds."""
+    return (value.int >> 80) / 1000

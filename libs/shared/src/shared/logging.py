@@ -16,6 +16,7 @@ import orjson
 
 from shared.context import current_request_id
 from shared.settings import BaseServiceSettings
+from shared.tracing import current_trace_ids
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is
 # emitted as a field of its own.
@@ -26,7 +27,8 @@ _RECORD_ATTRIBUTES = frozenset(
 
 
 class ContextFilter(logging.Filter):
-    """Stamps each record with the service name and the current request id."""
+    """Stamps each record with the service name, the current request id and, when tracing
+    is on, the current trace and span ids (``trace_id``, ``span_id``)."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -35,6 +37,9 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.request_id = current_request_id()
+        ids = current_trace_ids()
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 
@@ -74,6 +79,9 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", None) or "-"
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            request_id = f"{request_id} trace {trace_id}"
         message = escape_controls(record.getMessage())
         line = f"{record.levelname:<7} {record.name} [{request_id}] {message}"
         details = []

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings
+from shared.tracing import configure_tracing, instrument_app
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
@@ -18,8 +19,11 @@ SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 
 def serve(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
     configure_logging(settings)
+    configure_tracing(settings.service_name)  # only if OTEL_* ask for it (shared.tracing)
+    app = create_app(settings)
+    instrument_app(app)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the handlers configure_logging installed

@@ -101,6 +101,7 @@ async def test_transient_handler_failure_is_redelivered_then_applied_once(
     assert await harness.effects(name) == dict.fromkeys(ids, 1)
     assert attempts == Counter({str(i): 2 for i in ids})
     assert metric("messaging_events_failed_total", queue=name) == 5
+    assert metric("messaging_events_redelivered_total", queue=name) == 5
 
 
 async def test_poison_event_is_dead_lettered_after_the_delivery_limit_while_others_flow(

@@ -5,21 +5,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings
 from shared.auth import AdminDep, OptionalPrincipalDep
 from shared.cursors import CursorQuery, LimitQuery
 from shared.deps import SessionDep, app_settings
 
 SettingsDep = Annotated[InventorySettings, Depends(app_settings)]
-
-
-async def _catalog_cache(request: Request) -> CatalogCache:
-    cache: CatalogCache = request.app.state.catalog_cache
-    return cache
-
-
-CatalogCacheDep = Annotated[CatalogCache, Depends(_catalog_cache)]
 
 
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -32,7 +23,6 @@ SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionma
 
 __all__ = [
     "AdminDep",
-    "CatalogCacheDep",
     "CursorQuery",
     "LimitQuery",
     "OptionalPrincipalDep",

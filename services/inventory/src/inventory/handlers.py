@@ -1,4 +1,4 @@
-"""Event handlers: decode the order saga's events and hand them to the reservation service.
+"""Event handlers: decode the order saga's events and hand them to ``stock.runs``.
 
 Each runs in the consumer's transaction, next to the inbox record of the event, so a
 duplicate delivery is skipped and a crash leaves neither the effect nor the record.
@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.config import InventorySettings
 from inventory.events import ProcessedEvent
-from inventory.stock.reservations import OrderLine
-from inventory.stock.runs import Cancel, Commit, Reserve, Step, apply_steps
+from inventory.stock.runs import Cancel, Commit, OrderLine, Reserve, Step, apply_steps
 from shared.contracts.inventory import StockLow
 from shared.contracts.orders import OrderCancelled, OrderConfirmed, OrderCreated
 from shared.messaging import BatchHandler, Consumer, Envelope

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from inventory.catalog import staleness
 from inventory.catalog.cache import CatalogCache
 from inventory.catalog.router import router as catalog_router
 from inventory.config import InventorySettings, get_settings
 from inventory.media.router import UPLOAD_PATH, media_router, products_router
 from inventory.media.storage import MediaStorage
+from inventory.products import staleness
 from inventory.stock.router import router as stock_router
 from shared.app import create_service_app
 

@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.config import InventorySettings
-from inventory.stock.reservations import expire_due_reservations
+from inventory.stock.releases import expire_due_reservations
 
 logger = logging.getLogger(__name__)
 

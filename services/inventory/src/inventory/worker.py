@@ -12,12 +12,12 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from inventory.catalog import staleness
 from inventory.catalog.cache import CatalogCache
 from inventory.config import InventorySettings, get_settings
 from inventory.events import outbox
 from inventory.handlers import reservations_consumer, stock_alerts_consumer
 from inventory.media.sweep import sweep_media
+from inventory.products import staleness
 from inventory.sweeper import sweep
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
@@ -51,7 +51,7 @@ async def run(
     stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
     # Reservations, commits, releases and expiries change what catalog reads show: each
-    # transaction's commit invalidates the products it touched (inventory.catalog.staleness).
+    # transaction's commit invalidates the products it touched (inventory.products.staleness).
     cache = CatalogCache(settings)
     staleness.attach(engine, cache.invalidate)
     sessionmaker = create_sessionmaker(engine)

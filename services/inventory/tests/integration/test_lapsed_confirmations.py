@@ -1,48 +1,35 @@
 """A confirmation that meets a reservation the sweeper already expired: the stock is taken
 again when it is still available, else nothing is committed and ``stock_commit_failed`` says
-so. Both write paths (one event at a time, and a run of events) decide alike."""
+so. A confirmation is applied as the reservations consumer applies it (``stock.runs``)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.config import InventorySettings
 from inventory.stock.models import Reservation
-from inventory.stock.reservations import OrderLine, cancel_order, commit_order
-from inventory.stock.runs import Commit, apply_steps
+from inventory.stock.runs import Commit, OrderLine
 from inventory.sweeper import sweep_once
 from services.inventory.tests.integration.test_reservations import (
     TTL,
+    apply,
+    cancel,
+    cause,
+    confirm,
     movements,
     new_product,
     reserve,
     status,
     stock,
 )
-from services.inventory.tests.integration.test_runs import cause
 
 Sessions = async_sessionmaker[AsyncSession]
-Confirm = Callable[[Sessions, uuid.UUID], Awaitable[None]]
-
-
-async def confirm_alone(sessionmaker: Sessions, order_id: uuid.UUID) -> None:
-    async with sessionmaker() as session, session.begin():
-        await commit_order(session=session, order_id=order_id, cause=cause(order_id))
-
-
-async def confirm_in_a_run(sessionmaker: Sessions, order_id: uuid.UUID) -> None:
-    async with sessionmaker() as session, session.begin():
-        await apply_steps(session, steps=[Commit(cause(order_id), order_id)], ttl=TTL)
-
-
-PATHS = pytest.mark.parametrize("confirm", [confirm_alone, confirm_in_a_run], ids=["alone", "run"])
 
 
 async def expire(
@@ -75,13 +62,11 @@ async def test_stock_reserved_says_when_the_reservation_expires(
     assert before + TTL - timedelta(seconds=5) <= expires_at <= datetime.now(UTC) + TTL
 
 
-@PATHS
 async def test_a_confirmation_after_expiry_takes_the_stock_again_when_it_is_there(
     sessionmaker: Sessions,
     settings: InventorySettings,
     sku: str,
     outbox_events: Any,
-    confirm: Confirm,
 ) -> None:
     await new_product(sessionmaker, settings, sku, stock=5, reorder_point=3)
     order_id = uuid.uuid4()
@@ -101,18 +86,15 @@ async def test_a_confirmation_after_expiry_takes_the_stock_again_when_it_is_ther
     assert low == [{"sku": sku, "available": 3, "reorder_point": 3}] * 2
 
     # Refunded later: the committed quantity comes back once.
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=order_id)
+    await cancel(sessionmaker, order_id)
     assert await stock(sessionmaker, sku) == (5, 0)
 
 
-@PATHS
 async def test_a_confirmation_after_expiry_whose_stock_was_sold_commits_nothing_and_says_so(
     sessionmaker: Sessions,
     settings: InventorySettings,
     make_sku: Callable[[], str],
     outbox_events: Any,
-    confirm: Confirm,
 ) -> None:
     scarce, plenty = make_sku(), make_sku()
     await new_product(sessionmaker, settings, scarce, stock=1)
@@ -135,8 +117,7 @@ async def test_a_confirmation_after_expiry_whose_stock_was_sold_commits_nothing_
 
     # Orders refunds it and cancels: nothing was committed, so nothing comes back; a repeated
     # confirmation cannot take the stock either.
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=late)
+    await cancel(sessionmaker, late)
     await confirm(sessionmaker, late)
     assert await stock(sessionmaker, scarce) == (1, 1)
     assert await stock(sessionmaker, plenty) == (10, 0)
@@ -144,16 +125,14 @@ async def test_a_confirmation_after_expiry_whose_stock_was_sold_commits_nothing_
     assert sorted(await movements(sessionmaker, late)) == ["release"] * 2 + ["reservation"] * 2
 
 
-@PATHS
 async def test_a_confirmation_overtaken_by_the_cancellation_of_its_expired_order_takes_nothing(
-    sessionmaker: Sessions, settings: InventorySettings, sku: str, confirm: Confirm
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
 ) -> None:
     await new_product(sessionmaker, settings, sku, stock=4)
     order_id = uuid.uuid4()
     await reserve(sessionmaker, [OrderLine(sku, 1)], order_id)
     await expire(sessionmaker, settings, order_id)
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=order_id)
+    await cancel(sessionmaker, order_id)
     await confirm(sessionmaker, order_id)
     assert await stock(sessionmaker, sku) == (4, 0)
     assert await status(sessionmaker, order_id) == "cancelled"
@@ -169,9 +148,7 @@ async def test_a_run_retakes_in_delivery_order_and_never_oversells(
     await expire(sessionmaker, settings, *orders)
     newcomer = uuid.uuid4()
     await reserve(sessionmaker, [OrderLine(sku, 2)], newcomer)  # 1 left for 3 late payers
-    async with sessionmaker() as session, session.begin():
-        steps = [Commit(cause(order_id), order_id) for order_id in orders]
-        await apply_steps(session, steps=steps, ttl=TTL)
+    await apply(sessionmaker, *(Commit(cause(order_id), order_id) for order_id in orders))
     assert await stock(sessionmaker, sku) == (2, 2)
     assert [await status(sessionmaker, o) for o in orders] == [
         "committed",

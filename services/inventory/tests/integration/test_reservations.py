@@ -1,10 +1,12 @@
-"""Reservations at the service layer, against the real database, under real concurrency."""
+"""Reservations through the saga's production path (``stock.runs``, one delivery per
+transaction here), against the real database, under real concurrency."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,19 +17,40 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from inventory.catalog.schemas import MoneyIn, ProductCreate, ProductUpdate
 from inventory.catalog.service import create_product, update_product
 from inventory.config import InventorySettings
+from inventory.events import OutboxEvent
 from inventory.stock.models import Reservation, StockItem, StockMovement
-from inventory.stock.reservations import (
-    FailureReason,
-    OrderLine,
-    ReservationOutcome,
-    cancel_order,
-    commit_order,
-    reserve_order,
-)
+from inventory.stock.rules import FailureReason
+from inventory.stock.runs import Cancel, Commit, OrderLine, Reserve, Step, apply_steps
 from inventory.sweeper import sweep_once
+from shared.contracts import Money
+from shared.contracts.orders import OrderCreated
+from shared.contracts.orders import OrderLine as EventLine
+from shared.messaging import Envelope
 
 TTL = timedelta(minutes=15)
 Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a creation's delivery led to, read from the events it caused: ``reserved``
+    False with no reason means a repeat (no event)."""
+
+    reserved: bool
+    reason: FailureReason | None = None
+    skus: tuple[str, ...] = ()
+
+
+def cause(order_id: uuid.UUID) -> Envelope:
+    """A delivery of the order saga, as the cause of what a step emits."""
+    line = EventLine(sku="x", quantity=1, unit_price=Money(amount=1, currency="USD"))
+    created = OrderCreated(
+        order_id=order_id,
+        user_id=uuid.uuid4(),
+        items=[line],
+        total=Money(amount=1, currency="USD"),
+    )
+    return Envelope.new(created)
 
 
 async def new_product(
@@ -48,13 +71,42 @@ async def new_product(
         await create_product(session=session, settings=settings, data=data, actor="test")
 
 
+async def apply(sessionmaker: Sessions, *steps: Step) -> None:
+    """A run of deliveries, in one transaction, as the reservations consumer applies it."""
+    async with sessionmaker() as session, session.begin():
+        await apply_steps(session, steps=steps, ttl=TTL)
+
+
+async def caused_by(sessionmaker: Sessions, event: Envelope) -> list[dict[str, Any]]:
+    """The envelopes written to the outbox in answer to ``event``."""
+    async with sessionmaker() as session:
+        bodies = await session.scalars(
+            select(OutboxEvent.body).where(OutboxEvent.body["causation_id"].astext == str(event.id))
+        )
+        return list(bodies)
+
+
 async def reserve(
     sessionmaker: Sessions, lines: list[OrderLine], order_id: uuid.UUID | None = None
-) -> ReservationOutcome:
-    async with sessionmaker() as session, session.begin():
-        return await reserve_order(
-            session=session, order_id=order_id or uuid.uuid4(), lines=lines, ttl=TTL
-        )
+) -> Outcome:
+    order_id = order_id or uuid.uuid4()
+    created = cause(order_id)
+    await apply(sessionmaker, Reserve(created, order_id, lines))
+    for body in await caused_by(sessionmaker, created):
+        if body["type"] == "inventory.stock_reserved":
+            return Outcome(True, skus=tuple(item["sku"] for item in body["data"]["items"]))
+        if body["type"] == "inventory.stock_reservation_failed":
+            failure = body["data"]
+            return Outcome(False, FailureReason(failure["reason"]), tuple(failure["skus"]))
+    return Outcome(reserved=False)
+
+
+async def confirm(sessionmaker: Sessions, order_id: uuid.UUID) -> None:
+    await apply(sessionmaker, Commit(cause(order_id), order_id))
+
+
+async def cancel(sessionmaker: Sessions, order_id: uuid.UUID) -> None:
+    await apply(sessionmaker, Cancel(cause(order_id), order_id))
 
 
 async def stock(sessionmaker: Sessions, sku: str) -> tuple[int, int]:
@@ -136,7 +188,7 @@ async def test_an_order_is_reserved_whole_or_not_at_all(
     await new_product(sessionmaker, settings, plenty, stock=10)
     await new_product(sessionmaker, settings, scarce, stock=1)
     outcome = await reserve(sessionmaker, [OrderLine(plenty, 3), OrderLine(scarce, 2)])
-    assert outcome == ReservationOutcome(False, FailureReason.OUT_OF_STOCK, (scarce,))
+    assert outcome == Outcome(False, FailureReason.OUT_OF_STOCK, (scarce,))
     assert await stock(sessionmaker, plenty) == (10, 0)
     assert await stock(sessionmaker, scarce) == (1, 0)
 
@@ -169,10 +221,10 @@ async def test_unknown_and_inactive_skus_are_named_in_the_failure(
             actor="test",
         )
     unknown = await reserve(sessionmaker, [OrderLine(known, 1), OrderLine(missing, 1)])
-    assert unknown == ReservationOutcome(False, FailureReason.UNKNOWN_SKU, (missing,))
+    assert unknown == Outcome(False, FailureReason.UNKNOWN_SKU, (missing,))
     order_id = uuid.uuid4()
     inactive = await reserve(sessionmaker, [OrderLine(known, 1), OrderLine(retired, 1)], order_id)
-    assert inactive == ReservationOutcome(False, FailureReason.INACTIVE, (retired,))
+    assert inactive == Outcome(False, FailureReason.INACTIVE, (retired,))
     assert await stock(sessionmaker, known) == (5, 0)
     events = await outbox_events(
         "inventory.stock_reservation_failed", lambda d: d["order_id"] == str(order_id)
@@ -187,14 +239,12 @@ async def test_confirmation_commits_and_a_later_cancellation_returns_the_stock(
     order_id = uuid.uuid4()
     assert (await reserve(sessionmaker, [OrderLine(sku, 4)], order_id)).reserved
     for _ in range(2):  # the second confirmation is late and repeated: no effect
-        async with sessionmaker() as session, session.begin():
-            await commit_order(session=session, order_id=order_id)
+        await confirm(sessionmaker, order_id)
     assert await stock(sessionmaker, sku) == (6, 0)
     assert await status(sessionmaker, order_id) == "committed"
 
     for _ in range(2):
-        async with sessionmaker() as session, session.begin():
-            await cancel_order(session=session, order_id=order_id)
+        await cancel(sessionmaker, order_id)
     assert await stock(sessionmaker, sku) == (10, 0)
     assert await status(sessionmaker, order_id) == "returned"
     async with sessionmaker() as session:
@@ -215,10 +265,8 @@ async def test_cancellation_releases_a_live_reservation_once(
     order_id = uuid.uuid4()
     await reserve(sessionmaker, [OrderLine(sku, 5)], order_id)
     for _ in range(3):
-        async with sessionmaker() as session, session.begin():
-            await cancel_order(session=session, order_id=order_id)
-        async with sessionmaker() as session, session.begin():
-            await commit_order(session=session, order_id=order_id)  # too late: ignored
+        await cancel(sessionmaker, order_id)
+        await confirm(sessionmaker, order_id)  # too late: ignored
     assert await stock(sessionmaker, sku) == (5, 0)
     assert await status(sessionmaker, order_id) == "released"
 
@@ -228,10 +276,9 @@ async def test_a_cancellation_overtaking_its_creation_leaves_nothing_reserved(
 ) -> None:
     await new_product(sessionmaker, settings, sku, stock=5)
     order_id = uuid.uuid4()
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=order_id)
+    await cancel(sessionmaker, order_id)
     late = await reserve(sessionmaker, [OrderLine(sku, 1)], order_id)
-    assert late == ReservationOutcome(reserved=False)
+    assert late == Outcome(reserved=False)
     assert await stock(sessionmaker, sku) == (5, 0)
     assert await status(sessionmaker, order_id) == "cancelled"
 
@@ -284,8 +331,7 @@ async def test_two_concurrent_sweepers_expire_each_reservation_exactly_once(
     assert sorted(e["order_id"] for e in expired) == sorted(mine)
 
     # The order service then cancels: nothing more is released.
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=order_ids[0])
+    await cancel(sessionmaker, order_ids[0])
     assert await stock(sessionmaker, sku) == (20, 1)
 
 
@@ -305,16 +351,13 @@ async def test_reservations_raise_the_low_stock_alarm_once_per_crossing(
     assert await alerted(sessionmaker, sku)
     await reserve(sessionmaker, [OrderLine(sku, 1)], third)  # 3 left: already said
     for order_id in (second, third):  # 6 left: re-armed, silently
-        async with sessionmaker() as session, session.begin():
-            await cancel_order(session=session, order_id=order_id)
+        await cancel(sessionmaker, order_id)
     assert not await alerted(sessionmaker, sku)
     await reserve(sessionmaker, [OrderLine(sku, 5)], fourth)  # 1 left: low again
-    async with sessionmaker() as session, session.begin():
-        await commit_order(session=session, order_id=fourth)  # available unchanged
+    await confirm(sessionmaker, fourth)  # available unchanged
     assert await alerted(sessionmaker, sku)
     assert await stock(sessionmaker, sku) == (5, 4)
-    async with sessionmaker() as session, session.begin():
-        await cancel_order(session=session, order_id=fourth)  # returned: 6 left, re-armed
+    await cancel(sessionmaker, fourth)  # returned: 6 left, re-armed
     assert not await alerted(sessionmaker, sku)
     assert await stock(sessionmaker, sku) == (10, 4)
 
@@ -337,15 +380,7 @@ async def test_a_confirmation_racing_a_cancellation_moves_the_stock_once(
         lines = [OrderLine(first, 2), OrderLine(second, 1)]
         assert (await reserve(sessionmaker, lines if i % 2 else lines[::-1], order_id)).reserved
 
-    async def confirm(order_id: uuid.UUID) -> None:
-        async with sessionmaker() as session, session.begin():
-            await commit_order(session=session, order_id=order_id)
-
-    async def cancel(order_id: uuid.UUID) -> None:
-        async with sessionmaker() as session, session.begin():
-            await cancel_order(session=session, order_id=order_id)
-
-    await asyncio.gather(*(f(o) for o in order_ids for f in (confirm, cancel)))
+    await asyncio.gather(*(f(sessionmaker, o) for o in order_ids for f in (confirm, cancel)))
     # Whichever came first, the other saw its status: nothing is left reserved or lost.
     assert await stock(sessionmaker, first) == (20, 0)
     assert await stock(sessionmaker, second) == (20, 0)

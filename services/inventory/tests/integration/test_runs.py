@@ -1,6 +1,7 @@
-"""A run of saga events applied at once decides and writes what the same events one by one
-would: the same stock, reservations, ledger and events, for random mixes of events (with
-reservations expiring between them, so late confirmations take stock again or fail)."""
+"""A run of saga events applied at once decides and writes what the same events delivered
+one at a time (a run of one each) would: the same stock, reservations, ledger and events,
+for random mixes of events (with reservations expiring between them, so late confirmations
+take stock again or fail)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from inventory.config import InventorySettings
 from inventory.events import OutboxEvent
 from inventory.stock.models import Reservation, StockItem, StockMovement
-from inventory.stock.reservations import OrderLine, cancel_order, commit_order, reserve_order
-from inventory.stock.runs import Cancel, Commit, Reserve, Step, apply_steps
+from inventory.stock.runs import Cancel, Commit, OrderLine, Reserve, Step, apply_steps
 from inventory.sweeper import sweep_once
-from services.inventory.tests.integration.test_reservations import new_product, stock
-from shared.contracts import Money
-from shared.contracts.orders import OrderCreated
-from shared.contracts.orders import OrderLine as EventLine
-from shared.messaging import Envelope
+from services.inventory.tests.integration.test_reservations import (
+    apply,
+    cause,
+    new_product,
+    stock,
+)
 
 TTL = timedelta(minutes=15)
 Sessions = async_sessionmaker[AsyncSession]
@@ -43,17 +44,6 @@ class Expire:
 
 
 Plan = list[Step | Expire]
-
-
-def cause(order_id: uuid.UUID) -> Envelope:
-    line = EventLine(sku="x", quantity=1, unit_price=Money(amount=1, currency="USD"))
-    created = OrderCreated(
-        order_id=order_id,
-        user_id=uuid.uuid4(),
-        items=[line],
-        total=Money(amount=1, currency="USD"),
-    )
-    return Envelope.new(created)
 
 
 class World:
@@ -174,19 +164,7 @@ async def one_by_one(
         if isinstance(step, Expire):
             await expire(sessionmaker, settings, step.order_id)
             continue
-        async with sessionmaker() as session, session.begin():
-            if isinstance(step, Reserve):
-                await reserve_order(
-                    session=session,
-                    order_id=step.order_id,
-                    lines=step.lines,
-                    ttl=TTL,
-                    cause=step.cause,
-                )
-            elif isinstance(step, Commit):
-                await commit_order(session=session, order_id=step.order_id, cause=step.cause)
-            else:
-                await cancel_order(session=session, order_id=step.order_id, cause=step.cause)
+        await apply(sessionmaker, step)
 
 
 async def in_runs(

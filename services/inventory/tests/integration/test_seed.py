@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from inventory.catalog.models import Product
 from inventory.config import InventorySettings
+from inventory.products.models import Product
 from inventory.seed import DEMO_PRODUCTS, seed
 from inventory.stock.models import StockItem
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.stock.models import StockMovement
-from inventory.stock.reservations import OrderLine, reserve_order
+from inventory.stock.runs import OrderLine
+from services.inventory.tests.integration import test_reservations
 
 PRODUCTS = "/api/v1/products"
 
@@ -43,13 +43,7 @@ async def reserve(
     sessionmaker: async_sessionmaker[AsyncSession], sku: str, quantity: int
 ) -> uuid.UUID:
     order_id = uuid.uuid4()
-    async with sessionmaker() as session, session.begin():
-        outcome = await reserve_order(
-            session=session,
-            order_id=order_id,
-            lines=[OrderLine(sku, quantity)],
-            ttl=timedelta(minutes=15),
-        )
+    outcome = await test_reservations.reserve(sessionmaker, [OrderLine(sku, quantity)], order_id)
     assert outcome.reserved
     return order_id
 
@@ -177,3 +171,26 @@ async def test_low_stock_is_not_mistaken_for_a_sku(
     assert response.status_code == 200
     assert set(response.json()) == {"items", "next_cursor"}
     assert (await client.get("/api/v1/inventory/bad_sku", headers=admin)).status_code == 422
+
+
+async def test_a_new_reorder_point_is_a_crossing_too(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    sku: str,
+    outbox_events: Callable[..., Any],
+) -> None:
+    await create(client, admin, sku, stock=5, reorder_point=0)
+
+    async def reorder_at(point: int) -> list[str]:
+        body = {"reorder_point": point}
+        response = await client.patch(f"{PRODUCTS}/{sku}", json=body, headers=admin)
+        assert response.status_code == 200, response.text
+        low = await client.get("/api/v1/inventory/low-stock", params={"limit": 100}, headers=admin)
+        return [item["sku"] for item in low.json()["items"] if item["sku"] == sku]
+
+    assert await reorder_at(5) == [sku]  # 5 available, now at the point: low
+    assert await reorder_at(6) == [sku]  # still under: already said
+    assert await reorder_at(1) == []  # lifted out: re-armed, silently
+    assert await reorder_at(5) == [sku]  # a second crossing
+    events = await outbox_events("inventory.stock_low", lambda d: d["sku"] == sku)
+    assert events == [{"sku": sku, "available": 5, "reorder_point": 5}] * 2

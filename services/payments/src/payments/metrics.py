@@ -1,8 +1,9 @@
-"""Metrics of payments' own work, on the worker's ``/metrics``: refunds and re-announcements."""
+"""Metrics of payments' own work, on the worker's ``/metrics``: refunds, re-announcements and
+the provider's calls."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 REFUND_ATTEMPTS = Counter(
     "payments_refund_attempts_total",
@@ -27,4 +28,22 @@ OUTCOMES_REANNOUNCED = Counter(
     "Outcomes of payments already settled (or refunded), announced again for a repeated "
     "payment or refund request.",
     ["event_type"],
+)
+PROVIDER_REQUESTS = Counter(
+    "payments_provider_requests_total",
+    "Calls made to the payment provider (each retry counts), by operation (charge, refund, "
+    "find_charge).",
+    ["operation"],
+)
+PROVIDER_ERRORS = Counter(
+    "payments_provider_errors_total",
+    "Provider calls that raised, by operation and error: unavailable (transient, asked "
+    "again), refused (a refund never to be made) or unexpected (anything else).",
+    ["operation", "error"],
+)
+PROVIDER_LATENCY = Histogram(
+    "payments_provider_request_duration_seconds",
+    "Time one provider call took, answered or failed, by operation.",
+    ["operation"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

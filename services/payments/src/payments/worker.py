@@ -18,6 +18,7 @@ from payments.events import outbox
 from payments.handlers import requests_consumer
 from payments.payment.refunds import RefundBackoff
 from payments.provider import FakeProvider, PaymentProvider
+from payments.provider.metered import MeteredProvider
 from payments.reconciler import reconcile, reconcile_refunds
 from shared.db import create_engine, create_sessionmaker
 from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
@@ -63,7 +64,9 @@ async def run(
     # sessionmaker for the attempt records and the fake provider's memory.
     engine = create_engine(settings, role="worker")
     sessionmaker = create_sessionmaker(engine)
-    provider = provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
+    provider = MeteredProvider(
+        provider or FakeProvider.from_settings(settings, sessionmaker=sessionmaker)
+    )
     consumer = requests_consumer(settings=settings, sessionmaker=sessionmaker, provider=provider)
     try:
         await run_worker(

@@ -8,7 +8,7 @@ keeps a strong reference to every channel it opens; consumers keep theirs to que
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -29,11 +29,13 @@ class BrokerUnavailableError(ConnectionError):
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """One event ready to publish: its id, type (the routing key) and JSON body."""
+    """One event ready to publish: its id, type (the routing key), JSON body, and the AMQP
+    headers it travels with (its trace context: ``shared.tracing.messaging``)."""
 
     event_id: str
     event_type: str
     body: bytes
+    headers: Mapping[str, str] | None = None
 
 
 class Broker:
@@ -144,6 +146,7 @@ class Publisher:
                 delivery_mode=PERSISTENT,
                 message_id=message.event_id,
                 message_type=message.event_type,
+                headers=dict(message.headers) if message.headers else None,
             ),
             mandatory=True,
             timeout=self.timeout,

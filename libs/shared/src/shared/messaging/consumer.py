@@ -10,7 +10,8 @@ message:
   that raises has its delivery returned, the quorum queue counting it up to
   ``x-delivery-limit`` before the DLQ (``transactions``, ``settlement``);
 - while the database is away, the work is retried in place first (``database_retry``).
-Inbox keys older than ``inbox_retention_hours`` are pruned by a periodic job of the worker.
+Inbox keys older than ``inbox_retention_hours`` are pruned, and the queue's depths read
+(``depths``), by periodic jobs of the worker.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.messaging.batching import Batches
 from shared.messaging.broker import Broker
 from shared.messaging.database_retry import DatabaseRetry
+from shared.messaging.depths import INTERVAL_SECONDS, Depths, read_depths
 from shared.messaging.handlers import AnyHandler
 from shared.messaging.inbox import InboxMixin, inbox_table, prune_inbox
 from shared.messaging.jobs import PeriodicJob
@@ -164,6 +166,27 @@ class RunningConsumer:
             table=self.transactions.inbox,
             consumer=self.consumer.name,
             older_than=cutoff,
+        )
+
+    async def read_depths(self) -> Depths:
+        """How much waits in the queue and its DLQ now (``shared.messaging.depths``)."""
+        if self._channel is None or self._declared is None:
+            raise RuntimeError("consumer not declared")
+        return await read_depths(self._channel, self._declared, label=self.consumer.name)
+
+    def depth_reading(self) -> PeriodicJob:
+        """The periodic job that reports this consumer's queue depths on ``/metrics``."""
+
+        async def read() -> None:
+            if self._declared is None:
+                return  # the broker was away at start-up: not declared yet
+            try:
+                await self.read_depths()
+            except Exception as exc:  # the broker away: the gauges keep their values
+                logger.debug("%s: could not read the queue depths: %r", self.consumer.name, exc)
+
+        return PeriodicJob(
+            name=f"{self.consumer.name} queue depths", interval=INTERVAL_SECONDS, run=read
         )
 
     def inbox_pruning(self) -> PeriodicJob:

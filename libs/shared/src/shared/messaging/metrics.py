@@ -37,6 +37,12 @@ EVENTS_DUPLICATE = Counter(
     "Events acknowledged without running the handler (already processed), by queue.",
     ["queue"],
 )
+EVENTS_REDELIVERED = Counter(
+    "messaging_events_redelivered_total",
+    "Deliveries the broker marked as redelivered (a failed handler's nack, a lost ack, a "
+    "worker gone with messages in flight), by queue.",
+    ["queue"],
+)
 EVENTS_FAILED = Counter(
     "messaging_events_failed_total",
     "Handler failures (the message is returned for redelivery), by queue.",
@@ -52,6 +58,26 @@ HANDLER_LATENCY = Histogram(
     "Time to handle one event, inbox write and commit included, by queue.",
     ["queue"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+
+# Read from the broker by each running consumer (a passive declaration, every few seconds):
+# every replica of a worker reports the same value, so take the max across them, not the sum.
+QUEUE_MESSAGES = Gauge(
+    "messaging_queue_messages",
+    "Messages ready in a consuming queue (not counting those delivered and not yet acked), "
+    "by queue.",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge(
+    "messaging_queue_consumers",
+    "Consumers attached to a consuming queue, all replicas together, by queue.",
+    ["queue"],
+)
+DEAD_LETTER_MESSAGES = Gauge(
+    "messaging_dead_letter_messages",
+    "Messages in a consuming queue's dead-letter queue, by (source) queue: each needs an "
+    "operator (docs/messaging.md).",
+    ["queue"],
 )
 # The worker's periodic jobs (shared.messaging.jobs): sweepers, reconcilers, inbox pruning.
 JOB_RUNS = Counter(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from shared.contracts.base import all_contracts
 from shared.db import driver_connection, qualified_name
 from shared.messaging.envelope import Envelope
+from shared.tracing.messaging import outbox_trace_contexts
 
 
 class OutboxMixin:
@@ -36,6 +37,9 @@ class OutboxMixin:
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The W3C trace context of the transaction that wrote the row (traceparent, tracestate),
+    # sent in the message's headers; NULL when tracing is off (shared.tracing.messaging).
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     @declared_attr.directive
     @classmethod
@@ -104,7 +108,7 @@ class Outbox:
         self.model = model
         self.table: Table = table
         self.channel = notify_channel(table)
-        # One fixed statement whatever the number of events: the rows travel as three arrays,
+        # One fixed statement whatever the number of events: the rows travel as four arrays,
         # so Postgres and asyncpg prepare it once per connection; it runs on the driver
         # connection (an INSERT ... VALUES built per call, or the same text through
         # SQLAlchemy, costs several times its CPU; bench/CHANGES.md). The insert rides in a
@@ -112,19 +116,20 @@ class Outbox:
         # folds duplicates within a transaction.
         self.statement: str = (
             f"WITH inserted_events AS ({self.insert_sql(first_parameter=1)}) "
-            "SELECT pg_notify($4, '')"
+            "SELECT pg_notify($5, '')"
         )
 
     def insert_sql(self, *, first_parameter: int) -> str:
-        """The insert of ``add_many``'s rows, the three arrays of ``parameters`` taken from
+        """The insert of ``add_many``'s rows, the four arrays of ``parameters`` taken from
         ``$first_parameter`` on: for a statement that writes its events in a CTE of its own
         (one round trip less) and calls ``pg_notify(channel, '')`` when it wrote any."""
-        ids, types, bodies = (f"${first_parameter + i}" for i in range(3))
+        ids, types, bodies, traces = (f"${first_parameter + i}" for i in range(4))
         return (
-            f"INSERT INTO {qualified_name(self.table)} (id, event_type, body) "  # noqa: S608 (our table)
-            "SELECT id, event_type, CAST(body AS jsonb) "
-            f"FROM unnest({ids}::uuid[], {types}::text[], {bodies}::text[]) "
-            "AS e(id, event_type, body)"
+            f"INSERT INTO {qualified_name(self.table)} "  # noqa: S608 (our table)
+            "(id, event_type, body, trace_context) "
+            "SELECT id, event_type, CAST(body AS jsonb), CAST(trace_context AS jsonb) "
+            f"FROM unnest({ids}::uuid[], {types}::text[], {bodies}::text[], {traces}::text[]) "
+            "AS e(id, event_type, body, trace_context)"
         )
 
     async def add(self, session: AsyncSession | AsyncConnection, event: Envelope) -> None:
@@ -153,10 +158,12 @@ class Outbox:
         await db.execute(self.statement, *self.parameters(events))
 
     def parameters(self, events: Sequence[Envelope]) -> tuple[Any, ...]:
-        """The positional parameters of ``statement`` for ``events``."""
+        """The positional parameters of ``statement`` for ``events``: four arrays, then the
+        channel. Each row's trace context is the current one (``shared.tracing.messaging``)."""
         return (
             [e.id for e in events],
             [e.type for e in events],
             [orjson.dumps(e.to_json()).decode() for e in events],
+            outbox_trace_contexts(events),
             self.channel,
         )

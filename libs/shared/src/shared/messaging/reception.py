@@ -36,6 +36,7 @@ from shared.messaging.handlers import PREPARED, AnyHandler, Delivery
 from shared.messaging.settlement import give_back, settle
 from shared.messaging.topology import dead_letter_exchange_name, events_exchange_name, queue_name
 from shared.settings import BaseServiceSettings
+from shared.tracing.messaging import preparing
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class Reception:
     async def arrive(self, message: AbstractIncomingMessage) -> Arrival:
         """The delivery's arrival: done at once, or when its refusal or preparation ends
         (started now, not when a batch takes it)."""
+        if message.redelivered:
+            metrics.EVENTS_REDELIVERED.labels(self.label).inc()
         delivery = await self._decode(message)
         if isinstance(delivery, _Refusal):
             return asyncio.ensure_future(self._refuse(message, delivery.reason))
@@ -148,9 +151,10 @@ class Reception:
         event = delivery.event
         token = request_id_var.set(event.correlation_id)
         try:
-            prepared = await self._retry(
-                lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
-            )
+            with preparing(self.label, delivery):  # a span (shared.tracing.messaging)
+                prepared = await self._retry(
+                    lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
+                )
         except Exception as exc:
             await give_back(self.label, delivery, exc, limit=self.settings.broker_delivery_limit)
             return None

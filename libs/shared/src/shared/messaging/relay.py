@@ -29,6 +29,7 @@ from shared.messaging.broker import Broker, OutgoingMessage
 from shared.messaging.linger import Linger
 from shared.messaging.outbox import Outbox, redacted_on_send
 from shared.settings import BaseServiceSettings
+from shared.tracing.messaging import publishing, stored_headers
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class OutboxRelay:
         # parameter per row. (Names come from our own models.)
         name = qualified_name(table)
         self._claim_statement = (
-            f"SELECT id, event_type, body::text FROM {name} "  # noqa: S608
+            f"SELECT id, event_type, body::text, trace_context::text FROM {name} "  # noqa: S608
             "WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED"
         )
         # A sent row keeps no secret its consumers have had (a payment token): the marked keys
@@ -142,7 +143,9 @@ class OutboxRelay:
                     messages = await self.claim(db)
                     if not messages:
                         return 0
-                    results = await publisher.publish_many(messages)
+                    publication = publishing(messages)  # producer spans (shared.tracing)
+                    results = await publisher.publish_many(publication.messages)
+                    publication.confirmed(results)
                     pairs = list(zip(messages, results, strict=True))
                     confirmed = [m for m, error in pairs if error is None]
                     failed = [(m, e) for m, e in pairs if e is not None]
@@ -166,7 +169,10 @@ class OutboxRelay:
         """Lock a batch of unsent rows, oldest first, skipping rows other relays hold; ``db``
         is an asyncpg connection inside a transaction (the relay's, or a test's)."""
         rows = await db.fetch(self._claim_statement, self.settings.outbox_batch_size)
-        return [OutgoingMessage(str(row[0]), row[1], row[2].encode()) for row in rows]
+        return [
+            OutgoingMessage(str(row[0]), row[1], row[2].encode(), stored_headers(row[3]))
+            for row in rows
+        ]
 
     async def _mark_sent(self, db: asyncpg.Connection, sent: list[OutgoingMessage]) -> None:
         if sent:

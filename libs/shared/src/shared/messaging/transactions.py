@@ -25,6 +25,7 @@ from shared.messaging.handlers import Delivery, apply_run, handler_runs
 from shared.messaging.inbox import claim_events
 from shared.messaging.outbox import deferring_events
 from shared.messaging.settlement import count_success, give_back, settle
+from shared.tracing.messaging import consuming
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,12 @@ class Transactions:
         """Claim every inbox key and run the handlers of the new events, in one transaction;
         per delivery, False for a duplicate. A delivery whose handler raises is appended to
         ``failed`` before the exception propagates."""
-        async with self.sessionmaker() as session, session.begin(), deferring_events(session):
+        async with (
+            consuming(self.label, batch),  # spans (shared.tracing.messaging)
+            self.sessionmaker() as session,
+            session.begin(),
+            deferring_events(session),
+        ):
             claimed = await claim_events(
                 session,
                 table=self.inbox,

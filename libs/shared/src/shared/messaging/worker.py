@@ -28,6 +28,7 @@ from shared.messaging.probe import start_probe
 from shared.messaging.relay import OutboxRelay
 from shared.runtime import settle_garbage_collector
 from shared.settings import BaseServiceSettings
+from shared.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ async def run_worker(
     engine: AsyncEngine | None = None,
     install_signal_handlers: bool = True,
 ) -> None:
-    """Run ``consumers``, ``jobs`` (with each consumer's inbox pruning) and, when ``outbox``
-    is given, its relay, until ``stop`` is set (or SIGTERM/SIGINT arrives). Topology is
-    declared before anything is consumed; the jobs start at once, broker or not."""
+    """Run ``consumers``, ``jobs`` (with each consumer's inbox pruning and depth reading) and,
+    when ``outbox`` is given, its relay, until ``stop`` is set (or SIGTERM/SIGINT arrives).
+    Topology is declared before anything is consumed; the jobs start at once, broker or not."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
@@ -59,7 +60,13 @@ async def run_worker(
         )
         for c in consumers
     ]
-    periodic = PeriodicJobs([*jobs, *(consumer.inbox_pruning() for consumer in running)])
+    periodic = PeriodicJobs(
+        [
+            *jobs,
+            *(consumer.inbox_pruning() for consumer in running),
+            *(consumer.depth_reading() for consumer in running),
+        ]
+    )
     relay: OutboxRelay | None = None
     probe: web.AppRunner | None = None
     try:
@@ -125,9 +132,10 @@ def serve_worker(
 
 
 def prepare_worker_process(settings: BaseServiceSettings) -> None:
-    """What a worker process does before its loop starts: logging, its CPU priority
+    """What a worker process does before its loop starts: logging, tracing, its CPU priority
     (``worker_nice`` below the apps'; lowering one's own priority needs no privilege) and its
     garbage collector (``shared.runtime``)."""
     configure_logging(settings)
+    configure_tracing(f"{settings.service_name}-worker")  # only if OTEL_* ask (shared.tracing)
     os.nice(settings.worker_nice)
     settle_garbage_collector()

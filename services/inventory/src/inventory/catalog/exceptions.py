@@ -1,15 +1,6 @@
-"""What the catalog refuses, as problem+json."""
+"""What the catalog refuses, as problem+json (an unknown sku: ``inventory.products``)."""
 
 from shared.errors import DomainError
-
-
-class ProductNotFound(DomainError):
-    status = 404
-    title = "Product not found"
-    type = "/problems/product-not-found"
-
-    def __init__(self, sku: str) -> None:
-        super().__init__(f"No product has the sku {sku}.")
 
 
 class SkuTaken(DomainError):

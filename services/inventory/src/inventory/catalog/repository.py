@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.catalog.models import Product
 from inventory.media.repository import images_of
+from inventory.products.models import Product
 from inventory.stock.models import StockItem
 
 # A product, its available stock and its images (``{id, content_type}`` in upload order).

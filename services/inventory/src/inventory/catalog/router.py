@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from inventory.catalog import public, service
+from inventory.catalog.cache import CatalogCache
 from inventory.catalog.schemas import (
-    SKU_PATTERN,
     ProductCreate,
     ProductOut,
     ProductPage,
@@ -18,7 +18,6 @@ from inventory.catalog.schemas import (
 )
 from inventory.deps import (
     AdminDep,
-    CatalogCacheDep,
     CursorQuery,
     LimitQuery,
     OptionalPrincipalDep,
@@ -26,6 +25,7 @@ from inventory.deps import (
     SessionmakerDep,
     SettingsDep,
 )
+from inventory.products.models import SKU_PATTERN
 from shared.auth import Principal
 from shared.openapi import problem_responses
 
@@ -35,6 +35,16 @@ router = APIRouter(
 )
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
+
+
+async def _catalog_cache(request: Request) -> CatalogCache:
+    cache: CatalogCache = request.app.state.catalog_cache
+    return cache
+
+
+# Here rather than in ``inventory.deps``, which every domain's routes import: only the
+# catalog knows its cache.
+CatalogCacheDep = Annotated[CatalogCache, Depends(_catalog_cache)]
 
 # What an admin sees may differ from the public view (inactive products), and must not be
 # stored by a shared cache.

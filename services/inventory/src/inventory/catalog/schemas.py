@@ -16,9 +16,8 @@ from pydantic import (
 )
 
 from inventory.media.schemas import ImageOut
-
-SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
-MAX_QUANTITY = 1_000_000_000  # far above any real stock, far below bigint overflow
+from inventory.products.models import SKU_PATTERN
+from inventory.stock.schemas import MAX_QUANTITY
 
 Sku = Annotated[str, StringConstraints(pattern=SKU_PATTERN)]
 ProductName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

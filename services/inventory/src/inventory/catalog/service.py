@@ -8,9 +8,8 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.catalog import repository, staleness
-from inventory.catalog.exceptions import ProductNotFound, SkuTaken, WrongCurrency
-from inventory.catalog.models import Product
+from inventory.catalog import repository
+from inventory.catalog.exceptions import SkuTaken, WrongCurrency
 from inventory.catalog.schemas import (
     MoneyIn,
     MoneyOut,
@@ -22,16 +21,15 @@ from inventory.catalog.schemas import (
 from inventory.config import InventorySettings
 from inventory.events import outbox
 from inventory.media.schemas import ImageOut, media_url
-from inventory.stock import repository as stock_repository
-from inventory.stock.models import MovementKind, StockItem
-from inventory.stock.repository import Movement
-from inventory.stock.service import low_stock_events
+from inventory.products import staleness
+from inventory.products.exceptions import ProductNotFound
+from inventory.products.models import Product
+from inventory.stock import service as stock
 from shared.contracts.inventory import ProductUpserted
 from shared.contracts.money import Money
 from shared.messaging import Envelope
 
 PRODUCTS_CURSOR = "inventory.products"
-INITIAL_STOCK_REASON = "initial stock"
 
 
 def product_out(
@@ -95,31 +93,13 @@ async def create_product(
         except IntegrityError:
             raise SkuTaken(data.sku) from None
         staleness.mark_stale(session, [data.sku])  # list pages show it from now on
-        # A new product starts with its alarm in the state its stock implies: creation is
-        # not a crossing, so it emits no stock_low of its own.
-        session.add(
-            StockItem(
-                sku=data.sku,
-                on_hand=data.initial_stock,
-                reserved=0,
-                low_stock_alerted=data.initial_stock <= data.reorder_point,
-            )
+        await stock.open_stock(
+            session=session,
+            sku=data.sku,
+            on_hand=data.initial_stock,
+            reorder_point=data.reorder_point,
+            actor=actor,
         )
-        await session.flush()
-        if data.initial_stock:
-            await stock_repository.record_movements(
-                session,
-                [
-                    Movement(
-                        data.sku,
-                        MovementKind.ADJUSTMENT,
-                        data.initial_stock,
-                        0,
-                        INITIAL_STOCK_REASON,
-                        actor,
-                    )
-                ],
-            )
         await outbox.add(session, _upserted(product))
         await session.refresh(product)
     return product_out(product, data.initial_stock)
@@ -166,8 +146,8 @@ async def update_product(
         if after[-1] != before[-1]:
             # A new reorder point can put the product under it (or lift it out): that is a
             # crossing too.
-            locked = await stock_repository.lock_stock(session, skus=[sku])
-            events.extend(Envelope.new(e) for e in low_stock_events(locked))
+            low = await stock.recheck_low_stock(session=session, sku=sku)
+            events.extend(Envelope.new(event) for event in low)
         await outbox.add_many(session, events)
         await session.flush()
         await session.refresh(product)

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.catalog import repository as catalog_repository
-from inventory.catalog import staleness
-from inventory.catalog.exceptions import ProductNotFound
 from inventory.media import repository
 from inventory.media.exceptions import ACCEPTED_TYPES, MediaNotFound, UnsupportedMediaType
 from inventory.media.models import ProductMedia
 from inventory.media.schemas import MediaOut, media_url
 from inventory.media.storage import MediaStorage
+from inventory.products import staleness
+from inventory.products.exceptions import ProductNotFound
 
 logger = logging.getLogger(__name__)
 

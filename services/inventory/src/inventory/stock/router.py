@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from inventory.catalog.schemas import SKU_PATTERN
 from inventory.deps import AdminDep, CursorQuery, LimitQuery, SessionDep, SettingsDep
+from inventory.products.models import SKU_PATTERN
 from inventory.stock import service
 from inventory.stock.schemas import StockAdjustmentIn, StockOut, StockPage
 from shared.openapi import problem_responses

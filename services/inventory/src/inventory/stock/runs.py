@@ -1,16 +1,16 @@
-"""A run of the order saga's events applied at once, in the consumer's transaction.
+"""The order saga's steps on stock, applied a run at a time in the consumer's transaction.
 
-Under load the reservations consumer hands over runs of deliveries. Applied one by one,
-each reservation and each confirmation is two statements; here a run of them is three
-(claim and lock, lock stock, write), with the same decisions as ``reservations``, made in
-delivery order on the locked rows held in memory: an order sees the stock the orders before
-it in the run left, and the low-stock rule runs after each reservation, as it would alone.
+The reservations consumer hands over runs of deliveries (one, under light load). A run's
+creations and confirmations are three statements in all (claim and lock, lock stock, write),
+the decisions made in delivery order on the locked rows held in memory: an order sees the
+stock the orders before it in the run left, and the low-stock rule runs after each
+reservation, as it would alone.
 
 A segment of the run is applied together while its orders are distinct. A cancellation, or a
 second event for an order of the segment, closes it: the segment is written, then the
-cancellation (rare, with tombstones and returns of its own) goes through ``cancel_order``
-and the repeated order starts the next segment, so every event still sees what the ones
-before it did.
+cancellation (rare, with tombstones and returns of its own) goes through
+``releases.cancel_order`` and the repeated order starts the next segment, so every event
+still sees what the ones before it did.
 """
 
 from __future__ import annotations
@@ -25,32 +25,33 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from inventory.events import outbox
-from inventory.stock import repository
+from inventory.stock import metrics
 from inventory.stock.models import MovementKind, ReservationStatus
-from inventory.stock.repository import (
-    LockedLine,
-    Movement,
-    ReservedQuantity,
-    StockChange,
-    StockLevel,
-)
-from inventory.stock.reservations import (
-    PAID,
-    PAID_AFTER_EXPIRY,
-    OrderLine,
-    cancel_order,
-    caused_events,
-    commit_failed,
-    low_stock_events,
-    note_retaken,
-    retake_shortfall,
-    shortfall,
-)
+from inventory.stock.releases import cancel_order
+from inventory.stock.repository import claims
+from inventory.stock.repository.writes import Movement, ReservedQuantity, StockChange, write_stock
+from inventory.stock.rows import LockedLine, StockLevel
+from inventory.stock.rules import FailureReason, low_stock_events, retake_shortfall, shortfall
 from shared.contracts.base import EventPayload
-from shared.contracts.inventory import ReservedLine, StockReservationFailed, StockReserved
+from shared.contracts.inventory import (
+    ReservedLine,
+    StockCommitFailed,
+    StockReservationFailed,
+    StockReserved,
+)
 from shared.messaging import Envelope
 
 logger = logging.getLogger(__name__)
+
+# The ledger's reasons for the two ways a confirmation commits stock.
+PAID = "paid"
+PAID_AFTER_EXPIRY = "paid_after_expiry"
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    quantity: int
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class _Effects:
     events: list[Envelope] = field(default_factory=list)
 
     def emit(self, cause: Envelope, payloads: Sequence[EventPayload]) -> None:
-        self.events.extend(caused_events(cause, payloads))
+        self.events.extend(cause.caused(payload) for payload in payloads)
 
 
 async def _apply_segment(
@@ -119,7 +120,7 @@ async def _apply_segment(
     if not segment:
         return
     wanted = {step.order_id: _wanted(step.lines) for step in segment if isinstance(step, Reserve)}
-    run = await repository.claim_and_lock(
+    run = await claims.claim_and_lock(
         session,
         new_orders={order_id: list(quantities) for order_id, quantities in wanted.items()},
         ttl=ttl,
@@ -137,7 +138,7 @@ async def _apply_segment(
             StockChange(sku, effects.on_hand[sku], effects.reserved[sku], level.low_stock_alerted)
             for sku, level in sorted(touched.items())
         ]
-        await repository.write_run(
+        await write_stock(
             session,
             changes=changes,
             lines=effects.lines,
@@ -157,11 +158,11 @@ def _wanted(lines: Sequence[OrderLine]) -> Counter[str]:
 def _reserve(
     step: Reserve,
     wanted: Counter[str],
-    run: repository.ClaimedRun,
+    run: claims.ClaimedRun,
     effects: _Effects,
     touched: dict[str, StockLevel],
 ) -> None:
-    """``reserve_order``'s decision for one order of the run, on the run's locked rows."""
+    """Reserve every line of the order or none, on the run's locked rows, and say so."""
     order_id = step.order_id
     if order_id not in run.claimed:
         # Created before (a repeat under another event id) or cancelled before it arrived.
@@ -195,11 +196,15 @@ def _reserve(
 
 def _commit(
     step: Commit,
-    run: repository.ClaimedRun,
+    run: claims.ClaimedRun,
     effects: _Effects,
     touched: dict[str, StockLevel],
 ) -> None:
-    """``commit_order``'s decision for one order of the run."""
+    """The order is paid: its reserved quantities leave on hand.
+
+    A reservation the sweeper expired takes its stock again if it is still available;
+    otherwise it ends ``commit_failed`` and ``stock_commit_failed`` tells orders to refund.
+    """
     order_id = step.order_id
     status = run.held.get(order_id)
     lines = run.lines.get(order_id, [])
@@ -211,7 +216,10 @@ def _commit(
             return
         # Taken again from available: the reserved quantity was released at expiry.
         _take(order_id, lines, effects, touched, reserved=False)
-        note_retaken(order_id)
+        logger.warning(
+            "order %s confirmed after its reservation expired: stock taken again", order_id
+        )
+        metrics.RETAKEN.inc()
         levels = {line.stock.sku: line.stock for line in lines}
         effects.emit(step.cause, low_stock_events(levels.values()))
         return
@@ -253,3 +261,17 @@ def _take(
             )
         )
     effects.statuses[order_id] = ReservationStatus.COMMITTED
+
+
+def commit_failed(order_id: uuid.UUID, skus: Sequence[str]) -> StockCommitFailed:
+    """The event for a confirmation whose expired reservation could not be taken again."""
+    logger.warning(
+        "order %s confirmed after its reservation expired and %s sold meanwhile: "
+        "nothing committed, the order is to be refunded",
+        order_id,
+        ", ".join(skus),
+    )
+    metrics.COMMIT_FAILED.inc()
+    return StockCommitFailed(
+        order_id=order_id, reason=FailureReason.STOCK_UNAVAILABLE.value, skus=list(skus)
+    )

@@ -114,7 +114,7 @@ async def get_idempotency_record(
 # The relays are woken at commit, when the order was placed.
 INSERT_ORDER = f"""
 WITH key_lock AS (
-    SELECT pg_try_advisory_xact_lock(hashtextextended($26::text, 0)) AS acquired
+    SELECT pg_try_advisory_xact_lock(hashtextextended($27::text, 0)) AS acquired
 ),
 claimed AS (
     INSERT INTO orders.idempotency_keys AS k
@@ -154,7 +154,7 @@ order_created AS (
 )
 SELECT (SELECT acquired FROM key_lock) AS acquired,
        (SELECT count(*) FROM placed) AS placed,
-       (SELECT pg_notify($25::text, '') FROM placed) AS notified
+       (SELECT pg_notify($26::text, '') FROM placed) AS notified
 """  # noqa: S608 (the outbox's own insert, no input)
 
 

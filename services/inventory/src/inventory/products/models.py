@@ -1,4 +1,4 @@
-"""The product table."""
+"""The product table, and the sku format it enforces."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from inventory.db import Base
 
+SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
+
 
 class Product(Base):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("price_amount >= 0", name="price_not_negative"),
         CheckConstraint("reorder_point >= 0", name="reorder_point_not_negative"),
-        CheckConstraint("sku ~ '^[A-Z0-9][A-Z0-9-]{1,63}$'", name="sku_format"),
+        CheckConstraint(f"sku ~ '{SKU_PATTERN}'", name="sku_format"),
     )
 
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -1,12 +1,12 @@
 """Which products a transaction changed, and the catalog cache told once it commits.
 
 Every write that changes what a product read shows marks its skus on the session
-(``mark_stale``): product creation and edits, and the stock repository's writes, which every
-reservation, commit, release, return, expiry and adjustment goes through. When the
-transaction commits, the skus are handed to the invalidator attached to the session's
-engine (the process's catalog cache), before ``commit()`` returns to its caller: an answer
-sent after a write, or the ack of a consumed event, never precedes the invalidation. A
-rollback forgets them. Nothing here does I/O, so the repositories may call it.
+(``mark_stale``): product creation and edits, media changes, and ``write_stock``
+(``inventory.stock.repository.writes``), which every change of a stock level goes through.
+When the transaction commits, the skus are handed to the invalidator attached to the
+session's engine (the process's catalog cache), before ``commit()`` returns to its caller:
+an answer sent after a write, or the ack of a consumed event, never precedes the
+invalidation. A rollback forgets them. Nothing here does I/O, so repositories may call it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,134 @@
+"""The gateway's spans: a client span per forwarded request carrying its W3C context, the
+client's own trace headers never trusted nor forwarded, server spans named by route."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from starlette.types import Message, Scope
+
+from gateway.config import GatewaySettings
+from gateway.proxy.http1 import Http1Pool
+from gateway.proxy.routes import RouteTable
+from gateway.proxy.tracing import (
+    ClientTraceContextDropped,
+    TracedHttp1Pool,
+    span_details,
+    traced,
+)
+from gateway.proxy.upstream import UpstreamClient
+from shared.testing.tracing import in_memory_tracing
+from shared.tracing import tracer
+
+from .test_upstream_pool import ScriptedUpstream, ok
+
+CLIENT_TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    with in_memory_tracing("gateway") as exporter:
+        yield exporter
+
+
+async def test_a_forwarded_request_is_a_client_span_whose_context_the_upstream_receives(
+    spans: InMemorySpanExporter,
+) -> None:
+    async def answer(connection: int, request: int, head: bytes) -> bytes:
+        return ok()
+
+    pool = TracedHttp1Pool(
+        limit=2, keepalive_seconds=5, connect_timeout=2, read_timeout=2, total_timeout=5
+    )
+    platform_tracer = tracer()
+    assert platform_tracer is not None
+    async with ScriptedUpstream(answer) as upstream:
+        with platform_tracer.start_as_current_span("POST /api/v1/orders", kind=SpanKind.SERVER):
+            response = await pool.request(
+                upstream.origin, "POST", b"/api/v1/orders?x=1", [(b"accept", b"*/*")], b"{}"
+            )
+            assert await response.read() == b"ok"
+            response.release()
+        await pool.close()
+
+    [client] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    [server] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert client.context is not None
+    assert server.context is not None
+    assert client.parent is not None
+    assert client.parent.span_id == server.context.span_id
+    assert client.attributes is not None
+    assert client.attributes["http.response.status_code"] == 200
+    assert client.attributes["url.path"] == "/api/v1/orders"
+    [sent] = re.findall(rb"\r\ntraceparent: ([^\r]+)", upstream.requests[0])
+    expected = f"00-{client.context.trace_id:032x}-{client.context.span_id:016x}-"
+    assert sent.decode().startswith(expected)
+
+
+def test_a_clients_trace_headers_are_never_forwarded_upstream() -> None:
+    client = UpstreamClient(GatewaySettings())
+    scope: Scope = {
+        "type": "http",
+        "headers": [
+            (b"traceparent", CLIENT_TRACEPARENT),
+            (b"tracestate", b"vendor=1"),
+            (b"baggage", b"user=someone"),
+            (b"accept", b"*/*"),
+        ],
+        "client": ("127.0.0.1", 1234),
+    }
+    headers, _ = client._request_headers(scope)
+    assert {name for name, _ in headers} == {b"accept", b"x-forwarded-for", b"x-forwarded-proto"}
+
+
+async def test_the_server_span_does_not_see_a_clients_trace_context() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: object, send: object) -> None:
+        seen.append(scope)
+
+    scope: Scope = {
+        "type": "http",
+        "headers": [(b"traceparent", CLIENT_TRACEPARENT), (b"accept", b"*/*")],
+    }
+
+    async def receive() -> Message:
+        await asyncio.sleep(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        await asyncio.sleep(0)
+
+    await ClientTraceContextDropped(app)(scope, receive, send)
+    assert seen[0]["headers"] == [(b"accept", b"*/*")]
+    assert scope["headers"][0][0] == b"traceparent"  # the caller's scope is left as it was
+
+
+def test_server_spans_are_named_by_route_never_by_a_raw_path() -> None:
+    details = span_details(
+        RouteTable({"/api/v1/orders": "http://127.0.0.1:8002"}), ["/api/v1/auth/token"]
+    )
+    assert details({"method": "GET", "path": "/api/v1/orders/0190-abc"}) == (
+        "GET /api/v1/orders/{path}",
+        {"http.route": "/api/v1/orders/{path}"},
+    )
+    assert details({"method": "POST", "path": "/api/v1/auth/token"})[0] == "POST /api/v1/auth/token"
+    assert details({"method": "GET", "path": "/wp-login.php"}) == ("GET", {})
+
+
+async def test_with_tracing_off_the_stack_and_the_pool_are_the_untraced_ones() -> None:
+    async def app(scope: Scope, receive: object, send: object) -> None:
+        await asyncio.sleep(0)
+
+    assert traced(app, routes=RouteTable({}), own_paths=[]) is app
+    client = UpstreamClient(GatewaySettings())
+    await client.start()
+    try:
+        assert type(client.pool) is Http1Pool
+    finally:
+        await client.close()

@@ -1,0 +1,29 @@
+"""OpenTelemetry traces, set up from the standard ``OTEL_*`` variables alone (docs/tracing.md).
+
+Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set
+or ``OTEL_TRACES_EXPORTER`` says ``otlp``. Then ``configure_tracing`` (called once by every
+process at start) installs the SDK, an OTLP/HTTP exporter and the asyncpg and Redis
+instrumentations; ``instrument_app`` adds an app's server spans; ``shared.tracing.messaging``
+carries the context through the outbox and RabbitMQ. Off, nothing is installed and every
+helper returns at its first test.
+"""
+
+from shared.tracing.setup import (
+    configure_tracing,
+    current_trace_ids,
+    instrument_app,
+    server_spans,
+    tracer,
+    tracing_enabled,
+    tracing_wanted,
+)
+
+__all__ = [
+    "configure_tracing",
+    "current_trace_ids",
+    "instrument_app",
+    "server_spans",
+    "tracer",
+    "tracing_enabled",
+    "tracing_wanted",
+]

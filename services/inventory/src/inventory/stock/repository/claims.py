@@ -1,0 +1,157 @@
+"""Reservations claimed: a run's new ones inserted and its confirmed ones locked, with the
+stock rows they need; a cancellation's tombstone.
+
+The reservation's primary key decides a claim: two deliveries of one order racing each
+other cannot both reserve (a concurrent insert of the same key waits, then conflicts).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from inventory.stock.models import ReservationStatus
+from inventory.stock.rows import LockedLine, StockLevel
+from shared.db import driver_connection
+
+# One round trip: the new orders' reservations inserted, and the confirmed orders'
+# reservations locked. Claims come first, in order id order, like the locks.
+CLAIM_AND_LOCK_RESERVATIONS = """
+WITH claimed AS (
+    INSERT INTO inventory.reservations (order_id, status, expires_at)
+    SELECT id, $2::text, now() + $3::interval FROM unnest($1::uuid[]) AS id ORDER BY id
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING order_id, status, expires_at
+), held AS (
+    SELECT order_id, status, expires_at FROM inventory.reservations
+    WHERE order_id = ANY($4::uuid[])
+    ORDER BY order_id
+    FOR UPDATE
+)
+SELECT true AS claimed, order_id, status, expires_at FROM claimed
+UNION ALL
+SELECT false AS claimed, order_id, status, expires_at FROM held
+"""
+
+# One round trip: the stock rows of the skus wanted and of the lines of the reservations
+# named, locked in sku order, each with those lines. The lines are looked up order by order
+# (an index probe each), whatever the planner believes of the table: `order_id = ANY($2)`,
+# or a plain join, let the generic plan of a table never analyzed yet scan every line, a
+# cost growing with the table (seen after a burst of orders).
+LOCK_STOCK_WITH_LINES = """
+WITH line AS (
+    SELECT l.order_id, l.sku, l.quantity
+    FROM unnest($2::uuid[]) AS r(order_id)
+    CROSS JOIN LATERAL (
+        SELECT order_id, sku, quantity FROM inventory.reservation_lines
+        WHERE order_id = r.order_id
+        OFFSET 0  -- kept apart: an index probe per order, never a scan of every line
+    ) AS l
+), wanted AS (
+    SELECT unnest($1::text[]) AS sku
+    UNION
+    SELECT sku FROM line
+)
+SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point,
+       ARRAY(SELECT line.order_id FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
+           AS line_orders,
+       ARRAY(SELECT line.quantity FROM line WHERE line.sku = s.sku ORDER BY line.order_id)
+           AS line_quantities
+FROM wanted
+JOIN inventory.stock_items AS s ON s.sku = wanted.sku
+JOIN inventory.products AS p ON p.sku = s.sku
+ORDER BY s.sku
+FOR UPDATE OF s
+"""
+
+# The statuses a confirmation can commit from: a live reservation, or one the sweeper
+# released after its TTL (its stock is taken again if it is still there). Their lines are
+# locked with their stock rows.
+COMMITTABLE = (ReservationStatus.RESERVED, ReservationStatus.EXPIRED)
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """What ``claim_and_lock`` found: the claims won with their deadlines, the statuses of
+    the reservations named (locked), and the stock rows locked with the lines of those
+    reservations a confirmation can commit."""
+
+    claimed: dict[uuid.UUID, datetime]
+    held: dict[uuid.UUID, ReservationStatus]
+    levels: dict[str, StockLevel]
+    lines: dict[uuid.UUID, list[LockedLine]]  # by order, in sku order
+
+
+async def claim_and_lock(
+    session: AsyncSession,
+    *,
+    new_orders: Mapping[uuid.UUID, Iterable[str]],
+    ttl: timedelta,
+    held: Iterable[uuid.UUID],
+) -> ClaimedRun:
+    """Claim a reservation for each of ``new_orders`` (order id → skus wanted), lock the
+    reservations ``held``, and lock every stock row the claims won want or the lines of a
+    held reservation in a ``COMMITTABLE`` status hold, with those lines."""
+    db = await driver_connection(session)
+    reservations = await db.fetch(
+        CLAIM_AND_LOCK_RESERVATIONS,
+        sorted(new_orders),
+        ReservationStatus.RESERVED.value,
+        ttl,
+        sorted(set(held)),
+    )
+    claimed = {row["order_id"]: row["expires_at"] for row in reservations if row["claimed"]}
+    statuses = {
+        row["order_id"]: ReservationStatus(row["status"])
+        for row in reservations
+        if not row["claimed"]
+    }
+    wanted = sorted({sku for order_id in claimed for sku in new_orders[order_id]})
+    committable = sorted(order_id for order_id, status in statuses.items() if status in COMMITTABLE)
+    rows = await db.fetch(LOCK_STOCK_WITH_LINES, wanted, committable)
+    levels: dict[str, StockLevel] = {}
+    lines: dict[uuid.UUID, list[LockedLine]] = {}
+    for row in rows:
+        level = levels[row["sku"]] = StockLevel.from_row(row)
+        for order_id, quantity in zip(row["line_orders"], row["line_quantities"], strict=True):
+            lines.setdefault(order_id, []).append(LockedLine(order_id, quantity, level))
+    return ClaimedRun(claimed, statuses, levels, lines)
+
+
+# One round trip: the reservation inserted (the primary key decides), then, only if it
+# was, the stock rows of $4 locked in sku order; the outer join yields one row even when
+# nothing is locked, to say whether the claim won. A tombstone names no stock.
+CLAIM_RESERVATION_LOCKING_STOCK = """
+WITH claimed AS (
+    INSERT INTO inventory.reservations (order_id, status, expires_at)
+    VALUES ($1::uuid, $2::text, now() + $3::interval)
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING order_id, expires_at
+), locked AS (
+    SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point
+    FROM inventory.stock_items AS s
+    JOIN inventory.products AS p ON p.sku = s.sku
+    WHERE s.sku = ANY($4::text[]) AND EXISTS (SELECT FROM claimed)
+    ORDER BY s.sku
+    FOR UPDATE OF s
+)
+SELECT EXISTS (SELECT FROM claimed) AS claimed, (SELECT expires_at FROM claimed) AS expires_at,
+       locked.*
+FROM (VALUES (true)) AS one (always)
+LEFT JOIN locked ON true
+ORDER BY locked.sku
+"""
+
+
+async def claim_tombstone(session: AsyncSession, *, order_id: uuid.UUID) -> bool:
+    """Insert a ``cancelled`` reservation for an order that has none yet (its cancellation
+    overtook its creation, which will then reserve nothing); whether it was inserted."""
+    db = await driver_connection(session)
+    rows = await db.fetch(
+        CLAIM_RESERVATION_LOCKING_STOCK, order_id, ReservationStatus.CANCELLED.value, None, []
+    )
+    return bool(rows[0]["claimed"])

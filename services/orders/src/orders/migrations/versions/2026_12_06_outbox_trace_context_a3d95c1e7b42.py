@@ -1,0 +1,34 @@
+"""Outbox rows keep the trace context of the transaction that wrote them.
+
+The relay sends it in the message's AMQP headers (traceparent, tracestate), so a consumer
+continues the trace (docs/tracing.md). NULL when tracing is off.
+
+Revision ID: a3d95c1e7b42
+Revises: 8b3e5f1a7c20
+Created: 2026-12-06 00:40:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "a3d95c1e7b42"
+down_revision: str | None = "8b3e5f1a7c20"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SCHEMA = "orders"
+
+
+def upgrade() -> None:
+    op.add_column(
+        "outbox",
+        sa.Column("trace_context", postgresql.JSONB(), nullable=True),
+        schema=SCHEMA,
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("outbox", "trace_context", schema=SCHEMA)
