@@ -91,7 +91,7 @@ replicas: seed replicas-lb ## Two of every process behind HAProxy on :8000, a re
 	@echo ""
 	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/python -m infra.replicas.supervisor $(REPLICAS_DIR)/Procfile
 
-replicas-test: check-servers ## Kill, drain and restart replicas under load behind HAProxy, then check the books (~4 min)
+replicas-test: check-servers ## Kill, drain and restart replicas under load behind HAProxy, then check the books (~5 min)
 	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || true
 	$(BIN)/pytest -m replicas tests/replicas $(PYTEST_ARGS)
 

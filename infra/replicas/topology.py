@@ -11,6 +11,10 @@ One layout serves ``make replicas`` (fixed ports, below) and the replica tests (
   orders and payments on 80n1-80n3; its workers' probes are on 81n1-81n3.
 - HAProxy's statistics (per server: state, requests, retries, redispatches) are on 8404.
 
+HAProxy keeps the clients' connections alive but opens one connection per request to a
+replica (``option http-server-close``): no idle connection to a replica exists for it to
+close under a request HAProxy has just sent (docs/replicas.md, "a cut without an answer").
+
 Readiness: every server is checked with ``GET /health/ready`` (a gateway on its internal
 port) every second; one failure takes it out, two successes put it back. A replica that is
 draining has closed its listening socket, so its check fails at once and a connection
@@ -148,9 +152,16 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
-    # Longer than the gateway keeps an idle upstream connection (4 s): HAProxy never closes
-    # one the gateway is about to reuse.
+    # Clients keep their connection to HAProxy alive; HAProxy closes its idle one first only
+    # after they have (the gateway's upstream pool 4 s, a client's such as httpx's 5 s).
     timeout http-keep-alive 10s
+    # One connection per request to the replica, closed after the answer. Kept alive, an idle
+    # server connection is closed by the replica (uvicorn's keep-alive timeout, a drain)
+    # whenever it chooses, and if HAProxy has just sent a request on it, HAProxy hands the
+    # failure to the client of a kept-alive connection by closing that connection without an
+    # answer (for it to retry): a POST without an Idempotency-Key is then cut, unlogged.
+    # A fresh connection fails only by refusal (redispatched) or by the replica dying.
+    option http-server-close
     # A refused or failed connection is tried again, on the other replica (redispatch).
     retries 3
     option redispatch 1

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from tests.harness.platform import ROOT, Platform
+from tests.harness.retrying import RETRIED_STATUSES
 
 ADDRESS = {
     "name": "Grace Hopper",
@@ -93,16 +94,23 @@ class Storefront:
         return Shopper(email=email, user_id=me.json()["id"], access_token=token)
 
     async def new_customer(self) -> Shopper:
-        """Register and log in. A registration answered 503 is sent again; a 409 then means
-        the first one went through."""
+        """Register and log in. A registration answered "unavailable" (502-504), or cut
+        without an answer (a replica that died under it), is sent again: the email is
+        unique, so a 409 then means the first one went through."""
         email = new_email()
+        failure = ""
         for attempt in range(COMMAND_ATTEMPTS):
-            reply = await self.register(email)
-            if reply.status_code == 201 or (attempt and reply.status_code == 409):
-                return await self.login(email)
-            assert reply.status_code == 503, reply.text
+            try:
+                reply = await self.register(email)
+            except httpx.TransportError as exc:
+                failure = repr(exc)
+            else:
+                if reply.status_code == 201 or (attempt and reply.status_code == 409):
+                    return await self.login(email)
+                assert reply.status_code in RETRIED_STATUSES, reply.text
+                failure = reply.text
             await asyncio.sleep(0.5)
-        raise AssertionError(f"registration kept failing: {reply.text}")
+        raise AssertionError(f"registration kept failing: {failure}")
 
     async def create_product(
         self, admin: Shopper, *, stock: int, price: int = 1999, sku: str | None = None

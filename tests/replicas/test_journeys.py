@@ -2,8 +2,9 @@
 
 The journeys are imported, so pytest collects them here too, where ``platform`` is the
 replicas (``tests/replicas/conftest.py``): every request goes through the load balancer to
-either gateway and on to either replica of a service. The sixty-buyer race is left out: its
-sixty logins from one address would need the login limit the limit test lowers.
+either gateway and on to either replica of a service, the sixty buyers racing for the last
+ten units too (their sixty logins from one address stay under the login limit the limit
+test lowers, ``tests.replicas.harness.LOGIN_LIMIT``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.e2e.test_access import (  # noqa: F401 (collected here)
 )
 from tests.e2e.test_concurrency_and_retries import (  # noqa: F401 (collected here)
     test_retrying_an_order_with_its_idempotency_key_places_it_once,
+    test_sixty_buyers_race_for_the_last_ten_units_and_exactly_ten_are_confirmed,
 )
 from tests.e2e.test_shopping import (  # noqa: F401 (collected here)
     test_a_declined_card_cancels_the_order_and_puts_the_stock_back,

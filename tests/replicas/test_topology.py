@@ -41,6 +41,8 @@ def test_the_gateways_are_checked_on_their_internal_port_and_services_on_their_o
     assert "server orders-2 127.0.0.1:8022 check\n" in config
     # L7 retries (after the request was sent) only for what is safe to repeat.
     assert config.count("http-request disable-l7-retry if !METH_GET !METH_HEAD") == 4
+    # No idle connection to a replica, which the replica could close under a request.
+    assert "option http-server-close" in config
 
 
 def test_the_procfile_runs_haproxy_and_every_replica(tmp_path: Path) -> None:
