@@ -77,10 +77,11 @@ async def test_a_post_without_key_is_answered_though_replicas_close_kept_connect
         _load_balancer(tmp_path) as layout,
         httpx.AsyncClient(base_url=layout.gateway_url, timeout=10) as client,
     ):
-        async with asyncio.timeout(UP_SECONDS):  # the stand-ins in rotation
+        async with asyncio.timeout(UP_SECONDS):  # HAProxy listening, the stand-ins in rotation
             while True:
-                if (await client.get("/health/ready")).status_code == 200:
-                    break
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/health/ready")).status_code == 200:
+                        break
                 await asyncio.sleep(0.2)
         answers = []
         for n in range(REQUESTS):  # on the client's one kept-alive connection
