@@ -34,8 +34,8 @@ def wrap(app: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:
 class ComposedStackApp(FastAPI):
     """FastAPI whose stack is what ``compose_stack`` makes of the one FastAPI builds."""
 
-    def compose_stack(self, full: ASGIApp, user_middleware: Sequence[Middleware]) -> ASGIApp:
-        """The stack to serve: ``full`` is FastAPI's own, ``user_middleware`` what the app
+    def compose_stack(self, full: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:
+        """The stack to serve: ``full`` is FastAPI's own, ``middleware`` what the app
         was given, outermost first."""
         return full
 

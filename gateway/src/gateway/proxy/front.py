@@ -76,8 +76,8 @@ class ProxyFirst:
 class GatewayApp(ComposedStackApp):
     """FastAPI, with the proxied paths dispatched before FastAPI's own middleware."""
 
-    def compose_stack(self, full: ASGIApp, user_middleware: Sequence[Middleware]) -> ASGIApp:
-        kept = [m for m in user_middleware if m.cls not in DONE_BY_THE_PROXY]
+    def compose_stack(self, full: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:
+        kept = [m for m in middleware if m.cls not in DONE_BY_THE_PROXY]
         runtime = self.state.runtime
         stack = ProxyFirst(
             full=full,

@@ -77,3 +77,15 @@ def create_inbox_pruning_index(schema: str) -> None:
 
 def drop_inbox_pruning_index(schema: str) -> None:
     op.drop_index(_INBOX_PRUNING, table_name=INBOX, schema=schema)
+
+
+def add_outbox_trace_context(schema: str) -> None:
+    """The writing transaction's trace context (``OutboxMixin.trace_context``), NULL when
+    tracing is off: the relay sends it in the message's AMQP headers (docs/tracing.md)."""
+    op.add_column(
+        OUTBOX, sa.Column("trace_context", postgresql.JSONB(), nullable=True), schema=schema
+    )
+
+
+def drop_outbox_trace_context(schema: str) -> None:
+    op.drop_column(OUTBOX, "trace_context", schema=schema)

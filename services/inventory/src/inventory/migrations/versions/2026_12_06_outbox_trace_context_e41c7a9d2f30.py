@@ -10,9 +10,7 @@ Created: 2026-12-06 00:40:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
-from sqlalchemy.dialects import postgresql
+from shared.messaging.tables import add_outbox_trace_context, drop_outbox_trace_context
 
 revision: str = "e41c7a9d2f30"
 down_revision: str | None = "b7e3f19a2c64"
@@ -23,12 +21,8 @@ SCHEMA = "inventory"
 
 
 def upgrade() -> None:
-    op.add_column(
-        "outbox",
-        sa.Column("trace_context", postgresql.JSONB(), nullable=True),
-        schema=SCHEMA,
-    )
+    add_outbox_trace_context(SCHEMA)
 
 
 def downgrade() -> None:
-    op.drop_column("outbox", "trace_context", schema=SCHEMA)
+    drop_outbox_trace_context(SCHEMA)
