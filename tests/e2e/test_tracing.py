@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -87,24 +88,45 @@ class Placed:
     shopper: Shopper
 
 
-async def _place_one_order(platform: TracedPlatform, db: asyncpg.Connection) -> Placed:
+async def _stocked_product(platform: TracedPlatform, db: asyncpg.Connection) -> tuple[Shopper, str]:
+    """A new admin and a product with stock whose price orders has learnt (from an event)."""
     async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
         shop = Storefront(client)
         email = new_email("admin")
         await asyncio.to_thread(create_admin, platform, email)
         admin = await shop.login(email)
         sku = await shop.create_product(admin, stock=5)
-        async with asyncio.timeout(SPANS_SECONDS):  # the price replica learns it from an event
-            while True:
-                if await db.fetchval("SELECT 1 FROM orders.catalog_prices WHERE sku = $1", sku):
-                    break
-                await asyncio.sleep(0.1)
+    async with asyncio.timeout(SPANS_SECONDS):
+        while True:
+            if await db.fetchval("SELECT 1 FROM orders.catalog_prices WHERE sku = $1", sku):
+                return admin, sku
+            await asyncio.sleep(0.1)
+
+
+async def _place_one_order(platform: TracedPlatform, db: asyncpg.Connection) -> Placed:
+    admin, sku = await _stocked_product(platform, db)
+    async with httpx.AsyncClient(base_url=platform.gateway, timeout=60) as client:
+        shop = Storefront(client)
         shopper = await shop.new_customer()
         placed = await shop.place_order(shopper, {sku: 1})
         assert placed.status_code == 202, placed.text
         order = await shop.wait_settled(shopper, placed.json()["id"])
         assert order["status"] == "confirmed", platform.logs()
         return Placed(order["id"], admin, shopper)
+
+
+async def _stored_traceparents(db: asyncpg.Connection, order_id: str) -> list[str]:
+    """The trace context every outbox row of the order stores, in every schema."""
+    stored: list[str] = []
+    for schema in ("orders", "inventory", "payments"):
+        rows = await db.fetch(
+            f"SELECT trace_context FROM {schema}.outbox "  # noqa: S608 (our schemas)
+            "WHERE body->'data'->>'order_id' = $1",
+            order_id,
+        )
+        assert rows, schema
+        stored += [json.loads(row["trace_context"])["traceparent"] for row in rows]
+    return stored
 
 
 class Trace:
@@ -253,3 +275,49 @@ def _texts(span: ReceivedSpan) -> list[str]:
 
 def _flat(value: Any) -> str:
     return json.dumps(value, default=str) if not isinstance(value, str) else value
+
+
+async def test_an_order_whose_trace_is_not_sampled_leaves_no_span_and_carries_its_context_on(
+    traced_platform: TracedPlatform, receiver: OtlpReceiver, traced_db: asyncpg.Connection
+) -> None:
+    """Sent straight to the orders service with a ``traceparent`` whose sampled flag is off
+    (as the gateway sends the requests it does not sample), the order's saga runs to the end,
+    no process exports a span of it, and every event of it carries the trace on, unsampled:
+    no process downstream starts a trace of its own."""
+    _, sku = await _stocked_product(traced_platform, traced_db)
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-00"
+    async with httpx.AsyncClient(base_url=traced_platform.gateway, timeout=60) as client:
+        shopper = await Storefront(client).new_customer()
+    async with httpx.AsyncClient(
+        base_url=traced_platform.url("orders"), timeout=60, headers={"traceparent": traceparent}
+    ) as direct:
+        shop = Storefront(direct)
+        placed = await shop.place_order(shopper, {sku: 1})
+        assert placed.status_code == 202, placed.text
+        order = await shop.wait_settled(shopper, placed.json()["id"])
+    assert order["status"] == "confirmed", traced_platform.logs()
+
+    stored = await _stored_traceparents(traced_db, order["id"])
+    assert len(stored) >= 4  # order_created, payment_requested, stock_reserved, succeeded...
+    for sent in stored:
+        assert re.fullmatch(f"00-{trace_id}-[0-9a-f]{{16}}-00", sent), sent
+
+    # A sampled order placed after it arrives whole: by then each process has exported what it
+    # did before, and none of it is in the unsampled order's trace.
+    later = await _place_one_order(traced_platform, traced_db)
+    later_trace_ids = {
+        sent.split("-")[1] for sent in await _stored_traceparents(traced_db, later.order_id)
+    }
+    [later_trace_id] = later_trace_ids
+    async with asyncio.timeout(SPANS_SECONDS):
+        while True:
+            arrived = {
+                (s.service, s.kind, s.name)
+                for s in receiver.spans()
+                if s.trace_id == later_trace_id
+            }
+            if HOPS[-1] in arrived:
+                break
+            await asyncio.sleep(0.2)
+    assert [s for s in receiver.spans() if s.trace_id == trace_id] == []

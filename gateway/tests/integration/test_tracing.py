@@ -8,8 +8,9 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from starlette.types import Message, Scope
 
 from gateway.config import GatewaySettings
@@ -23,7 +24,7 @@ from gateway.proxy.tracing import (
 )
 from gateway.proxy.upstream import UpstreamClient
 from shared.testing.tracing import in_memory_tracing
-from shared.tracing import tracer
+from shared.tracing import tracer, untraced
 
 from .test_upstream_pool import ScriptedUpstream, ok
 
@@ -68,6 +69,29 @@ async def test_a_forwarded_request_is_a_client_span_whose_context_the_upstream_r
     [sent] = re.findall(rb"\r\ntraceparent: ([^\r]+)", upstream.requests[0])
     expected = f"00-{client.context.trace_id:032x}-{client.context.span_id:016x}-"
     assert sent.decode().startswith(expected)
+
+
+async def test_a_request_whose_trace_is_not_sampled_gets_no_client_span_but_sends_its_context(
+    spans: InMemorySpanExporter,
+) -> None:
+    async def answer(connection: int, request: int, head: bytes) -> bytes:
+        return ok()
+
+    pool = TracedHttp1Pool(
+        limit=2, keepalive_seconds=5, connect_timeout=2, read_timeout=2, total_timeout=5
+    )
+    trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    unsampled = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(0)))
+    async with ScriptedUpstream(answer) as upstream:
+        with untraced(trace.set_span_in_context(unsampled)):  # as an unsampled request runs
+            response = await pool.request(upstream.origin, "GET", b"/api/v1/orders", [], b"")
+            assert await response.read() == b"ok"
+            response.release()
+        await pool.close()
+
+    assert spans.get_finished_spans() == ()
+    [sent] = re.findall(rb"\r\ntraceparent: ([^\r]+)", upstream.requests[0])
+    assert sent.decode() == f"00-{trace_id:032x}-{span_id:016x}-00"
 
 
 def test_a_clients_trace_headers_are_never_forwarded_upstream() -> None:

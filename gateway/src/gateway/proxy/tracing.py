@@ -7,10 +7,13 @@
   sampling nor graft its requests onto a trace of its choosing.
 - A client span per forwarded request (``TracedHttp1Pool``), its W3C context injected into
   the upstream request's headers; the span ends when the upstream's answer's head arrives.
+  A request whose trace is not sampled gets no client span: its server span's context,
+  sampled flag off, is what travels upstream (``shared.tracing.unsampled``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
@@ -21,11 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.proxy.http1 import Http1Pool, Origin, UpstreamResponse
 from gateway.proxy.routes import RouteTable
-from shared.tracing import server_spans, tracer, tracing_enabled
+from shared.tracing import sampled, server_spans, tracer, tracing_enabled
 from shared.tracing.messaging import carrier_of
 from shared.tracing.setup import SpanDetails
 
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+_UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 def traced(app: ASGIApp, *, routes: RouteTable, own_paths: Collection[str]) -> ASGIApp:
@@ -98,6 +102,8 @@ class TracedHttp1Pool(Http1Pool):
 
     @staticmethod
     def _span(origin: Origin, method: str, target: bytes) -> Any:
+        if sampled() is False:
+            return _UNTRACED
         platform_tracer = tracer()
         assert platform_tracer is not None  # the pool is built only when tracing is on
         path = target.split(b"?", 1)[0].decode("latin-1")
@@ -120,7 +126,9 @@ def _with_context(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     return [*headers, *added]
 
 
-def _answered(span: trace.Span, response: UpstreamResponse) -> None:
+def _answered(span: trace.Span | None, response: UpstreamResponse) -> None:
+    if span is None:
+        return
     span.set_attribute("http.response.status_code", response.status)
     if response.status >= 500:
         span.set_status(Status(StatusCode.ERROR))

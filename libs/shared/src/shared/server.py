@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings
-from shared.tracing import configure_tracing, instrument_app
+from shared.tracing import configure_tracing, traced_app
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
 
@@ -21,9 +21,8 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> No
     configure_logging(settings)
     configure_tracing(settings.service_name)  # only if OTEL_* ask for it (shared.tracing)
     app = create_app(settings)
-    instrument_app(app)
     uvicorn.run(
-        app,
+        traced_app(app),  # server spans only if tracing is on
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the handlers configure_logging installed

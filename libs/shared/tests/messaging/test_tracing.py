@@ -6,14 +6,17 @@ Spans go to the SDK's in-memory exporter; the broker and database are the real o
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 
 import aio_pika
 import pytest
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +24,7 @@ from shared.contracts.inventory import StockLow
 from shared.messaging import BatchHandler, Envelope
 from shared.messaging.dlq import replay
 from shared.testing.tracing import in_memory_tracing
-from shared.tracing import setup
+from shared.tracing import setup, untraced
 
 from .conftest import Effect, Harness, OutboxEvent, wait_until
 from .test_batching import GatedScenario
@@ -95,6 +98,42 @@ async def test_an_event_and_the_event_it_causes_continue_the_trace_that_wrote_th
         if s.kind is SpanKind.CLIENT and parent_of(s) == first_process.context.span_id
     ]
     assert statements
+
+
+async def test_an_event_no_sampled_trace_follows_is_relayed_and_handled_untraced_context_kept(
+    harness: Harness, spans: InMemorySpanExporter
+) -> None:
+    name = "unsampled"
+    record = harness.recording_handler(name)
+    instrumented: list[bool] = []
+
+    async def handle(session: AsyncSession, event: Envelope) -> None:
+        instrumented.append(is_instrumentation_enabled())
+        await record(session, event)
+        if event.payload(StockLow).sku != FOLLOW_UP_SKU:
+            follow_up = event.caused(StockLow(sku=FOLLOW_UP_SKU, available=0, reorder_point=1))
+            await harness.outbox.add(session, follow_up)
+
+    await harness.consumer(name, handle)
+    trace_id = uuid.uuid4().hex
+    request = NonRecordingSpan(
+        SpanContext(int(trace_id, 16), 0x42, is_remote=True, trace_flags=TraceFlags(0))
+    )
+    with untraced(trace.set_span_in_context(request)):  # as an unsampled request runs
+        await harness.emit(1)
+    await harness.relay()
+    await wait_until(lambda: harness.applied(name, 2), what="the event and its follow-up")
+
+    # Handled with the instrumentations quiet; no span at all: no publish, process, statement.
+    assert instrumented == [False, False]
+    assert spans.get_finished_spans() == ()
+    # Both rows, the request's and its follow-up's, carry the trace on with its flag off.
+    async with harness.sessionmaker() as session:
+        stored = (await session.scalars(select(OutboxEvent.trace_context))).all()
+    ours = [c["traceparent"] for c in stored if c is not None and trace_id in c["traceparent"]]
+    assert len(ours) == 2, stored
+    for traceparent in ours:
+        assert re.fullmatch(f"00-{trace_id}-[0-9a-f]{{16}}-00", traceparent), traceparent
 
 
 async def test_the_trace_context_travels_in_the_message_headers_not_in_its_body(

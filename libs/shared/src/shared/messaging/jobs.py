@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from shared.messaging import metrics
+from shared.tracing import untraced
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class PeriodicJobs:
         while not self._stop.is_set():
             started = time.perf_counter()
             try:
-                await job.run()
+                with untraced():  # no request's trace follows a job (shared.tracing)
+                    await job.run()
             except Exception:
                 metrics.JOB_RUNS.labels(job.name, "failed").inc()
                 logger.exception("%s failed", job.name)

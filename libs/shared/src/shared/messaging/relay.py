@@ -29,6 +29,7 @@ from shared.messaging.broker import Broker, OutgoingMessage
 from shared.messaging.linger import Linger
 from shared.messaging.outbox import Outbox, redacted_on_send
 from shared.settings import BaseServiceSettings
+from shared.tracing import untraced
 from shared.tracing.messaging import publishing, stored_headers
 
 logger = logging.getLogger(__name__)
@@ -139,18 +140,20 @@ class OutboxRelay:
         async with self._batch_lock:
             db = await self._connection()
             try:
-                async with db.transaction():
-                    messages = await self.claim(db)
-                    if not messages:
-                        return 0
-                    publication = publishing(messages)  # producer spans (shared.tracing)
-                    results = await publisher.publish_many(publication.messages)
-                    publication.confirmed(results)
-                    pairs = list(zip(messages, results, strict=True))
-                    confirmed = [m for m, error in pairs if error is None]
-                    failed = [(m, e) for m, e in pairs if e is not None]
-                    await self._mark_sent(db, confirmed)
-                    await self._record_failures(db, failed)
+                # The relay's own statements belong to no request's trace (shared.tracing).
+                with untraced():
+                    async with db.transaction():
+                        messages = await self.claim(db)
+                        if not messages:
+                            return 0
+                        publication = publishing(messages)  # producer spans (shared.tracing)
+                        results = await publisher.publish_many(publication.messages)
+                        publication.confirmed(results)
+                        pairs = list(zip(messages, results, strict=True))
+                        confirmed = [m for m, error in pairs if error is None]
+                        failed = [(m, e) for m, e in pairs if e is not None]
+                        await self._mark_sent(db, confirmed)
+                        await self._record_failures(db, failed)
             except Exception as exc:
                 # Lost, cut mid-protocol or refused by a database going away: the next
                 # batch opens a new connection (the one classification: shared.db).

@@ -3,7 +3,7 @@
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set
 or ``OTEL_TRACES_EXPORTER`` says ``otlp``. Then ``configure_tracing`` (called once by every
 process at start) installs the SDK, an OTLP/HTTP exporter and the asyncpg and Redis
-instrumentations; ``instrument_app`` adds an app's server spans; ``shared.tracing.messaging``
+instrumentations; ``traced_app`` puts an app in server spans; ``shared.tracing.messaging``
 carries the context through the outbox and RabbitMQ. Off, nothing is installed and every
 helper returns at its first test.
 """
@@ -11,19 +11,22 @@ helper returns at its first test.
 from shared.tracing.setup import (
     configure_tracing,
     current_trace_ids,
-    instrument_app,
     server_spans,
+    traced_app,
     tracer,
     tracing_enabled,
     tracing_wanted,
 )
+from shared.tracing.unsampled import sampled, untraced
 
 __all__ = [
     "configure_tracing",
     "current_trace_ids",
-    "instrument_app",
+    "sampled",
     "server_spans",
+    "traced_app",
     "tracer",
     "tracing_enabled",
     "tracing_wanted",
+    "untraced",
 ]

@@ -26,6 +26,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from shared.tracing import setup
+from shared.tracing.unsampled import sampled, untraced
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractIncomingMessage
@@ -124,16 +125,19 @@ OutgoingT = TypeVar("OutgoingT", bound=_Outgoing)
 
 
 class Publication(Generic[OutgoingT]):
-    """Messages about to be published; with tracing on, each in a producer span whose context
-    replaced the stored one in its headers. ``confirmed`` ends the spans."""
+    """Messages about to be published; with tracing on, each whose trace is sampled (or
+    starts here) in a producer span whose context replaced the stored one in its headers.
+    ``confirmed`` ends the spans."""
 
-    def __init__(self, messages: list[OutgoingT], spans: list[trace.Span]) -> None:
+    def __init__(self, messages: list[OutgoingT], spans: list[trace.Span | None]) -> None:
         self.messages = messages
-        self._spans = spans
+        self._spans = spans  # per message, its span or None
 
     def confirmed(self, results: Sequence[BaseException | None]) -> None:
         """Per message, None (the broker confirmed it) or why it was not."""
         for span, error in zip(self._spans, results, strict=False):
+            if span is None:
+                continue
             if error is not None:
                 span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
@@ -141,16 +145,22 @@ class Publication(Generic[OutgoingT]):
 
 
 def publishing(messages: list[OutgoingT]) -> Publication[OutgoingT]:
-    """The relay's batch about to be published (see ``Publication``)."""
+    """The relay's batch about to be published (see ``Publication``). A message whose stored
+    context is not sampled travels with it as it is, in no span (``shared.tracing.unsampled``)."""
     tracer = setup.tracer()
     if tracer is None:
         return Publication(messages, [])
-    spans: list[trace.Span] = []
+    spans: list[trace.Span | None] = []
     outgoing: list[OutgoingT] = []
     for message in messages:
+        parent = extract(message.headers)
+        if sampled(parent) is False:
+            spans.append(None)
+            outgoing.append(message)
+            continue
         span = tracer.start_span(
             f"publish {message.event_type}",
-            context=extract(message.headers),
+            context=parent,
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": MESSAGING_SYSTEM,
@@ -191,17 +201,40 @@ def consuming(
     purpose: str, deliveries: Sequence[Delivered]
 ) -> contextlib.AbstractAsyncContextManager[None]:
     """Around the transaction that handles ``deliveries`` (module doc): ``async with``, so
-    that it sits beside the session's own context managers."""
+    that it sits beside the session's own context managers. Deliveries none of whose traces
+    is sampled are handled untraced (``shared.tracing.unsampled``)."""
     if not setup.tracing_enabled() or not deliveries:
         return _NOTHING
-    return _consuming(purpose, deliveries)
+    parents = [extract(delivery.message.headers) for delivery in deliveries]
+    if all(sampled(parent) is False for parent in parents):
+        return _unsampled(deliveries, parents)
+    return _consuming(purpose, deliveries, parents)
 
 
 @contextlib.asynccontextmanager
-async def _consuming(purpose: str, deliveries: Sequence[Delivered]) -> AsyncIterator[None]:
+async def _unsampled(
+    deliveries: Sequence[Delivered], parents: Sequence[Context]
+) -> AsyncIterator[None]:
+    """No span; each event's context is what the events it causes carry on."""
+    token = _CAUSES.set(
+        {
+            str(delivery.event.id): parent
+            for delivery, parent in zip(deliveries, parents, strict=True)
+        }
+    )
+    try:
+        with untraced(parents[0] if len(parents) == 1 else None):
+            yield
+    finally:
+        _CAUSES.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def _consuming(
+    purpose: str, deliveries: Sequence[Delivered], parents: Sequence[Context]
+) -> AsyncIterator[None]:
     tracer = setup.tracer()
     assert tracer is not None
-    parents = [extract(delivery.message.headers) for delivery in deliveries]
     if len(deliveries) == 1:
         event = deliveries[0].event
         with tracer.start_as_current_span(
@@ -260,14 +293,18 @@ async def _consuming(purpose: str, deliveries: Sequence[Delivered]) -> AsyncIter
 
 
 def preparing(purpose: str, delivery: Delivered) -> contextlib.AbstractContextManager[None]:
-    """Around a prepared handler's ``prepare`` of ``delivery`` (a provider call)."""
+    """Around a prepared handler's ``prepare`` of ``delivery`` (a provider call); untraced if
+    its trace is not sampled."""
     tracer = setup.tracer()
     if tracer is None:
         return _NOTHING
     event = delivery.event
+    parent = extract(delivery.message.headers)
+    if sampled(parent) is False:
+        return untraced(parent)
     return tracer.start_as_current_span(  # type: ignore[return-value]
         f"prepare {event.type}",
-        context=extract(delivery.message.headers),
+        context=parent,
         kind=SpanKind.CONSUMER,
         attributes=_consumer_attributes(purpose, event),
     )

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -37,7 +37,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
-from starlette.types import ASGIApp
+from starlette.routing import Match
+from starlette.types import ASGIApp, Scope
+
+from shared.tracing.unsampled import SampledOnly, UntracedUnlessSampled
 
 logger = logging.getLogger(__name__)
 
@@ -158,39 +161,57 @@ def uninstall() -> None:
             instrumentor.uninstrument()
 
 
-def instrument_app(app: FastAPI) -> None:
-    """Server spans for the requests of a FastAPI ``app`` (nothing when tracing is off)."""
-    if _installed is None:
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    FastAPIInstrumentor.instrument_app(
-        app,
-        tracer_provider=_installed.provider,
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", EXCLUDED_URLS),
-        exclude_spans=["receive", "send"],  # a span per ASGI message: noise, and CPU
-    )
-
-
 SpanDetails = Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]
 
 
-def server_spans(app: ASGIApp, span_details: SpanDetails | None = None) -> ASGIApp:
+def traced_app(app: FastAPI) -> ASGIApp:
+    """A FastAPI ``app`` in server spans named by its routes, or ``app`` itself when tracing
+    is off: what the server runs."""
+    if _installed is None:
+        return app
+    return server_spans(
+        app,
+        route_details(app),
+        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", EXCLUDED_URLS),
+    )
+
+
+def route_details(app: FastAPI) -> SpanDetails:
+    """Names a request's server span by the route template it matches (``POST /orders``,
+    ``GET /orders/{order_id}``), never by its raw path: names stay few."""
+
+    def details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        method: str = scope.get("method") or "HTTP"
+        for route in app.router.routes:
+            match, _ = route.matches(cast(Scope, scope))
+            template = getattr(route, "path", None)
+            if match is Match.FULL and isinstance(template, str):
+                return f"{method} {template}", {"http.route": template}
+        return method, {}
+
+    return details
+
+
+def server_spans(
+    app: ASGIApp, span_details: SpanDetails | None = None, *, excluded_urls: str | None = None
+) -> ASGIApp:
     """``app`` wrapped in the ASGI instrumentation's server spans, or ``app`` itself when
-    tracing is off: for an ASGI stack FastAPI's instrumentation cannot wrap (the gateway's).
-    ``span_details`` names a request's span from its scope."""
+    tracing is off. ``span_details`` names a request's span from its scope. A request that
+    no sampled trace follows skips the spans and runs untraced (``shared.tracing.unsampled``)."""
     if _installed is None:
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    middleware: ASGIApp = OpenTelemetryMiddleware(
-        app,
-        excluded_urls=os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS),
+    spans: ASGIApp = OpenTelemetryMiddleware(
+        UntracedUnlessSampled(app),
+        excluded_urls=excluded_urls
+        if excluded_urls is not None
+        else os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS),
         default_span_details=span_details,
         tracer_provider=_installed.provider,
-        exclude_spans=["receive", "send"],
+        exclude_spans=["receive", "send"],  # a span per ASGI message: noise, and CPU
     )
-    return middleware
+    return SampledOnly(spans, app)
 
 
 def current_trace_ids() -> tuple[str, str] | None:
