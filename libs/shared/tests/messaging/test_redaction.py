@@ -123,7 +123,7 @@ async def test_sent_outbox_rows_older_than_the_retention_are_pruned_unsent_ones_
     harness: Harness,
 ) -> None:
     relay = await harness.relay()
-    await relay.stop()  # pruning is called directly below, not left to the loop
+    await relay.stop()  # only prune() below touches the rows (the worker's job calls it)
     events = [Envelope.new(StockLow(sku="SKU-P", available=n, reorder_point=1)) for n in range(4)]
     async with harness.sessionmaker() as session, session.begin():
         await harness.outbox.add_many(session, events)

@@ -283,6 +283,31 @@ async def test_a_cancellation_overtaking_its_creation_leaves_nothing_reserved(
     assert await status(sessionmaker, order_id) == "cancelled"
 
 
+async def test_a_cancellation_racing_its_creation_leaves_the_stock_as_it_was(
+    sessionmaker: Sessions, settings: InventorySettings, sku: str
+) -> None:
+    await new_product(sessionmaker, settings, sku, stock=20)
+    order_ids = [uuid.uuid4() for _ in range(10)]
+
+    async def create(order_id: uuid.UUID) -> None:
+        await reserve(sessionmaker, [OrderLine(sku, 2)], order_id)
+
+    async def cancel_it(order_id: uuid.UUID) -> None:
+        await cancel(sessionmaker, order_id)
+
+    await asyncio.gather(*(f(o) for o in order_ids for f in (create, cancel_it)))
+    # The reservation's key decides: a tombstone first and the creation reserves nothing; a
+    # reservation first and the cancellation releases it.
+    assert await stock(sessionmaker, sku) == (20, 0)
+    for order_id in order_ids:
+        ledger = await movements(sessionmaker, order_id)
+        if await status(sessionmaker, order_id) == "cancelled":
+            assert ledger == []
+        else:
+            assert await status(sessionmaker, order_id) == "released"
+            assert ledger == ["reservation", "release"]
+
+
 async def test_a_repeated_creation_reserves_once(
     sessionmaker: Sessions, settings: InventorySettings, sku: str
 ) -> None:

@@ -8,6 +8,8 @@ pool's or SQLAlchemy's transaction machinery, which costs more CPU than the stat
 Marking a row sent also removes the data keys its contract redacts on send (a payment
 token). A relay crashing between publish and mark leaves the rows unsent: they are published
 again and the consumers' inboxes absorb the duplicate (at-least-once, never at-most-once).
+Pruning sent rows and reporting the backlog are the worker's periodic jobs (``outbox_pruning``,
+``backlog_reading``), not the loop's: the lag is reported while the loop cannot publish.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import database_unavailable, qualified_name
 from shared.messaging import metrics
 from shared.messaging.broker import Broker, OutgoingMessage
+from shared.messaging.jobs import PeriodicJob
 from shared.messaging.linger import Linger
 from shared.messaging.outbox import Outbox, redacted_on_send
 from shared.settings import BaseServiceSettings
@@ -34,7 +36,7 @@ from shared.tracing.messaging import publishing, stored_headers
 
 logger = logging.getLogger(__name__)
 
-# How often, at most, an idle relay refreshes the backlog gauges and prunes sent rows.
+# How often the worker's jobs refresh the backlog gauges and prune sent rows.
 GAUGE_INTERVAL_SECONDS = 5.0
 PRUNE_INTERVAL_SECONDS = 300.0
 PRUNE_BATCH = 5000
@@ -66,8 +68,6 @@ class OutboxRelay:
         self._db: asyncpg.Connection | None = None  # batches and LISTEN (module doc)
         self._batch_lock = asyncio.Lock()  # one batch at a time on that connection
         self._linger = Linger(settings.outbox_linger_ms)
-        self._last_gauge = 0.0
-        self._last_prune = 0.0
         self._table_label = outbox.table.fullname
         table = outbox.table
         # Fixed texts, prepared once on the relay's connection: the claim and the mark are
@@ -207,7 +207,6 @@ class OutboxRelay:
                 backoff = FIRST_BACKOFF_SECONDS
                 if sent >= self.settings.outbox_batch_size:
                     continue  # more is waiting: no pause
-                await self._housekeeping()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -259,14 +258,26 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await db.close(timeout=2)
 
-    async def _housekeeping(self) -> None:
-        now = time.monotonic()
-        if now - self._last_gauge >= GAUGE_INTERVAL_SECONDS:
-            self._last_gauge = now
-            await self.refresh_gauges()
-        if now - self._last_prune >= PRUNE_INTERVAL_SECONDS:
-            self._last_prune = now
-            await self.prune()
+    # -- the worker's periodic jobs ------------------------------------------------------------
+
+    def backlog_reading(self) -> PeriodicJob:
+        """The periodic job that reports this outbox's backlog and lag on ``/metrics``."""
+        return PeriodicJob(
+            name=f"{self._table_label} backlog",
+            interval=GAUGE_INTERVAL_SECONDS,
+            run=self.refresh_gauges,
+        )
+
+    def outbox_pruning(self) -> PeriodicJob:
+        """The periodic job that deletes this outbox's sent rows past the retention."""
+
+        async def prune() -> None:
+            if deleted := await self.prune():
+                logger.info("%s: pruned %d sent rows", self._table_label, deleted)
+
+        return PeriodicJob(
+            name=f"{self._table_label} pruning", interval=PRUNE_INTERVAL_SECONDS, run=prune
+        )
 
     async def refresh_gauges(self) -> tuple[int, float]:
         """Set and return the backlog and the age in seconds of the oldest unsent row."""

@@ -44,8 +44,9 @@ async def run_worker(
     install_signal_handlers: bool = True,
 ) -> None:
     """Run ``consumers``, ``jobs`` (with each consumer's inbox pruning and depth reading) and,
-    when ``outbox`` is given, its relay, until ``stop`` is set (or SIGTERM/SIGINT arrives).
-    Topology is declared before anything is consumed; the jobs start at once, broker or not."""
+    when ``outbox`` is given, its relay (with its pruning and backlog reading), until ``stop``
+    is set (or SIGTERM/SIGINT arrives). Topology is declared before anything is consumed; the
+    jobs start at once, broker or not."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if install_signal_handlers:
@@ -60,14 +61,20 @@ async def run_worker(
         )
         for c in consumers
     ]
+    relay = (
+        None
+        if outbox is None
+        else OutboxRelay(settings=settings, engine=engine, broker=broker, outbox=outbox)
+    )
     periodic = PeriodicJobs(
         [
             *jobs,
             *(consumer.inbox_pruning() for consumer in running),
             *(consumer.depth_reading() for consumer in running),
+            *((relay.outbox_pruning(), relay.backlog_reading()) if relay is not None else ()),
         ]
     )
-    relay: OutboxRelay | None = None
+    relay_started = False
     probe: web.AppRunner | None = None
     try:
         periodic.start()
@@ -85,9 +92,9 @@ async def run_worker(
         await broker.connect()
         for consumer in running:
             await consumer.declare()
-        if outbox is not None:
-            relay = OutboxRelay(settings=settings, engine=engine, broker=broker, outbox=outbox)
+        if relay is not None:
             await relay.start()
+            relay_started = True
         for consumer in running:
             await consumer.start()
         logger.info(
@@ -103,7 +110,7 @@ async def run_worker(
         await asyncio.gather(
             periodic.stop(), *(consumer.stop(drain_seconds=timeout) for consumer in running)
         )
-        if relay is not None:
+        if relay is not None and relay_started:
             # After the consumers and the jobs: their events go out too.
             await relay.stop(drain_seconds=timeout)
         await broker.close()

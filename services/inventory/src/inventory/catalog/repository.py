@@ -19,13 +19,6 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def get(session: AsyncSession, *, sku: str, for_update: bool = False) -> Product | None:
-    statement = select(Product).where(Product.sku == sku)
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    return (await session.execute(statement)).scalar_one_or_none()
-
-
 async def get_with_available(session: AsyncSession, *, sku: str) -> ProductWithAvailable | None:
     statement = (
         select(Product, StockItem.on_hand - StockItem.reserved, images_of(Product.sku))

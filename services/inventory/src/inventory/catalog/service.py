@@ -21,6 +21,7 @@ from inventory.catalog.schemas import (
 from inventory.config import InventorySettings
 from inventory.events import outbox
 from inventory.media.schemas import ImageOut, media_url
+from inventory.products import repository as products
 from inventory.products import staleness
 from inventory.products.exceptions import ProductNotFound
 from inventory.products.models import Product
@@ -118,7 +119,7 @@ async def update_product(
     if changes.price is not None:
         _check_currency(changes.price, settings)
     async with session.begin():
-        product = await repository.get(session, sku=sku, for_update=True)
+        product = await products.get(session, sku=sku, for_update=True)
         if product is None:
             raise ProductNotFound(sku)
         staleness.mark_stale(session, [sku])

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from inventory.catalog import repository as catalog_repository
 from inventory.media import repository
 from inventory.media.exceptions import ACCEPTED_TYPES, MediaNotFound, UnsupportedMediaType
 from inventory.media.models import ProductMedia
 from inventory.media.schemas import MediaOut, media_url
 from inventory.media.storage import MediaStorage
+from inventory.products import repository as products
 from inventory.products import staleness
 from inventory.products.exceptions import ProductNotFound
 
@@ -42,7 +42,7 @@ def media_out(media: ProductMedia) -> MediaOut:
 async def check_product(*, session: AsyncSession, sku: str) -> None:
     """404 before a byte of the upload is read, and no connection held while it streams."""
     async with session.begin():
-        if await catalog_repository.get(session, sku=sku) is None:
+        if await products.get(session, sku=sku) is None:
             raise ProductNotFound(sku)
 
 

@@ -122,28 +122,14 @@ async def claim_and_lock(
     return ClaimedRun(claimed, statuses, levels, lines)
 
 
-# One round trip: the reservation inserted (the primary key decides), then, only if it
-# was, the stock rows of $4 locked in sku order; the outer join yields one row even when
-# nothing is locked, to say whether the claim won. A tombstone names no stock.
-CLAIM_RESERVATION_LOCKING_STOCK = """
-WITH claimed AS (
-    INSERT INTO inventory.reservations (order_id, status, expires_at)
-    VALUES ($1::uuid, $2::text, now() + $3::interval)
-    ON CONFLICT (order_id) DO NOTHING
-    RETURNING order_id, expires_at
-), locked AS (
-    SELECT s.sku, s.on_hand, s.reserved, s.low_stock_alerted, p.active, p.reorder_point
-    FROM inventory.stock_items AS s
-    JOIN inventory.products AS p ON p.sku = s.sku
-    WHERE s.sku = ANY($4::text[]) AND EXISTS (SELECT FROM claimed)
-    ORDER BY s.sku
-    FOR UPDATE OF s
-)
-SELECT EXISTS (SELECT FROM claimed) AS claimed, (SELECT expires_at FROM claimed) AS expires_at,
-       locked.*
-FROM (VALUES (true)) AS one (always)
-LEFT JOIN locked ON true
-ORDER BY locked.sku
+# A tombstone: a ``cancelled`` reservation with no lines and no deadline, inserted only if
+# the order has none. The primary key alone decides against a creation racing it (module
+# doc); a tombstone names no stock, so it locks none.
+CLAIM_TOMBSTONE = """
+INSERT INTO inventory.reservations (order_id, status, expires_at)
+VALUES ($1::uuid, $2::text, NULL)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING order_id
 """
 
 
@@ -151,7 +137,5 @@ async def claim_tombstone(session: AsyncSession, *, order_id: uuid.UUID) -> bool
     """Insert a ``cancelled`` reservation for an order that has none yet (its cancellation
     overtook its creation, which will then reserve nothing); whether it was inserted."""
     db = await driver_connection(session)
-    rows = await db.fetch(
-        CLAIM_RESERVATION_LOCKING_STOCK, order_id, ReservationStatus.CANCELLED.value, None, []
-    )
-    return bool(rows[0]["claimed"])
+    claimed = await db.fetchval(CLAIM_TOMBSTONE, order_id, ReservationStatus.CANCELLED.value)
+    return claimed is not None
