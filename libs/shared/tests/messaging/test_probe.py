@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 
 import httpx
@@ -50,7 +51,12 @@ async def test_worker_probe_reports_database_and_broker_and_serves_metrics(
             assert (await client.get("/health/live")).json() == {"status": "ok"}
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
-            assert "messaging_outbox_backlog" in metrics.text
+
+            async def backlog_sampled() -> bool:
+                text = (await client.get("/metrics")).text
+                return re.search(r"^messaging_outbox_backlog\{.+\} \d", text, re.M) is not None
+
+            await wait_until(backlog_sampled, what="a sample of this outbox's backlog")
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)
