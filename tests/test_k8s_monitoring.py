@@ -55,11 +55,12 @@ def _compose_prometheus() -> dict[str, Any]:
 
 
 def _prometheus_regex(regex: str) -> re.Pattern[str]:
-    """Prometheus anchors a relabeling's regex at both ends; $1 is Python's \\1."""
+    """Prometheus anchors a relabeling's regex at both ends."""
     return re.compile(f"^(?:{regex})$")
 
 
 def _expand(template: str, match: re.Match[str]) -> str:
+    """A replacement's $1, ${1} or ${name}, as Go expands it (an unmatched group is empty)."""
     return re.sub(
         r"\$\{?(\w+)\}?",
         lambda group: match.group(int(group[1]) if group[1].isdigit() else group[1]) or "",
@@ -245,12 +246,13 @@ def test_every_process_is_scraped_once_labelled_as_compose_on_its_metrics_port(
         assert target.get("process") == name, (
             f"{name} is scraped as process={target.get('process')}"
         )
-        assert target["job"] == job["job_name"], name
+        assert target["job"] == job["job_name"], f"{name}: job={target['job']}"
         assert target["__metrics_path__"] == job["metrics_path"], name
-        assert target["__scrape_interval__"] == interval, name
+        assert target["__scrape_interval__"] == interval, f"{name}: every {interval} as in Compose"
         (container,) = pods[name]["spec"]["containers"]
         port = int(target["__address__"].rsplit(":", 1)[1])
-        assert port == _metrics_port(name, container, objects) == compose[name], name
+        serving = _metrics_port(name, container, objects)
+        assert port == serving == compose[name], f"{name}: scraped on {port}, serves on {serving}"
 
 
 def test_a_pod_that_loses_its_process_label_is_scraped_without_one() -> None:
@@ -312,3 +314,12 @@ def test_the_prometheus_rules_are_the_rules_files_group_for_group(overlay: str) 
 def test_the_committed_prometheus_rules_are_generated_from_the_rules_files() -> None:
     committed = prometheus_rules.OUTPUT.read_text()
     assert committed == prometheus_rules.render(), f"stale: run {prometheus_rules.COMMAND}"
+
+
+def test_deploy_applies_the_monitoring_after_the_overlay_where_the_operator_runs() -> None:
+    script = (K8S / "deploy.sh").read_text()
+    everything = 'kubectl apply -k "$overlay"\n'
+    probe = f"kubectl api-resources --api-group={MONITORING_GROUP} -o name"
+    monitoring = 'kubectl apply -k "$overlay/monitoring"'
+    assert script.index(everything) < script.index(probe) < script.index(monitoring)
+    assert script.index(monitoring) < script.index("rollout status")
