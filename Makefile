@@ -178,9 +178,9 @@ compose-check: ## Validate docker-compose.yml with docker-compose config (instal
 	  docker-compose --env-file $$env_file config --quiet && echo "docker-compose.yml is valid"
 
 # Debian's kubectl 1.20 embeds kustomize v2, the oldest renderer the manifests must suit.
-k8s-check: $(STAMP) ## Render every infra/k8s overlay (installs Debian's kubectl if missing) and validate it strictly
+k8s-check: $(STAMP) ## Render every infra/k8s overlay and its monitoring (installs Debian's kubectl if missing) and validate them strictly
 	@command -v kubectl >/dev/null || apt-get install -y kubernetes-client
-	$(BIN)/pytest tests/test_k8s.py $(PYTEST_ARGS)
+	$(BIN)/pytest tests/test_k8s.py tests/test_k8s_monitoring.py $(PYTEST_ARGS)
 
 down: ## Stop the Docker Compose stack
 	docker compose down

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +23,21 @@ from pydantic import SecretStr
 
 from shared.server import GRACEFUL_SHUTDOWN_SECONDS
 from shared.settings import BaseServiceSettings
+from tests.k8s import (
+    APIS,
+    K8S,
+    OVERLAYS,
+    PROCESS_LABEL,
+    WORKERS,
+    Object,
+    environment_of,
+    needs_kubectl,
+    of_kind,
+    rendered_overlay,
+    selects,
+)
 from tests.services import ROOT, SERVICES, Service
 
-K8S = ROOT / "infra" / "k8s"
-OVERLAYS = ("dev", "production")
 KUBERNETES_VERSION = "1.34.0"
 # What kustomize v2.0.3 renders (docs/kubernetes.md); a directory goes under ``bases`` there.
 KUSTOMIZE_V2_FIELDS = {
@@ -43,8 +50,6 @@ KUSTOMIZE_V2_FIELDS = {
     "commonLabels",
     "namespace",
 }
-APIS = ("gateway", "inventory", "orders", "payments")
-WORKERS = ("inventory-worker", "orders-worker", "payments-worker")
 # The static shop (docs/storefront.md): nginx, none of our Python processes or settings.
 STOREFRONT = "storefront"
 STOREFRONT_DOCKERFILE = ROOT / "infra" / "storefront.Dockerfile"
@@ -61,43 +66,10 @@ PENDING_SETTINGS = {"GATEWAY_INTERNAL_PORT": ("gateway", "internal_port")}
 # cache), and only they may reach it (the egress-redis policy).
 REDIS_USERS = ("gateway", "inventory", "inventory-worker")
 
-Object = dict[str, Any]
-
-
-def _kubectl() -> str | None:
-    return os.environ.get("KUBECTL") or shutil.which("kubectl")
-
-
-needs_kubectl = pytest.mark.skipif(
-    _kubectl() is None,
-    reason="kubectl is not installed: make k8s-check installs Debian's kubernetes-client",
-)
-
-
-@cache
-def _rendered(overlay: str) -> tuple[Object, ...]:
-    kubectl = _kubectl()
-    assert kubectl is not None
-    result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
-    return tuple(document for document in yaml.safe_load_all(result.stdout) if document)
-
 
 @pytest.fixture(params=OVERLAYS)
 def objects(request: pytest.FixtureRequest) -> tuple[Object, ...]:
-    if _kubectl() is None:
-        pytest.skip("kubectl is not installed: make k8s-check installs Debian's kubernetes-client")
-    return _rendered(request.param)
-
-
-def _of_kind(objects: tuple[Object, ...], kind: str) -> dict[str, Object]:
-    return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
+    return rendered_overlay(request.param)
 
 
 def _workloads(objects: tuple[Object, ...]) -> Iterator[tuple[str, Object, Object]]:
@@ -117,17 +89,6 @@ def _processes(objects: tuple[Object, ...]) -> Iterator[tuple[str, Object, Objec
 def _service_of(workload: str) -> Service:
     name = workload.removesuffix("-worker").removesuffix("-migrate")
     return next(service for service in SERVICES if service.name == name)
-
-
-def _environment(objects: tuple[Object, ...], container: Object) -> dict[str, Object]:
-    """Every variable of a container: its ConfigMaps' keys (envFrom), then its own env."""
-    config_maps = _of_kind(objects, "ConfigMap")
-    variables: dict[str, Object] = {}
-    for source in container.get("envFrom", []):
-        data = config_maps[source["configMapRef"]["name"]]["data"]
-        variables.update({key: {"name": key, "value": value} for key, value in data.items()})
-    variables.update({entry["name"]: entry for entry in container.get("env", [])})
-    return variables
 
 
 def _is_setting(key: str, service: Service) -> bool:
@@ -180,7 +141,7 @@ def test_no_secret_value_is_committed() -> None:
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_overlay_renders_with_kubectl_kustomize(overlay: str) -> None:
-    kinds = {o["kind"] for o in _rendered(overlay)}
+    kinds = {o["kind"] for o in rendered_overlay(overlay)}
     assert kinds >= {
         "Namespace",
         "ConfigMap",
@@ -207,14 +168,14 @@ def test_every_object_validates_strictly_against_the_kubernetes_api(
 
 
 def test_the_schema_validation_refuses_an_unknown_field(objects: tuple[Object, ...]) -> None:
-    deployment = json.loads(json.dumps(next(iter(_of_kind(objects, "Deployment").values()))))
+    deployment = json.loads(json.dumps(next(iter(of_kind(objects, "Deployment").values()))))
     deployment["spec"]["template"]["spec"]["containers"][0]["terminationGrace"] = 30
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
 def test_every_object_lands_in_the_overlays_namespace(objects: tuple[Object, ...]) -> None:
-    (namespace,) = _of_kind(objects, "Namespace")
+    (namespace,) = of_kind(objects, "Namespace")
     for o in objects:
         if o["kind"] != "Namespace":
             assert o["metadata"]["namespace"] == namespace, o["metadata"]["name"]
@@ -226,8 +187,8 @@ def test_every_object_lands_in_the_overlays_namespace(objects: tuple[Object, ...
 def test_one_deployment_per_process_and_one_migration_job_per_service(
     objects: tuple[Object, ...],
 ) -> None:
-    assert set(_of_kind(objects, "Deployment")) == {*APIS, *WORKERS, STOREFRONT}
-    assert set(_of_kind(objects, "Job")) == {f"{name}-migrate" for name in APIS}
+    assert set(of_kind(objects, "Deployment")) == {*APIS, *WORKERS, STOREFRONT}
+    assert set(of_kind(objects, "Job")) == {f"{name}-migrate" for name in APIS}
     compose_apps = {
         name for name, d in _compose()["services"].items() if "build" in d and name != "migrate"
     }
@@ -239,7 +200,7 @@ def test_every_variable_of_every_process_is_one_of_its_settings(
 ) -> None:
     for name, _spec, container in _processes(objects):
         service = _service_of(name)
-        for key in _environment(objects, container):
+        for key in environment_of(objects, container):
             assert _is_setting(key, service), f"{name}: {key} names no setting of {service.name}"
 
 
@@ -247,11 +208,11 @@ def test_processes_run_what_compose_runs_with_the_same_settings(
     objects: tuple[Object, ...],
 ) -> None:
     compose = _compose()["services"]
-    deployments = _of_kind(objects, "Deployment")
+    deployments = of_kind(objects, "Deployment")
     for name in (*APIS, *WORKERS):
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == compose[name]["command"], name
-        ours = _environment(objects, container)
+        ours = environment_of(objects, container)
         theirs: dict[str, str] = compose[name]["environment"]
         # Compose's development key folder is what production replaces with real keys;
         # its allowed origin is the storefront on :8080, the cluster's is the Ingress host
@@ -273,12 +234,12 @@ def test_processes_run_what_compose_runs_with_the_same_settings(
 
 
 def test_ports_are_the_settings_defaults(objects: tuple[Object, ...]) -> None:
-    deployments = _of_kind(objects, "Deployment")
-    services = _of_kind(objects, "Service")
+    deployments = of_kind(objects, "Deployment")
+    services = of_kind(objects, "Service")
     for service in SERVICES:
         prefix = service.settings_class.env_prefix()
         container = deployments[service.name]["spec"]["template"]["spec"]["containers"][0]
-        environment = _environment(objects, container)
+        environment = environment_of(objects, container)
         port = int(environment[f"{prefix}PORT"]["value"])
         assert port == service.default_port
         assert {"name": "http", "containerPort": port} in container["ports"]
@@ -289,15 +250,17 @@ def test_ports_are_the_settings_defaults(objects: tuple[Object, ...]) -> None:
         if service.name == "gateway":
             continue
         worker = deployments[f"{service.name}-worker"]["spec"]["template"]["spec"]
-        worker_environment = _environment(objects, worker["containers"][0])
+        worker_environment = environment_of(objects, worker["containers"][0])
         worker_port = service.settings_class.model_fields["worker_port"].default
         assert int(worker_environment[f"{prefix}WORKER_PORT"]["value"]) == worker_port
         assert worker["containers"][0]["ports"] == [{"name": "probe", "containerPort": worker_port}]
 
 
 def test_gateway_routes_reach_the_services_as_in_compose(objects: tuple[Object, ...]) -> None:
-    gateway = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
-    routes = json.loads(_environment(objects, gateway["containers"][0])["GATEWAY_ROUTES"]["value"])
+    gateway = of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    routes = json.loads(
+        environment_of(objects, gateway["containers"][0])["GATEWAY_ROUTES"]["value"]
+    )
     compose_routes = json.loads(_compose()["services"]["gateway"]["environment"]["GATEWAY_ROUTES"])
     assert routes == compose_routes
 
@@ -308,7 +271,7 @@ def test_each_process_uses_its_own_role_and_broker_user_from_secrets(
     for name, _spec, container in _processes(objects):
         service = _service_of(name)
         prefix = service.settings_class.env_prefix()
-        environment = _environment(objects, container)
+        environment = environment_of(objects, container)
         assert environment[f"{prefix}DB_USER"]["value"] == service.name, name
         password = environment[f"{prefix}DB_PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert password == {"name": f"commerce-{service.name}", "key": "db-password"}, name
@@ -327,7 +290,7 @@ def test_every_secret_value_comes_from_a_secret_and_is_documented(
     documented = (ROOT / "docs" / "kubernetes.md").read_text()
     for name, _spec, container in _processes(objects):
         fields = _service_of(name).settings_class.model_fields
-        for key, entry in _environment(objects, container).items():
+        for key, entry in environment_of(objects, container).items():
             field = fields.get(key.split("_", 1)[1].lower())
             # The public keys are no secret to Pydantic, but they are the operator's to set.
             secret = (field is not None and field.annotation is SecretStr) or key.endswith("_KEYS")
@@ -343,7 +306,7 @@ def test_apps_reach_postgres_through_the_pooler_and_listeners_directly(
     objects: tuple[Object, ...],
 ) -> None:
     for name, _spec, container in _processes(objects):
-        host = _environment(objects, container)["COMMERCE_DB_HOST"]["valueFrom"]
+        host = environment_of(objects, container)["COMMERCE_DB_HOST"]["valueFrom"]
         key = host["configMapKeyRef"]["key"]
         # Relays LISTEN (workers), and migrations run DDL: neither through transaction pooling.
         direct = name.endswith(("-worker", "-migrate"))
@@ -356,7 +319,7 @@ def test_apps_reach_postgres_through_the_pooler_and_listeners_directly(
 def test_every_process_has_startup_liveness_and_readiness_probes_on_its_own_port(
     objects: tuple[Object, ...],
 ) -> None:
-    for name, deployment in _of_kind(objects, "Deployment").items():
+    for name, deployment in of_kind(objects, "Deployment").items():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
         paths = {
@@ -387,15 +350,15 @@ def test_the_gateways_probes_and_metrics_use_its_internal_port(
 ) -> None:
     from gateway.config import GatewaySettings
 
-    gateway = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    gateway = of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
     container = gateway["containers"][0]
-    internal = int(_environment(objects, container)["GATEWAY_INTERNAL_PORT"]["value"])
+    internal = int(environment_of(objects, container)["GATEWAY_INTERNAL_PORT"]["value"])
     assert {"name": "internal", "containerPort": internal} in container["ports"]
     field = GatewaySettings.model_fields.get("internal_port")
     if field is not None:
         assert internal == field.default
     # The public Service and the Ingress reach the public port only.
-    service = _of_kind(objects, "Service")["gateway"]
+    service = of_kind(objects, "Service")["gateway"]
     assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
 
 
@@ -403,7 +366,7 @@ def test_termination_grace_outlasts_the_pre_stop_pause_and_the_drain(
     objects: tuple[Object, ...],
 ) -> None:
     drain = BaseServiceSettings.model_fields["worker_shutdown_timeout_seconds"].default
-    for name, deployment in _of_kind(objects, "Deployment").items():
+    for name, deployment in of_kind(objects, "Deployment").items():
         spec = deployment["spec"]["template"]["spec"]
         container = spec["containers"][0]
         pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("exec", {})
@@ -465,12 +428,16 @@ def test_every_pod_runs_restricted(objects: tuple[Object, ...]) -> None:
 def test_each_deployment_has_a_budget_a_spread_and_the_apis_an_autoscaler(
     objects: tuple[Object, ...],
 ) -> None:
-    budgets = _of_kind(objects, "PodDisruptionBudget")
-    autoscalers = _of_kind(objects, "HorizontalPodAutoscaler")
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    autoscalers = of_kind(objects, "HorizontalPodAutoscaler")
     assert set(autoscalers) == set(APIS)
-    for name, deployment in _of_kind(objects, "Deployment").items():
+    for name, deployment in of_kind(objects, "Deployment").items():
         selector = deployment["spec"]["selector"]["matchLabels"]
-        assert deployment["spec"]["template"]["metadata"]["labels"] == selector
+        # The pods carry their process label besides (tests/test_k8s_monitoring.py), outside
+        # the selector: a Deployment's selector cannot change once it is created.
+        labels = dict(deployment["spec"]["template"]["metadata"]["labels"])
+        labels.pop(PROCESS_LABEL, None)
+        assert labels == selector, name
         assert budgets[name]["spec"]["selector"]["matchLabels"] == selector, name
         assert budgets[name]["spec"]["maxUnavailable"] == 1, name
         spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
@@ -493,19 +460,6 @@ def test_each_deployment_has_a_budget_a_spread_and_the_apis_an_autoscaler(
 # -- network policies --------------------------------------------------------------------------
 
 
-def _selects(selector: Object, labels: dict[str, str]) -> bool:
-    for key, value in selector.get("matchLabels", {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions", []):
-        present = labels.get(expression["key"])
-        if expression["operator"] == "In" and present not in expression["values"]:
-            return False
-        if expression["operator"] == "NotIn" and present in expression["values"]:
-            return False
-    return True
-
-
 def _peer(peer: Object, namespace: str) -> tuple[str, Object]:
     """(namespace, pod selector) of a policy peer; a bare podSelector is the policy's own."""
     if "namespaceSelector" in peer:
@@ -524,19 +478,19 @@ def _pods(objects: tuple[Object, ...]) -> dict[str, dict[str, str]]:
 
 
 def test_pods_deny_everything_not_allowed(objects: tuple[Object, ...]) -> None:
-    deny = _of_kind(objects, "NetworkPolicy")["default-deny"]["spec"]
+    deny = of_kind(objects, "NetworkPolicy")["default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
 def test_pods_reach_only_dns_the_data_stores_and_the_gateway_the_services(
     objects: tuple[Object, ...],
 ) -> None:
-    (namespace,) = _of_kind(objects, "Namespace")
-    policies = _of_kind(objects, "NetworkPolicy").values()
+    (namespace,) = of_kind(objects, "Namespace")
+    policies = of_kind(objects, "NetworkPolicy").values()
     pods = _pods(objects)
     for name, labels in pods.items():
         for policy in policies:
-            if not _selects(policy["spec"]["podSelector"], labels):
+            if not selects(policy["spec"]["podSelector"], labels):
                 continue
             for rule in policy["spec"].get("egress", []):
                 ports = {port["port"] for port in rule["ports"]}
@@ -550,11 +504,11 @@ def test_pods_reach_only_dns_the_data_stores_and_the_gateway_the_services(
                         # Only the gateway talks to pods of ours: the services' apps.
                         assert peer_namespace == namespace
                         assert labels["app.kubernetes.io/name"] == "gateway", name
-                        targets = [n for n, pod in pods.items() if _selects(selector, pod)]
+                        targets = [n for n, pod in pods.items() if selects(selector, pod)]
                         assert set(targets) == {"inventory", "orders", "payments"}
     for name, labels in pods.items():
         reaches_redis = any(
-            _selects(policy["spec"]["podSelector"], labels)
+            selects(policy["spec"]["podSelector"], labels)
             and any(
                 port["port"] == 6379
                 for rule in policy["spec"].get("egress", [])
@@ -565,29 +519,29 @@ def test_pods_reach_only_dns_the_data_stores_and_the_gateway_the_services(
         assert reaches_redis == (name in REDIS_USERS), name
     # The storefront calls nothing (the browser calls the API): DNS only.
     for policy in policies:
-        if _selects(policy["spec"]["podSelector"], pods[STOREFRONT]):
+        if selects(policy["spec"]["podSelector"], pods[STOREFRONT]):
             for rule in policy["spec"].get("egress", []):
                 assert {port["port"] for port in rule["ports"]} == DNS_PORTS
     # The gateway has no broker user, so no way to the broker either.
     for policy in policies:
         for rule in policy["spec"].get("egress", []):
             if {port["port"] for port in rule["ports"]} == {5672}:
-                assert not _selects(policy["spec"]["podSelector"], pods["gateway"])
+                assert not selects(policy["spec"]["podSelector"], pods["gateway"])
 
 
 def test_only_the_gateway_and_the_scraper_reach_our_pods(objects: tuple[Object, ...]) -> None:
     pods = _pods(objects)
-    policies = _of_kind(objects, "NetworkPolicy").values()
+    policies = of_kind(objects, "NetworkPolicy").values()
     reached: dict[str, set[tuple[str, str]]] = {name: set() for name in pods}
     for policy in policies:
         for name, labels in pods.items():
-            if not _selects(policy["spec"]["podSelector"], labels):
+            if not selects(policy["spec"]["podSelector"], labels):
                 continue
             for rule in policy["spec"].get("ingress", []):
                 for peer in rule["from"]:
                     peer_namespace, selector = _peer(peer, policy["metadata"]["namespace"])
                     if peer_namespace == policy["metadata"]["namespace"]:
-                        sources = [n for n, pod in pods.items() if _selects(selector, pod)]
+                        sources = [n for n, pod in pods.items() if selects(selector, pod)]
                         assert sources == ["gateway"], (name, policy["metadata"]["name"])
                         reached[name].add(("ours", "gateway"))
                     else:
@@ -612,7 +566,7 @@ def test_only_the_gateway_and_the_scraper_reach_our_pods(objects: tuple[Object, 
 def test_one_ingress_on_one_host_the_api_to_the_gateway_the_rest_to_the_storefront(
     objects: tuple[Object, ...],
 ) -> None:
-    ingresses = _of_kind(objects, "Ingress")
+    ingresses = of_kind(objects, "Ingress")
     assert list(ingresses) == ["gateway"]
     # One host: the page and the API are one origin, so SameSite=Strict sends the cookie.
     (rule,) = ingresses["gateway"]["spec"]["rules"]
@@ -627,20 +581,20 @@ def test_one_ingress_on_one_host_the_api_to_the_gateway_the_rest_to_the_storefro
         "/": {"name": STOREFRONT, "port": {"name": "http"}},
     }
     # Every prefix the gateway forwards is under a path routed to it.
-    gateway_spec = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
-    environment = _environment(objects, gateway_spec["containers"][0])
+    gateway_spec = of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    environment = environment_of(objects, gateway_spec["containers"][0])
     for prefix in json.loads(environment["GATEWAY_ROUTES"]["value"]):
         assert prefix.startswith("/api/"), prefix
-    services = _of_kind(objects, "Service")
+    services = of_kind(objects, "Service")
     assert [port["targetPort"] for port in services[STOREFRONT]["spec"]["ports"]] == ["http"]
 
 
 def test_the_gateway_allows_the_origin_the_ingress_serves_the_storefront_on(
     objects: tuple[Object, ...],
 ) -> None:
-    (rule,) = _of_kind(objects, "Ingress")["gateway"]["spec"]["rules"]
-    gateway = _of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
-    origins = _environment(objects, gateway["containers"][0])["GATEWAY_CORS_ALLOW_ORIGINS"]
+    (rule,) = of_kind(objects, "Ingress")["gateway"]["spec"]["rules"]
+    gateway = of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    origins = environment_of(objects, gateway["containers"][0])["GATEWAY_CORS_ALLOW_ORIGINS"]
     # The browser sends Origin on every POST; the cookie-borne refresh requires it listed.
     assert json.loads(origins["value"]) == [f"https://{rule['host']}"]
 
@@ -656,7 +610,7 @@ def test_the_storefront_serves_composes_files_with_the_api_on_its_own_origin(
     dockerfile = STOREFRONT_DOCKERFILE.read_text()
     assert f"COPY --chown=root:root storefront/ {root}/" in dockerfile
     assert re.search(r"^FROM nginxinc/nginx-unprivileged:\S+-alpine$", dockerfile, re.MULTILINE)
-    deployment = _of_kind(objects, "Deployment")[STOREFRONT]
+    deployment = of_kind(objects, "Deployment")[STOREFRONT]
     spec = deployment["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert container["ports"] == [{"name": "http", "containerPort": 8080}]
@@ -667,7 +621,7 @@ def test_the_storefront_serves_composes_files_with_the_api_on_its_own_origin(
     # config.js is replaced by the ConfigMap's: same keys, the API under the page's origin.
     (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == f"{root}/config.js")
     volume_source = next(v for v in spec["volumes"] if v["name"] == mount["name"])["configMap"]
-    config_js = _of_kind(objects, "ConfigMap")[volume_source["name"]]["data"][mount["subPath"]]
+    config_js = of_kind(objects, "ConfigMap")[volume_source["name"]]["data"][mount["subPath"]]
     assert 'apiBase: "/api/v1"' in config_js
     keys = re.compile(r"^\s+(\w+):", re.MULTILINE)
     original = (ROOT / "storefront" / "config.js").read_text()
@@ -678,7 +632,7 @@ def test_the_storefront_serves_composes_files_with_the_api_on_its_own_origin(
 
 
 def test_each_migration_job_upgrades_its_own_schema(objects: tuple[Object, ...]) -> None:
-    for name, job in _of_kind(objects, "Job").items():
+    for name, job in of_kind(objects, "Job").items():
         service = _service_of(name)
         spec = job["spec"]["template"]["spec"]
         assert spec["restartPolicy"] == "Never"
@@ -738,12 +692,12 @@ def test_inventorys_app_and_worker_share_one_read_write_many_media_volume(
     objects: tuple[Object, ...],
 ) -> None:
     compose = _compose()["services"]
-    claims = _of_kind(objects, "PersistentVolumeClaim")
+    claims = of_kind(objects, "PersistentVolumeClaim")
     used = set()
     for name in ("inventory", "inventory-worker"):
-        spec = _of_kind(objects, "Deployment")[name]["spec"]["template"]["spec"]
+        spec = of_kind(objects, "Deployment")[name]["spec"]["template"]["spec"]
         (container,) = spec["containers"]
-        root = _environment(objects, container)["INVENTORY_MEDIA_ROOT"]["value"]
+        root = environment_of(objects, container)["INVENTORY_MEDIA_ROOT"]["value"]
         # Mounted where Compose mounts its media volume, writable, on a claim.
         assert f"media:{root}" in compose[name]["volumes"], name
         (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == root)
@@ -766,9 +720,7 @@ def test_inventorys_app_and_worker_share_one_read_write_many_media_volume(
 
 
 def test_production_names_a_storage_class_for_the_media_volume() -> None:
-    if _kubectl() is None:
-        pytest.skip("kubectl is not installed: make k8s-check installs Debian's kubernetes-client")
-    (claim,) = _of_kind(_rendered("production"), "PersistentVolumeClaim").values()
+    (claim,) = of_kind(rendered_overlay("production"), "PersistentVolumeClaim").values()
     assert claim["spec"]["storageClassName"], "the cluster's ReadWriteMany class"
 
 

@@ -9,7 +9,9 @@
 #    the schema is migrated while the old pods still serve (expand/contract keeps them working);
 # 3. apply everything: the Deployments roll one pod at a time (maxUnavailable 0), each new pod
 #    taking traffic once /health/ready answers, each old one draining (preStop, then SIGTERM);
-# 4. wait for every rollout.
+# 4. where the cluster runs the Prometheus Operator (its API group is served), apply the
+#    overlay's monitoring/: the scrape configuration and the rules of this version;
+# 5. wait for every rollout.
 # A failed Job stops here, before any pod of the new version starts.
 set -eu
 overlay=${1:?usage: deploy.sh <overlay directory>}
@@ -21,6 +23,14 @@ kubectl -n "$namespace" delete job -l "$migration" --ignore-not-found --wait=tru
 kubectl apply -k "$overlay" -l "app.kubernetes.io/component notin (api,worker,gateway,storefront)"
 kubectl -n "$namespace" wait --for=condition=complete job -l "$migration" --timeout="$timeout"
 kubectl apply -k "$overlay"
+if [ -d "$overlay/monitoring" ]; then
+    operator=$(kubectl api-resources --api-group=monitoring.coreos.com -o name 2>/dev/null || true)
+    if echo "$operator" | grep -q '^podmonitors\.'; then
+        kubectl apply -k "$overlay/monitoring"
+    else
+        echo "no Prometheus Operator here: $overlay/monitoring not applied (docs/observability.md)"
+    fi
+fi
 for deployment in $(kubectl -n "$namespace" get deployment -o name); do
     kubectl -n "$namespace" rollout status "$deployment" --timeout=600s
 done
