@@ -1,6 +1,7 @@
 """Where an order's placed → confirmed time goes, hop by hop, at a fixed offered rate.
 
-``python -m bench.shop.hops [--rate 125] [--seconds 15] [--after-saturation SECONDS]``
+``python -m bench.shop.hops [--rate 125] [--seconds 15] [--after-saturation SECONDS]
+[--tracing RATIO] [--start-at EPOCH]``
 
 Starts the platform as ``bench.shop`` does, places orders through the gateway at the offered
 rate (optionally after a closed-loop burst, as ``make bench`` runs its fixed rate after its
@@ -9,20 +10,24 @@ committed to its producer's outbox and marked sent by the relay (after the broke
 confirm), and when its consumer's transaction began (the inbox key's time). A hop "relay"
 is commit → marked sent; a hop "consume" is marked sent → the consumer's transaction, so
 the payments hop includes its provider call. Timestamps are each transaction's start
-(``now()``), all from the one Postgres clock.
+(``now()``), all from the one Postgres clock. It also prints the CPU each platform process and
+the platform's own Postgres backends spent per order while the orders were placed and settled
+(``/proc``): the figure ``bench.shop.paired`` compares between two builds run at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
-from bench.shop import orders
+from bench.shop import memory, orders
 from bench.shop.runner import run_load
 from bench.shop.seed import reader, seed
 from bench.shop.stack import running_platform
@@ -92,8 +97,25 @@ async def _trails(db: asyncpg.Connection, order_ids: list[str]) -> list[list[dat
     return trails
 
 
+async def _backend_cpu(db: asyncpg.Connection) -> dict[int, float]:
+    """CPU seconds so far of each Postgres backend connected to this platform's database."""
+    rows = await db.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    )
+    return {row["pid"]: memory.cpu_seconds(row["pid"]) for row in rows}
+
+
+def _tracing(ratio: float | None) -> contextlib.AbstractContextManager[dict[str, str]]:
+    if ratio is None:
+        return contextlib.nullcontext({})
+    from bench.shop.tracing import traced  # only where tracing is wanted
+
+    return traced(ratio)
+
+
 async def measure(options: argparse.Namespace) -> None:
-    with running_platform() as platform:
+    with _tracing(options.tracing) as overrides, running_platform(overrides) as platform:
         seeded = await seed(platform, customers=16)
         db = await reader(platform)
         try:
@@ -109,12 +131,27 @@ async def measure(options: argparse.Namespace) -> None:
                 placed = await asyncio.to_thread(run_load, burst)
                 await orders.settle(db, placed["order_ids"])
                 print(f"after a saturation burst of {len(placed['order_ids'])} orders")
+            if options.start_at:  # run at once with another build (bench.shop.paired)
+                await asyncio.sleep(max(options.start_at - time.time(), 0.0))
             spec = {**common, "seconds": options.seconds, "rate": options.rate}
+            pids = platform.pids()
+            before, backends_before = memory.cpu(pids), await _backend_cpu(db)
+            print(f"load started at {time.time():.1f}")
             result = await asyncio.to_thread(run_load, spec)
             await orders.settle(db, result["order_ids"])
+            after, backends_after = memory.cpu(pids), await _backend_cpu(db)
             trails = await _trails(db, result["order_ids"])
         finally:
             await db.close()
+    count = max(len(result["order_ids"]), 1)
+    spent = {name: (after[name] - before[name]) * 1000 / count for name in after}
+    spent["postgres"] = (
+        sum(used - backends_before.get(pid, 0.0) for pid, used in backends_after.items())
+        * 1000
+        / count
+    )
+    cpu = {name: round(ms, 3) for name, ms in spent.items()}
+    print(f"CPU ms per order: {cpu} total {sum(spent.values()):.3f}")
     print(f"{len(trails)} orders confirmed at {options.rate:g}/s offered; ms per hop:")
     print(f"  {'hop':52s} {'p50':>7s} {'p90':>7s} {'p99':>7s}")
     for index, hop in enumerate([*HOPS, "placed → confirmed"]):
@@ -130,6 +167,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument(
         "--after-saturation", type=float, default=0.0, help="a closed-loop burst first, seconds"
+    )
+    parser.add_argument(
+        "--tracing", type=float, default=None, metavar="RATIO", help="trace, sampling at RATIO"
+    )
+    parser.add_argument(
+        "--start-at", type=float, default=0.0, help="start the load at this Unix time"
     )
     asyncio.run(measure(parser.parse_args()))
 

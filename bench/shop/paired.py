@@ -1,0 +1,153 @@
+"""Two builds measured at once: the fair comparison on a machine whose speed drifts.
+
+``python -m bench.shop.paired --baseline DIR [--pairs 5] [--rate 50] [--seconds 30]``
+``python -m bench.shop.paired --tracing 0.1 [--pairs 5] ...``
+
+Alternating runs compare builds minutes apart, and this machine's speed moves by a factor of
+two within minutes. Here both builds run ``bench.shop.hops`` at the same moment, each its own
+platform at the same offered rate, their loads starting at one agreed second, so whatever
+the machine does, it does to both. The first form compares this checkout with a worktree of
+another commit (its platform and harness, this checkout's ``hops.py`` run in it); the second
+compares this checkout untraced with itself traced at the ratio. Per pair it prints CPU per
+order (each platform process and the platform's own Postgres backends, ``/proc``) and
+placed → confirmed p50 and p99, then the median of the pairs' ratios (B ÷ A). The sides swap
+places in every other pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[2]
+START_LEAD_SECONDS = 90.0  # two platforms starting and seeding at once, on two cores
+CPU_LINE = re.compile(r"^CPU ms per order: (\{.*\}) total ([\d.]+)$", re.M)
+STARTED_LINE = re.compile(r"^load started at ([\d.]+)$", re.M)
+MAX_SKEW_SECONDS = 3.0
+LATENCY_LINE = re.compile(r"^\s+placed → confirmed\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", re.M)
+
+
+@dataclass(frozen=True)
+class Side:
+    label: str
+    checkout: Path
+    tracing: float | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    cpu: dict[str, float]
+    cpu_total: float
+    p50: float
+    p99: float
+
+
+def _command(side: Side, options: argparse.Namespace, start_at: float) -> list[str]:
+    arguments = [
+        "--rate",
+        str(options.rate),
+        "--seconds",
+        str(options.seconds),
+        "--start-at",
+        str(start_at),
+    ]
+    if side.tracing is not None:
+        arguments += ["--tracing", str(side.tracing)]
+    # This checkout's hops.py, run with the side's interpreter in the side's checkout, so
+    # that the platform and harness it imports are that build's own.
+    script = (
+        "import runpy, sys; sys.argv = ['hops', *sys.argv[1:]]; "
+        f"runpy.run_path({str(HERE.with_name('hops.py'))!r}, run_name='__main__')"
+    )
+    return [str(side.checkout / ".venv" / "bin" / "python"), "-c", script, *arguments]
+
+
+def _parse(label: str, output: str) -> Run:
+    cpu, latency = CPU_LINE.search(output), LATENCY_LINE.search(output)
+    if cpu is None or latency is None:
+        raise RuntimeError(f"{label}: no figures in its output:\n{output[-3000:]}")
+    return Run(
+        cpu=ast.literal_eval(cpu.group(1)),
+        cpu_total=float(cpu.group(2)),
+        p50=float(latency.group(1)),
+        p99=float(latency.group(3)),
+    )
+
+
+def run_pair(first: Side, second: Side, options: argparse.Namespace) -> tuple[Run, Run]:
+    """Both sides at once; their runs in the order given."""
+    start_at = time.time() + START_LEAD_SECONDS
+    processes = [
+        subprocess.Popen(  # noqa: S603 (our own interpreters and script)
+            _command(side, options, start_at),
+            cwd=side.checkout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for side in (first, second)
+    ]
+    outputs = [process.communicate(timeout=START_LEAD_SECONDS + 600)[0] for process in processes]
+    starts = [STARTED_LINE.search(output) for output in outputs]
+    if None in starts:
+        raise RuntimeError(
+            f"a run did not start its load:\n{outputs[0][-2000:]}{outputs[1][-2000:]}"
+        )
+    skew = abs(float(starts[0].group(1)) - float(starts[1].group(1)))  # type: ignore[union-attr]
+    if skew > MAX_SKEW_SECONDS:
+        raise RuntimeError(f"the loads started {skew:.1f} s apart: raise START_LEAD_SECONDS")
+    return _parse(first.label, outputs[0]), _parse(second.label, outputs[1])
+
+
+def _ratio(b: float, a: float) -> float:
+    return b / a if a else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="two builds side by side, at once (127.0.0.1)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--baseline", type=Path, help="a worktree of the build to compare with")
+    which.add_argument("--tracing", type=float, metavar="RATIO", help="untraced against traced")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=50.0, help="offered orders/s, each side")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    options = parser.parse_args()
+    if options.baseline is not None:
+        a, b = Side("baseline", options.baseline.resolve()), Side("this", ROOT)
+    else:
+        a, b = Side("untraced", ROOT), Side(f"traced {options.tracing:g}", ROOT, options.tracing)
+    print(f"A = {a.label} ({a.checkout}), B = {b.label}; {options.rate:g}/s each, at once")
+    cpu_ratios: list[float] = []
+    p50_ratios: list[float] = []
+    p99_ratios: list[float] = []
+    for pair in range(options.pairs):
+        swapped = pair % 2 == 1
+        first, second = run_pair(b, a, options) if swapped else run_pair(a, b, options)
+        run_a, run_b = (second, first) if swapped else (first, second)
+        cpu_ratios.append(_ratio(run_b.cpu_total, run_a.cpu_total))
+        p50_ratios.append(_ratio(run_b.p50, run_a.p50))
+        p99_ratios.append(_ratio(run_b.p99, run_a.p99))
+        print(
+            f"pair {pair + 1}: CPU ms/order {run_a.cpu_total:.2f} → {run_b.cpu_total:.2f} "
+            f"({cpu_ratios[-1]:.2f}); placed → confirmed p50 {run_a.p50:.0f} → {run_b.p50:.0f} "
+            f"ms, p99 {run_a.p99:.0f} → {run_b.p99:.0f} ms"
+        )
+        print(f"  A {run_a.cpu}\n  B {run_b.cpu}")
+        sys.stdout.flush()
+    print(
+        f"median of {options.pairs} pairs, B ÷ A: CPU per order "
+        f"{statistics.median(cpu_ratios):.3f}, placed → confirmed p50 "
+        f"{statistics.median(p50_ratios):.3f}, p99 {statistics.median(p99_ratios):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
