@@ -152,6 +152,8 @@ async def measure(options: argparse.Namespace) -> None:
     )
     cpu = {name: round(ms, 3) for name, ms in spent.items()}
     print(f"CPU ms per order: {cpu} total {sum(spent.values()):.3f}")
+    posts = result["latencies_ms"]
+    print(f"POST /orders ms: p50 {percentile(posts, 0.5):.1f} p99 {percentile(posts, 0.99):.1f}")
     print(f"{len(trails)} orders confirmed at {options.rate:g}/s offered; ms per hop:")
     print(f"  {'hop':52s} {'p50':>7s} {'p90':>7s} {'p99':>7s}")
     for index, hop in enumerate([*HOPS, "placed → confirmed"]):

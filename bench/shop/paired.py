@@ -9,9 +9,9 @@ platform at the same offered rate, their loads starting at one agreed second, so
 the machine does, it does to both. The first form compares this checkout with a worktree of
 another commit (its platform and harness, this checkout's ``hops.py`` run in it); the second
 compares this checkout untraced with itself traced at the ratio. Per pair it prints CPU per
-order (each platform process and the platform's own Postgres backends, ``/proc``) and
-placed → confirmed p50 and p99, then the median of the pairs' ratios (B ÷ A). The sides swap
-places in every other pair.
+order (each platform process and the platform's own Postgres backends, ``/proc``),
+placed → confirmed p50 and p99 and p99 POST /orders, then the median of the pairs' ratios
+(B ÷ A). The sides swap places in every other pair.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
 START_LEAD_SECONDS = 90.0  # two platforms starting and seeding at once, on two cores
 CPU_LINE = re.compile(r"^CPU ms per order: (\{.*\}) total ([\d.]+)$", re.M)
+POST_LINE = re.compile(r"^POST /orders ms: p50 ([\d.]+) p99 ([\d.]+)$", re.M)
 STARTED_LINE = re.compile(r"^load started at ([\d.]+)$", re.M)
 MAX_SKEW_SECONDS = 3.0
 LATENCY_LINE = re.compile(r"^\s+placed → confirmed\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", re.M)
@@ -48,6 +49,7 @@ class Run:
     cpu_total: float
     p50: float
     p99: float
+    post_p99: float
 
 
 def _command(side: Side, options: argparse.Namespace, start_at: float) -> list[str]:
@@ -72,13 +74,15 @@ def _command(side: Side, options: argparse.Namespace, start_at: float) -> list[s
 
 def _parse(label: str, output: str) -> Run:
     cpu, latency = CPU_LINE.search(output), LATENCY_LINE.search(output)
-    if cpu is None or latency is None:
+    post = POST_LINE.search(output)
+    if cpu is None or latency is None or post is None:
         raise RuntimeError(f"{label}: no figures in its output:\n{output[-3000:]}")
     return Run(
         cpu=ast.literal_eval(cpu.group(1)),
         cpu_total=float(cpu.group(2)),
         p50=float(latency.group(1)),
         p99=float(latency.group(3)),
+        post_p99=float(post.group(2)),
     )
 
 
@@ -128,6 +132,7 @@ def main() -> None:
     cpu_ratios: list[float] = []
     p50_ratios: list[float] = []
     p99_ratios: list[float] = []
+    post_ratios: list[float] = []
     for pair in range(options.pairs):
         swapped = pair % 2 == 1
         first, second = run_pair(b, a, options) if swapped else run_pair(a, b, options)
@@ -135,17 +140,20 @@ def main() -> None:
         cpu_ratios.append(_ratio(run_b.cpu_total, run_a.cpu_total))
         p50_ratios.append(_ratio(run_b.p50, run_a.p50))
         p99_ratios.append(_ratio(run_b.p99, run_a.p99))
+        post_ratios.append(_ratio(run_b.post_p99, run_a.post_p99))
         print(
             f"pair {pair + 1}: CPU ms/order {run_a.cpu_total:.2f} → {run_b.cpu_total:.2f} "
             f"({cpu_ratios[-1]:.2f}); placed → confirmed p50 {run_a.p50:.0f} → {run_b.p50:.0f} "
-            f"ms, p99 {run_a.p99:.0f} → {run_b.p99:.0f} ms"
+            f"ms, p99 {run_a.p99:.0f} → {run_b.p99:.0f} ms; p99 POST /orders "
+            f"{run_a.post_p99:.1f} → {run_b.post_p99:.1f} ms"
         )
         print(f"  A {run_a.cpu}\n  B {run_b.cpu}")
         sys.stdout.flush()
     print(
         f"median of {options.pairs} pairs, B ÷ A: CPU per order "
         f"{statistics.median(cpu_ratios):.3f}, placed → confirmed p50 "
-        f"{statistics.median(p50_ratios):.3f}, p99 {statistics.median(p99_ratios):.3f}"
+        f"{statistics.median(p50_ratios):.3f}, p99 {statistics.median(p99_ratios):.3f}; "
+        f"p99 POST /orders {statistics.median(post_ratios):.3f}"
     )
 
 

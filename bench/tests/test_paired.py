@@ -12,6 +12,7 @@ from bench.shop.paired import Side, _command, _parse
 HOPS_OUTPUT = """\
 load started at 1765000000.5
 CPU ms per order: {'orders': 2.5, 'gateway': 1.25, 'postgres': 4.0} total 7.750
+POST /orders ms: p50 6.1 p99 21.5
 1500 orders confirmed at 50/s offered; ms per hop:
   hop                                                      p50     p90     p99
   orders relays order_created                             10.0    20.9   218.4
@@ -23,7 +24,7 @@ def test_a_runs_figures_are_read_from_what_hops_prints() -> None:
     run = _parse("A", HOPS_OUTPUT)
     assert run.cpu == {"orders": 2.5, "gateway": 1.25, "postgres": 4.0}
     assert run.cpu_total == 7.75
-    assert (run.p50, run.p99) == (166.1, 524.1)
+    assert (run.p50, run.p99, run.post_p99) == (166.1, 524.1, 21.5)
 
 
 def test_a_run_without_figures_is_an_error_not_a_zero() -> None:
