@@ -8,6 +8,9 @@ Prints figures, never pass/fail:
 
 Uses a scratch database and broker namespace of its own, removed at the end.
 ``python bench/messaging.py [--events 20000] [--rate 1000] [--seconds 10]``
+``... --baseline DIR [--rounds 3]`` runs this whole script once per build and round, taking
+turns: DIR's own (its ``.venv``, cwd DIR: its schema, producers, role processes and library)
+and this checkout's; it reads back what each printed, then medians and this ÷ baseline.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
@@ -292,15 +299,160 @@ async def run(events: int, rate: int, seconds: float) -> None:
         await drop_database(database)
 
 
+# What the baseline mode reads back from a build's run of this script (the lines ``run``
+# prints; a baseline of an older commit prints them the same way).
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = (
+    "events/s",
+    "relay us",
+    "consumer us",
+    "broker us",
+    "postgres us",
+    "total us",
+    "p50 ms",
+    "p99 ms",
+)
+THROUGHPUT_LINE = re.compile(r"^  throughput: .* = ([\d,.]+) events/s$", re.M)
+CPU_LINE = re.compile(r"^  CPU per event while draining: (.*) \(total ([\d,.]+) us\)$", re.M)
+CPU_OF_PROCESS = re.compile(r"(\w+) ([\d,.]+) us")
+LATENCY_LINE = re.compile(r"^  latency at .*: p50 ([\d.]+) ms, p99 ([\d.]+) ms", re.M)
+LABEL_WIDTH = 18
+
+
+@dataclass(frozen=True)
+class Build:
+    label: str
+    python: Path
+    checkout: Path
+
+
+def build_command(build: Build, events: int, rate: int, seconds: float) -> list[str]:
+    """The build's own interpreter running the build's own copy of this script."""
+    script = build.checkout / "bench" / "messaging.py"
+    options = ["--events", str(events), "--rate", str(rate), "--seconds", str(seconds)]
+    return [str(build.python), str(script), *options]
+
+
+def round_order(round_number: int) -> tuple[str, str]:
+    """Baseline first in odd rounds, this checkout first in even ones."""
+    return ("baseline", "this") if round_number % 2 else ("this", "baseline")
+
+
+def parse_figures(label: str, output: str) -> dict[str, float]:
+    throughput, cpu = THROUGHPUT_LINE.search(output), CPU_LINE.search(output)
+    latency = LATENCY_LINE.search(output)
+    if throughput is None or cpu is None or latency is None:
+        raise RuntimeError(f"{label}: no figures in its output:\n{output[-3000:]}")
+
+    def number(printed: str) -> float:
+        return float(printed.replace(",", ""))
+
+    figures = {"events/s": number(throughput[1])}
+    figures |= {f"{name} us": number(us) for name, us in CPU_OF_PROCESS.findall(cpu[1])}
+    figures["total us"] = number(cpu[2])
+    figures["p50 ms"], figures["p99 ms"] = float(latency[1]), float(latency[2])
+    return figures
+
+
+def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    return {
+        name: statistics.median(values)
+        for name in METRICS
+        if (values := [run[name] for run in runs if name in run])
+    }
+
+
+def ratios(this: Mapping[str, float], baseline: Mapping[str, float]) -> dict[str, float]:
+    return {
+        name: this[name] / baseline[name] for name in METRICS if name in this and baseline.get(name)
+    }
+
+
+def format_header() -> str:
+    return f"{'':<{LABEL_WIDTH}}" + "".join(f"{name:>{len(name) + 3}}" for name in METRICS)
+
+
+def format_row(label: str, figures: Mapping[str, float], *, ratio: bool = False) -> str:
+    cells = []
+    for name in METRICS:
+        value = figures.get(name)
+        if value is None:
+            text = "-"
+        elif ratio:
+            text = f"{value:.2f}"
+        elif name.endswith(" ms"):
+            text = f"{value:.1f}"
+        else:
+            text = f"{value:,.0f}"
+        cells.append(f"{text:>{len(name) + 3}}")
+    return f"{label:<{LABEL_WIDTH}}" + "".join(cells)
+
+
+def measure(build: Build, events: int, rate: int, seconds: float) -> dict[str, float]:
+    # Its output to a file, not a pipe: the role processes inherit it, and a pipe would not
+    # reach its end while one of them outlived the run.
+    with tempfile.TemporaryFile() as output:
+        finished = subprocess.run(  # noqa: S603 (a checkout's own benchmark)
+            build_command(build, events, rate, seconds),
+            cwd=build.checkout,
+            stdout=output,
+            check=False,
+        )
+        output.seek(0)
+        printed = output.read().decode(errors="replace")
+    if finished.returncode:
+        raise RuntimeError(f"{build.label}: exit {finished.returncode}:\n{printed[-3000:]}")
+    return parse_figures(build.label, printed)
+
+
+def compare(baseline: Path, rounds: int, events: int, rate: int, seconds: float) -> None:
+    builds = {
+        "baseline": Build("baseline", baseline / ".venv" / "bin" / "python", baseline),
+        "this": Build("this", Path(sys.executable), ROOT),
+    }
+    print(
+        f"messaging benchmark, this checkout against {baseline}, in turns: {rounds} "
+        f"round{'s' if rounds != 1 else ''} of "
+        f"{events} events drained, then {rate}/s offered for {seconds:g} s; "
+        "CPU in us per event while draining, latency commit to handled",
+        flush=True,
+    )
+    print(format_header(), flush=True)
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in builds}
+    for round_number in range(1, rounds + 1):
+        for label in round_order(round_number):
+            figures = measure(builds[label], events, rate, seconds)
+            runs[label].append(figures)
+            print(format_row(f"round {round_number} {label}", figures), flush=True)
+    middle = {label: medians(figures) for label, figures in runs.items()}
+    for label in builds:
+        print(format_row(f"median {label}", middle[label]))
+    print(format_row("this ÷ baseline", ratios(middle["this"], middle["baseline"]), ratio=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout with its own .venv (e.g. a git worktree of an earlier commit) whose "
+        "build is measured in turns with this one",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --baseline")
     parser.add_argument("--role", choices=["relay", "consumer"])
     parser.add_argument("--database")
     parser.add_argument("--namespace")
     args = parser.parse_args()
+    if args.baseline:
+        baseline = args.baseline.resolve()
+        for needed in (baseline / ".venv" / "bin" / "python", baseline / "bench" / "messaging.py"):
+            if not needed.exists():
+                parser.error(f"--baseline: {needed} is missing")
+        compare(baseline, args.rounds, args.events, args.rate, args.seconds)
+        return
     import uvloop
 
     if args.role:
