@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from infra.dev.generated import write_or_check
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "infra" / "prometheus" / "rules"
 OUTPUT = ROOT / "infra" / "k8s" / "monitoring" / "prometheusrules.yaml"
@@ -54,17 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     args = parser.parse_args()
-    rendered = render()
-    current = OUTPUT.read_text() if OUTPUT.exists() else ""
-    if args.check:
-        if rendered != current:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    if rendered != current:
-        OUTPUT.write_text(rendered)
-        print(f"{OUTPUT.relative_to(ROOT)} rewritten")
-    return 0
+    return write_or_check(OUTPUT, render(), check=args.check, command=COMMAND, root=ROOT)
 
 
 if __name__ == "__main__":

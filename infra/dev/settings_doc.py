@@ -26,6 +26,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from infra.dev.generated import write_or_check
 from shared.settings import SHARED_ENV_PREFIX, BaseServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,15 +214,9 @@ def main() -> int:
     rendered = render(current)
     for name in undescribed():
         print(f"{name} has no docstring: its row keeps the text it had", file=sys.stderr)
-    if args.check:
-        if rendered != current:
-            print(f"{DOCUMENT.relative_to(ROOT)} is stale: run make settings-doc", file=sys.stderr)
-            return 1
-        return 0
-    if rendered != current:
-        DOCUMENT.write_text(rendered)
-        print(f"{DOCUMENT.relative_to(ROOT)} rewritten")
-    return 0
+    return write_or_check(
+        DOCUMENT, rendered, check=args.check, command="make settings-doc", root=ROOT
+    )
 
 
 if __name__ == "__main__":

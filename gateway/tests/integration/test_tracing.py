@@ -31,6 +31,16 @@ from .test_upstream_pool import ScriptedUpstream, ok
 CLIENT_TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
+async def _ok(connection: int, request: int, head: bytes) -> bytes:
+    return ok()
+
+
+def _traced_pool() -> TracedHttp1Pool:
+    return TracedHttp1Pool(
+        limit=2, keepalive_seconds=5, connect_timeout=2, read_timeout=2, total_timeout=5
+    )
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     with in_memory_tracing("gateway") as exporter:
@@ -40,15 +50,10 @@ def spans() -> Iterator[InMemorySpanExporter]:
 async def test_a_forwarded_request_is_a_client_span_whose_context_the_upstream_receives(
     spans: InMemorySpanExporter,
 ) -> None:
-    async def answer(connection: int, request: int, head: bytes) -> bytes:
-        return ok()
-
-    pool = TracedHttp1Pool(
-        limit=2, keepalive_seconds=5, connect_timeout=2, read_timeout=2, total_timeout=5
-    )
+    pool = _traced_pool()
     platform_tracer = tracer()
     assert platform_tracer is not None
-    async with ScriptedUpstream(answer) as upstream:
+    async with ScriptedUpstream(_ok) as upstream:
         with platform_tracer.start_as_current_span("POST /api/v1/orders", kind=SpanKind.SERVER):
             response = await pool.request(
                 upstream.origin, "POST", b"/api/v1/orders?x=1", [(b"accept", b"*/*")], b"{}"
@@ -74,15 +79,10 @@ async def test_a_forwarded_request_is_a_client_span_whose_context_the_upstream_r
 async def test_a_request_whose_trace_is_not_sampled_gets_no_client_span_but_sends_its_context(
     spans: InMemorySpanExporter,
 ) -> None:
-    async def answer(connection: int, request: int, head: bytes) -> bytes:
-        return ok()
-
-    pool = TracedHttp1Pool(
-        limit=2, keepalive_seconds=5, connect_timeout=2, read_timeout=2, total_timeout=5
-    )
+    pool = _traced_pool()
     trace_id, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
     unsampled = NonRecordingSpan(SpanContext(trace_id, span_id, False, TraceFlags(0)))
-    async with ScriptedUpstream(answer) as upstream:
+    async with ScriptedUpstream(_ok) as upstream:
         with untraced(trace.set_span_in_context(unsampled)):  # as an unsampled request runs
             response = await pool.request(upstream.origin, "GET", b"/api/v1/orders", [], b"")
             assert await response.read() == b"ok"
