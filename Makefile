@@ -13,7 +13,7 @@ PY_DIRS := libs services gateway infra tests bench
 export PATH := $(BIN):$(PATH)
 
 .PHONY: settings-doc infra
-.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
+.PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak nginx e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -147,7 +147,12 @@ fuzz: check-servers ## Schemathesis against the gateway's merged OpenAPI, authen
 faults: check-servers ## Crash a worker, stop the broker, cut database connections, replay a DLQ; then check the books
 	$(BIN)/pytest -m faults tests $(PYTEST_ARGS)
 
-bench: check-servers ## Load benchmarks (127.0.0.1 only, ~12 min): figures and bench/results/<date>.md, never pass or fail
+# Debian's nginx, the proxy that make bench's catalog reads and gateway rows are measured against.
+nginx:
+	@command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } \
+	  || echo "nginx could not be installed (apt-get install nginx-light): the benchmarks run without their proxy reference"
+
+bench: check-servers nginx ## Load benchmarks (127.0.0.1 only, ~12 min): figures and bench/results/<date>.md, never pass or fail
 	$(BIN)/python -m bench.shop $(BENCH_ARGS)
 	$(BIN)/python bench/messaging.py $(MESSAGING_BENCH_ARGS)
 	$(BIN)/python -m bench.gateway $(GATEWAY_BENCH_ARGS)
@@ -156,7 +161,7 @@ bench: check-servers ## Load benchmarks (127.0.0.1 only, ~12 min): figures and b
 
 SOAK_SECONDS ?= 600
 
-soak: check-servers ## Whole-platform soak (SOAK_SECONDS, default 600): memory of every process, plus make bench's scenarios
+soak: check-servers nginx ## Whole-platform soak (SOAK_SECONDS, default 600): memory of every process, plus make bench's scenarios
 	$(BIN)/python -m bench.shop --soak-seconds $(SOAK_SECONDS) $(BENCH_ARGS)
 
 up: ## Run the whole shop on Docker Compose (.env from .env.example if none), seeded as make dev
