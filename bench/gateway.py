@@ -228,6 +228,16 @@ SERVER_OPTIONS: dict[str, dict[str, str]] = {
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "no-token-cache": ("no token cache", {"COMMERCE_JWT_VERIFIED_CACHE_SIZE": "0"}),
     "pool-16": ("pool of 16 connections", {"GATEWAY_UPSTREAM_POOL_SIZE": "16"}),
+    # Tracing on with nothing sampled: what the spans' machinery costs a request that no
+    # trace records (nothing is exported, so the endpoint is never called).
+    "traced-unsampled": (
+        "tracing on, nothing sampled",
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0",
+        },
+    ),
 }
 
 

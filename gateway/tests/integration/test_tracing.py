@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import httpx
 import pytest
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
-from starlette.types import Message, Scope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import GatewaySettings
 from gateway.proxy.http1 import Http1Pool
@@ -24,7 +27,7 @@ from gateway.proxy.tracing import (
 )
 from gateway.proxy.upstream import UpstreamClient
 from shared.testing.tracing import in_memory_tracing
-from shared.tracing import tracer, untraced
+from shared.tracing import sampled, tracer, untraced
 
 from .test_upstream_pool import ScriptedUpstream, ok
 
@@ -156,3 +159,120 @@ async def test_with_tracing_off_the_stack_and_the_pool_are_the_untraced_ones() -
         assert type(client.pool) is Http1Pool
     finally:
         await client.close()
+
+
+# -- the root server spans (RootServerSpans): the sampler decides before anything is built --
+
+
+ROUTES = RouteTable({"/api/v1/orders": "http://127.0.0.1:8002"})
+
+
+@dataclass
+class Seen:
+    """What the app behind the spans saw of its context."""
+
+    trace_id: int | None = None
+    sampled: bool | None = None
+    instrumented: bool | None = None
+
+
+def _answering(seen: Seen, status: int) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        span_context = trace.get_current_span().get_span_context()
+        seen.trace_id = span_context.trace_id if span_context.is_valid else None
+        seen.sampled = sampled()
+        seen.instrumented = is_instrumentation_enabled()
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return app
+
+
+async def _post(app: ASGIApp, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        return await client.post(
+            path + "?token=secret",
+            headers={"user-agent": "storefront/1", "traceparent": CLIENT_TRACEPARENT.decode()},
+        )
+
+
+def _sampling(monkeypatch: pytest.MonkeyPatch, ratio: str) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", ratio)
+
+
+async def test_a_root_the_sampler_drops_builds_no_span_and_runs_untraced_in_its_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sampling(monkeypatch, "0")
+    seen = Seen()
+    with in_memory_tracing("gateway") as exporter:
+        app = traced(_answering(seen, 200), routes=ROUTES, own_paths=[])
+        assert (await _post(app, "/api/v1/orders")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    # A new trace of the gateway's own (never the client's), flag off, what goes upstream.
+    assert seen.trace_id not in (None, int(CLIENT_TRACEPARENT.split(b"-")[1], 16))
+    assert (seen.sampled, seen.instrumented) == (False, False)
+
+
+async def test_a_sampled_root_is_a_server_span_by_route_with_the_requests_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sampling(monkeypatch, "1")
+    seen = Seen()
+    with in_memory_tracing("gateway") as exporter:
+        app = traced(_answering(seen, 201), routes=ROUTES, own_paths=[])
+        assert (await _post(app, "/api/v1/orders/0190-abc/cancel")).status_code == 201
+    [span] = exporter.get_finished_spans()
+    assert span.context is not None
+    assert (span.name, span.kind, span.parent) == (
+        "POST /api/v1/orders/{path}",
+        SpanKind.SERVER,
+        None,
+    )
+    assert (seen.trace_id, seen.sampled, seen.instrumented) == (span.context.trace_id, True, True)
+    assert dict(span.attributes or {}) == {
+        "http.route": "/api/v1/orders/{path}",
+        "http.request.method": "POST",
+        "url.scheme": "http",
+        "url.path": "/api/v1/orders/0190-abc/cancel",
+        "network.protocol.version": "1.1",
+        "server.address": "shop.test",  # no port: the test transport gives none
+        "client.address": "203.0.113.7",
+        "user_agent.original": "storefront/1",
+        "http.response.status_code": 201,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+
+
+async def test_a_sampled_root_that_answers_5xx_or_raises_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sampling(monkeypatch, "1")
+
+    async def raising(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("upstream pool broken")
+
+    with in_memory_tracing("gateway") as exporter:
+        answering = traced(_answering(Seen(), 503), routes=ROUTES, own_paths=[])
+        assert (await _post(answering, "/api/v1/orders")).status_code == 503
+        with pytest.raises(RuntimeError):
+            await _post(traced(raising, routes=ROUTES, own_paths=[]), "/api/v1/orders")
+    failed, raised = exporter.get_finished_spans()
+    assert failed.status.status_code is StatusCode.ERROR
+    assert raised.status.status_code is StatusCode.ERROR
+    assert [event.name for event in raised.events] == ["exception"]
+
+
+async def test_probes_and_scrapes_get_no_span_and_run_untraced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sampling(monkeypatch, "1")
+    seen = Seen()
+    with in_memory_tracing("gateway") as exporter:
+        app = traced(_answering(seen, 200), routes=ROUTES, own_paths=["/health/ready"])
+        for path in ("/health/ready", "/metrics"):
+            assert (await _post(app, path)).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    assert seen.instrumented is False

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 from opentelemetry.util.types import Attributes
 from starlette.routing import Match
 from starlette.types import ASGIApp, Scope
@@ -204,14 +205,22 @@ def server_spans(
 
     spans: ASGIApp = OpenTelemetryMiddleware(
         UntracedUnlessSampled(app),
-        excluded_urls=excluded_urls
-        if excluded_urls is not None
-        else os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS),
+        excluded_urls=excluded_urls if excluded_urls is not None else _asgi_excluded_urls(),
         default_span_details=span_details,
         tracer_provider=_installed.provider,
         exclude_spans=["receive", "send"],  # a span per ASGI message: noise, and CPU
     )
     return SampledOnly(spans, app)
+
+
+def _asgi_excluded_urls() -> str:
+    return os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS)
+
+
+def excluded_requests() -> ExcludeList:
+    """The paths that get no server span (``OTEL_PYTHON_ASGI_EXCLUDED_URLS``, probes and
+    scrapes by default), for a server-span middleware of a process's own."""
+    return parse_excluded_urls(_asgi_excluded_urls())
 
 
 def current_trace_ids() -> tuple[str, str] | None:
