@@ -231,7 +231,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     # Tracing on with nothing sampled: what the spans' machinery costs a request that no
     # trace records (nothing is exported, so the endpoint is never called).
     "traced-unsampled": (
-        "tracing on, nothing sampled",
+        "tracing, none sampled",
         {
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
             "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
