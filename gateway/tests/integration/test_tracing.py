@@ -197,6 +197,11 @@ async def _post(app: ASGIApp, path: str) -> httpx.Response:
         )
 
 
+def _gateway(app: ASGIApp, *own_paths: str) -> ASGIApp:
+    """``app`` in the gateway's server spans, as ``GatewayApp`` builds them."""
+    return traced(app, routes=ROUTES, own_paths=own_paths)
+
+
 def _sampling(monkeypatch: pytest.MonkeyPatch, ratio: str) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", ratio)
@@ -208,7 +213,7 @@ async def test_a_root_the_sampler_drops_builds_no_span_and_runs_untraced_in_its_
     _sampling(monkeypatch, "0")
     seen = Seen()
     with in_memory_tracing("gateway") as exporter:
-        app = traced(_answering(seen, 200), routes=ROUTES, own_paths=[])
+        app = _gateway(_answering(seen, 200))
         assert (await _post(app, "/api/v1/orders")).status_code == 200
     assert exporter.get_finished_spans() == ()
     # A new trace of the gateway's own (never the client's), flag off, what goes upstream.
@@ -222,7 +227,7 @@ async def test_a_sampled_root_is_a_server_span_by_route_with_the_requests_attrib
     _sampling(monkeypatch, "1")
     seen = Seen()
     with in_memory_tracing("gateway") as exporter:
-        app = traced(_answering(seen, 201), routes=ROUTES, own_paths=[])
+        app = _gateway(_answering(seen, 201))
         assert (await _post(app, "/api/v1/orders/0190-abc/cancel")).status_code == 201
     [span] = exporter.get_finished_spans()
     assert span.context is not None
@@ -255,10 +260,10 @@ async def test_a_sampled_root_that_answers_5xx_or_raises_is_an_error(
         raise RuntimeError("upstream pool broken")
 
     with in_memory_tracing("gateway") as exporter:
-        answering = traced(_answering(Seen(), 503), routes=ROUTES, own_paths=[])
+        answering = _gateway(_answering(Seen(), 503))
         assert (await _post(answering, "/api/v1/orders")).status_code == 503
         with pytest.raises(RuntimeError):
-            await _post(traced(raising, routes=ROUTES, own_paths=[]), "/api/v1/orders")
+            await _post(_gateway(raising), "/api/v1/orders")
     failed, raised = exporter.get_finished_spans()
     assert failed.status.status_code is StatusCode.ERROR
     assert raised.status.status_code is StatusCode.ERROR
@@ -271,7 +276,7 @@ async def test_probes_and_scrapes_get_no_span_and_run_untraced(
     _sampling(monkeypatch, "1")
     seen = Seen()
     with in_memory_tracing("gateway") as exporter:
-        app = traced(_answering(seen, 200), routes=ROUTES, own_paths=["/health/ready"])
+        app = _gateway(_answering(seen, 200), "/health/ready")
         for path in ("/health/ready", "/metrics"):
             assert (await _post(app, path)).status_code == 200
     assert exporter.get_finished_spans() == ()
