@@ -81,6 +81,12 @@ def _options() -> argparse.Namespace:
     parser.add_argument(
         "--sustain-from", type=float, default=150.0, help="the search's first rate, orders/s"
     )
+    parser.add_argument(
+        "--warm-up-orders",
+        type=int,
+        default=2000,
+        help="orders placed and settled, unmeasured, before the search (0: none)",
+    )
     parser.add_argument("--journey-seconds", type=int, default=30)
     parser.add_argument("--users", type=int, default=20, help="Locust users")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
@@ -169,6 +175,9 @@ async def order_rows(
         # even vacuumed, its probes fell behind at rates a fresh platform kept pace with
         # (159/s: p99 2.4 s, against 0.6 s at 160/s on a fresh one, the same hour).
         if options.sustain_probes:
+            if options.warm_up_orders:
+                placed = await orders.warm_up(db, count=options.warm_up_orders, **common)
+                print(f"warm-up: {placed} orders placed and settled, not measured")
             tried = await orders.find_sustained_rate(
                 db,
                 first_rate=options.sustain_from,

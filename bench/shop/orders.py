@@ -125,6 +125,30 @@ async def place_orders(
     return OrderFigures(post, saga)
 
 
+# The warm-up's offered rate: well below what the shop sustains on a slow hour, so that it
+# settles quickly.
+WARM_UP_RATE = 100.0
+
+
+async def warm_up(db: asyncpg.Connection, *, count: int, **common: Any) -> int:
+    """Place about ``count`` orders at ``WARM_UP_RATE`` and let them settle, measuring
+    nothing; the number placed.
+
+    The search's first probe would otherwise run on the nearly empty tables of a new
+    database, right after a ``VACUUM (ANALYZE)`` of them. Postgres keeps each prepared
+    statement's generic plan until its tables are next analyzed, and a plan made for
+    tables of a few rows looks orders up by sequential scan (a hash join against the whole
+    table, even the relay's claim), whose cost then grows with every order the probe adds.
+    A shop in service has history, and autovacuum analyzes its tables as they grow; the
+    warm-up gives the tables some before the probes' analyze, so the first probe measures
+    the plans the later ones meet (bench/CHANGES.md)."""
+    figures = await place_orders(
+        db, "warm-up", seconds=count / WARM_UP_RATE, rate=WARM_UP_RATE, **common
+    )
+    placed: int = figures.saga.extra["orders"]
+    return placed
+
+
 def confirmation_rate(confirmed: list[tuple[datetime, datetime]]) -> float:
     """Confirmations per second from the first to the last, but never more than those
     orders were placed per second (module doc); 0 for fewer than two. ``confirmed`` holds
