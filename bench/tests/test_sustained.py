@@ -1,10 +1,15 @@
 """The benchmark's search for the rate the saga sustains (orders.py): the next rate
-to try, what counts as keeping pace, and the row it reports. No load is sent here."""
+to try, what counts as keeping pace, the row it reports, and the warm-up before it. No load
+is sent here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from bench.shop import orders
 from bench.shop.orders import (
     KEEPS_PACE_P99_MS,
     OrderFigures,
@@ -103,3 +108,27 @@ def test_the_confirmed_rate_is_never_above_the_rate_orders_were_placed() -> None
         for i in range(101)
     ]
     assert confirmation_rate(bunched) == 100.0
+
+
+async def test_the_warm_up_places_its_orders_at_a_fixed_rate_and_says_how_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, object]] = []
+
+    async def place_orders(db: object, label: str, **kwargs: object) -> OrderFigures:
+        calls.append({"label": label, **kwargs})
+        figures = _figures(p99=100.0)
+        return replace(figures, saga=replace(figures.saga, extra={"orders": 1998}))
+
+    monkeypatch.setattr(orders, "place_orders", place_orders)
+    placed = await orders.warm_up(None, count=2000, base="http://gateway", skus=["A"])
+    assert placed == 1998
+    assert calls == [
+        {
+            "label": "warm-up",
+            "seconds": 2000 / orders.WARM_UP_RATE,
+            "rate": orders.WARM_UP_RATE,
+            "base": "http://gateway",
+            "skus": ["A"],
+        }
+    ]
