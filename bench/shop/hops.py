@@ -1,10 +1,11 @@
 """Where an order's placed → confirmed time goes, hop by hop, at a fixed offered rate.
 
-``python -m bench.shop.hops [--rate 125] [--seconds 15] [--after-saturation SECONDS]
-[--tracing RATIO] [--start-at EPOCH]``
+``python -m bench.shop.hops [--rate 125] [--seconds 15] [--warm-up-orders N]
+[--after-saturation SECONDS] [--tracing RATIO] [--start-when-told]``
 
 Starts the platform as ``bench.shop`` does, places orders through the gateway at the offered
-rate (optionally after a closed-loop burst, as ``make bench`` runs its fixed rate after its
+rate (optionally after a warm-up, as ``make bench`` warms up before its sustained rate's
+search, and after a closed-loop burst, as ``make bench`` runs its fixed rate after its
 saturation run), then reads each order's trail from the databases: when each saga event was
 committed to its producer's outbox and marked sent by the relay (after the broker's
 confirm), and when its consumer's transaction began (the inbox key's time). A hop "relay"
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ from bench.shop.runner import run_load
 from bench.shop.seed import reader, seed
 from bench.shop.stack import running_platform
 from bench.shop.stats import percentile
+
+READY = "ready to start the load"
 
 # The saga's happy path, in order: (the event's type, the schema of its producer).
 TRAIL = [
@@ -126,13 +130,24 @@ async def measure(options: argparse.Namespace) -> None:
                 "skus": seeded.skus,
                 "max_in_flight": 256,
             }
+            if options.warm_up_orders:
+                # At the warm-up's rate, with the analyze after it: bench.shop.orders.warm_up,
+                # written out because a baseline's older checkout runs this script.
+                rate = 100.0
+                warm = {**common, "seconds": options.warm_up_orders / rate, "rate": rate}
+                placed = await asyncio.to_thread(run_load, warm)
+                await orders.settle(db, placed["order_ids"])
+                await db.execute("VACUUM (ANALYZE)")
+                print(f"after a warm-up of {len(placed['order_ids'])} orders")
             if options.after_saturation:
                 burst = {**common, "seconds": options.after_saturation, "connections": 32}
                 placed = await asyncio.to_thread(run_load, burst)
                 await orders.settle(db, placed["order_ids"])
                 print(f"after a saturation burst of {len(placed['order_ids'])} orders")
-            if options.start_at:  # run at once with another build (bench.shop.paired)
-                await asyncio.sleep(max(options.start_at - time.time(), 0.0))
+            if options.start_when_told:  # at once with another build (bench.shop.paired)
+                print(READY, flush=True)
+                start_at = float(await asyncio.to_thread(sys.stdin.readline))
+                await asyncio.sleep(max(start_at - time.time(), 0.0))
             spec = {**common, "seconds": options.seconds, "rate": options.rate}
             pids = platform.pids()
             before, backends_before = memory.cpu(pids), await _backend_cpu(db)
@@ -174,7 +189,15 @@ def main() -> None:
         "--tracing", type=float, default=None, metavar="RATIO", help="trace, sampling at RATIO"
     )
     parser.add_argument(
-        "--start-at", type=float, default=0.0, help="start the load at this Unix time"
+        "--warm-up-orders",
+        type=int,
+        default=0,
+        help="orders placed and settled at 100/s, then VACUUM (ANALYZE), before anything else",
+    )
+    parser.add_argument(
+        "--start-when-told",
+        action="store_true",
+        help=f"once ready, print {READY!r} and start the load at the Unix time read from stdin",
     )
     asyncio.run(measure(parser.parse_args()))
 

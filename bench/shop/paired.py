@@ -1,12 +1,14 @@
 """Two builds measured at once: the fair comparison on a machine whose speed drifts.
 
-``python -m bench.shop.paired --baseline DIR [--pairs 5] [--rate 50] [--seconds 30]``
+``python -m bench.shop.paired --baseline DIR [--pairs 5] [--rate 50] [--seconds 30]
+[--warm-up-orders 2000]``
 ``python -m bench.shop.paired --tracing 0.1 [--pairs 5] ...``
 
 Alternating runs compare builds minutes apart, and this machine's speed moves by a factor of
 two within minutes. Here both builds run ``bench.shop.hops`` at the same moment, each its own
-platform at the same offered rate, their loads starting at one agreed second, so whatever
-the machine does, it does to both. The first form compares this checkout with a worktree of
+platform, warmed up as ``make bench`` warms up before its search, at the same offered rate,
+their loads starting at one agreed second once both are ready, so whatever the machine
+does, it does to both. The first form compares this checkout with a worktree of
 another commit (its platform and harness, this checkout's ``hops.py`` run in it); the second
 compares this checkout untraced with itself traced at the ratio. Per pair it prints CPU per
 order (each platform process and the platform's own Postgres backends, ``/proc``),
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import re
 import statistics
 import subprocess
@@ -26,9 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.shop.hops import READY
+
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
-START_LEAD_SECONDS = 90.0  # two platforms starting and seeding at once, on two cores
+START_LEAD_SECONDS = 2.0  # from telling both sides the moment to that moment
+RUN_TIMEOUT_SECONDS = 900.0  # one side's load and settling, bounded
 CPU_LINE = re.compile(r"^CPU ms per order: (\{.*\}) total ([\d.]+)$", re.M)
 POST_LINE = re.compile(r"^POST /orders ms: p50 ([\d.]+) p99 ([\d.]+)$", re.M)
 STARTED_LINE = re.compile(r"^load started at ([\d.]+)$", re.M)
@@ -52,14 +58,15 @@ class Run:
     post_p99: float
 
 
-def _command(side: Side, options: argparse.Namespace, start_at: float) -> list[str]:
+def _command(side: Side, options: argparse.Namespace) -> list[str]:
     arguments = [
         "--rate",
         str(options.rate),
         "--seconds",
         str(options.seconds),
-        "--start-at",
-        str(start_at),
+        "--warm-up-orders",
+        str(options.warm_up_orders),
+        "--start-when-told",
     ]
     if side.tracing is not None:
         arguments += ["--tracing", str(side.tracing)]
@@ -87,19 +94,29 @@ def _parse(label: str, output: str) -> Run:
 
 
 def run_pair(first: Side, second: Side, options: argparse.Namespace) -> tuple[Run, Run]:
-    """Both sides at once; their runs in the order given."""
-    start_at = time.time() + START_LEAD_SECONDS
+    """Both sides at once; their runs in the order given.
+
+    Each side starts its platform, seeds it and warms it up, says it is ready and waits; once
+    both are, each is told the same moment to start its load at."""
     processes = [
         subprocess.Popen(  # noqa: S603 (our own interpreters and script)
-            _command(side, options, start_at),
+            _command(side, options),
             cwd=side.checkout,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         for side in (first, second)
     ]
-    outputs = [process.communicate(timeout=START_LEAD_SECONDS + 600)[0] for process in processes]
+    before = [_until_ready(process) for process in processes]
+    start_at = time.time() + START_LEAD_SECONDS
+    for process in processes:
+        _tell(process, f"{start_at}\n")
+    outputs = [
+        early + process.communicate(timeout=RUN_TIMEOUT_SECONDS)[0]
+        for early, process in zip(before, processes, strict=True)
+    ]
     starts = [STARTED_LINE.search(output) for output in outputs]
     if None in starts:
         raise RuntimeError(
@@ -109,6 +126,25 @@ def run_pair(first: Side, second: Side, options: argparse.Namespace) -> tuple[Ru
     if skew > MAX_SKEW_SECONDS:
         raise RuntimeError(f"the loads started {skew:.1f} s apart: raise START_LEAD_SECONDS")
     return _parse(first.label, outputs[0]), _parse(second.label, outputs[1])
+
+
+def _tell(process: subprocess.Popen[str], line: str) -> None:
+    """Send ``line`` to a side now (a side that already ended is left be)."""
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(line)
+        process.stdin.flush()
+
+
+def _until_ready(process: subprocess.Popen[str]) -> str:
+    """What a side printed up to and including its ready line (all of it if it ended)."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.strip() == READY:
+            break
+    return "".join(lines)
 
 
 def _ratio(b: float, a: float) -> float:
@@ -123,6 +159,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--rate", type=float, default=50.0, help="offered orders/s, each side")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--warm-up-orders",
+        type=int,
+        default=2000,
+        help="each side's warm-up before its load, as make bench's (0: none)",
+    )
     options = parser.parse_args()
     if options.baseline is not None:
         a, b = Side("baseline", options.baseline.resolve()), Side("this", ROOT)
