@@ -36,6 +36,7 @@ from bench.shop.stack import running_platform
 from bench.shop.stats import percentile
 
 READY = "ready to start the load"
+WARM_UP_RATE = 100.0  # bench.shop.orders.WARM_UP_RATE (see the warm-up below)
 
 # The saga's happy path, in order: (the event's type, the schema of its producer).
 TRAIL = [
@@ -131,10 +132,10 @@ async def measure(options: argparse.Namespace) -> None:
                 "max_in_flight": 256,
             }
             if options.warm_up_orders:
-                # At the warm-up's rate, with the analyze after it: bench.shop.orders.warm_up,
-                # written out because a baseline's older checkout runs this script.
-                rate = 100.0
-                warm = {**common, "seconds": options.warm_up_orders / rate, "rate": rate}
+                # bench.shop.orders.warm_up and the probe's analyze, written out: a baseline's
+                # older checkout runs this script, and its bench.shop.orders has neither.
+                seconds = options.warm_up_orders / WARM_UP_RATE
+                warm = {**common, "seconds": seconds, "rate": WARM_UP_RATE}
                 placed = await asyncio.to_thread(run_load, warm)
                 await orders.settle(db, placed["order_ids"])
                 await db.execute("VACUUM (ANALYZE)")

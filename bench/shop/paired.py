@@ -25,6 +25,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,9 @@ from bench.shop.hops import READY
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[2]
 START_LEAD_SECONDS = 2.0  # from telling both sides the moment to that moment
-RUN_TIMEOUT_SECONDS = 900.0  # one side's load and settling, bounded
+# A pair's whole life, bounded: start, seed, warm-up, load and settling (each bounded by
+# itself too); a side still running then is killed, and the pair fails for want of figures.
+PAIR_TIMEOUT_SECONDS = 1800.0
 CPU_LINE = re.compile(r"^CPU ms per order: (\{.*\}) total ([\d.]+)$", re.M)
 POST_LINE = re.compile(r"^POST /orders ms: p50 ([\d.]+) p99 ([\d.]+)$", re.M)
 STARTED_LINE = re.compile(r"^load started at ([\d.]+)$", re.M)
@@ -109,14 +112,21 @@ def run_pair(first: Side, second: Side, options: argparse.Namespace) -> tuple[Ru
         )
         for side in (first, second)
     ]
-    before = [_until_ready(process) for process in processes]
-    start_at = time.time() + START_LEAD_SECONDS
-    for process in processes:
-        _tell(process, f"{start_at}\n")
-    outputs = [
-        early + process.communicate(timeout=RUN_TIMEOUT_SECONDS)[0]
-        for early, process in zip(before, processes, strict=True)
-    ]
+    watchdogs = [threading.Timer(PAIR_TIMEOUT_SECONDS, process.kill) for process in processes]
+    for watchdog in watchdogs:
+        watchdog.start()
+    try:
+        before = [_until_ready(process) for process in processes]
+        start_at = time.time() + START_LEAD_SECONDS
+        for process in processes:
+            _tell(process, f"{start_at}\n")
+        outputs = [
+            early + process.communicate()[0]
+            for early, process in zip(before, processes, strict=True)
+        ]
+    finally:
+        for watchdog in watchdogs:
+            watchdog.cancel()
     starts = [STARTED_LINE.search(output) for output in outputs]
     if None in starts:
         raise RuntimeError(
