@@ -407,6 +407,7 @@ def main() -> None:
     if not references.nginx_available():
         result.notes.append("nginx is not installed: no proxy reference in this run.")
     result.load_after = machine.load_average()
+    result.machine["python_loop_after"] = f"{machine.python_speed() / 1e6:.1f}"
     result.targets = targets(result.rows, result.memory, options.rate)
     print(report.summary(result))
     if not options.no_write:

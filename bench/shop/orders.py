@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.shop import memory
+from bench.shop import machine, memory
 from bench.shop.runner import run_load
 from bench.shop.stats import Figures, failures_note, percentile
 from tests.harness.storefront import IN_FLIGHT
@@ -195,6 +195,9 @@ class Probe:
     figures: OrderFigures
     kept_pace: bool
     cpu_ms_per_order: dict[str, float]
+    loop_speed: float | None = None
+    """The cores' speed just before the probe (``machine.python_speed``, millions of
+    iterations per second): a run's probes can meet different machines minutes apart."""
 
 
 def next_rate(kept: float | None, missed: float | None, *, step: float = 1.15) -> float | None:
@@ -236,7 +239,8 @@ async def find_sustained_rate(
     **common: Any,
 ) -> list[Probe]:
     """Offer orders at fixed rates, from ``first_rate`` up or down, then halving the gap,
-    for at most ``probes`` runs of ``seconds``; every probe, in the order run."""
+    for at most ``probes`` runs of ``seconds``; every probe, in the order run, with the
+    cores' speed read while the platform is idle just before it."""
     tried: list[Probe] = []
     kept: float | None = None
     missed: float | None = None
@@ -244,15 +248,17 @@ async def find_sustained_rate(
     while rate is not None and len(tried) < probes:
         # Each probe starts on a database as autovacuum would leave it (see order_rows).
         await db.execute("VACUUM (ANALYZE)")
+        loop_speed = round(machine.python_speed() / 1e6, 1)
         figures, cpu = await place_orders_measured(
             db, f"{rate:g}/s probe", pids=pids, seconds=seconds, rate=rate, **common
         )
-        probe = Probe(rate, figures, keeps_pace(figures), cpu)
+        probe = Probe(rate, figures, keeps_pace(figures), cpu, loop_speed)
         tried.append(probe)
         quarters = [round(q) for q in figures.saga.extra["quarters_p50_ms"]]
         verdict = "kept pace" if probe.kept_pace else "fell behind"
         print(
-            f"  sustained? {rate:g}/s offered: {figures.saga.rate:.0f} confirmed/s, "
+            f"  sustained? {rate:g}/s offered (loop {loop_speed:g} M/s before it): "
+            f"{figures.saga.rate:.0f} confirmed/s, "
             f"p99 {figures.saga.p99:.0f} ms, p50 by quarter {quarters}: {verdict}"
         )
         if probe.kept_pace:
@@ -271,13 +277,20 @@ def sustained_row(tried: list[Probe]) -> Figures | None:
         return None
     best = max(kept, key=lambda probe: probe.rate)
     saga = best.figures.saga
-    probes = ", ".join(f"{p.rate:g}{' kept' if p.kept_pace else ' behind'}" for p in tried)
+    probes = ", ".join(_probe_note(probe) for probe in tried)
+    speeds = " (each at the loop's M iterations/s just before it)" if best.loop_speed else ""
     return replace(
         saga,
         scenario="placed→confirmed (sustained)",
         note=(
             f"{best.rate:g}/s offered, the highest kept pace with (all confirmed, p99 ≤ "
-            f"{KEEPS_PACE_P99_MS:g} ms); probes {probes}"
+            f"{KEEPS_PACE_P99_MS:g} ms); probes {probes}{speeds}"
         ),
         extra={**saga.extra, "cpu_ms_per_order": best.cpu_ms_per_order, "offered": best.rate},
     )
+
+
+def _probe_note(probe: Probe) -> str:
+    verdict = "kept" if probe.kept_pace else "behind"
+    speed = f" at {probe.loop_speed:g}" if probe.loop_speed else ""
+    return f"{probe.rate:g} {verdict}{speed}"

@@ -49,6 +49,11 @@ def table(rows: list[Figures]) -> list[str]:
     return lines
 
 
+def _loop_after(machine: dict[str, str]) -> str:
+    after = machine.get("python_loop_after")
+    return f", {after} at the end" if after else ""
+
+
 def markdown(report: Report, chart: str) -> str:
     m = report.machine
     lines = [
@@ -58,7 +63,8 @@ def markdown(report: Report, chart: str) -> str:
         f"{m['postgres']}, RabbitMQ {m['rabbitmq']}, Redis {m['redis']}, nginx {m['nginx']}; "
         "every process (platform, load generator, servers) on this one machine. The cores' "
         f"speed this hour: a plain Python loop at {m['python_loop']} M iterations/s on one "
-        "(best of 3 at the start; it varies by the hour, as pgbench's rate does).",
+        f"(best of 3 at the start{_loop_after(m)}; it varies by the hour, as pgbench's rate "
+        "does).",
         f"Load average before: {' / '.join(f'{x:.2f}' for x in report.load_before)}; after: "
         f"{' / '.join(f'{x:.2f}' for x in report.load_after)} (1 / 5 / 15 min; other "
         "engineers' test runs share the cores, so rates are lower bounds and ratios between "

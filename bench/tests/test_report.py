@@ -41,3 +41,14 @@ def test_a_run_writes_its_report_and_chart(
     assert "a plain Python loop at 11.4 M iterations/s" in text
     assert "| pgbench: reservation transaction | 1,900 | tps |" in text
     assert written.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_machine_line_gives_the_loop_speed_at_the_end_when_it_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    machine = MACHINE | {"python_loop_after": "9.8"}
+    written = report.write(report.Report(machine=machine, load_before=(1.0, 1.0, 1.0)))
+    assert "11.4 M iterations/s on one (best of 3 at the start, 9.8 at the end;" in (
+        written.read_text()
+    )

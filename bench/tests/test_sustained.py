@@ -63,6 +63,16 @@ def test_the_row_is_the_highest_rate_kept_and_names_every_probe() -> None:
     assert "180 kept, 207 behind, 194 kept" in row.note
 
 
+def test_the_row_names_the_cores_speed_before_each_probe_when_it_was_read() -> None:
+    tried = [
+        Probe(180, _figures(p99=400.0), True, {}, loop_speed=41.2),
+        Probe(207, _figures(p99=4000.0), False, {}, loop_speed=29.5),
+    ]
+    row = sustained_row(tried)
+    assert row is not None
+    assert "probes 180 kept at 41.2, 207 behind at 29.5 (each at the loop's" in row.note
+
+
 def test_no_row_when_no_rate_was_kept() -> None:
     assert sustained_row([Probe(180, _figures(p99=4000.0), False, {})]) is None
 
