@@ -278,7 +278,8 @@ def sustained_row(tried: list[Probe]) -> Figures | None:
     best = max(kept, key=lambda probe: probe.rate)
     saga = best.figures.saga
     probes = ", ".join(_probe_note(probe) for probe in tried)
-    speeds = " (each at the loop's M iterations/s just before it)" if best.loop_speed else ""
+    read = any(probe.loop_speed for probe in tried)
+    speeds = " (each at the loop's M iterations/s just before it)" if read else ""
     return replace(
         saga,
         scenario="placed→confirmed (sustained)",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.shop import hops, orders
 from bench.shop.hops import READY
 from bench.shop.paired import Side, _command, _parse, _tell, _until_ready
 
@@ -78,3 +79,7 @@ def test_a_side_that_ends_before_it_is_ready_gives_all_it_printed() -> None:
     side.wait(timeout=30)
     _tell(side, "1.0\n")  # it has ended: nothing to tell, and no error
     assert side.communicate(timeout=30)[0] == ""
+
+
+def test_the_hops_warm_up_runs_at_the_rate_of_make_benchs() -> None:
+    assert hops.WARM_UP_RATE == orders.WARM_UP_RATE
