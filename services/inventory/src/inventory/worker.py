@@ -20,7 +20,7 @@ from inventory.media.sweep import sweep_media
 from inventory.products import staleness
 from inventory.sweeper import sweep
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
+from shared.messaging import PeriodicJob, run_worker, worker_main
 
 
 def jobs(
@@ -48,7 +48,6 @@ async def run(
     install_signal_handlers: bool = True,
 ) -> None:
     """Run until ``stop`` is set (or a signal arrives)."""
-    stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
     # Reservations, commits, releases and expiries change what catalog reads show: each
     # transaction's commit invalidates the products it touched (inventory.products.staleness).
@@ -72,11 +71,7 @@ async def run(
 
 
 def main() -> None:
-    import uvloop
-
-    settings = get_settings()
-    prepare_worker_process(settings)
-    uvloop.run(run(settings))
+    worker_main(get_settings(), run)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from orders.handlers import consumers
 from orders.order.pruning import prune_idempotency_keys
 from orders.order.sweeper import SweepResult, sweep_stuck_orders
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
+from shared.messaging import PeriodicJob, run_worker, worker_main
 
 
 async def sweep_once(*, engine: AsyncEngine, settings: OrdersSettings) -> SweepResult:
@@ -57,7 +57,6 @@ async def run(
     install_signal_handlers: bool = True,
 ) -> None:
     """Run the worker until ``stop`` is set (or SIGTERM/SIGINT)."""
-    stop = stop or asyncio.Event()
     engine = create_engine(settings, role="worker")
     try:
         await run_worker(
@@ -74,11 +73,7 @@ async def run(
 
 
 def main() -> None:
-    import uvloop
-
-    settings = get_settings()
-    prepare_worker_process(settings)
-    uvloop.run(run(settings))
+    worker_main(get_settings(), run)
 
 
 if __name__ == "__main__":

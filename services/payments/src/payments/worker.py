@@ -21,7 +21,7 @@ from payments.provider import FakeProvider, PaymentProvider
 from payments.provider.metered import MeteredProvider
 from payments.reconciler import reconcile, reconcile_refunds
 from shared.db import create_engine, create_sessionmaker
-from shared.messaging import PeriodicJob, prepare_worker_process, run_worker
+from shared.messaging import PeriodicJob, run_worker, worker_main
 
 
 def jobs(
@@ -59,7 +59,6 @@ async def run(
     install_signal_handlers: bool = True,
 ) -> None:
     """Consume and relay until ``stop`` is set or a signal arrives; then drain and return."""
-    stop = stop or asyncio.Event()
     # The engine is ours, not the runner's: the handlers and the reconciler need its
     # sessionmaker for the attempt records and the fake provider's memory.
     engine = create_engine(settings, role="worker")
@@ -83,11 +82,7 @@ async def run(
 
 
 def main() -> None:
-    import uvloop
-
-    settings = get_settings()
-    prepare_worker_process(settings)
-    uvloop.run(run(settings))
+    worker_main(get_settings(), run)
 
 
 if __name__ == "__main__":

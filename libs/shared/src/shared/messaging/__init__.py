@@ -6,7 +6,8 @@ The API a service uses::
     await outbox.add(session, Envelope.new(StockReserved(...)))   # inside its transaction
     consumer = Consumer(name="orders.saga", handlers={...}, inbox=ProcessedEvent)
     sweep = PeriodicJob("reservation sweep", interval=30.0, run=sweep_once)
-    serve_worker(settings, consumers=[consumer], outbox=outbox, jobs=[sweep])   # worker.py
+    await run_worker(settings, consumers=[consumer], outbox=outbox, jobs=[sweep])  # worker's run
+    worker_main(get_settings(), run)                     # worker.py's main()
 """
 
 from shared.messaging.broker import Broker, BrokerUnavailableError, Publisher
@@ -24,7 +25,7 @@ from shared.messaging.outbox import Outbox, OutboxMixin
 from shared.messaging.readiness import register_broker_check
 from shared.messaging.relay import OutboxRelay
 from shared.messaging.topology import declare_exchanges, declare_queue, delete_topology
-from shared.messaging.worker import prepare_worker_process, run_worker, serve_worker
+from shared.messaging.worker import prepare_worker_process, run_worker, worker_main
 
 __all__ = [
     "BatchHandler",
@@ -50,5 +51,5 @@ __all__ = [
     "prepare_worker_process",
     "register_broker_check",
     "run_worker",
-    "serve_worker",
+    "worker_main",
 ]

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +32,8 @@ from shared.settings import BaseServiceSettings
 from shared.tracing import configure_tracing
 
 logger = logging.getLogger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=BaseServiceSettings)
 
 
 async def run_worker(
@@ -123,19 +126,13 @@ async def run_worker(
                 loop.remove_signal_handler(signum)
 
 
-def serve_worker(
-    settings: BaseServiceSettings,
-    *,
-    consumers: Sequence[Consumer] = (),
-    outbox: Outbox | None = None,
-    jobs: Sequence[PeriodicJob] = (),
-) -> None:
-    """Blocking entry point for a service's ``worker.py``: ``prepare_worker_process``,
-    uvloop, ``run_worker``."""
+def worker_main(settings: SettingsT, run: Callable[[SettingsT], Coroutine[Any, Any, None]]) -> None:
+    """A service's ``python -m <service>.worker``: ``prepare_worker_process``, then
+    ``run(settings)`` (the service's wiring around ``run_worker``) on uvloop."""
     import uvloop
 
     prepare_worker_process(settings)
-    uvloop.run(run_worker(settings, consumers=consumers, outbox=outbox, jobs=jobs))
+    uvloop.run(run(settings))
 
 
 def prepare_worker_process(settings: BaseServiceSettings) -> None:
