@@ -120,8 +120,8 @@ def reason_for(trigger: Trigger, reason: str) -> str:
 
 def stock_committed(history: Iterable[tuple[OrderStatus, str]]) -> bool:
     """Whether inventory holds the order's stock as sold, from its history: it was confirmed,
-    and inventory did not report the commit failed (``repository.LOCK_FOR_REACTIONS`` says
-    the same in SQL)."""
+    and inventory did not report the commit failed (``order/repository.STATE`` says the same
+    in SQL)."""
     confirmed = failed = False
     for status, reason in history:
         confirmed = confirmed or status is S.CONFIRMED
