@@ -1,9 +1,10 @@
-"""Remove what a platform run declared on the shared broker."""
+"""Remove what a platform run declared on the shared broker, and its keys in Redis."""
 
 from __future__ import annotations
 
 from shared.messaging import Broker, delete_topology
 from shared.settings import BaseServiceSettings
+from shared.testing.redis_keys import delete_redis_namespace
 
 PURPOSES = (
     "inventory.reservations",
@@ -24,3 +25,4 @@ async def delete_namespace(namespace: str) -> None:
         await delete_topology(channel, settings=settings, purposes=PURPOSES)
     finally:
         await broker.close()
+        await delete_redis_namespace(namespace)

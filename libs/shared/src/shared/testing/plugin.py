@@ -2,10 +2,11 @@
 
 At configure time the run gets a unique id; ``COMMERCE_DB_NAME``,
 ``COMMERCE_BROKER_NAMESPACE`` and ``COMMERCE_ENVIRONMENT`` are set before any settings are
-built, so every service (and every process a test starts) uses the run's own database and
-queues. The ``database`` fixture creates that database with the schemas and roles of
-``commerce_db_init_sql``, applies every Alembic config listed in ``commerce_migrations``, and
-drops it at the end of the run.
+built, so every service (and every process a test starts) uses the run's own database,
+queues and Redis keys. The ``database`` fixture creates that database with the schemas and
+roles of ``commerce_db_init_sql``, applies every Alembic config listed in
+``commerce_migrations``, and drops it at the end of the run; the queues and keys are deleted
+when the run ends.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from shared.dbadmin import create_database, drop_database, run_script
 from shared.testing.broker import delete_broker_namespace, heal_dead_letter_supervisor
 from shared.testing.migrations import migrate
+from shared.testing.redis_keys import delete_redis_namespace
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -71,9 +73,11 @@ def database(pytestconfig: pytest.Config, db_init_sql: str) -> Iterator[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Delete every exchange and queue the run declared: tests clean up after themselves, and
-    this catches what a failed or interrupted test left behind."""
-    _run(delete_broker_namespace(os.environ["COMMERCE_BROKER_NAMESPACE"]))
+    """Delete every exchange and queue the run declared, and its keys in Redis: tests clean up
+    after themselves, and this catches what a failed or interrupted test left behind."""
+    namespace = os.environ["COMMERCE_BROKER_NAMESPACE"]
+    _run(delete_broker_namespace(namespace))
+    _run(delete_redis_namespace(namespace))
     _run(_heal_broker())
 
 
@@ -81,7 +85,7 @@ async def _heal_broker() -> None:
     await heal_dead_letter_supervisor()  # see its docstring: a restart test can leave it dead
 
 
-def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+def _run(coroutine: Coroutine[Any, Any, object]) -> None:
     # Session setup happens outside pytest-asyncio's loop; a private loop in a thread keeps
     # the two apart.
     with ThreadPoolExecutor(max_workers=1) as pool:

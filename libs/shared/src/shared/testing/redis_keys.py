@@ -1,0 +1,51 @@
+"""Remove a test run's keys from the local Redis.
+
+Every process keys what it keeps in Redis under its broker namespace,
+``commerce:<namespace>:…`` (the gateway's rate limits and its known sign-in addresses,
+inventory's catalog cache); some of those keys live for days, so a run deletes its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import redis.asyncio
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+UNLINK_BATCH = 500
+
+
+def namespace_patterns(namespace: str) -> tuple[str, str]:
+    """The key patterns of ``namespace`` and of its sub-namespaces (``{namespace}.…``), which
+    the test harness gives each platform it starts. Namespaces hold no glob character."""
+    return f"commerce:{namespace}:*", f"commerce:{namespace}.*"
+
+
+async def delete_redis_namespace(namespace: str) -> int:
+    """Delete every key of ``namespace`` and its sub-namespaces; how many were deleted.
+
+    Clean-up must never turn a green run red: a Redis that cannot be reached is logged and
+    left as it is."""
+    if not namespace:
+        return 0
+    deleted = 0
+    url = os.environ.get("COMMERCE_REDIS_URL", DEFAULT_REDIS_URL)
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=10)
+    try:
+        for pattern in namespace_patterns(namespace):
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=pattern, count=UNLINK_BATCH):
+                batch.append(key)
+                if len(batch) == UNLINK_BATCH:
+                    deleted += await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await client.unlink(*batch)
+    except Exception:
+        logger.warning("could not clean the Redis namespace %s", namespace, exc_info=True)
+    finally:
+        await client.aclose()
+    return deleted
