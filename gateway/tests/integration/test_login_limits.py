@@ -9,13 +9,15 @@ from typing import Any
 
 import httpx
 
+from shared.testing.redis_keys import fresh_sub_namespace
+
 PASSWORD = "the owners password"
 WRONG = "a wrong guess, again"
 
 
 def _namespace() -> str:
     # Counters of their own: other tests (and runs) never meet them.
-    return f"test-{uuid.uuid4().hex[:12]}"
+    return fresh_sub_namespace()
 
 
 def _limits(**overrides: str) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,11 +12,12 @@ from gateway.config import GatewaySettings
 from gateway.main import create_app
 from shared.auth import ensure_development_keys
 from shared.testing import app_client
+from shared.testing.redis_keys import fresh_sub_namespace
 
 
 def _namespace() -> str:
     # A namespace of its own: the counters of one test never meet another's.
-    return f"test-{uuid.uuid4().hex[:12]}"
+    return fresh_sub_namespace()
 
 
 async def test_the_api_limit_is_shared_by_two_gateway_instances(

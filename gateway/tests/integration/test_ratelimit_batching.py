@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable
 
 import redis.asyncio
 
 from gateway.config import GatewaySettings
 from gateway.ratelimit import RateLimiter
+from shared.testing.redis_keys import fresh_sub_namespace
 
 
 async def _script_calls(client: redis.asyncio.Redis) -> int:
@@ -22,9 +22,7 @@ async def _script_calls(client: redis.asyncio.Redis) -> int:
 async def test_concurrent_requests_are_decided_in_shared_calls_and_counted_once(
     make_settings: Callable[..., GatewaySettings],
 ) -> None:
-    settings = make_settings(
-        broker_namespace=f"test-{uuid.uuid4().hex[:12]}", rate_limit_api="5/minute"
-    )
+    settings = make_settings(broker_namespace=fresh_sub_namespace(), rate_limit_api="5/minute")
     limiter = RateLimiter(settings)
     inspector = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 
 import redis.asyncio
 
@@ -16,6 +17,12 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 UNLINK_BATCH = 500
+
+
+def fresh_sub_namespace() -> str:
+    """A namespace no other test meets, inside the run's (``test-<run>.<random>``), so the
+    run's clean-up deletes its keys too."""
+    return f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.{uuid.uuid4().hex[:12]}"
 
 
 def namespace_patterns(namespace: str) -> tuple[str, str]:
