@@ -12,6 +12,22 @@ from payments.config import PaymentsSettings
 from shared.settings import BaseServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The product code: what ships, without tests (which live beside each package's src/).
+PRODUCT_SOURCES = (
+    ROOT / "libs" / "shared" / "src",
+    *sorted((ROOT / "services").glob("*/src")),
+    ROOT / "gateway" / "src",
+)
+
+
+def product_modules(*, migrations: bool) -> list[Path]:
+    """Every module of the product code, the services' migrations with them or not."""
+    return sorted(
+        path
+        for root in PRODUCT_SOURCES
+        for path in root.rglob("*.py")
+        if migrations or "migrations" not in path.relative_to(root).parts
+    )
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import ROOT
-
-PRODUCT_SOURCES = [
-    ROOT / "libs" / "shared" / "src",
-    *sorted((ROOT / "services").glob("*/src")),
-    ROOT / "gateway" / "src",
-]
+from tests.services import ROOT, product_modules
 
 FIGURES = re.compile(
     r"\d\s*(µs|us)\b"  # microsecond timings
@@ -31,15 +25,6 @@ FIGURES = re.compile(
     r"|\d\s*ms\b.*\bCPU\b"
     r"|README, Benchmarks"
 )
-
-
-def _product_modules() -> list[Path]:
-    return sorted(
-        path
-        for root in PRODUCT_SOURCES
-        for path in root.rglob("*.py")
-        if "migrations" not in path.relative_to(root).parts
-    )
 
 
 def _comments_and_docstrings(path: Path) -> list[tuple[int, str]]:
@@ -60,10 +45,12 @@ def _comments_and_docstrings(path: Path) -> list[tuple[int, str]]:
 
 
 def test_the_product_code_is_found() -> None:
-    assert len(_product_modules()) > 50
+    assert len(product_modules(migrations=False)) > 50
 
 
-@pytest.mark.parametrize("path", _product_modules(), ids=lambda path: str(path.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", product_modules(migrations=False), ids=lambda path: str(path.relative_to(ROOT))
+)
 def test_no_comment_or_docstring_quotes_a_benchmark_figure(path: Path) -> None:
     quoted = [
         f"line {line}: {match.group(0)!r}"
@@ -88,7 +75,9 @@ def _module_docstring_lines(path: Path) -> int:
     return (node.end_lineno or node.lineno) - node.lineno + 1
 
 
-@pytest.mark.parametrize("path", _product_modules(), ids=lambda path: str(path.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", product_modules(migrations=False), ids=lambda path: str(path.relative_to(ROOT))
+)
 def test_a_module_docstring_is_short(path: Path) -> None:
     # A module's docstring says what it is and why in a glance; the design goes to docs/.
     lines = _module_docstring_lines(path)

@@ -17,13 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.services import ROOT
+from tests.services import PRODUCT_SOURCES, ROOT, product_modules
 
-PRODUCT_SOURCES = [
-    ROOT / "libs" / "shared" / "src",
-    *sorted((ROOT / "services").glob("*/src")),
-    ROOT / "gateway" / "src",
-]
 OWN_PACKAGES = frozenset(
     path.name for root in PRODUCT_SOURCES for path in root.iterdir() if path.is_dir()
 )
@@ -44,10 +39,6 @@ def _is_private(name: str) -> bool:
 
 def _in_compat_module(path: Path) -> bool:
     return path.parent.name == "compat"
-
-
-def _product_modules() -> list[Path]:
-    return sorted(path for root in PRODUCT_SOURCES for path in root.rglob("*.py"))
 
 
 @dataclass
@@ -239,7 +230,7 @@ def _names_by_package(modules: list[Path]) -> dict[Path, set[str]]:
 
 
 def _violations() -> list[str]:
-    modules = _product_modules()
+    modules = product_modules(migrations=True)
     classes = _own_classes(modules)
     by_package = _names_by_package(modules)
     return [

@@ -185,8 +185,8 @@ class GatewaySettings(BaseServiceSettings):
 
     @property
     def rate_limit_prefix(self) -> str:
-        """Redis key prefix: test runs and deployments sharing one Redis never collide."""
-        return f"commerce:{self.broker_namespace or 'default'}:ratelimit"
+        """The rate limiter's Redis keys, within this namespace's (``redis_key_prefix``)."""
+        return f"{self.redis_key_prefix}:ratelimit"
 
 
 @lru_cache(maxsize=1)

@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio
 
-from shared.testing.redis_keys import DEFAULT_REDIS_URL, delete_redis_namespace
+from shared.settings import redis_key_prefix
+from shared.testing.redis_keys import delete_redis_namespace, local_redis
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[redis.asyncio.Redis]:
-    connection = redis.asyncio.Redis.from_url(
-        os.environ.get("COMMERCE_REDIS_URL", DEFAULT_REDIS_URL)
-    )
+    connection = local_redis()
     yield connection
     await connection.aclose()
 
@@ -26,12 +25,13 @@ async def test_deletes_the_namespace_and_its_sub_namespaces_only(
 ) -> None:
     namespace = f"{os.environ['COMMERCE_BROKER_NAMESPACE']}.keys{uuid.uuid4().hex[:6]}"
     own = [
-        f"commerce:{namespace}:ratelimit:login:known:abc",
-        f"commerce:{namespace}:catalog:gen:lists",
-        f"commerce:{namespace}.platform:catalog:gen:product:MUG",
+        f"{redis_key_prefix(namespace)}:ratelimit:login:known:abc",
+        f"{redis_key_prefix(namespace)}:catalog:gen:lists",
+        f"{redis_key_prefix(namespace + '.platform')}:catalog:gen:product:MUG",
     ]
     neighbours = [
-        f"commerce:{namespace}x:catalog:gen:lists",  # a namespace that merely starts alike
+        # a namespace that merely starts alike, and a key outside the platform's
+        f"{redis_key_prefix(namespace + 'x')}:catalog:gen:lists",
         f"other:{namespace}:catalog:gen:lists",
     ]
     for key in own + neighbours:
@@ -45,7 +45,7 @@ async def test_deletes_the_namespace_and_its_sub_namespaces_only(
 
 
 async def test_an_empty_namespace_deletes_nothing(client: redis.asyncio.Redis) -> None:
-    key = f"commerce::{uuid.uuid4().hex}"
+    key = f"{redis_key_prefix('')}:{uuid.uuid4().hex}"
     await client.set(key, "1", ex=600)
     try:
         assert await delete_redis_namespace("") == 0

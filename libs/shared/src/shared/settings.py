@@ -40,6 +40,12 @@ Environment = Literal["development", "test", "production"]
 DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
 
 
+def redis_key_prefix(broker_namespace: str) -> str:
+    """Where a namespace's keys live in Redis (``commerce:<namespace>``, ``default`` for the
+    empty one): test runs and deployments sharing one Redis never collide."""
+    return f"commerce:{broker_namespace or 'default'}"
+
+
 class PlaceholderSecretError(ValueError):
     """A secret still holds a development placeholder outside development."""
 
@@ -233,6 +239,11 @@ class BaseServiceSettings(BaseSettings):
     def docs_served(self) -> bool:
         """Whether /docs and /openapi.json are served (``docs_enabled``, else development)."""
         return self.is_development if self.docs_enabled is None else self.docs_enabled
+
+    @property
+    def redis_key_prefix(self) -> str:
+        """This process's Redis keys begin ``<redis_key_prefix>:`` (``redis_key_prefix()``)."""
+        return redis_key_prefix(self.broker_namespace)
 
     def secrets(self) -> dict[str, str]:
         """Secret values checked at start-up by setting name; subclasses add their own.

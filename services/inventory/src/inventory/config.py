@@ -67,8 +67,8 @@ class InventorySettings(CursorSettings):
 
     @property
     def catalog_cache_prefix(self) -> str:
-        """Redis key prefix: test runs and deployments sharing one Redis never collide."""
-        return f"commerce:{self.broker_namespace or 'default'}:catalog"
+        """The catalog cache's Redis keys, within this namespace's (``redis_key_prefix``)."""
+        return f"{self.redis_key_prefix}:catalog"
 
 
 @lru_cache(maxsize=1)

@@ -1,8 +1,9 @@
 """Remove a test run's keys from the local Redis.
 
-Every process keys what it keeps in Redis under its broker namespace,
-``commerce:<namespace>:…`` (the gateway's rate limits and its known sign-in addresses,
-inventory's catalog cache); some of those keys live for days, so a run deletes its own.
+Every process keys what it keeps in Redis under its broker namespace
+(``shared.settings.redis_key_prefix``: the gateway's rate limits and its known sign-in
+addresses, inventory's catalog cache); some of those keys live for days, so a run deletes
+its own.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import uuid
 
 import redis.asyncio
 
+from shared.settings import BaseServiceSettings, redis_key_prefix
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 UNLINK_BATCH = 500
 
 
@@ -28,7 +30,15 @@ def fresh_sub_namespace() -> str:
 def namespace_patterns(namespace: str) -> tuple[str, str]:
     """The key patterns of ``namespace`` and of its sub-namespaces (``{namespace}.…``), which
     the test harness gives each platform it starts. Namespaces hold no glob character."""
-    return f"commerce:{namespace}:*", f"commerce:{namespace}.*"
+    prefix = redis_key_prefix(namespace)
+    return f"{prefix}:*", f"{prefix}.*"
+
+
+def local_redis() -> redis.asyncio.Redis:
+    """A client of the Redis the run's processes use (``COMMERCE_REDIS_URL`` or its default)."""
+    # Also run outside pytest (by the benchmarks), where no environment is set.
+    url = BaseServiceSettings(environment="test").redis_url.get_secret_value()
+    return redis.asyncio.Redis.from_url(url, socket_timeout=10)
 
 
 async def delete_redis_namespace(namespace: str) -> int:
@@ -39,8 +49,7 @@ async def delete_redis_namespace(namespace: str) -> int:
     if not namespace:
         return 0
     deleted = 0
-    url = os.environ.get("COMMERCE_REDIS_URL", DEFAULT_REDIS_URL)
-    client = redis.asyncio.Redis.from_url(url, socket_timeout=10)
+    client = local_redis()
     try:
         for pattern in namespace_patterns(namespace):
             batch: list[bytes] = []
