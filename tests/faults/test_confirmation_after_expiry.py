@@ -39,23 +39,26 @@ SHORT_TTL = {
     "INVENTORY_RESERVATION_TTL_SECONDS": str(TTL_SECONDS),
     "INVENTORY_SWEEPER_INTERVAL_SECONDS": "0.5",
 }
+# Orders asks for payment until the reservation expires (the default margin is longer than
+# this test's whole TTL, and would cancel every order as soon as its stock is reserved).
+ASK_UNTIL_EXPIRY = {"ORDERS_PAYMENT_REQUEST_MARGIN_SECONDS": "0"}
 WAIT_SECONDS = 30.0  # bound on each wait; only stops a hung test
 
 
 @contextlib.asynccontextmanager
-async def inventory_worker_with(
-    platform: Platform, overrides: dict[str, str]
+async def restarted_with(
+    platform: Platform, name: str, overrides: dict[str, str]
 ) -> AsyncIterator[None]:
-    """The inventory worker restarted with ``overrides``, then with its own settings again."""
-    process = platform.processes["inventory-worker"]
+    """The process ``name`` restarted with ``overrides``, then with its own settings again."""
+    process = platform.processes[name]
     original = process.env
     process.env = {**original, **overrides}
     try:
-        await asyncio.to_thread(platform.restart, "inventory-worker")
+        await asyncio.to_thread(platform.restart, name)
         yield
     finally:
         process.env = original
-        await asyncio.to_thread(platform.restart, "inventory-worker")
+        await asyncio.to_thread(platform.restart, name)
 
 
 class Pauses:
@@ -137,7 +140,10 @@ async def test_confirmations_meeting_expired_reservations_serve_or_refund_and_ne
     payments = platform.processes["payments-worker"]
     inventory = platform.processes["inventory-worker"]
     pauses = Pauses()
-    async with inventory_worker_with(platform, SHORT_TTL):
+    async with (
+        restarted_with(platform, "inventory-worker", SHORT_TTL),
+        restarted_with(platform, "orders-worker", ASK_UNTIL_EXPIRY),
+    ):
         try:
             pauses.pause(payments)
             # Alice reserves the last unit of one product, Carol one of two of another.

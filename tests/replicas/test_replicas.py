@@ -222,6 +222,9 @@ SHORT_TTL = {
     "INVENTORY_RESERVATION_TTL_SECONDS": "6",
     "INVENTORY_SWEEPER_INTERVAL_SECONDS": "0.5",
 }
+# Orders asks for payment until the reservation expires (the default margin is longer than
+# the short TTL, and would cancel every order as soon as its stock is reserved).
+ASK_UNTIL_EXPIRY = {"ORDERS_PAYMENT_REQUEST_MARGIN_SECONDS": "0"}
 EXPIRED_ORDERS = 8
 EXPIRY_WAIT_SECONDS = 90.0  # bound only: the TTL is 6 s
 
@@ -239,11 +242,14 @@ async def test_both_inventory_sweepers_release_each_expired_reservation_once(
     """Payments is away, so reservations outlive a short TTL; the sweepers of both inventory
     workers race for them, and each is released once."""
     sweepers = platform.names("inventory-worker")
-    originals = {name: platform.processes[name].env for name in sweepers}
+    askers = platform.names("orders-worker")
+    originals = {name: platform.processes[name].env for name in sweepers + askers}
     payments = platform.names("payments-worker")
     try:
         for name in sweepers:
             await _restart(platform, name, {**originals[name], **SHORT_TTL})
+        for name in askers:
+            await _restart(platform, name, {**originals[name], **ASK_UNTIL_EXPIRY})
         for name in payments:
             await asyncio.to_thread(platform.processes[name].stop)
         await stream.place(EXPIRED_ORDERS, pause=0.1)
@@ -266,7 +272,7 @@ async def test_both_inventory_sweepers_release_each_expired_reservation_once(
         for name in payments:
             if not platform.processes[name].running:
                 await asyncio.to_thread(platform.restart_replica, name)
-        for name in sweepers:
+        for name in sweepers + askers:
             await _restart(platform, name, originals[name])
 
     releases = await db.fetch(

@@ -35,12 +35,13 @@ class OrdersSettings(CursorSettings):
     # Payment requests per order (the first included) before the sweeper gives up and cancels.
     payment_request_attempts: int = Field(default=3, ge=1)
     """Payment requests per order (the first included) before the sweeper cancels it."""
-    # Payment is requested again only until this long before the reservation expires (the
-    # expires_at of stock_reserved): a charge asked for later could land after inventory
-    # released the stock. A sweep that may not ask again cancels the order instead.
+    # Payment is requested, first or again, only until this long before the reservation
+    # expires (the expires_at of stock_reserved): a charge asked for later could land after
+    # inventory released the stock. An order that may not be asked for is cancelled instead.
     payment_request_margin_seconds: float = Field(default=120.0, ge=0)
-    """Payment is requested again only until this long before the reservation's `expires_at`; a
-    sweep that may not ask again cancels the order."""
+    """Payment is requested (first or again) only until this long before the reservation's
+    `expires_at`; a `stock_reserved` arriving later, or a sweep that may not ask again, cancels
+    the order."""
     # An order refund_pending this long, with no payment_refunded arrived, has its refund
     # requested again, and again at this interval until the refund is announced (a refund
     # owed is never given up on). Payments refunds once however often it is asked, and

@@ -63,6 +63,7 @@ S, T = OrderStatus, Trigger
 # History reasons the saga itself relies on (``stock_committed`` reads the second back).
 AMOUNT_MISMATCH = "amount_mismatch"
 STOCK_UNAVAILABLE = "stock_unavailable"
+RESERVATION_EXPIRED = "reservation_expired"
 
 # The whole state machine. A (status, trigger) pair that is not here is illegal: an action
 # answers 409, an event is logged and acknowledged without effect, so a late or repeated
@@ -109,10 +110,22 @@ def payment_trigger(*, total: Money, charged: Money) -> Trigger:
     return T.PAYMENT_SUCCEEDED if charged == total else T.PAYMENT_AMOUNT_MISMATCH
 
 
+def reservation_trigger(step: Step, rules: Rules) -> Trigger:
+    """What a ``stock_reserved`` is to the order: a reservation to pay for, unless it arrives
+    within the margin before it expires (a backlog held it up). Payment asked for then could
+    land after inventory released the stock, so the order is cancelled as if it had expired,
+    and its customer is never charged for it."""
+    if may_request_payment(step.reservation_expires_at, now=step.at, rules=rules):
+        return T.STOCK_RESERVED
+    return T.RESERVATION_EXPIRED
+
+
 def reason_for(trigger: Trigger, reason: str) -> str:
     """The history entry's reason: the event's own, except where the saga fixes it."""
     if trigger is T.PAYMENT_AMOUNT_MISMATCH:
         return AMOUNT_MISMATCH
+    if trigger is T.RESERVATION_EXPIRED:
+        return RESERVATION_EXPIRED
     if trigger is T.STOCK_COMMIT_FAILED:
         return STOCK_UNAVAILABLE
     return reason
@@ -216,6 +229,8 @@ def apply(state: OrderState, step: Step, rules: Rules) -> Outcome:
     trigger = step.trigger
     if step.charged is not None:
         trigger = payment_trigger(total=state.total, charged=step.charged)
+    if trigger is T.STOCK_RESERVED and state.status is S.PENDING:
+        trigger = reservation_trigger(step, rules)
     if trigger is T.TIMEOUT:
         asked = ask_again(state, now=step.at, rules=rules)
         if asked is not None:

@@ -1,6 +1,7 @@
 """The saga's money and stock checks, through the real handlers and inbox: a charge that is
 not the order's total never confirms it; a confirmed order whose stock inventory could not
-commit is refunded; payment is not asked for again close to the reservation's expiry."""
+commit is refunded; payment is not asked for, first or again, close to the reservation's
+expiry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from orders.config import OrdersSettings
@@ -34,6 +36,16 @@ from shared.contracts.payments import PaymentRefunded, PaymentSucceeded
 pytestmark = pytest.mark.usefixtures("database")
 
 MISMATCHES = "orders_payment_amount_mismatches_total"
+
+
+async def set_reservation_expiry(
+    engine: AsyncEngine, order_id: uuid.UUID, expires_at: datetime
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE orders.orders SET reservation_expires_at = :at WHERE id = :id"),
+            {"at": expires_at, "id": order_id},
+        )
 
 
 def mismatches() -> float:
@@ -161,12 +173,17 @@ async def test_payment_is_asked_for_again_only_well_before_the_reservation_expir
 ) -> None:
     assert settings.payment_request_margin_seconds > expires_in.total_seconds() or asked_again
     order_id = await new_order(place, product, customer)
-    expires_at = datetime.now(UTC).replace(microsecond=0) + expires_in
-    held = StockReserved(order_id=order_id, items=reserved(order_id).items, expires_at=expires_at)
+    now = datetime.now(UTC).replace(microsecond=0)
+    held = StockReserved(
+        order_id=order_id, items=reserved(order_id).items, expires_at=now + timedelta(minutes=15)
+    )
     await deliver(event(held))
-    assert await column(engine, order_id, "reservation_expires_at") == expires_at
+    assert await column(engine, order_id, "reservation_expires_at") == now + timedelta(minutes=15)
 
-    await expire(engine, order_id)  # the sweeper's next look is due
+    # Time passes: the reservation's expiry is now ``expires_in`` away, and the sweeper's
+    # next look is due.
+    await set_reservation_expiry(engine, order_id, now + expires_in)
+    await expire(engine, order_id)
     result = await sweep(sessionmaker, settings)
     assert result == SweepResult(
         payment_requested_again=int(asked_again), cancelled=int(not asked_again)
@@ -182,3 +199,35 @@ async def test_payment_is_asked_for_again_only_well_before_the_reservation_expir
         assert kinds[-1] == "orders.order_cancelled"
     else:
         assert order["status"] == "awaiting_payment"
+
+
+async def test_stock_reserved_arriving_within_the_margin_cancels_without_charging(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    deliver: Deliver,
+    outbox_events: OutboxReader,
+    settings: OrdersSettings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A backlog held stock_reserved up until its reservation is about to lapse: payment is
+    never asked for (a charge then could land after the stock is released); the order is
+    cancelled and the reservation released at once."""
+    order_id = await new_order(place, product, customer)
+    late = timedelta(seconds=settings.payment_request_margin_seconds / 2)
+    expires_at = datetime.now(UTC).replace(microsecond=0) + late
+    held = StockReserved(order_id=order_id, items=reserved(order_id).items, expires_at=expires_at)
+    with caplog.at_level(logging.WARNING, logger="orders"):
+        await deliver(event(held))
+
+    order = await read(client, customer, order_id)
+    assert (order["status"], order["status_history"][-1]["reason"]) == (
+        "cancelled",
+        "reservation_expired",
+    )
+    assert await types(outbox_events, order_id) == [
+        "orders.order_created",
+        "orders.order_cancelled",
+    ]
+    assert any("too close to that to ask for payment" in r.getMessage() for r in caplog.records)

@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from orders.config import OrdersSettings
 from orders.saga import HistoryEntry, OrderState, OrderStatus, Step, Trigger, apply
 from shared.contracts import Money
@@ -150,6 +152,30 @@ def test_the_timeout_cancels_instead_within_the_margin_before_the_reservation_ex
         PENDING, status=S.AWAITING_PAYMENT, reservation_expires_at=NOW + timedelta(seconds=60)
     )
     assert apply(awaiting, step(T.TIMEOUT), RULES).state.status is S.CANCELLED
+
+
+@pytest.mark.parametrize("expires_in", [timedelta(seconds=119), timedelta(seconds=-5)])
+def test_stock_reserved_too_close_to_its_expiry_cancels_without_asking_for_payment(
+    expires_in: timedelta,
+) -> None:
+    """A backlog held stock_reserved up: a charge asked for now could land after the stock
+    is released, so the order is cancelled and the reservation released at once."""
+    expires = NOW + expires_in
+    outcome = apply(PENDING, step(T.STOCK_RESERVED, reservation_expires_at=expires), RULES)
+    assert outcome.entry == HistoryEntry(S.CANCELLED, "reservation_expired", NOW)
+    assert outcome.trigger is T.RESERVATION_EXPIRED
+    assert outcome.state.payment_requests == 0
+    assert outcome.state.payment_token is None
+    assert outcome.events == [
+        OrderCancelled(order_id=PENDING.id, reason="reservation_expired", items=PENDING.items)
+    ]
+
+
+def test_stock_reserved_just_outside_the_margin_still_asks_for_payment() -> None:
+    expires = NOW + timedelta(seconds=121)
+    outcome = apply(PENDING, step(T.STOCK_RESERVED, reservation_expires_at=expires), RULES)
+    assert outcome.state.status is S.AWAITING_PAYMENT
+    assert [type(event) for event in outcome.events] == [PaymentRequested]
 
 
 def test_the_timeout_asks_again_for_a_refund_as_first_asked_without_moving_the_order() -> None:

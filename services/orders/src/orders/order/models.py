@@ -68,7 +68,7 @@ class Order(Base):
     tracking_number: Mapped[str | None] = mapped_column(String(100))
     sweep_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # When inventory releases the reservation (from stock_reserved): payment is requested
-    # again only until a margin before it.
+    # only until a margin before it.
     reservation_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

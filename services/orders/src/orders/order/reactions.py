@@ -95,6 +95,13 @@ def _log(order: OrderState, reaction: Reaction, outcome: Outcome) -> None:
             order.status.value,
             step.reason,
         )
+    if step.trigger is Trigger.STOCK_RESERVED and outcome.trigger is Trigger.RESERVATION_EXPIRED:
+        logger.warning(
+            "order %s: stock reserved until %s arrived too close to that to ask for payment; "
+            "cancelling and releasing it",
+            order.id,
+            step.reservation_expires_at,
+        )
     if outcome.refused:
         logger.info(
             "%s %s ignored: order %s is %s%s",
