@@ -8,7 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
 from payments.events import ProcessedEvent
-from payments.payment import refunds, service
+from payments.payment import charges, refunds
+from payments.payment.attempts import AttemptRecorder
 from payments.provider import PaymentProvider, RetryPolicy
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.messaging import Consumer, Envelope, PreparedBatchHandler, PreparedHandler
@@ -29,13 +30,13 @@ def requests_consumer(
     """
     retry = RetryPolicy.from_settings(settings)
     backoff = refunds.RefundBackoff.from_settings(settings)
-    attempts = service.AttemptRecorder(sessionmaker)
+    attempts = AttemptRecorder(sessionmaker)
 
     # Both requests call the provider: prepared handlers, so no transaction and no pooled
     # connection waits on it. The consumer's transaction only writes the outcome; a run of
     # charges in one statement.
-    async def prepare_charge(event: Envelope) -> service.ChargeOutcome:
-        return await service.prepare_charge(
+    async def prepare_charge(event: Envelope) -> charges.ChargeOutcome:
+        return await charges.prepare_charge(
             attempts=attempts,
             provider=provider,
             retry=retry,
@@ -44,9 +45,9 @@ def requests_consumer(
         )
 
     async def settle_charges(
-        session: AsyncSession, prepared: Sequence[tuple[Envelope, service.ChargeOutcome]]
+        session: AsyncSession, prepared: Sequence[tuple[Envelope, charges.ChargeOutcome]]
     ) -> None:
-        await service.settle_charges(session=session, prepared=prepared)
+        await charges.settle_charges(session=session, prepared=prepared)
 
     # A refund the provider cannot make now is recorded as owed and acknowledged: the refund
     # reconciler retries it over minutes, where redeliveries would dead-letter it in seconds.

@@ -5,7 +5,7 @@ request dead-lettered (its settle kept failing) after the provider had charged, 
 else would then announce the outcome, and orders would cancel the order without refunding the
 charge. Every ``reconcile_interval_seconds`` the reconciler takes the payments no request has
 touched for ``reconcile_after_seconds`` and settles them from what the provider remembers
-under the order's key (``service.reconcile_batch``); a late ``payment_succeeded`` on a
+under the order's key (``reconcile_batch``); a late ``payment_succeeded`` on a
 cancelled order makes orders refund it.
 
 Several workers may reconcile at once: batches are claimed with ``FOR UPDATE SKIP LOCKED``, and
@@ -16,15 +16,20 @@ The refund reconciler does the same for refunds owed (``payments.payment.refunds
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from payments.config import PaymentsSettings
-from payments.payment import refunds, service
+from payments.payment import refunds, repository
+from payments.payment.models import FailureReason, Payment
+from payments.payment.settlement import Answer, provider_answer, refusal, settle_all
 from payments.provider import PaymentProvider
+from shared.db import driver_connection
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ async def reconcile_once(
     settled = left_pending = 0
     cursor = None
     while True:
-        batch = await service.reconcile_batch(
+        batch = await reconcile_batch(
             sessionmaker=sessionmaker,
             provider=provider,
             store_currency=settings.store_currency,
@@ -63,6 +68,101 @@ async def reconcile_once(
         if batch.claimed < settings.reconcile_batch_size or batch.cursor is None:
             return ReconcileResult(settled=settled, left_pending=left_pending)
         cursor = batch.cursor
+
+
+LOOKUP_TIMEOUT_SECONDS = 10.0
+"""A provider lookup slower than this counts as unavailable: the batch's row locks (which a
+late request for one of its orders waits on) are held no longer than about this."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciledBatch:
+    claimed: int
+    settled: int  # the others stay pending: the provider could not tell what became of them
+    cursor: tuple[datetime, uuid.UUID] | None  # the last payment claimed; None if none was
+
+
+async def reconcile_batch(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    provider: PaymentProvider,
+    store_currency: str,
+    untouched_since: datetime,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> ReconciledBatch:
+    """Settle one batch of payments left pending, those no request has touched since
+    ``untouched_since`` (the request dead-lettered, say, after the provider charged), with
+    their events, so that orders learns the outcome and refunds a charge it no longer wants.
+
+    One transaction: lock the batch (SKIP LOCKED: reconcilers share the work), ask the
+    provider what became of each charge under the order's key (side by side, never charging:
+    the token is not kept), settle the answered ones as requests are (``settle_all``). No
+    charge under the key means none was made, and none can be now: failed as
+    ``processing_error``. A payment the provider cannot answer for stays pending, for the next
+    round. Unlike a request, this asks the provider inside the transaction: its row locks make
+    a late request for one of these orders wait (its attempt then finds the payment settled
+    and charges nothing) instead of charging just after the lookup found no charge. Those
+    lookups are few, and bounded by ``limit`` and ``LOOKUP_TIMEOUT_SECONDS``.
+    """
+    async with sessionmaker() as session, session.begin():
+        claimed = await repository.claim_stale_pending(
+            await driver_connection(session),
+            untouched_since=untouched_since,
+            after=after or repository.CURSOR_START,
+            limit=limit,
+        )
+        if not claimed:
+            return ReconciledBatch(claimed=0, settled=0, cursor=None)
+        answers = await asyncio.gather(
+            *(_what_became_of(payment, provider, store_currency) for payment in claimed)
+        )
+        settled = await settle_all(
+            session,
+            [
+                Answer(payment, *answer, cause=None)
+                for payment, answer in zip(claimed, answers, strict=True)
+                if answer is not None
+            ],
+        )
+        for payment in claimed:
+            done = settled.get(payment.id)
+            if done is not None:
+                logger.warning(
+                    "payment %s of order %s was left pending since %s: reconciled as %s",
+                    done.id,
+                    done.order_id,
+                    payment.updated_at.isoformat(),
+                    done.failure_reason or done.status,
+                )
+    last = claimed[-1]
+    return ReconciledBatch(
+        claimed=len(claimed), settled=len(settled), cursor=(last.updated_at, last.id)
+    )
+
+
+async def _what_became_of(
+    payment: Payment, provider: PaymentProvider, store_currency: str
+) -> tuple[FailureReason | None, str | None] | None:
+    """The outcome of a pending payment's charge as (failure, charge id); None when the
+    provider cannot tell now."""
+    refused = refusal(payment, store_currency=store_currency)
+    if refused is not None:
+        return refused, None  # its request never went to the provider: the same refusal
+    try:
+        async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
+            charge = await provider.find_charge(idempotency_key=str(payment.order_id))
+    except Exception as exc:  # unavailable, slow or broken: the next round asks again
+        logger.warning(
+            "payment %s of order %s left pending: the provider could not be asked: %r",
+            payment.id,
+            payment.order_id,
+            exc,
+        )
+        return None
+    if charge is None:
+        return FailureReason.PROCESSING_ERROR, None
+    return provider_answer(charge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import pytest
 from payments.config import PaymentsSettings
 from payments.main import create_app
 from payments.payment.models import Payment
-from payments.payment.service import PAYMENTS_CURSOR
+from payments.payment.reading import PAYMENTS_CURSOR
 from shared.testing import app_client
 from shared.testing.cursors import bad_cursors
 

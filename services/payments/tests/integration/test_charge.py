@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from payments.payment import repository, service
+from payments.payment import repository
+from payments.payment.attempts import AttemptRecorder
 from payments.payment.models import Payment, PaymentStatus
 from payments.provider import FakeProvider, ProviderUnavailableError
 from payments.provider.models import FakeProviderCharge
@@ -464,7 +465,7 @@ async def test_an_attempt_the_database_refuses_fails_alone_not_those_recorded_wi
 ) -> None:
     # An amount beyond bigint fails the shared insert for every row in it; the recorder
     # then records each attempt alone, so the sound requests arriving with it still go on.
-    recorder = service.AttemptRecorder(payments.sessionmaker)
+    recorder = AttemptRecorder(payments.sessionmaker)
     sound = [payment_requested("tok_visa") for _ in range(2)]
     refused = payment_requested("tok_visa", amount=2**63)
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from payments.config import PaymentsSettings
-from payments.payment import service
+from payments.payment import charges
 from payments.payment.models import PaymentStatus
 from payments.provider import Charge, PaymentProvider, ProviderUnavailableError, Refund
 from payments.reconciler import ReconcileResult, reconcile_once
@@ -364,7 +364,7 @@ async def test_request_refused_before_the_provider_is_reconciled_with_its_refusa
     async def settle_fails(**_: object) -> None:
         raise RuntimeError("the settle transaction failed")
 
-    monkeypatch.setattr(service, "settle_charges", settle_fails)
+    monkeypatch.setattr(charges, "settle_charges", settle_fails)
     event = payment_requested("tok_visa", currency="EUR")
     with pytest.raises(RuntimeError):
         await payments.deliver(event)

@@ -27,8 +27,9 @@ from payments import metrics
 from payments.backoff import doubling_pause
 from payments.config import PaymentsSettings
 from payments.events import outbox
-from payments.payment import repository, service
+from payments.payment import repository
 from payments.payment.models import OwedRefund, Payment, PaymentStatus, RefundStatus
+from payments.payment.settlement import stored_outcome
 from payments.provider import (
     PaymentProvider,
     ProviderUnavailableError,
@@ -208,7 +209,7 @@ async def record_refund(
 async def _announce_again(session: AsyncSession, event: Envelope, payment: Payment) -> None:
     """Answer a refund request for a payment refunded already with its ``payment_refunded``
     (its payment id, order and refunded amount), caused by the request."""
-    announcement = event.caused(service.stored_outcome(payment))
+    announcement = event.caused(stored_outcome(payment))
     await outbox.add(session, announcement)
     metrics.OUTCOMES_REANNOUNCED.labels(announcement.type).inc()
     logger.info("%s of payment %s announced again", announcement.type, payment.id)

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from payments.deps import SessionDep, SettingsDep
-from payments.payment import service
+from payments.payment import reading
 from payments.payment.schemas import PaymentOut, PaymentPage
 from shared.auth import PrincipalDep
 from shared.cursors import CursorQuery, LimitQuery
@@ -29,7 +29,7 @@ async def list_payments(
     cursor: CursorQuery = None,
 ) -> PaymentPage:
     """The caller's payments (an admin sees everyone's), newest first."""
-    return await service.list_payments(
+    return await reading.list_payments(
         session=session,
         principal=principal,
         order_id=order_id,
@@ -48,5 +48,5 @@ async def get_payment(
     payment_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
 ) -> PaymentOut:
     """One payment; another customer's answers 404, exactly like a missing one."""
-    payment = await service.get_payment(session=session, payment_id=payment_id, principal=principal)
+    payment = await reading.get_payment(session=session, payment_id=payment_id, principal=principal)
     return PaymentOut.of(payment)
