@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# The first of these on PATH, 3.11 (what CI runs) preferred; PYTHON=... picks another.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach candidate,python3.11 python3.12 python3.13 python3.14 python3,$(shell command -v $(candidate) 2>/dev/null)) python3)
+endif
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
 STAMP := $(VENV)/.installed
@@ -12,14 +15,18 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
-.PHONY: settings-doc infra
+.PHONY: settings-doc infra check-python
 .PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak nginx e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES))
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or set PYTHON=..."; exit 1; }
+# The interpreter the virtual environment is made from (run before each install).
+check-python:
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or newer, or set PYTHON=..."; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "$(PYTHON) is older than 3.11: install Python 3.11 or newer, or set PYTHON=..."; exit 1; }
+
+$(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PACKAGES)) | check-python
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(PACKAGES))
 	@touch $(STAMP)

@@ -5,6 +5,7 @@ installs, starts or stops a server: the real ones are shared by every test run."
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -206,3 +207,61 @@ def test_make_infra_prints_the_environment_of_the_compose_servers(tmp_path: Path
     assert "export COMMERCE_BROKER_URL=amqp://admin:pw-RABBITMQ_ADMIN@127.0.0.1:5672/" in exports
     assert "export COMMERCE_REDIS_URL=redis://:pw-REDIS@127.0.0.1:6379/0" in exports
     assert "export ORDERS_DB_PASSWORD=pw-ORDERS_DB" in exports
+
+
+def _fake_python(folder: Path, name: str, version: tuple[int, int]) -> None:
+    """A stand-in interpreter that reports ``version`` and answers the Makefile's check."""
+    program = folder / name
+    program.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; sys.exit({version!r} < (3, 11))'\n"
+    )
+    program.chmod(0o755)
+
+
+def _make(path: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """make run with PATH limited to ``path``: no interpreter of the machine's is found."""
+    make = shutil.which("make")
+    assert make is not None
+    return subprocess.run(
+        [make, "-s", "--no-print-directory", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": os.environ.get("HOME", "/")},
+        timeout=60,
+    )
+
+
+def _chosen(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("PYTHON :=")]
+    assert lines, result.stderr
+    return lines[0].removeprefix("PYTHON :=").strip()
+
+
+@pytest.mark.parametrize(
+    ("installed", "chosen"),
+    [
+        (("python3.11", "python3.12"), "python3.11"),
+        (("python3.12",), "python3.12"),
+        (("python3.13", "python3"), "python3.13"),
+    ],
+    ids=["3.11 preferred", "3.12 alone", "3.13"],
+)
+def test_make_picks_the_first_python_of_3_11_or_newer_on_the_path(
+    tmp_path: Path, installed: tuple[str, ...], chosen: str
+) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in installed:
+        minor = int(name.removeprefix("python3.")) if "." in name else 11
+        _fake_python(folder, name, (3, minor))
+    assert _chosen(_make(str(folder), "-p", "-n", "help")) == str(folder / chosen)
+
+
+def test_make_refuses_a_python_older_than_3_11(tmp_path: Path) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    _fake_python(folder, "python3", (3, 9))
+    check = _make(str(folder), "check-python")
+    assert check.returncode != 0
+    assert "older than 3.11" in check.stdout
