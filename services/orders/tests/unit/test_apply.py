@@ -167,7 +167,7 @@ def test_stock_reserved_too_close_to_its_expiry_cancels_without_asking_for_payme
     assert outcome.state.payment_requests == 0
     assert outcome.state.payment_token is None
     assert outcome.events == [
-        OrderCancelled(order_id=PENDING.id, reason="reservation_expired", items=PENDING.items)
+        OrderCancelled(order_id=PENDING.id, reason="reservation_expired", items=list(PENDING.items))
     ]
 
 
