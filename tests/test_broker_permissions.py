@@ -3,6 +3,7 @@ routing keys and declare only its own queues, and the real broker enforces it.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,16 +20,21 @@ from pydantic import SecretStr
 
 from orders.config import OrdersSettings
 from shared.contracts.base import all_contracts
-from shared.messaging import Broker
+from shared.contracts.money import Money
+from shared.contracts.payments import PaymentSucceeded
+from shared.messaging import Broker, Envelope
 from shared.messaging.broker import OutgoingMessage
-from shared.messaging.dlq import count_messages
+from shared.messaging.dlq import count_messages, replay
 from shared.messaging.envelope import owner_of
+from shared.messaging.reception import REFUSED_ROUTING_KEY_HEADER
 from shared.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
+    dead_letter_exchange_name,
     declare_queue,
     delete_topology,
     dlq_name,
+    events_exchange_name,
 )
 from tests.services import ROOT
 
@@ -204,3 +210,95 @@ async def test_broker_refuses_a_service_publishing_another_services_routing_key(
     received = await probe.queue.get(no_ack=True, fail=True)
     assert isinstance(received, aio_pika.abc.AbstractIncomingMessage)
     assert received.routing_key == "orders.order_created"
+
+
+def _payment_succeeded() -> Envelope:
+    return Envelope.new(
+        PaymentSucceeded(
+            payment_id=uuid.uuid4(),
+            order_id=uuid.uuid4(),
+            amount=Money(amount=1999, currency="USD"),
+        )
+    )
+
+
+async def test_what_a_service_puts_into_a_dlq_is_never_replayed(
+    orders_user: str, admin: Broker, namespace: str
+) -> None:
+    """The residual write on the dead-letter exchange (declaring a queue that dead-letters
+    needs it): orders can put a payments body into its saga's DLQ with the headers a replay
+    used to take its routing key from; the replay keeps it there and replays the genuine
+    dead letter beside it."""
+    settings = admin.settings
+    channel = await admin.channel()
+    saga = await declare_queue(
+        channel, settings=settings, purpose="orders.saga", event_types=[PaymentSucceeded.event_type]
+    )
+    dlq = saga.dead_letter_queue.name
+
+    # Genuine: published under its type (as payments), rejected, dead-lettered by the broker.
+    genuine = _payment_succeeded()
+    events = await channel.get_exchange(events_exchange_name(settings), ensure=False)
+    await events.publish(
+        aio_pika.Message(genuine.to_bytes(), message_id=str(genuine.id)),
+        routing_key=genuine.type,
+    )
+    delivered = await saga.queue.get(no_ack=False, fail=True)
+    assert isinstance(delivered, aio_pika.abc.AbstractIncomingMessage)
+    await delivered.reject(requeue=False)
+
+    forged = _payment_succeeded()
+    orders = Broker(OrdersSettings(broker_namespace=namespace, broker_url=SecretStr(orders_user)))
+    await orders.connect()
+    try:
+        own = await orders.channel()
+        dead_letter = await own.get_exchange(dead_letter_exchange_name(settings), ensure=False)
+        await dead_letter.publish(  # confirmed: the broker lets orders do this
+            aio_pika.Message(
+                forged.to_bytes(),
+                headers={REFUSED_ROUTING_KEY_HEADER: forged.type},
+                message_id=str(forged.id),
+            ),
+            routing_key=saga.queue.name,
+        )
+    finally:
+        await orders.close()
+
+    assert await count_messages(channel, dlq) == 2
+    assert await replay(admin, queue=dlq) == 1
+    replayed = await saga.queue.get(no_ack=True, fail=True)
+    assert isinstance(replayed, aio_pika.abc.AbstractIncomingMessage)
+    assert (replayed.message_id, replayed.routing_key) == (str(genuine.id), genuine.type)
+    kept = await channel.declare_queue(dlq, passive=True)
+    async with asyncio.timeout(10):  # back in the DLQ once the replay's channel closed
+        while True:
+            left = await kept.get(no_ack=True, fail=False)
+            if left is not None:
+                break
+            await asyncio.sleep(0.05)
+    assert left.message_id == str(forged.id)
+    assert await count_messages(channel, dlq) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="closing it needs the dead-letter exchange declared internal (topology.py) and "
+    "refusals that do not publish to it (reception.py): docs/deployment.md",
+)
+async def test_no_service_can_publish_to_the_dead_letter_exchange(
+    orders_user: str, admin: Broker, namespace: str
+) -> None:
+    settings = admin.settings
+    orders = Broker(OrdersSettings(broker_namespace=namespace, broker_url=SecretStr(orders_user)))
+    await orders.connect()
+    try:
+        channel = await orders.channel()
+        dead_letter = await channel.get_exchange(dead_letter_exchange_name(settings), ensure=False)
+        try:
+            await dead_letter.publish(aio_pika.Message(b"{}"), routing_key="anything")
+        except ChannelAccessRefused:
+            return
+    finally:
+        await orders.close()
+    raise AssertionError("orders published to the dead-letter exchange")

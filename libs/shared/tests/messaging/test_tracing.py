@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.inventory import StockLow
 from shared.messaging import BatchHandler, Envelope
-from shared.messaging.dlq import replay
+from shared.messaging.dlq import count_messages, replay
+from shared.messaging.topology import events_exchange_name
 from shared.testing.tracing import in_memory_tracing
 from shared.tracing import setup, untraced
 
@@ -168,20 +169,28 @@ async def test_a_dlq_replay_keeps_the_trace_context(harness: Harness) -> None:
     dlq = consumer.queue.name + ".dlq"
     traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
     event = Envelope.new(StockLow(sku="SKU-DEAD", available=0, reorder_point=1))
-    await channel.default_exchange.publish(
+    events = await channel.get_exchange(events_exchange_name(harness.settings), ensure=False)
+    await events.publish(
         aio_pika.Message(
             event.to_bytes(),
             headers={"traceparent": traceparent},
             message_id=str(event.id),
             type=event.type,
         ),
-        routing_key=dlq,
+        routing_key=event.type,
     )
+    dead = await _next_message(consumer.queue)
+    await dead.reject(requeue=False)  # the broker dead-letters it
+    await wait_until(lambda: _dead_letters(channel, dlq), what="the event in the DLQ")
     assert await replay(broker, queue=dlq) == 1
     message = await _next_message(consumer.queue)
     assert (message.headers or {}).get("traceparent") == traceparent
     await message.ack()
     await channel.close()
+
+
+async def _dead_letters(channel: aio_pika.abc.AbstractChannel, dlq: str) -> bool:
+    return await count_messages(channel, dlq) == 1
 
 
 async def test_a_batch_links_every_event_and_each_follow_up_stays_in_its_own_trace(

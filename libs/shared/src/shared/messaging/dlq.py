@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,9 +15,12 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aio_pika.exceptions import QueueEmpty
 
 from shared.messaging.broker import Broker
+from shared.messaging.envelope import MalformedEventError, check_provenance, decode
 from shared.messaging.reception import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
 from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
 from shared.settings import BaseServiceSettings
+
+logger = logging.getLogger(__name__)
 
 # Replay headers are set by us; x-death and the delivery count belong to the broker's
 # history of the old message and would only confuse the next dead-lettering.
@@ -54,18 +59,15 @@ def resolve_dlq(settings: BaseServiceSettings, queue: str) -> str:
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
     headers = message.headers or {}
-    deaths = headers.get("x-death")
-    first: dict[str, Any] = {}
-    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
-        first = deaths[0]
-    routing_keys = first.get("routing-keys") or []
-    when = first.get("time")
-    count = first.get("count", 0)
+    death = _latest_death(headers)
+    routing_keys = death.get("routing-keys") or []
+    when = death.get("time")
+    count = death.get("count", 0)
     return DeadLetter(
         message_id=message.message_id,
         event_type=message.type,
-        reason=_reason(headers, first),
-        source_queue=str(first["queue"]) if "queue" in first else None,
+        reason=_reason(headers, death),
+        source_queue=str(death["queue"]) if "queue" in death else None,
         routing_key=str(routing_keys[0]) if routing_keys else _refused_key(headers),
         deaths=count if isinstance(count, int) else 0,
         dead_lettered_at=when if isinstance(when, datetime) else None,
@@ -73,16 +75,24 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
     )
 
 
-def _reason(headers: dict[str, Any], first_death: dict[str, Any]) -> str | None:
+def _latest_death(headers: Mapping[str, Any]) -> dict[str, Any]:
+    # The broker keeps x-death most recent first.
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        return deaths[0]
+    return {}
+
+
+def _reason(headers: Mapping[str, Any], death: dict[str, Any]) -> str | None:
     # A consumer's refusal (a forged envelope) is copied here with its own reason; anything
     # else was dead-lettered by the broker, which says why in x-death.
     refusal = headers.get(REFUSAL_REASON_HEADER)
     if refusal is not None:
         return f"refused: {refusal}"
-    return str(first_death["reason"]) if "reason" in first_death else None
+    return str(death["reason"]) if "reason" in death else None
 
 
-def _refused_key(headers: dict[str, Any]) -> str | None:
+def _refused_key(headers: Mapping[str, Any]) -> str | None:
     # A refused message was copied here, not dead-lettered: no x-death, its key in a header.
     key = headers.get(REFUSED_ROUTING_KEY_HEADER)
     return str(key) if key else None
@@ -112,23 +122,66 @@ async def peek(channel: AbstractChannel, queue: str, *, limit: int) -> list[Dead
     return found
 
 
+class ReplayRefusedError(ValueError):
+    """A dead letter a replay leaves in its DLQ: nothing vouches for the producer it claims."""
+
+
+def replay_routing_key(
+    headers: Mapping[str, Any], body: bytes, *, source_queue: str, events_exchange: str
+) -> str:
+    """The routing key a dead letter of ``source_queue`` goes back under: its envelope's type.
+
+    A replay publishes as an operator, past the topic permissions that bound the message to
+    its producer, and any service may publish to the dead-letter exchange with headers of its
+    choosing. So raise ``ReplayRefusedError`` for a consumer's refusal (never replayed), a body
+    that is not an envelope or whose producer does not own its type, and a message whose
+    x-death does not say it died in ``source_queue`` under that type.
+    """
+    if REFUSAL_REASON_HEADER in headers or REFUSED_ROUTING_KEY_HEADER in headers:
+        raise ReplayRefusedError("refused by its consumer for its provenance: never replayed")
+    try:
+        event = decode(body)
+        check_provenance(event, routing_key=event.type)
+    except MalformedEventError as exc:  # RefusedEventError too
+        raise ReplayRefusedError(str(exc)) from None
+    death = _latest_death(headers)
+    if not death:
+        raise ReplayRefusedError("no x-death: not dead-lettered by the broker")
+    if death.get("queue") != source_queue:
+        raise ReplayRefusedError(f"died in {death.get('queue')!r}, not in {source_queue}")
+    arrival = (death.get("exchange"), death.get("routing-keys"))
+    # Either published under its type, or an earlier replay to its source queue.
+    if arrival not in ((events_exchange, [event.type]), ("", [source_queue])):
+        raise ReplayRefusedError(
+            f"{event.type} died under {arrival[1]!r} of exchange {arrival[0]!r}, "
+            "not under its own type"
+        )
+    return event.type
+
+
 async def replay(
     broker: Broker, *, queue: str, limit: int | None = None, to_source_queue: bool = False
 ) -> int:
     """Republish dead letters and remove them from the DLQ; the number replayed.
 
-    By default each goes back to the events exchange with its original routing key (every
-    bound purpose receives it again; their inboxes drop what they already handled). With
-    ``to_source_queue`` it goes only to the queue it died in. At most the messages present
-    when the replay starts are taken, so a message that dies again is not looped.
+    By default each goes back to the events exchange under its envelope's type (every bound
+    purpose receives it again; their inboxes drop what they already handled). With
+    ``to_source_queue`` it goes only to the queue this DLQ belongs to. A letter that
+    ``replay_routing_key`` refuses stays in the DLQ, logged with the reason. At most the
+    messages present when the replay starts are taken, so a message that dies again is not
+    looped.
     """
     settings = broker.settings
+    if not queue.endswith(DLQ_SUFFIX):
+        raise ValueError(f"{queue} is not a dead-letter queue")
+    source = queue.removesuffix(DLQ_SUFFIX)
+    events_exchange = events_exchange_name(settings)
     channel = await broker.channel(on_return_raises=True)
     try:
         declared = await channel.declare_queue(queue, passive=True)
         present = await count_messages(channel, queue)
         budget = present if limit is None else min(limit, present)
-        events = await channel.get_exchange(events_exchange_name(settings), ensure=False)
+        events = await channel.get_exchange(events_exchange, ensure=False)
         default = channel.default_exchange
         replayed = 0
         for _ in range(budget):
@@ -137,7 +190,17 @@ async def replay(
             except QueueEmpty:
                 break
             assert message is not None
-            letter = describe(message)
+            try:
+                key = replay_routing_key(
+                    message.headers or {},
+                    message.body,
+                    source_queue=source,
+                    events_exchange=events_exchange,
+                )
+            except ReplayRefusedError as exc:
+                # Left unacked until the channel closes, so the next get takes the next one.
+                logger.warning("%s: kept message %s: %s", queue, message.message_id, exc)
+                continue
             headers = {k: v for k, v in (message.headers or {}).items() if k not in _BROKER_HEADERS}
             headers["x-replayed-from"] = queue
             outgoing = aio_pika.Message(
@@ -146,12 +209,11 @@ async def replay(
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type=message.content_type or "application/json",
                 message_id=message.message_id,
-                type=message.type,
+                type=key,
             )
-            if to_source_queue and letter.source_queue:
-                await default.publish(outgoing, routing_key=letter.source_queue, mandatory=True)
+            if to_source_queue:
+                await default.publish(outgoing, routing_key=source, mandatory=True)
             else:
-                key = letter.routing_key or message.type or ""
                 await events.publish(outgoing, routing_key=key, mandatory=True)
             await message.ack()  # only after the broker confirmed the copy
             replayed += 1
