@@ -6,8 +6,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from inventory.config import InventorySettings
-from shared.auth import AdminDep, OptionalPrincipalDep
-from shared.cursors import CursorQuery, LimitQuery
 from shared.deps import SessionDep, app_settings
 
 SettingsDep = Annotated[InventorySettings, Depends(app_settings)]
@@ -21,12 +19,4 @@ async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
 # For work that outlives one caller (a cache fill other requests share): its own sessions.
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 
-__all__ = [
-    "AdminDep",
-    "CursorQuery",
-    "LimitQuery",
-    "OptionalPrincipalDep",
-    "SessionDep",
-    "SessionmakerDep",
-    "SettingsDep",
-]
+__all__ = ["SessionDep", "SessionmakerDep", "SettingsDep"]

@@ -16,17 +16,10 @@ from inventory.catalog.schemas import (
     ProductPage,
     ProductUpdate,
 )
-from inventory.deps import (
-    AdminDep,
-    CursorQuery,
-    LimitQuery,
-    OptionalPrincipalDep,
-    SessionDep,
-    SessionmakerDep,
-    SettingsDep,
-)
+from inventory.deps import SessionDep, SessionmakerDep, SettingsDep
 from inventory.products.models import SKU_PATTERN
-from shared.auth import Principal
+from shared.auth import AdminDep, OptionalPrincipalDep, Principal
+from shared.cursors import CursorQuery, LimitQuery
 from shared.openapi import problem_responses
 
 # Every route reads the database (503 while it is out); a token, when sent, must be valid.

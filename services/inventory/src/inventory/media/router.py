@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from starlette.requests import ClientDisconnect
 
-from inventory.deps import AdminDep, SessionDep, SettingsDep
+from inventory.deps import SessionDep, SettingsDep
 from inventory.media import service
 from inventory.media.download import FileBytes, Unsatisfiable, parse_range
 from inventory.media.schemas import MEDIA_PREFIX, MediaOut
 from inventory.media.storage import MediaStorage
 from inventory.products.models import SKU_PATTERN
+from shared.auth import AdminDep
 from shared.errors import problem_response
 from shared.openapi import problem_responses
 

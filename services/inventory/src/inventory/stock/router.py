@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from inventory.deps import AdminDep, CursorQuery, LimitQuery, SessionDep, SettingsDep
+from inventory.deps import SessionDep, SettingsDep
 from inventory.products.models import SKU_PATTERN
 from inventory.stock import service
 from inventory.stock.schemas import StockAdjustmentIn, StockOut, StockPage
+from shared.auth import AdminDep
+from shared.cursors import CursorQuery, LimitQuery
 from shared.openapi import problem_responses
 
 # Admins only (401 without a token, 403 for anyone else); 503 while the database is out.
