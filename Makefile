@@ -15,6 +15,9 @@ PY_DIRS := libs services gateway infra tests bench
 
 export PATH := $(BIN):$(PATH)
 
+# Debian packages a target needs (nginx, HAProxy, Chromium, ...): as root, or through sudo.
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+
 .PHONY: settings-doc infra check-python
 .PHONY: help install check-servers db migrate seed dev test lint fmt typecheck archcheck pytest up compose-check k8s-check down clean bench soak nginx e2e e2e-browser chromium contracts openapi fuzz faults replicas replicas-lb replicas-test
 
@@ -86,7 +89,7 @@ dev: seed ## Run the whole shop locally: storefront :8080, gateway :8000, servic
 REPLICAS_DIR := var/replicas
 
 replicas-lb:
-	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || { \
+	@command -v haproxy >/dev/null || $(APT_GET) install -y -qq haproxy >/dev/null || { \
 	  echo "HAProxy is not installed and could not be installed (apt-get install haproxy): make replicas needs it"; exit 1; }
 
 replicas: seed replicas-lb ## Two of every process behind HAProxy on :8000, a replica that dies restarted (docs/replicas.md)
@@ -99,14 +102,14 @@ replicas: seed replicas-lb ## Two of every process behind HAProxy on :8000, a re
 	@COMMERCE_LOG_FORMAT=$${COMMERCE_LOG_FORMAT:-console} $(BIN)/python -m infra.replicas.supervisor $(REPLICAS_DIR)/Procfile
 
 replicas-test: check-servers ## Kill, drain and restart replicas under load behind HAProxy, then check the books (~5 min)
-	@command -v haproxy >/dev/null || apt-get install -y -qq haproxy >/dev/null || true
+	@command -v haproxy >/dev/null || $(APT_GET) install -y -qq haproxy >/dev/null || true
 	$(BIN)/pytest -m replicas tests/replicas $(PYTEST_ARGS)
 
 # Debian's prometheus package ships promtool, which checks the rules and the dashboards'
 # queries (tests/test_prometheus_rules.py, tests/test_dashboards.py); its daemon is not needed.
 .PHONY: promtool
 promtool:
-	@command -v promtool >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || { \
+	@command -v promtool >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends prometheus >/dev/null; } || { \
 	  echo "promtool could not be installed (apt-get install prometheus): the rule and dashboard tests will skip"; exit 1; }
 
 lint: $(STAMP) ## ruff: lint and format check
@@ -133,7 +136,7 @@ e2e: check-servers ## End-to-end storefront journeys through the gateway of the 
 
 # Debian's Chromium for the browser tests, if missing (Playwright cannot download one here).
 chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium; }
 
 e2e-browser: check-servers chromium ## The storefront in headless Chromium against the whole running platform; screenshots in tests/browser/artifacts/
 	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
@@ -156,7 +159,7 @@ faults: check-servers ## Crash a worker, stop the broker, cut database connectio
 
 # Debian's nginx, the proxy that make bench's catalog reads and gateway rows are measured against.
 nginx:
-	@command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null; } \
+	@command -v nginx >/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq nginx-light >/dev/null; } \
 	  || echo "nginx could not be installed (apt-get install nginx-light): the benchmarks run without their proxy reference"
 
 bench: check-servers nginx ## Load benchmarks (127.0.0.1 only, ~12 min): figures and bench/results/<date>.md, never pass or fail
@@ -184,14 +187,14 @@ up: ## Run the whole shop on Docker Compose (.env from .env.example if none), se
 
 # Validate docker-compose.yml with Debian's docker-compose (installed if missing); docs/deployment.md.
 compose-check: ## Validate docker-compose.yml with docker-compose config (installs Debian's docker-compose if missing)
-	@command -v docker-compose >/dev/null || apt-get install -y docker-compose
+	@command -v docker-compose >/dev/null || $(APT_GET) install -y docker-compose
 	@env_file=$$(mktemp) && trap 'rm -f $$env_file' EXIT && \
 	  $(PYTHON) -c 'import sys; sys.path.insert(0, "infra/docker"); import compose_env; print(compose_env.filled(open(".env.example").read()), end="")' > $$env_file && \
 	  docker-compose --env-file $$env_file config --quiet && echo "docker-compose.yml is valid"
 
 # Debian's kubectl 1.20 embeds kustomize v2, the oldest renderer the manifests must suit.
 k8s-check: $(STAMP) ## Render every infra/k8s overlay and its monitoring (installs Debian's kubectl if missing) and validate them strictly
-	@command -v kubectl >/dev/null || apt-get install -y kubernetes-client
+	@command -v kubectl >/dev/null || $(APT_GET) install -y kubernetes-client
 	$(BIN)/pytest tests/test_k8s.py tests/test_k8s_monitoring.py $(PYTEST_ARGS)
 
 down: ## Stop the Docker Compose stack

@@ -265,3 +265,16 @@ def test_make_refuses_a_python_older_than_3_11(tmp_path: Path) -> None:
     check = _make(str(folder), "check-python")
     assert check.returncode != 0
     assert "older than 3.11" in check.stdout
+
+
+@pytest.mark.parametrize(("uid", "command"), [("0", "apt-get"), ("1000", "sudo apt-get")])
+def test_make_installs_packages_as_root_or_through_sudo(
+    tmp_path: Path, uid: str, command: str
+) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    _fake_python(folder, "python3.11", (3, 11))
+    (folder / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (folder / "id").chmod(0o755)
+    printed = _make(str(folder), "-p", "-n", "help").stdout.splitlines()
+    assert f"APT_GET := {command}" in printed
