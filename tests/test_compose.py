@@ -200,6 +200,13 @@ def test_no_password_has_a_default_or_a_placeholder() -> None:
         assert placeholder not in TEXT
 
 
+def test_the_environment_is_production_unless_set() -> None:
+    """A Compose deployment that forgets COMMERCE_ENVIRONMENT fails closed, like the settings."""
+    fallbacks = re.findall(r"\$\{COMMERCE_ENVIRONMENT([^}]*)\}", TEXT)
+    assert fallbacks
+    assert set(fallbacks) == {":-production"}
+
+
 def test_env_example_names_every_variable_and_fills_no_password() -> None:
     example = dict(
         line.split("=", 1)
