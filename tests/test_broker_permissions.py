@@ -11,6 +11,7 @@ import secrets
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -30,12 +31,15 @@ from shared.messaging.reception import REFUSED_ROUTING_KEY_HEADER
 from shared.messaging.topology import (
     DEAD_LETTER_EXCHANGE,
     EVENTS_EXCHANGE,
+    REFUSED_EXCHANGE,
     dead_letter_exchange_name,
     declare_queue,
     delete_topology,
     dlq_name,
     events_exchange_name,
+    refused_queue_name,
 )
+from shared.settings import BaseServiceSettings
 from tests.services import ROOT
 
 DEFINITIONS: dict[str, Any] = json.loads((ROOT / "infra/rabbitmq/definitions.json").read_text())
@@ -52,7 +56,8 @@ def _topic_permissions(user: str) -> dict[str, str]:
 
 
 def _queues() -> dict[str, set[str]]:
-    """Every consuming queue of each service and its DLQ (without a namespace)."""
+    """Every consuming queue of each service, its DLQ and its refused queue (without a
+    namespace)."""
     from inventory.handlers import RESERVATIONS_CONSUMER, STOCK_ALERTS_CONSUMER
     from orders.handlers import CATALOG_CONSUMER, SAGA_CONSUMER
     from payments.handlers import CONSUMER_NAME
@@ -63,7 +68,9 @@ def _queues() -> dict[str, set[str]]:
         "payments": [CONSUMER_NAME],
     }
     return {
-        service: {queue for name in names for queue in (name, dlq_name(name))}
+        service: {
+            queue for name in names for queue in (name, dlq_name(name), refused_queue_name(name))
+        }
         for service, names in by_service.items()
     }
 
@@ -84,12 +91,12 @@ def test_a_service_may_publish_exactly_the_event_types_it_owns(service: str) -> 
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_a_service_may_declare_its_own_queues_and_the_two_exchanges_only(service: str) -> None:
+def test_a_service_may_declare_its_own_queues_and_the_shared_exchanges_only(service: str) -> None:
     queues = _queues()
     rules = _permissions(service)
     for kind in ("configure", "write", "read"):
         allowed = re.compile(rules[kind])
-        for name in [*queues[service], EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE]:
+        for name in [*queues[service], EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE, REFUSED_EXCHANGE]:
             assert allowed.search(name), f"{service} {kind} {name}"
         for other in SERVICES:
             if other != service:
@@ -181,7 +188,7 @@ async def test_broker_refuses_a_service_publishing_another_services_routing_key(
         event_types=["orders.order_created", "payments.payment_succeeded"],
     )
     orders = Broker(OrdersSettings(broker_namespace=namespace, broker_url=SecretStr(orders_user)))
-    await orders.connect()  # declares both exchanges: allowed
+    await orders.connect()  # declares the events and dead-letter exchanges: allowed
     try:
         publisher = await orders.publisher()
         await publisher.publish(_message("orders.order_created"))  # its own: confirmed
@@ -190,7 +197,8 @@ async def test_broker_refuses_a_service_publishing_another_services_routing_key(
             await publisher.publish(_message("payments.payment_succeeded"))
         assert "payments.payment_succeeded" in str(refused.value)
 
-        # Its own queue (with its DLQ and dead-letter exchange) may be declared; another's not.
+        # Its own queue (with its DLQ, its refused queue and their exchanges) may be declared;
+        # another's not.
         own = await orders.channel()
         await declare_queue(
             own, settings=settings, purpose="orders.saga", event_types=["payments.payment_failed"]
@@ -222,15 +230,95 @@ def _payment_succeeded() -> Envelope:
     )
 
 
-async def test_what_a_service_puts_into_a_dlq_is_never_replayed(
+async def test_no_service_can_publish_to_the_dead_letter_exchange(
     orders_user: str, admin: Broker, namespace: str
 ) -> None:
-    """The residual write on the dead-letter exchange (declaring a queue that dead-letters
-    needs it): orders can put a payments body into its saga's DLQ with the headers a replay
-    used to take its routing key from; the replay keeps it there and replays the genuine
-    dead letter beside it."""
+    """Only the broker puts messages into a DLQ: the dead-letter exchange is internal, so no
+    client may publish to it, not even an operator, whatever x-death it writes; orders still
+    declares its queue that dead-letters into it, and what it rejects is dead-lettered there."""
+    settings = admin.settings
+    orders = Broker(OrdersSettings(broker_namespace=namespace, broker_url=SecretStr(orders_user)))
+    await orders.connect()
+    try:
+        saga = await declare_queue(
+            await orders.channel(),
+            settings=settings,
+            purpose="orders.saga",
+            event_types=[PaymentSucceeded.event_type],
+        )
+        forged = _payment_succeeded()
+        consistent = _death(forged, queue=saga.queue.name, settings=settings)
+        for publisher in (orders, admin):
+            channel = await publisher.channel()
+            dead_letter = await channel.get_exchange(
+                dead_letter_exchange_name(settings), ensure=False
+            )
+            with pytest.raises(ChannelAccessRefused, match="internal exchange"):
+                await dead_letter.publish(
+                    aio_pika.Message(forged.to_bytes(), headers=consistent),
+                    routing_key=saga.queue.name,
+                )
+
+        genuine = _payment_succeeded()
+        events = await (await admin.channel()).get_exchange(
+            events_exchange_name(settings), ensure=False
+        )
+        await events.publish(
+            aio_pika.Message(genuine.to_bytes(), message_id=str(genuine.id)),
+            routing_key=genuine.type,
+        )
+        delivered = await saga.queue.get(no_ack=False, fail=True)  # as orders
+        assert isinstance(delivered, aio_pika.abc.AbstractIncomingMessage)
+        await delivered.reject(requeue=False)
+    finally:
+        await orders.close()
+
+    channel = await admin.channel()
+    dlq = await channel.declare_queue(saga.dead_letter_queue.name, passive=True)
+    letter = await _next_message(dlq)  # the broker dead-letters in the background
+    assert letter.message_id == str(genuine.id)
+    assert await count_messages(channel, dlq.name) == 0
+
+
+async def _next_message(queue: aio_pika.abc.AbstractQueue) -> aio_pika.abc.AbstractIncomingMessage:
+    """The next message of ``queue`` (taken), waited for."""
+    async with asyncio.timeout(10):
+        while True:
+            message = await queue.get(no_ack=True, fail=False)
+            if message is not None:
+                return message
+            await asyncio.sleep(0.05)
+
+
+def _death(event: Envelope, *, queue: str, settings: BaseServiceSettings) -> dict[str, Any]:
+    """The x-death RabbitMQ writes when ``queue`` dead-letters ``event`` it received under its
+    type: consistent in every field a replay checks."""
+    return {
+        "x-death": [
+            {
+                "count": 1,
+                "reason": "rejected",
+                "queue": queue,
+                "time": datetime.now(UTC),
+                "exchange": events_exchange_name(settings),
+                "routing-keys": [event.type],
+            }
+        ]
+    }
+
+
+async def test_while_the_dead_letter_exchange_is_left_not_internal_a_forgery_stays_in_the_dlq(
+    orders_user: str, admin: Broker, namespace: str
+) -> None:
+    """A broker upgraded from an earlier version holds the exchange not internal until an
+    operator deletes it (docs/deployment.md); meanwhile orders can put a payments body into
+    its saga's DLQ with the headers a replay used to take its routing key from, and the
+    replay keeps it there and replays the genuine dead letter beside it."""
     settings = admin.settings
     channel = await admin.channel()
+    legacy = dead_letter_exchange_name(settings)
+    await channel.exchange_delete(legacy)  # declared internal by the admin's connect
+    await channel.declare_exchange(legacy, aio_pika.ExchangeType.DIRECT, durable=True)
     saga = await declare_queue(
         channel, settings=settings, purpose="orders.saga", event_types=[PaymentSucceeded.event_type]
     )
@@ -252,7 +340,7 @@ async def test_what_a_service_puts_into_a_dlq_is_never_replayed(
     await orders.connect()
     try:
         own = await orders.channel()
-        dead_letter = await own.get_exchange(dead_letter_exchange_name(settings), ensure=False)
+        dead_letter = await own.get_exchange(legacy, ensure=False)
         await dead_letter.publish(  # confirmed: the broker lets orders do this
             aio_pika.Message(
                 forged.to_bytes(),
@@ -264,41 +352,16 @@ async def test_what_a_service_puts_into_a_dlq_is_never_replayed(
     finally:
         await orders.close()
 
-    assert await count_messages(channel, dlq) == 2
+    async with asyncio.timeout(10):  # the broker dead-letters in the background
+        while True:
+            if await count_messages(channel, dlq) == 2:
+                break
+            await asyncio.sleep(0.05)
     assert await replay(admin, queue=dlq) == 1
     replayed = await saga.queue.get(no_ack=True, fail=True)
     assert isinstance(replayed, aio_pika.abc.AbstractIncomingMessage)
     assert (replayed.message_id, replayed.routing_key) == (str(genuine.id), genuine.type)
     kept = await channel.declare_queue(dlq, passive=True)
-    async with asyncio.timeout(10):  # back in the DLQ once the replay's channel closed
-        while True:
-            left = await kept.get(no_ack=True, fail=False)
-            if left is not None:
-                break
-            await asyncio.sleep(0.05)
+    left = await _next_message(kept)  # back in the DLQ once the replay's channel closed
     assert left.message_id == str(forged.id)
     assert await count_messages(channel, dlq) == 0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="closing it needs the dead-letter exchange declared internal (topology.py) and "
-    "refusals that do not publish to it (reception.py): docs/deployment.md",
-)
-async def test_no_service_can_publish_to_the_dead_letter_exchange(
-    orders_user: str, admin: Broker, namespace: str
-) -> None:
-    settings = admin.settings
-    orders = Broker(OrdersSettings(broker_namespace=namespace, broker_url=SecretStr(orders_user)))
-    await orders.connect()
-    try:
-        channel = await orders.channel()
-        dead_letter = await channel.get_exchange(dead_letter_exchange_name(settings), ensure=False)
-        try:
-            await dead_letter.publish(aio_pika.Message(b"{}"), routing_key="anything")
-        except ChannelAccessRefused:
-            return
-    finally:
-        await orders.close()
-    raise AssertionError("orders published to the dead-letter exchange")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Compose broker: RabbitMQ, then one user per service with only its own permissions
-# (definitions.json: its queues, the two exchanges, and on commerce.events the routing keys
+# (definitions.json: its queues, the three exchanges, and on commerce.events the routing keys
 # of its own events). Passwords come from RABBITMQ_<SERVICE>_PASSWORD, piped to rabbitmqctl
 # so they never show in a process list. The health check passes only once this is done.
 set -eu

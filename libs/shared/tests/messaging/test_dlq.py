@@ -1,9 +1,11 @@
 """DLQ replay: a dead letter goes back only under its own type, from its owner, as the broker
-dead-lettered it; what anyone else put into the DLQ stays there.
+dead-lettered it; what anyone else put into the DLQ stays there, and a refused queue is never
+replayed.
 
-Every service may publish to the dead-letter exchange (declaring a queue with a dead-letter
-exchange needs it, docs/deployment.md), and headers are the publisher's to write, so the
-replay, which publishes as an operator, re-checks what the consumer's broker user vouched for.
+Only the broker puts messages into a DLQ (the dead-letter exchange is internal), but a broker
+upgraded from an earlier version may hold that exchange not internal, open to every service
+with headers of its choosing (docs/deployment.md), so the replay, which publishes as an
+operator, re-checks what the consumer's broker user vouched for.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated
 from shared.contracts.payments import PaymentSucceeded
 from shared.messaging import Consumer, Envelope, RunningConsumer
-from shared.messaging.dlq import ReplayRefusedError, count_messages, replay, replay_routing_key
+from shared.messaging.dlq import (
+    ReplayRefusedError,
+    count_messages,
+    replay,
+    replay_routing_key,
+    resolve_dlq,
+)
 from shared.messaging.reception import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
-from shared.messaging.topology import dead_letter_exchange_name, events_exchange_name
+from shared.messaging.topology import events_exchange_name, refused_queue_name
+from shared.settings import BaseServiceSettings
 
 from .conftest import Effect, Harness, ProcessedEvent, wait_until
 
@@ -99,6 +108,23 @@ def test_a_replay_refuses_what_nothing_vouches_for(
         _key(headers, body)
 
 
+@pytest.mark.parametrize(
+    ("named", "resolved"),
+    [
+        ("orders.saga", "ns.orders.saga.dlq"),
+        ("ns.orders.saga", "ns.orders.saga.dlq"),
+        ("orders.saga.dlq", "ns.orders.saga.dlq"),
+        ("ns.orders.saga.refused", "ns.orders.saga.refused"),
+        ("orders.saga.refused", "ns.orders.saga.refused"),
+    ],
+)
+def test_the_cli_takes_a_purpose_its_queue_its_dlq_or_its_refused_queue(
+    named: str, resolved: str
+) -> None:
+    settings = BaseServiceSettings(environment="development", broker_namespace="ns")
+    assert resolve_dlq(settings, named) == resolved
+
+
 # -- on the real broker ------------------------------------------------------------------------
 
 
@@ -125,7 +151,7 @@ async def _payments_consumer(harness: Harness, name: str, failing: set[str]) -> 
 
 
 @pytest.mark.parametrize("to_source_queue", [False, True], ids=["to-exchange", "to-source-queue"])
-async def test_forgeries_put_into_a_dlq_stay_there_while_a_genuine_dead_letter_is_replayed(
+async def test_refusals_and_forgeries_stay_while_a_genuine_dead_letter_is_replayed(
     harness: Harness, caplog: pytest.LogCaptureFixture, to_source_queue: bool
 ) -> None:
     name = "replay-provenance"
@@ -135,6 +161,7 @@ async def test_forgeries_put_into_a_dlq_stay_there_while_a_genuine_dead_letter_i
     broker = await harness.broker()
     channel = await broker.channel()
     source, dlq = consumer.queue.name, consumer.queue.name + ".dlq"
+    refused = refused_queue_name(source)
 
     # Published by payments, failed by the handler until the delivery limit: the broker
     # dead-letters it with its x-death record.
@@ -145,31 +172,40 @@ async def test_forgeries_put_into_a_dlq_stay_there_while_a_genuine_dead_letter_i
     )
     await wait_until(lambda: _count(channel, dlq, 1), what="the genuine one dead-lettered")
 
-    # What any service may do: publish a payments body straight to the dead-letter exchange,
-    # with the headers the replay used to take its routing key or queue from.
+    # A payments body claiming orders as producer: refused, put aside, not dead-lettered.
+    claims_orders = _payment(producer="orders")
+    await events.publish(
+        aio_pika.Message(claims_orders.to_bytes(), message_id=str(claims_orders.id), type=PAID),
+        routing_key=PAID,
+    )
+    await wait_until(lambda: _count(channel, refused, 1), what="the forgery refused")
+
+    # What a service could publish through a dead-letter exchange left not internal, put
+    # here by the operator's own user: payments bodies with the headers the replay used to
+    # take its routing key or queue from.
     forged_refusal, forged_death = _payment(), _payment()
     elsewhere = f"{harness.settings.broker_namespace}.payments.requests"
     forgeries = [
         (forged_refusal, {REFUSED_ROUTING_KEY_HEADER: PAID}),
         (forged_death, _death(queue=elsewhere)),
     ]
-    dead_letter = await channel.get_exchange(
-        dead_letter_exchange_name(harness.settings), ensure=False
-    )
     for forged, headers in forgeries:
         message = aio_pika.Message(
             forged.to_bytes(), headers=headers, message_id=str(forged.id), type=PAID
         )
-        await dead_letter.publish(message, routing_key=source)
+        await channel.default_exchange.publish(message, routing_key=dlq)
     await wait_until(lambda: _count(channel, dlq, 3), what="the forgeries in the DLQ")
 
     failing.clear()
     with caplog.at_level(logging.WARNING, logger="shared.messaging.dlq"):
         replayed = await replay(broker, queue=dlq, to_source_queue=to_source_queue)
+        with pytest.raises(ReplayRefusedError, match="never replayed"):
+            await replay(broker, queue=refused, to_source_queue=to_source_queue)
 
     assert replayed == 1
     await wait_until(lambda: harness.applied(name, 1), what="the genuine one applied")
     await wait_until(lambda: _count(channel, dlq, 2), what="the forgeries kept in the DLQ")
+    assert await count_messages(channel, refused) == 1
     assert await harness.effects(name) == {genuine.id: 1}
     assert [r.getMessage() for r in caplog.records if "kept message" in r.getMessage()] == [
         f"{dlq}: kept message {forged_refusal.id}: "

@@ -2,7 +2,8 @@
 
 The broker's topic permissions let each service publish only its own routing keys
 (infra/rabbitmq/definitions.json, proven in tests/test_broker_permissions.py); the
-consumer binds the body to the routing key and the claimed producer to the event type.
+consumer binds the body to the routing key and the claimed producer to the event type, and
+puts what it refuses into the queue's refused queue, which no replay reads.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated
 from shared.contracts.payments import PaymentSucceeded
 from shared.messaging import Consumer, Envelope, RunningConsumer
-from shared.messaging.dlq import count_messages, peek, replay
+from shared.messaging.dlq import ReplayRefusedError, count_messages, peek, replay, resolve_dlq
 from shared.messaging.envelope import RefusedEventError, check_provenance
-from shared.messaging.topology import events_exchange_name
+from shared.messaging.topology import dlq_name, events_exchange_name, refused_queue_name
 
 from .conftest import Effect, Harness, ProcessedEvent, metric, wait_until
 
@@ -56,7 +57,7 @@ async def _saga_like_consumer(harness: Harness, name: str) -> RunningConsumer:
     return running
 
 
-async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_applies_nothing(
+async def test_forged_payment_succeeded_is_put_in_the_refused_queue_and_applies_nothing(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     name = "provenance"
@@ -82,14 +83,16 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
             )
             await exchange.publish(message, routing_key=routing_key)
 
-        dlq = consumer.queue.name + ".dlq"
+        refused = refused_queue_name(consumer.queue.name)
         await wait_until(lambda: harness.applied(name, 1), what="the genuine one applied")
-        await wait_until(lambda: _count(channel, dlq, 2), what="both forgeries in the DLQ")
+        await wait_until(lambda: _count(channel, refused, 2), what="both forgeries refused")
 
     assert await harness.effects(name) == {genuine.id: 1}
+    assert await count_messages(channel, dlq_name(consumer.queue.name)) == 0
     assert metric("messaging_events_dead_lettered_total", queue=name, reason="refused") == 2
-    peeking = await publisher.channel()  # peeked letters return to the DLQ when it closes
-    letters = {letter.message_id: letter for letter in await peek(peeking, dlq, limit=5)}
+    assert resolve_dlq(harness.settings, f"{name}.refused") == refused  # dlq show's lookup
+    peeking = await publisher.channel()  # peeked messages return to the queue when it closes
+    letters = {letter.message_id: letter for letter in await peek(peeking, refused, limit=5)}
     await peeking.close()
     assert letters.keys() == {str(claims_payments.id), str(under_own_key.id)}
     assert letters[str(claims_payments.id)].reason == (
@@ -99,16 +102,16 @@ async def test_forged_payment_succeeded_is_dead_lettered_with_its_reason_and_app
         f"refused: {PAID} arrived under routing key 'orders.order_created'"
     )
     assert letters[str(claims_payments.id)].body == claims_payments.to_bytes()
+    assert letters[str(under_own_key.id)].routing_key == OrderCreated.event_type
     refusals = [r.getMessage() for r in caplog.records if "refusing message" in r.getMessage()]
     assert len(refusals) == 2
 
-    # An operator's replay does not launder them: it republishes neither and leaves both in
-    # the DLQ. The peeked letters go back to the quorum DLQ after the channel's close, not
-    # before it ends; so do the ones the replay kept.
-    await wait_until(lambda: _count(channel, dlq, 2), what="the peeked letters back in the DLQ")
-    assert await replay(publisher, queue=dlq) == 0
-    await wait_until(lambda: _count(channel, dlq, 2), what="both kept in the DLQ")
-    assert metric("messaging_events_dead_lettered_total", queue=name, reason="refused") == 2
+    # An operator's replay does not launder them: it refuses the refused queue. The peeked
+    # messages go back to the quorum queue after the channel's close, not before it ends.
+    await wait_until(lambda: _count(channel, refused, 2), what="the peeked ones back")
+    with pytest.raises(ReplayRefusedError, match="never replayed"):
+        await replay(publisher, queue=refused)
+    assert await count_messages(channel, refused) == 2
     assert await harness.effects(name) == {genuine.id: 1}
 
 

@@ -1,11 +1,12 @@
-"""Queue and DLQ depths read from the broker by each consumer, and redeliveries counted."""
+"""Queue, DLQ and refused-queue depths read from the broker by each consumer; redeliveries
+counted."""
 
 from __future__ import annotations
 
 import aio_pika
 
 from shared.messaging.depths import Depths
-from shared.messaging.topology import dlq_name
+from shared.messaging.topology import dlq_name, refused_queue_name
 
 from .conftest import Harness, metric, wait_until
 
@@ -24,9 +25,13 @@ async def test_a_consumer_reports_its_queue_and_dlq_depths_and_consumers(
     await channel.default_exchange.publish(
         aio_pika.Message(b"dead"), routing_key=dlq_name(running.queue.name)
     )
-    assert await running.read_depths() == Depths(ready=3, consumers=0, dead=1)
+    await channel.default_exchange.publish(
+        aio_pika.Message(b"refused"), routing_key=refused_queue_name(running.queue.name)
+    )
+    assert await running.read_depths() == Depths(ready=3, consumers=0, dead=1, refused=1)
     assert metric("messaging_queue_messages", queue=name) == 3
     assert metric("messaging_dead_letter_messages", queue=name) == 1
+    assert metric("messaging_refused_messages", queue=name) == 1
     assert metric("messaging_queue_consumers", queue=name) == 0
 
     await running.start()

@@ -32,7 +32,7 @@ from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated, OrderLine
 from shared.messaging import Broker, Envelope
 from shared.messaging.broker import OutgoingMessage
-from shared.messaging.topology import dlq_name, queue_name
+from shared.messaging.topology import dlq_name, queue_name, refused_queue_name
 from shared.testing import app_client
 
 PRODUCTS = "/api/v1/products"
@@ -430,6 +430,7 @@ async def broker(settings: InventorySettings) -> AsyncIterator[Broker]:
             name = queue_name(settings, purpose)
             await channel.queue_delete(name)
             await channel.queue_delete(dlq_name(name))
+            await channel.queue_delete(refused_queue_name(name))
         await broker.close()
 
 

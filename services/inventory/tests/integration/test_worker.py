@@ -25,7 +25,7 @@ from shared.contracts.money import Money
 from shared.contracts.orders import OrderCancelled, OrderCreated, OrderedQuantity, OrderLine
 from shared.messaging import Broker, Envelope
 from shared.messaging.broker import OutgoingMessage
-from shared.messaging.topology import dlq_name, events_exchange_name, queue_name
+from shared.messaging.topology import dlq_name, events_exchange_name, queue_name, refused_queue_name
 
 pytestmark = pytest.mark.slow
 DEADLINE_SECONDS = 30  # a generous bound on waiting, not a speed requirement
@@ -71,6 +71,7 @@ async def broker(settings: InventorySettings) -> AsyncIterator[Broker]:
             name = queue_name(settings, purpose)
             await channel.queue_delete(name)
             await channel.queue_delete(dlq_name(name))
+            await channel.queue_delete(refused_queue_name(name))
         await broker.close()
 
 

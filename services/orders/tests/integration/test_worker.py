@@ -23,7 +23,7 @@ from shared.contracts.inventory import ProductUpserted, ReservedLine, StockReser
 from shared.contracts.payments import PaymentSucceeded
 from shared.messaging import Broker, Envelope, declare_queue
 from shared.messaging.broker import OutgoingMessage
-from shared.messaging.topology import dlq_name, queue_name
+from shared.messaging.topology import dlq_name, queue_name, refused_queue_name
 
 pytestmark = [pytest.mark.usefixtures("database"), pytest.mark.slow]
 
@@ -143,4 +143,5 @@ async def test_the_worker_runs_the_saga_over_the_broker(
             name = queue_name(settings, purpose)
             await channel.queue_delete(name)
             await channel.queue_delete(dlq_name(name))
+            await channel.queue_delete(refused_queue_name(name))
         await broker.close()

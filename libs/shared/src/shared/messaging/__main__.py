@@ -1,16 +1,19 @@
 """``python -m shared.messaging dlq list | show <queue> | replay <queue>``.
 
 Settings come from the environment like any process (``COMMERCE_BROKER_URL``,
-``COMMERCE_BROKER_NAMESPACE``); ``<queue>`` is a consuming purpose, its queue or its DLQ.
+``COMMERCE_BROKER_NAMESPACE``); ``<queue>`` is a consuming purpose, its queue or its DLQ,
+or (``show`` only: refusals are never replayed) its refused queue.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from shared.messaging.broker import Broker
 from shared.messaging.dlq import (
+    ReplayRefusedError,
     count_messages,
     list_dead_letter_queues,
     peek,
@@ -26,8 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     dlq = groups.add_parser("dlq", help="dead-letter queues").add_subparsers(
         dest="command", required=True
     )
-    dlq.add_parser("list", help="DLQs of the namespace with their message counts")
-    show = dlq.add_parser("show", help="messages of a DLQ with why they died (left in place)")
+    dlq.add_parser("list", help="DLQs and refused queues of the namespace with their counts")
+    show = dlq.add_parser(
+        "show", help="messages of a DLQ or refused queue with why they are there (left in place)"
+    )
     show.add_argument("queue")
     show.add_argument("--limit", type=int, default=20)
     show.add_argument("--body", action="store_true", help="print each body too")
@@ -62,11 +67,15 @@ async def _main(args: argparse.Namespace, settings: BaseServiceSettings) -> int:
                 )
                 if args.body:
                     print(f"  {letter.body.decode(errors='replace')}")
-            await channel.close()  # returns the peeked messages to the DLQ
+            await channel.close()  # returns the peeked messages to their queue
             return 0
-        count = await replay(
-            broker, queue=queue, limit=args.limit, to_source_queue=args.to_source_queue
-        )
+        try:
+            count = await replay(
+                broker, queue=queue, limit=args.limit, to_source_queue=args.to_source_queue
+            )
+        except ReplayRefusedError as exc:  # a refused queue
+            print(exc, file=sys.stderr)
+            return 2
         print(f"replayed {count} messages from {queue}")
         return 0
     finally:

@@ -1,4 +1,8 @@
-"""Dead-letter queue operations: list, inspect, replay (``python -m shared.messaging dlq``)."""
+"""Dead-letter queue operations: list, inspect, replay (``python -m shared.messaging dlq``).
+
+A refused queue (what a consumer refused for its provenance) is listed and inspected the
+same way, and never replayed.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,13 @@ from aio_pika.exceptions import QueueEmpty
 from shared.messaging.broker import Broker
 from shared.messaging.envelope import MalformedEventError, check_provenance, decode
 from shared.messaging.reception import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KEY_HEADER
-from shared.messaging.topology import DLQ_SUFFIX, dlq_name, events_exchange_name, namespaced
+from shared.messaging.topology import (
+    DLQ_SUFFIX,
+    REFUSED_SUFFIX,
+    dlq_name,
+    events_exchange_name,
+    namespaced,
+)
 from shared.settings import BaseServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -38,7 +48,7 @@ _BROKER_HEADERS = (
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One dead-lettered message as an operator sees it."""
+    """One dead-lettered (or refused) message as an operator sees it."""
 
     message_id: str | None
     event_type: str | None
@@ -51,10 +61,11 @@ class DeadLetter:
 
 
 def resolve_dlq(settings: BaseServiceSettings, queue: str) -> str:
-    """Accept a purpose (``orders.saga``), its queue or its DLQ; return the DLQ's full name."""
+    """Accept a purpose (``orders.saga``), its queue, its DLQ or its refused queue; return the
+    full name of the DLQ, or of the refused queue when that was named."""
     prefix = namespaced(settings, "")
     name = queue if prefix and queue.startswith(prefix) else namespaced(settings, queue)
-    return name if name.endswith(DLQ_SUFFIX) else dlq_name(name)
+    return name if name.endswith((DLQ_SUFFIX, REFUSED_SUFFIX)) else dlq_name(name)
 
 
 def describe(message: AbstractIncomingMessage) -> DeadLetter:
@@ -84,8 +95,8 @@ def _latest_death(headers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _reason(headers: Mapping[str, Any], death: dict[str, Any]) -> str | None:
-    # A consumer's refusal (a forged envelope) is copied here with its own reason; anything
-    # else was dead-lettered by the broker, which says why in x-death.
+    # A consumer's refusal (a forged envelope) is copied to its refused queue with its own
+    # reason; a dead letter was dead-lettered by the broker, which says why in x-death.
     refusal = headers.get(REFUSAL_REASON_HEADER)
     if refusal is not None:
         return f"refused: {refusal}"
@@ -93,7 +104,7 @@ def _reason(headers: Mapping[str, Any], death: dict[str, Any]) -> str | None:
 
 
 def _refused_key(headers: Mapping[str, Any]) -> str | None:
-    # A refused message was copied here, not dead-lettered: no x-death, its key in a header.
+    # A refused message was copied, not dead-lettered: no x-death, its key in a header.
     key = headers.get(REFUSED_ROUTING_KEY_HEADER)
     return str(key) if key else None
 
@@ -108,8 +119,8 @@ async def count_messages(channel: AbstractChannel, queue: str) -> int:
 
 
 async def peek(channel: AbstractChannel, queue: str, *, limit: int) -> list[DeadLetter]:
-    """Up to ``limit`` messages of a DLQ; they stay in the queue (returned when the caller
-    closes ``channel``)."""
+    """Up to ``limit`` messages of a DLQ or refused queue; they stay in the queue (returned
+    when the caller closes ``channel``)."""
     declared = await channel.declare_queue(queue, passive=True)
     found: list[DeadLetter] = []
     for _ in range(limit):
@@ -132,10 +143,12 @@ def replay_routing_key(
     """The routing key a dead letter of ``source_queue`` goes back under: its envelope's type.
 
     A replay publishes as an operator, past the topic permissions that bound the message to
-    its producer, and any service may publish to the dead-letter exchange with headers of its
-    choosing. So raise ``ReplayRefusedError`` for a consumer's refusal (never replayed), a body
-    that is not an envelope or whose producer does not own its type, and a message whose
-    x-death does not say it died in ``source_queue`` under that type.
+    its producer. Only the broker puts messages into a DLQ through the internal dead-letter
+    exchange, but one upgraded from an earlier version may still hold that exchange not
+    internal, open to any service with headers of its choosing (docs/deployment.md). So raise
+    ``ReplayRefusedError`` for a consumer's refusal (never replayed), a body that is not an
+    envelope or whose producer does not own its type, and a message whose x-death does not
+    say it died in ``source_queue`` under that type.
     """
     if REFUSAL_REASON_HEADER in headers or REFUSED_ROUTING_KEY_HEADER in headers:
         raise ReplayRefusedError("refused by its consumer for its provenance: never replayed")
@@ -169,9 +182,11 @@ async def replay(
     ``to_source_queue`` it goes only to the queue this DLQ belongs to. A letter that
     ``replay_routing_key`` refuses stays in the DLQ, logged with the reason. At most the
     messages present when the replay starts are taken, so a message that dies again is not
-    looped.
+    looped. A refused queue raises ``ReplayRefusedError``: nothing in it is replayed.
     """
     settings = broker.settings
+    if queue.endswith(REFUSED_SUFFIX):
+        raise ReplayRefusedError(f"{queue} holds refused messages: never replayed")
     if not queue.endswith(DLQ_SUFFIX):
         raise ValueError(f"{queue} is not a dead-letter queue")
     source = queue.removesuffix(DLQ_SUFFIX)
@@ -223,7 +238,7 @@ async def replay(
 
 
 async def list_dead_letter_queues(broker: Broker) -> list[tuple[str, int]]:
-    """Every DLQ of the namespace with its message count.
+    """Every DLQ and refused queue of the namespace with its message count.
 
     AMQP cannot enumerate queues; the names come from ``rabbitmqctl`` on this host.
     """
@@ -244,7 +259,7 @@ async def list_dead_letter_queues(broker: Broker) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     for line in output.decode().splitlines():
         name, _, count = line.partition("\t")
-        if name.endswith(DLQ_SUFFIX) and (
+        if name.endswith((DLQ_SUFFIX, REFUSED_SUFFIX)) and (
             not broker.settings.broker_namespace or name.startswith(prefix)
         ):
             found.append((name, int(count or 0)))

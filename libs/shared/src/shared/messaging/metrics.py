@@ -79,6 +79,13 @@ DEAD_LETTER_MESSAGES = Gauge(
     "operator (docs/messaging.md).",
     ["queue"],
 )
+REFUSED_MESSAGES = Gauge(
+    "messaging_refused_messages",
+    "Envelopes a consuming queue's consumer refused for their provenance, waiting in its "
+    "refused queue, by (source) queue: a forgery or a misconfigured producer "
+    "(docs/deployment.md).",
+    ["queue"],
+)
 # The worker's periodic jobs (shared.messaging.jobs): sweepers, reconcilers, inbox pruning.
 JOB_RUNS = Counter(
     "worker_job_runs_total",

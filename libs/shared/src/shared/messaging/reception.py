@@ -3,8 +3,9 @@
 - malformed (not JSON, not an envelope, unknown ``(type, version)``, or a type this consumer
   has no handler for) → rejected without requeue: the queue dead-letters it at once;
 - refused (its ``producer`` does not own its type, or it came through the events exchange
-  under another routing key: forged, see ``envelope.check_provenance``) → copied to the DLQ
-  with the reason in its ``x-refusal-reason`` header, then acked; nothing applied;
+  under another routing key: forged, see ``envelope.check_provenance``) → copied to the
+  queue's refused queue (never replayed) with the reason in its ``x-refusal-reason`` header,
+  then acked; nothing applied;
 - a prepared handler's ``prepare`` starts on arrival, side by side with every other delivery
   in flight (the prefetch bounds them), outside any transaction; one that raises returns the
   delivery as a handler failure does.
@@ -34,14 +35,14 @@ from shared.messaging.envelope import (
 )
 from shared.messaging.handlers import PREPARED, AnyHandler, Delivery
 from shared.messaging.settlement import give_back, settle
-from shared.messaging.topology import dead_letter_exchange_name, events_exchange_name, queue_name
+from shared.messaging.topology import events_exchange_name, queue_name, refused_exchange_name
 from shared.settings import BaseServiceSettings
 from shared.tracing.messaging import preparing
 
 logger = logging.getLogger(__name__)
 
 REFUSAL_REASON_HEADER = "x-refusal-reason"
-REFUSED_ROUTING_KEY_HEADER = "x-refused-routing-key"  # what a replay publishes it under
+REFUSED_ROUTING_KEY_HEADER = "x-refused-routing-key"  # the key it arrived under
 
 Arrival = asyncio.Future[Delivery | None]
 """Done with the delivery ready to handle, or None once it was rejected or given back."""
@@ -112,15 +113,16 @@ class Reception:
         return f"{message.exchange}:{message.routing_key}"  # another exchange: never the type
 
     async def _refuse(self, message: AbstractIncomingMessage, reason: str) -> Delivery | None:
-        """Dead-letter a forged envelope with ``reason``: a copy goes to this queue's DLQ (a
-        rejection would only say "rejected"), then the delivery is acked. Should the copy
-        fail, the delivery is rejected and the queue dead-letters it without the reason."""
+        """Quarantine a forged envelope with ``reason``: a copy goes to this queue's refused
+        queue, then the delivery is acked. Should the copy fail, the delivery is rejected and
+        the queue dead-letters it without the reason; a replay keeps it, as it keeps every
+        letter whose provenance does not hold."""
         label = self.label
         logger.error("%s: refusing message %s: %s", label, message.message_id, reason)
         metrics.EVENTS_DEAD_LETTERED.labels(label, "refused").inc()
         try:
             exchange = await self._channel.get_exchange(
-                dead_letter_exchange_name(self.settings), ensure=False
+                refused_exchange_name(self.settings), ensure=False
             )
             headers = dict(message.headers or {})
             headers[REFUSAL_REASON_HEADER] = reason
@@ -133,10 +135,10 @@ class Reception:
                 message_id=message.message_id,
                 type=message.type,
             )
-            # The DLX routes by source queue name; the channel awaits the broker's confirm.
+            # Routed by source queue name; the channel awaits the broker's confirm.
             await exchange.publish(copy, routing_key=queue_name(self.settings, label))
         except Exception as exc:
-            logger.warning("%s: could not copy a refused message to the DLQ: %r", label, exc)
+            logger.warning("%s: could not put a refused message aside: %r", label, exc)
             await settle(label, message.reject(requeue=False))
             return None
         await settle(label, message.ack())
@@ -165,4 +167,4 @@ class Reception:
 
 @dataclass(frozen=True)
 class _Refusal:
-    reason: str  # why the envelope is refused (no payload values: it reaches logs and DLQ)
+    reason: str  # why the envelope is refused (no payload values: it reaches logs and queues)
