@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import ClassVar
 
 import pytest
@@ -139,14 +139,16 @@ class Harness:
         name: str,
         handler: AnyHandler | None = None,
         *,
+        handlers: Mapping[str, AnyHandler] | None = None,
         broker: Broker | None = None,
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         start: bool = True,
     ) -> RunningConsumer:
-        """A consumer of ``inventory.stock_low``; declared (and started unless told not)."""
+        """A consumer of ``inventory.stock_low`` (or of ``handlers``' event types); declared
+        (and started unless told not)."""
         consumer = Consumer(
             name=name,
-            handlers={EVENT_TYPE: handler or self.recording_handler(name)},
+            handlers=handlers or {EVENT_TYPE: handler or self.recording_handler(name)},
             inbox=ProcessedEvent,
         )
         running = RunningConsumer(

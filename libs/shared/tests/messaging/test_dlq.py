@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated
 from shared.contracts.payments import PaymentSucceeded
-from shared.messaging import Consumer, Envelope, RunningConsumer
+from shared.messaging import Envelope, RunningConsumer
 from shared.messaging.dlq import (
     ReplayRefusedError,
     count_messages,
@@ -34,7 +34,7 @@ from shared.messaging.reception import REFUSAL_REASON_HEADER, REFUSED_ROUTING_KE
 from shared.messaging.topology import events_exchange_name, refused_queue_name
 from shared.settings import BaseServiceSettings
 
-from .conftest import Effect, Harness, ProcessedEvent, wait_until
+from .conftest import Effect, Harness, wait_until
 
 PAID = PaymentSucceeded.event_type
 SOURCE = "ns.orders.saga"
@@ -137,17 +137,7 @@ async def _payments_consumer(harness: Harness, name: str, failing: set[str]) -> 
             raise RuntimeError("the saga cannot take it yet")
         session.add(Effect(event_id=event.id, consumer=name))
 
-    consumer = Consumer(name=name, handlers={PAID: record}, inbox=ProcessedEvent)
-    running = RunningConsumer(
-        consumer,
-        settings=harness.settings,
-        broker=await harness.broker(),
-        sessionmaker=harness.sessionmaker,
-    )
-    harness.purposes.add(name)
-    harness.consumers.append(running)
-    await running.start()
-    return running
+    return await harness.consumer(name, handlers={PAID: record})
 
 
 @pytest.mark.parametrize("to_source_queue", [False, True], ids=["to-exchange", "to-source-queue"])

@@ -18,12 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts.money import Money
 from shared.contracts.orders import OrderCreated
 from shared.contracts.payments import PaymentSucceeded
-from shared.messaging import Consumer, Envelope, RunningConsumer
+from shared.messaging import Envelope, RunningConsumer
 from shared.messaging.dlq import ReplayRefusedError, count_messages, peek, replay, resolve_dlq
 from shared.messaging.envelope import RefusedEventError, check_provenance
 from shared.messaging.topology import dlq_name, events_exchange_name, refused_queue_name
 
-from .conftest import Effect, Harness, ProcessedEvent, metric, wait_until
+from .conftest import Effect, Harness, metric, wait_until
 
 PAID = PaymentSucceeded.event_type
 
@@ -40,21 +40,7 @@ async def _saga_like_consumer(harness: Harness, name: str) -> RunningConsumer:
     async def record(session: AsyncSession, event: Envelope) -> None:
         session.add(Effect(event_id=event.id, consumer=name))
 
-    consumer = Consumer(
-        name=name,
-        handlers={PAID: record, OrderCreated.event_type: record},
-        inbox=ProcessedEvent,
-    )
-    running = RunningConsumer(
-        consumer,
-        settings=harness.settings,
-        broker=await harness.broker(),
-        sessionmaker=harness.sessionmaker,
-    )
-    harness.purposes.add(name)
-    harness.consumers.append(running)
-    await running.start()
-    return running
+    return await harness.consumer(name, handlers={PAID: record, OrderCreated.event_type: record})
 
 
 async def test_forged_payment_succeeded_is_put_in_the_refused_queue_and_applies_nothing(
