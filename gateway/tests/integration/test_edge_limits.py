@@ -191,3 +191,25 @@ def test_probes_and_metrics_answer_on_the_internal_port_only(gateway: Gateway) -
     assert httpx.get(f"{internal}/health/ready").status_code == 200
     assert httpx.get(f"{internal}/api/v1/products").status_code == 404
     assert httpx.get(f"{internal}/docs").status_code == 404
+
+
+def _post_with_length(gateway: Gateway, path: str, length: str, body: bytes) -> tuple[int, bool]:
+    with _connect(gateway) as sock:
+        head = f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        sock.sendall(f"{head}content-length: {length}\r\n\r\n".encode() + body)
+        return _answer(sock)
+
+
+# Leading zeros are legal in Content-Length and the parser takes any number of them, while
+# Python's int() refuses more than 4,300 digits.
+PADDING = "0" * 4400
+
+
+def test_a_content_length_padded_with_zeros_is_read_as_its_number(gateway: Gateway) -> None:
+    status, _ = _post_with_length(gateway, "/api/v1/auth/register", PADDING + "2", b"{}")
+    assert status == 422  # the body was read: two bytes, an object without its fields
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/products"])
+def test_a_padded_content_length_over_the_limit_is_413(gateway: Gateway, path: str) -> None:
+    assert _post_with_length(gateway, path, PADDING + "99999999", b"")[0] == 413

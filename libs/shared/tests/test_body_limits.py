@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 from starlette.types import Receive, Scope, Send
 
-from shared.asgi import BodySizeLimitMiddleware
+from shared.asgi import BodySizeLimitMiddleware, declared_length, declared_length_refusal
 
 
 async def _read_all(scope: Scope, receive: Receive, send: Send) -> None:
@@ -47,3 +47,26 @@ async def test_every_other_path_keeps_the_default_limit() -> None:
         assert (await client.post("/other", content=b"x" * 11)).status_code == 413
         assert (await client.post("/uploads/a/more", content=b"x" * 11)).status_code == 413
         assert (await client.post("/other", content=b"x" * 10)).text == "10"
+
+
+def _scope_declaring(length: bytes) -> Scope:
+    return {"type": "http", "headers": [(b"content-length", length)]}
+
+
+def test_a_declared_length_may_carry_any_number_of_leading_zeros() -> None:
+    assert declared_length(_scope_declaring(b"0" * 5000 + b"12")) == 12
+    assert declared_length(_scope_declaring(b"0" * 5000)) == 0
+    assert declared_length_refusal(_scope_declaring(b"0" * 5000 + b"10"), 10) is None
+
+
+def test_a_declared_length_of_more_digits_than_any_limit_is_413() -> None:
+    refusal = declared_length_refusal(_scope_declaring(b"9" * 5000), 10)
+    assert refusal is not None
+    assert refusal.status_code == 413
+
+
+def test_a_declared_length_that_is_not_a_number_is_400() -> None:
+    for length in (b"12a", b"-1", b"\xb2", b""):
+        refusal = declared_length_refusal(_scope_declaring(length), 10)
+        assert refusal is not None
+        assert refusal.status_code == 400

@@ -44,7 +44,12 @@ from gateway.proxy.http1 import (
 )
 from gateway.proxy.routes import Route
 from gateway.proxy.tracing import TRACE_HEADERS, TracedHttp1Pool
-from shared.asgi import RequestBodyTooLarge, declared_length_refusal, header_value
+from shared.asgi import (
+    RequestBodyTooLarge,
+    declared_length,
+    declared_length_refusal,
+    header_value,
+)
 from shared.errors import problem_response
 from shared.tracing import tracing_enabled
 
@@ -269,7 +274,7 @@ class UpstreamClient:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        declared = header_value(scope, b"content-length")
+        declared = declared_length(scope)
         headers, _ = self._request_headers(scope)
         body = _stream_body(receive, self.upload_max_bytes)
         try:
@@ -279,7 +284,7 @@ class UpstreamClient:
                 target,
                 headers,
                 body,
-                int(declared) if declared is not None else None,
+                declared,
             )
         except RequestBodyTooLarge as exc:
             await problem_response(413, exc.detail)(scope, receive, send)

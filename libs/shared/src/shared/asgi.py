@@ -96,15 +96,36 @@ class RequestBodyTooLarge(HTTPException):
         super().__init__(413, f"The request body exceeds the limit of {limit} bytes.")
 
 
-def declared_length_refusal(scope: Scope, max_body_bytes: int) -> Response | None:
-    """The problem answer for a ``Content-Length`` that is not a number or over the limit,
-    before anything is read; None when the declared length (if any) is acceptable."""
+# Longer than any body this platform accepts; lengths past it are all "too large".
+_MAX_LENGTH_DIGITS = 18
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length`` as a number; None when absent.
+
+    Raises ``ValueError`` when it is not a number. Leading zeros are legal and parsers accept
+    any number of them, while ``int()`` refuses more than 4,300 digits: they are stripped
+    first, and a length of more digits than any limit is clamped to a value over every limit.
+    """
     declared = header_value(scope, b"content-length")
     if declared is None:
         return None
     if not declared.isdigit():
-        return problem_response(400, "Content-Length is not a number.")
-    if int(declared) > max_body_bytes:
+        raise ValueError("Content-Length is not a number.")
+    digits = declared.lstrip(b"0") or b"0"
+    if len(digits) > _MAX_LENGTH_DIGITS:
+        return 10**_MAX_LENGTH_DIGITS
+    return int(digits)
+
+
+def declared_length_refusal(scope: Scope, max_body_bytes: int) -> Response | None:
+    """The problem answer for a ``Content-Length`` that is not a number or over the limit,
+    before anything is read; None when the declared length (if any) is acceptable."""
+    try:
+        declared = declared_length(scope)
+    except ValueError as exc:
+        return problem_response(400, str(exc))
+    if declared is not None and declared > max_body_bytes:
         return problem_response(413, RequestBodyTooLarge(max_body_bytes).detail)
     return None
 

@@ -27,31 +27,45 @@ class Unsatisfiable(Exception):
     """A well-formed range that no byte of the file satisfies (416)."""
 
 
+# More digits than any file's size has: such a position is past every end.
+_MAX_POSITION_DIGITS = 18
+
+
+def _position(text: str) -> int | None:
+    """A byte position written in ASCII digits; None for anything else.
+
+    ``str.isdigit`` also accepts "²" (a header decoded as latin-1 may carry it), which
+    ``int`` refuses, and ``int`` refuses over 4,300 digits: both are answered here, never
+    by an error.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else 10**_MAX_POSITION_DIGITS
+
+
 def parse_range(header: str, size: int) -> ByteRange | None:
     """The one range asked for; None means "send the whole file": a malformed header, another
     unit or several ranges, which a server may ignore (section 14.2)."""
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    first_text, dash, last_text = spec.strip().partition("-")
+    first, last = _position(first_text), _position(last_text)
+    if not dash or (first is None and first_text) or (last is None and last_text):
         return None
-    if not first:  # a suffix: the last N bytes
-        if not last.isdigit():
+    if first is None:  # a suffix: the last N bytes
+        if last is None:
             return None
-        count = int(last)
-        if count == 0 or size == 0:
+        if last == 0 or size == 0:
             raise Unsatisfiable
-        return ByteRange(max(0, size - count), size - 1)
-    if not first.isdigit() or (last and not last.isdigit()):
+        return ByteRange(max(0, size - last), size - 1)
+    if last is not None and last < first:
         return None
-    start = int(first)
-    if last and int(last) < start:
-        return None
-    if start >= size:
+    if first >= size:
         raise Unsatisfiable
-    end = int(last) if last else size - 1
-    return ByteRange(start, min(end, size - 1))
+    end = last if last is not None else size - 1
+    return ByteRange(first, min(end, size - 1))
 
 
 class FileBytes(Response):
