@@ -98,6 +98,7 @@ class RequestBodyTooLarge(HTTPException):
 
 # Longer than any body this platform accepts; lengths past it are all "too large".
 _MAX_LENGTH_DIGITS = 18
+_OVER_EVERY_LIMIT: int = 10**_MAX_LENGTH_DIGITS
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -114,7 +115,7 @@ def declared_length(scope: Scope) -> int | None:
         raise ValueError("Content-Length is not a number.")
     digits = declared.lstrip(b"0") or b"0"
     if len(digits) > _MAX_LENGTH_DIGITS:
-        return 10**_MAX_LENGTH_DIGITS
+        return _OVER_EVERY_LIMIT
     return int(digits)
 
 
