@@ -99,6 +99,10 @@ TRANSITIONS: Mapping[tuple[OrderStatus, Trigger], OrderStatus] = {
 WAITING: frozenset[OrderStatus] = frozenset({S.PENDING, S.AWAITING_PAYMENT})
 
 
+# Statuses of an order whose stock inventory should hold as sold.
+SOLD: frozenset[OrderStatus] = frozenset({S.CONFIRMED, S.SHIPPED, S.DELIVERED})
+
+
 def next_status(current: OrderStatus, trigger: Trigger) -> OrderStatus | None:
     """Where ``trigger`` takes an order in ``current``; None when it may not."""
     return TRANSITIONS.get((current, trigger))
@@ -393,9 +397,15 @@ def stray_event_compensation(
 ) -> list[EventPayload]:
     """Events that undo the effect of an event the table refused, when it left one behind.
 
-    Only one does: stock reserved for an order already cancelled (the cancellation overtook
-    the reservation). Inventory is told again to release it, instead of holding the stock
-    until the reservation expires.
+    Two do:
+    - stock reserved for an order already cancelled (the cancellation overtook the
+      reservation): inventory is told again to release it, instead of holding the stock until
+      the reservation expires;
+    - a reservation expired for an order already sold (confirmed, shipped or delivered):
+      inventory expires only reservations it has not committed, so the confirmation never
+      reached it (dead-lettered, or still in a backlog). It is sent again; inventory takes the
+      stock again or reports ``stock_commit_failed``, and a repeat of a confirmation it
+      applied already changes nothing there.
     """
     if trigger is T.STOCK_RESERVED and status is S.CANCELLED:
         return [
@@ -405,4 +415,6 @@ def stray_event_compensation(
                 items=list(state.items),
             )
         ]
+    if trigger is T.RESERVATION_EXPIRED and status in SOLD:
+        return [OrderConfirmed(order_id=state.id, items=list(state.items))]
     return []

@@ -23,6 +23,7 @@ from services.orders.tests.saga_helpers import (
     column,
     expire,
     new_order,
+    paid_order,
     read,
     reserved,
     succeeded,
@@ -30,12 +31,13 @@ from services.orders.tests.saga_helpers import (
     types,
 )
 from shared.contracts import Money
-from shared.contracts.inventory import StockCommitFailed, StockReserved
+from shared.contracts.inventory import ReservationExpired, StockCommitFailed, StockReserved
 from shared.contracts.payments import PaymentRefunded, PaymentSucceeded
 
 pytestmark = pytest.mark.usefixtures("database")
 
 MISMATCHES = "orders_payment_amount_mismatches_total"
+SHIPPED_WITHOUT_STOCK = "orders_shipped_without_stock_total"
 
 
 async def set_reservation_expiry(
@@ -151,6 +153,79 @@ async def test_a_confirmed_order_whose_stock_could_not_be_committed_is_refunded_
         "orders.order_confirmed",
         "orders.refund_requested",
     ]
+
+
+@pytest.mark.parametrize("status", ["confirmed", "shipped", "delivered"])
+async def test_a_sold_order_whose_reservation_expired_sends_its_confirmation_again(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    admin: User,
+    deliver: Deliver,
+    outbox_events: OutboxReader,
+    caplog: pytest.LogCaptureFixture,
+    status: str,
+) -> None:
+    # Inventory expires only a reservation it never committed: the order's confirmation was
+    # lost (dead-lettered) or is held up. Without it again, the unit goes back on sale.
+    order_id = await paid_order(place, product, customer, deliver)
+    await _move_to(client, admin, order_id, status)
+    with caplog.at_level(logging.WARNING, logger="orders"):
+        await deliver(event(ReservationExpired(order_id=order_id)))
+
+    assert (await read(client, customer, order_id))["status"] == status
+    confirmations = [
+        data for kind, data in await outbox_events(order_id) if kind == "orders.order_confirmed"
+    ]
+    assert len(confirmations) == 2
+    assert confirmations[1] == confirmations[0]
+    assert any("sending it again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", ["shipped", "delivered"])
+async def test_a_shipped_order_whose_stock_could_not_be_committed_is_flagged(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    admin: User,
+    deliver: Deliver,
+    outbox_events: OutboxReader,
+    caplog: pytest.LogCaptureFixture,
+    status: str,
+) -> None:
+    # The goods left before inventory reported the unit sold to another order: the order
+    # stays as it is, and an operator is told to adjust the stock.
+    order_id = await paid_order(place, product, customer, deliver)
+    await _move_to(client, admin, order_id, status)
+    before_events = await types(outbox_events, order_id)
+    before = REGISTRY.get_sample_value(SHIPPED_WITHOUT_STOCK) or 0.0
+    failed = StockCommitFailed(order_id=order_id, reason="stock_unavailable", skus=["x"])
+    with caplog.at_level(logging.ERROR, logger="orders"):
+        await deliver(event(failed))
+
+    assert (await read(client, customer, order_id))["status"] == status
+    assert await types(outbox_events, order_id) == before_events
+    assert REGISTRY.get_sample_value(SHIPPED_WITHOUT_STOCK) == before + 1
+    assert any(
+        r.levelno == logging.ERROR and str(order_id) in r.getMessage() for r in caplog.records
+    )
+
+
+async def _move_to(
+    client: httpx.AsyncClient, admin: User, order_id: uuid.UUID, status: str
+) -> None:
+    """Ship (and deliver) a confirmed order as the admin, up to ``status``."""
+    if status in ("shipped", "delivered"):
+        shipment = {"carrier": "UPS", "tracking_number": "1Z999"}
+        shipped = await client.post(
+            f"/api/v1/orders/{order_id}/ship", json=shipment, headers=admin.headers
+        )
+        assert shipped.status_code == 200, shipped.text
+    if status == "delivered":
+        delivered = await client.post(f"/api/v1/orders/{order_id}/deliver", headers=admin.headers)
+        assert delivered.status_code == 200, delivered.text
 
 
 @pytest.mark.parametrize(

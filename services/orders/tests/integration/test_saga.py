@@ -301,7 +301,6 @@ async def test_late_events_never_move_an_order_backwards(
     before = await types(outbox_events, order_id)
     await deliver(event(reserved(order_id)))
     await deliver(event(StockReservationFailed(order_id=order_id, reason="late", skus=[])))
-    await deliver(event(ReservationExpired(order_id=order_id)))
     await deliver(event(PaymentFailed(payment_id=uuid.uuid4(), order_id=order_id, reason="x")))
     await deliver(event(succeeded(order_id)))
     order = await read(client, customer, order_id)

@@ -174,6 +174,20 @@ def test_stock_reserved_after_a_cancellation_is_released_again() -> None:
     assert stray_event_compensation(FACTS, status=S.CANCELLED, trigger=T.PAYMENT_FAILED) == []
 
 
+@pytest.mark.parametrize("status", [S.CONFIRMED, S.SHIPPED, S.DELIVERED])
+def test_an_expired_reservation_of_a_sold_order_sends_its_confirmation_again(
+    status: OrderStatus,
+) -> None:
+    # Inventory expires only what it never committed: the confirmation did not reach it.
+    (event,) = stray_event_compensation(FACTS, status=status, trigger=T.RESERVATION_EXPIRED)
+    assert event == OrderConfirmed(order_id=FACTS.id, items=list(FACTS.items))
+
+
+@pytest.mark.parametrize("status", [S.CANCELLED, S.REFUND_PENDING, S.REFUNDED, S.REJECTED])
+def test_an_expired_reservation_of_an_unsold_order_needs_nothing(status: OrderStatus) -> None:
+    assert stray_event_compensation(FACTS, status=status, trigger=T.RESERVATION_EXPIRED) == []
+
+
 def test_only_a_charge_of_exactly_the_total_in_its_currency_is_a_payment() -> None:
     total = Money(amount=3998, currency="USD")
     assert payment_trigger(total=total, charged=total) is T.PAYMENT_SUCCEEDED

@@ -19,6 +19,12 @@ REFUNDS_REQUESTED_AGAIN = Counter(
     "Refunds requested again by the sweeper for orders left refund_pending (a refund still "
     "owed by the provider, or a payment_refunded lost on its way). A steady rise needs a look.",
 )
+SHIPPED_WITHOUT_STOCK = Counter(
+    "orders_shipped_without_stock_total",
+    "Orders shipped or delivered whose stock inventory then reported it could not commit "
+    "(a confirmation held up past the reservation's expiry while the unit was sold again): "
+    "on hand counts goods that left. Each needs a stock adjustment.",
+)
 PLACED_TO_CONFIRMED = Histogram(
     "orders_placed_to_confirmed_seconds",
     "Time from an order placed to the saga confirming it (stock reserved and payment "

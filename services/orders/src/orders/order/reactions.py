@@ -23,6 +23,9 @@ from shared.messaging import Envelope
 
 logger = logging.getLogger(__name__)
 
+# Statuses in which the goods have left: a stock commit that fails then cannot be undone.
+GOODS_LEFT = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+
 
 @dataclass(frozen=True)
 class Reaction:
@@ -101,6 +104,28 @@ def _log(order: OrderState, reaction: Reaction, outcome: Outcome) -> None:
             "cancelling and releasing it",
             order.id,
             step.reservation_expires_at,
+        )
+    if (
+        outcome.refused
+        and step.trigger is Trigger.STOCK_COMMIT_FAILED
+        and order.status in GOODS_LEFT
+    ):
+        # The goods left while inventory still counts them: nothing here can set that right.
+        metrics.SHIPPED_WITHOUT_STOCK.inc()
+        logger.error(
+            "order %s is %s but inventory could not commit its stock (%s): on hand counts "
+            "units that left; adjust the stock of %s",
+            order.id,
+            order.status.value,
+            step.reason,
+            ", ".join(sorted({item.sku for item in order.items})),
+        )
+    elif outcome.refused and outcome.events and step.trigger is Trigger.RESERVATION_EXPIRED:
+        logger.warning(
+            "order %s is %s but inventory expired its reservation: its confirmation never "
+            "reached inventory; sending it again",
+            order.id,
+            order.status.value,
         )
     if outcome.refused:
         logger.info(
