@@ -51,7 +51,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         runtime.limiter = limiter
         await runtime.upstreams.start()
         watch_pool(runtime.upstreams)
-        app.state.readiness_checks["redis"] = limiter.check
+        if not settings.rate_limit_fail_open:
+            # Only then does a Redis outage refuse requests; failing open, this gateway
+            # still serves (unlimited), so it must stay in rotation.
+            app.state.readiness_checks["redis"] = limiter.check
         try:
             yield
         finally:

@@ -237,6 +237,15 @@ def test_create_admin_refuses_a_weak_password(capsys: pytest.CaptureFixture[str]
     assert "at least" in capsys.readouterr().err
 
 
+def test_create_admin_refuses_a_password_that_is_not_valid_unicode(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Bytes that are not UTF-8 on the command line reach Python as lone surrogates.
+    password = "analytical engine \udcff"
+    assert main(["create-admin", "--email", "a@example.com", "--password", password]) == 2
+    assert "unicode" in capsys.readouterr().err
+
+
 async def test_jwks_publishes_the_signing_key_and_a_previous_one(
     gateway_client: Any,
 ) -> None:
@@ -269,3 +278,61 @@ async def test_text_with_a_nul_character_is_a_422_never_a_500(client: httpx.Asyn
         "/api/v1/auth/token", data={"username": "a\u0000@example.com", "password": "x" * 12}
     )
     assert login.status_code in (401, 422), login.text
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"email": "a@example.com", "password": "\\ud800 analytical engine"}', "password"),
+        ('{"email": "\\udfff@example.com", "password": "analytical engine 1843"}', "email"),
+        (
+            '{"email": "a@example.com", "password": "analytical engine 1843",'
+            ' "full_name": "Ada \\ud83d"}',
+            "full_name",
+        ),
+    ],
+)
+async def test_text_that_is_not_valid_unicode_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, raw: str, field: str
+) -> None:
+    # A lone surrogate escape in the raw JSON: Python's JSON reader and a str field let it
+    # through; hashing the password or storing the text could not encode it (a 500).
+    response = await client.post(
+        "/api/v1/auth/register", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["body", field]]
+    assert "analytical" not in response.text  # the password is never echoed
+
+
+@pytest.mark.parametrize("route", ["/api/v1/auth/refresh", "/api/v1/auth/logout"])
+async def test_a_refresh_token_that_is_not_valid_unicode_is_a_422(
+    client: httpx.AsyncClient, tokens: Tokens, route: str
+) -> None:
+    access = (await tokens())["access_token"]
+    response = await client.post(
+        route,
+        content='{"refresh_token": "tok_\\ud800"}',
+        headers={"Content-Type": "application/json", **_bearer(access)},
+    )
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["body", "refresh_token"]]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        # Percent-escapes of the UTF-8 form of a lone surrogate: not UTF-8, read as U+FFFD.
+        b"username=a%40example.com&password=%ED%A0%80+analytical+engine",
+        b"username=%ED%A0%80%40example.com&password=analytical+engine+1843",
+    ],
+)
+async def test_a_login_form_with_bytes_that_are_not_utf8_is_a_401(
+    client: httpx.AsyncClient, form: bytes
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/token",
+        content=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 401, response.text

@@ -87,22 +87,28 @@ async def test_login_is_limited_per_address(gateway_client: Any) -> None:
     assert statuses == [401, 401, 429]
 
 
-async def test_without_redis_requests_pass_when_failing_open(
+async def test_without_redis_requests_pass_and_it_stays_ready_when_failing_open(
     gateway_client: Any, internal: Callable[[httpx.AsyncClient], httpx.AsyncClient]
 ) -> None:
+    # Readiness takes a gateway out of rotation: for an outage that only lifts the rate
+    # limits, that would turn a degraded API into none at all.
     async with gateway_client(redis_url="redis://127.0.0.1:1/0") as client:
         response = await client.get("/api/v1/products")
         ready = await internal(client).get("/health/ready")
     assert response.status_code == 200
-    assert ready.status_code == 503
-    assert "redis" in ready.json()["detail"]
+    assert ready.status_code == 200, ready.text
 
 
-async def test_without_redis_requests_are_503_when_failing_closed(gateway_client: Any) -> None:
+async def test_without_redis_requests_are_503_and_it_is_not_ready_when_failing_closed(
+    gateway_client: Any, internal: Callable[[httpx.AsyncClient], httpx.AsyncClient]
+) -> None:
     async with gateway_client(redis_url="redis://127.0.0.1:1/0", rate_limit_fail_open=False) as c:
         response = await c.get("/api/v1/products")
+        ready = await internal(c).get("/health/ready")
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
+    assert ready.status_code == 503
+    assert "redis" in ready.json()["detail"]
 
 
 async def test_cors_answers_allowed_origins_only(gateway_client: Any) -> None:

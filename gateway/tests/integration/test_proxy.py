@@ -265,7 +265,8 @@ async def test_the_health_and_metrics_of_the_gateway_are_not_proxied(
     probes = internal(client)
     ready = await probes.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    # Failing open (the default), a Redis outage lifts the rate limits but refuses nothing.
+    assert ready.json()["checks"] == {"database": "ok"}
     metrics = await probes.get("/metrics")
     assert 'route="/api/v1/products/{path}"' in metrics.text
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
-from shared.errors import UNSTORABLE_TEXT_SQLSTATES, _database_error
+from shared.errors import UNSTORABLE_TEXT_SQLSTATES, DomainError, FieldError, _database_error
 from shared.logging import ContextFilter
 from shared.testing import app_client
 
@@ -87,6 +87,50 @@ async def test_domain_error_carries_its_status_title_and_type(client: httpx.Asyn
     }
 
 
+class _KeyReused(DomainError):
+    status = 422
+    title = "Key reused"
+    type = "/problems/key-reused"
+    loc = ("header", "Key")
+
+
+class _LinesRefused(DomainError):
+    status = 422
+    title = "Lines refused"
+    type = "/problems/lines-refused"
+
+
+async def test_a_domain_422_names_what_it_refuses_in_errors() -> None:
+    app = build_sample_app()
+
+    @app.get("/key-reused")
+    async def key_reused() -> None:
+        raise _KeyReused("That key was used for another request.")
+
+    @app.get("/lines-refused")
+    async def lines_refused() -> None:
+        errors = [
+            FieldError(loc=["body", "items", index, "sku"], msg="unknown sku", type="unknown")
+            for index in (0, 2)
+        ]
+        raise _LinesRefused("Lines 0 and 2 cannot be ordered.", errors=errors)
+
+    async with app_client(app) as client:
+        reused = assert_problem(await client.get("/key-reused"), 422)
+        refused = assert_problem(await client.get("/lines-refused"), 422)
+    assert reused["errors"] == [
+        {
+            "loc": ["header", "Key"],
+            "msg": "That key was used for another request.",
+            "type": "/problems/key-reused",
+        }
+    ]
+    assert refused["errors"] == [
+        {"loc": ["body", "items", index, "sku"], "msg": "unknown sku", "type": "unknown"}
+        for index in (0, 2)
+    ]
+
+
 class _DriverError(Exception):
     def __init__(self, sqlstate: str) -> None:
         super().__init__(f"sqlstate {sqlstate}")
@@ -97,9 +141,28 @@ class _DriverError(Exception):
 async def test_text_postgres_cannot_store_is_the_clients_422(sqlstate: str) -> None:
     # Found by fuzzing the platform: a NUL character in any text field was a 500.
     error = DBAPIError("INSERT ...", {}, _DriverError(sqlstate))
-    response = await _database_error(Request({"type": "http"}), error)
+    response = await _database_error(Request({"type": "http", "query_string": b""}), error)
     assert response.status_code == 422
-    assert orjson.loads(bytes(response.body))["type"] == "/problems/unstorable-text"
+    problem = orjson.loads(bytes(response.body))
+    assert problem["type"] == "/problems/unstorable-text"
+    assert [error["loc"] for error in problem["errors"]] == [["body"]]
+
+
+@pytest.mark.parametrize(
+    ("scope", "loc"),
+    [
+        ({"query_string": b"limit=5&q=a%00b"}, ["query", "q"]),
+        ({"query_string": b"q=a&q=b%00"}, ["query", "q"]),
+        ({"query_string": b"", "path_params": {"sku": "A\x00"}}, ["path", "sku"]),
+        ({"query_string": b"q=ab"}, ["body"]),
+    ],
+)
+async def test_unstorable_text_names_the_parameter_that_holds_it(
+    scope: dict[str, object], loc: list[str]
+) -> None:
+    error = DBAPIError("SELECT ...", {}, _DriverError("22021"))
+    response = await _database_error(Request({"type": "http", **scope}), error)
+    assert [error["loc"] for error in orjson.loads(bytes(response.body))["errors"]] == [loc]
 
 
 async def test_any_other_database_error_stays_a_server_error() -> None:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from shared.text import Encodable
+
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 128  # Argon2 has no limit; this bounds the work a request can cause
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -35,8 +37,9 @@ def _valid_password(value: str) -> str:
     return value
 
 
-Email = Annotated[str, AfterValidator(_valid_email)]
-Password = Annotated[str, AfterValidator(_valid_password)]
+# Encodable: the password is hashed and the email stored as UTF-8.
+Email = Annotated[str, Encodable, AfterValidator(_valid_email)]
+Password = Annotated[str, Encodable, AfterValidator(_valid_password)]
 
 
 class RegisterRequest(BaseModel):

@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -40,20 +40,36 @@ class Problem(BaseModel):
     status: int
     detail: str
     request_id: str | None = None
-    errors: list[FieldError] | None = None
+    errors: list[FieldError] | None = Field(
+        default=None,
+        description="On every 422: each offending part of the request, by its location.",
+    )
 
 
 class DomainError(Exception):
-    """Base of every error a service raises on purpose; routers need not map it by hand."""
+    """Base of every error a service raises on purpose; routers need not map it by hand.
+
+    A 422 names what it refuses: ``errors``, or a class-wide ``loc`` for one offending part.
+    """
 
     status: ClassVar[int] = 400
     title: ClassVar[str] = "Bad Request"
     type: ClassVar[str] = GENERIC_PROBLEM_TYPE
+    loc: ClassVar[tuple[str | int, ...] | None] = None
 
-    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[FieldError] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers
+        if errors is None and self.loc is not None:
+            errors = [FieldError(loc=list(self.loc), msg=detail, type=self.type)]
+        self.errors = errors
 
 
 def problem_response(
@@ -113,13 +129,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     return problem_response(
-        exc.status, exc.detail, title=exc.title, type_=exc.type, headers=exc.headers
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        type_=exc.type,
+        errors=exc.errors,
+        headers=exc.headers,
     )
 
 
 # Text Postgres cannot store: a NUL character (22021) in text or a \u0000 escape in JSONB
 # (22P05). Any string field lets a client send one; it is their input, not a server fault.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+UNSTORABLE_TEXT_TYPE = "/problems/unstorable-text"
+
+
+def _unstorable_text_loc(request: Request) -> list[str | int]:
+    # The database does not say which value it refused: a query or path parameter with a
+    # NUL is named; otherwise it came in the body (no header can carry a NUL).
+    parameters = [
+        *(("query", name, value) for name, value in request.query_params.multi_items()),
+        *(("path", name, value) for name, value in request.path_params.items()),
+    ]
+    for source, name, value in parameters:
+        if isinstance(value, str) and "\x00" in value:
+            return [source, name]
+    return ["body"]
 
 
 _DATABASE_ERRORS = (
@@ -144,11 +179,15 @@ async def _database_error(request: Request, exc: Exception) -> Response:
         )
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     if getattr(cause, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
+        detail = "The request holds text that cannot be stored, such as a NUL character."
         return problem_response(
             422,
-            "The request holds text that cannot be stored, such as a NUL character.",
+            detail,
             title="Unstorable Text",
-            type_="/problems/unstorable-text",
+            type_=UNSTORABLE_TEXT_TYPE,
+            errors=[
+                FieldError(loc=_unstorable_text_loc(request), msg=detail, type=UNSTORABLE_TEXT_TYPE)
+            ],
         )
     raise exc  # any other database failure is ours: logged and answered as a bare 500
 

@@ -170,6 +170,19 @@ async def test_invalid_patches_are_422_and_change_nothing(
     assert (await client.get(f"{PRODUCTS}/{sku}")).json() == before
 
 
+async def test_a_price_in_another_currency_is_a_422_naming_the_currency(
+    client: httpx.AsyncClient, admin: dict[str, str], sku: str, make_sku: Callable[[], str]
+) -> None:
+    euros = {"price": {"amount": 1999, "currency": "EUR"}}
+    created = await client.post(PRODUCTS, json=product_body(make_sku(), **euros), headers=admin)
+    await create(client, admin, sku)
+    patched = await client.patch(f"{PRODUCTS}/{sku}", json=euros, headers=admin)
+    for response in (created, patched):
+        problem = assert_problem(response, 422)
+        assert problem["type"] == "/problems/wrong-currency"
+        assert [error["loc"] for error in problem["errors"]] == [["body", "price", "currency"]]
+
+
 async def test_writes_need_an_admin_token(
     client: httpx.AsyncClient,
     customer: dict[str, str],
@@ -323,7 +336,9 @@ async def test_text_with_a_nul_character_is_a_422_never_a_500(
     # Found by fuzzing the platform: Postgres cannot store NUL, and the error was a 500.
     created = await client.post(PRODUCTS, json=product_body(sku, name="a\u0000b"), headers=admin)
     assert assert_problem(created, 422)["type"] == "/problems/unstorable-text"
-    assert_problem(await client.get(PRODUCTS, params={"q": "a\x00b"}), 422)
+    assert [error["loc"] for error in created.json()["errors"]] == [["body"]]
+    searched = assert_problem(await client.get(PRODUCTS, params={"q": "a\x00b"}), 422)
+    assert [error["loc"] for error in searched["errors"]] == [["query", "q"]]
     await create(client, admin, sku)
     patched = await client.patch(f"{PRODUCTS}/{sku}", json={"description": "\x00"}, headers=admin)
     assert_problem(patched, 422)

@@ -274,6 +274,7 @@ async def test_the_same_key_with_another_body_is_a_422(
     response = await place(customer, order_body((sku, 3)), key="k1")
     assert response.status_code == 422
     assert response.json()["type"] == "/problems/idempotency-key-reused"
+    assert [error["loc"] for error in response.json()["errors"]] == [["header", "Idempotency-Key"]]
     assert await count_orders(engine, customer) == 1
 
 
@@ -461,5 +462,8 @@ async def test_a_record_committed_after_the_keys_read_is_still_honoured(
     else:
         assert second.status_code == 422
         assert second.json()["type"] == "/problems/idempotency-key-reused"
+        assert [error["loc"] for error in second.json()["errors"]] == [
+            ["header", "Idempotency-Key"]
+        ]
     assert await count_orders(engine, customer) == 1
     assert len(await outbox_events(uuid.UUID(first.json()["id"]))) == 1

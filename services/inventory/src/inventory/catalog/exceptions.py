@@ -16,6 +16,7 @@ class WrongCurrency(DomainError):
     status = 422
     title = "Wrong currency"
     type = "/problems/wrong-currency"
+    loc = ("body", "price", "currency")  # where POST and PATCH /products both carry it
 
     def __init__(self, given: str, store: str) -> None:
         super().__init__(f"Prices must be in the store currency {store}, not {given}.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.errors import DomainError
+from shared.errors import DomainError, FieldError
 
 
 class OrderNotFound(DomainError):
@@ -36,6 +36,7 @@ class IdempotencyKeyReused(DomainError):
     status = 422
     title = "Idempotency-Key reused"
     type = "/problems/idempotency-key-reused"
+    loc = ("header", "Idempotency-Key")
 
 
 class IdempotencyKeyInFlight(DomainError):
@@ -62,5 +63,12 @@ class ProductsUnavailable(DomainError):
 
     def __init__(self, lines: list[UnavailableLine]) -> None:
         described = "; ".join(f"items[{line.index}] ({line.sku}): {line.reason}" for line in lines)
-        super().__init__(f"Some lines cannot be ordered: {described}.")
-        self.lines = lines
+        super().__init__(
+            f"Some lines cannot be ordered: {described}.",
+            errors=[
+                FieldError(
+                    loc=["body", "items", line.index, "sku"], msg=line.reason, type=self.type
+                )
+                for line in lines
+            ],
+        )

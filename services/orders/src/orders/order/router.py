@@ -11,12 +11,10 @@ from starlette.responses import Response
 
 from orders.deps import EngineDep, SessionDep, SettingsDep
 from orders.order import actions, placement, reading
-from orders.order.exceptions import ProductsUnavailable
 from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
 from orders.saga import OrderStatus
 from shared.auth import AdminDep, CustomerDep, PrincipalDep
 from shared.cursors import CursorQuery, LimitQuery
-from shared.errors import FieldError, problem_response
 from shared.openapi import problem_responses
 
 PREFIX = "/api/v1/orders"
@@ -53,26 +51,13 @@ async def place_order(
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    try:
-        placed = await placement.place_order(
-            engine=engine,
-            settings=settings,
-            principal=principal,
-            idempotency_key=idempotency_key,
-            request=body,
-        )
-    except ProductsUnavailable as exc:
-        # A 422 that names each offending line, in the same shape as a validation error.
-        return problem_response(
-            exc.status,
-            exc.detail,
-            title=exc.title,
-            type_=exc.type,
-            errors=[
-                FieldError(loc=["body", "items", line.index, "sku"], msg=line.reason, type=exc.type)
-                for line in exc.lines
-            ],
-        )
+    placed = await placement.place_order(
+        engine=engine,
+        settings=settings,
+        principal=principal,
+        idempotency_key=idempotency_key,
+        request=body,
+    )
     headers = {"Location": _location(placed.order_id)}
     if placed.replayed:
         headers["Idempotent-Replayed"] = "true"
