@@ -43,10 +43,10 @@ SERVERS ?= install
 check-servers: $(STAMP) ## Make sure Postgres, RabbitMQ and Redis answer: install (apt) and start any that does not; SERVERS=skip only says
 	@$(BIN)/python infra/dev/servers.py --servers $(SERVERS)
 
-infra: ## Start only Postgres, RabbitMQ and Redis on Docker Compose, and print the exports that point make dev and make test at them
+infra: ## Start only Postgres, RabbitMQ and Redis on Docker Compose, and print the exports that point make dev at them (make test needs the servers on this machine)
 	@$(PYTHON) infra/docker/compose_env.py .env.example .env
 	docker compose up -d --wait postgres rabbitmq redis
-	@echo "Point make dev and make test at them (their passwords are in .env):"
+	@echo "Point make dev at them (their passwords are in .env):"
 	@echo '  eval "$$($(PYTHON) infra/dev/servers.py --compose-env .env)"'
 
 db: check-servers ## Create the database, its schemas and roles (idempotent)

@@ -16,6 +16,9 @@ from gateway.config import GatewaySettings
 from tests.services import ROOT, SERVICES, Service
 
 INFRASTRUCTURE = ("postgres", "rabbitmq", "redis")
+# Run as several containers (`docker compose up --scale inventory=3`, docs/media.md): a fixed
+# host port would let only the first start, so they publish none.
+SCALED = {"inventory"}
 
 
 def probe_port(service: Service) -> int:
@@ -59,8 +62,9 @@ def test_ports_and_environment_match_the_settings(
     prefix = service.settings_class.env_prefix()
     port = int(environment[f"{prefix}PORT"])
     assert port == service.default_port
-    published = f"{port}:{port}" if service.name == "gateway" else f"127.0.0.1:{port}:{port}"
-    assert definition["ports"] == [published]
+    if service.name not in SCALED:  # test_a_scaled_service_publishes_no_fixed_host_port
+        published = f"{port}:{port}" if service.name == "gateway" else f"127.0.0.1:{port}:{port}"
+        assert definition["ports"] == [published]
     health_command = " ".join(definition["healthcheck"]["test"])
     assert f"http://127.0.0.1:{probe_port(service)}/health/ready" in health_command
     assert definition["command"] == ["python", "-m", service.name]
@@ -151,6 +155,22 @@ def test_every_inventory_container_mounts_one_media_volume(compose: dict[str, An
         root = definition["environment"]["INVENTORY_MEDIA_ROOT"]
         assert f"media:{root}" in definition["volumes"], name
     assert "media" in compose["volumes"]
+
+
+def _host_port(mapping: str | dict[str, Any]) -> str:
+    """The host side's port of a ``ports`` entry: empty when Docker picks one."""
+    if isinstance(mapping, dict):
+        return str(mapping.get("published", ""))
+    host, _, _container = str(mapping).rpartition(":")
+    return host.rpartition(":")[2]
+
+
+def test_a_scaled_service_publishes_no_fixed_host_port(compose: dict[str, Any]) -> None:
+    for name in SCALED:
+        fixed = [port for port in compose["services"][name].get("ports", []) if _host_port(port)]
+        assert not fixed, f"{name} publishes {fixed}: a second replica could not bind it"
+    assert _host_port("127.0.0.1:8001:8001") == _host_port("8001:8001") == "8001"
+    assert _host_port("8001") == _host_port("127.0.0.1::8001") == ""
 
 
 # -- deployment defaults (docs/deployment.md) -------------------------------------------------

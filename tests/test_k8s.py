@@ -10,6 +10,7 @@ and docker-compose.yml, probes, drains, budgets, autoscalers, network policies, 
 from __future__ import annotations
 
 import ast
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -61,6 +62,8 @@ DATA_PORTS = {5432, 5672, 6379}
 # Variables the manifests set ahead of a setting merged from another branch (the gateway's
 # internal port: docs/edge.md). Accepted only while the settings class lacks the field.
 PENDING_SETTINGS = {"GATEWAY_INTERNAL_PORT": ("gateway", "internal_port")}
+# Variables read by uvicorn itself (uvicorn.Config), not by a settings class, and who sets them.
+SERVER_VARIABLES = {"FORWARDED_ALLOW_IPS": "gateway"}
 
 # Compose gives every process the Redis URL; only these use Redis (rate limits, the catalog
 # cache), and only they may reach it (the egress-redis policy).
@@ -201,6 +204,8 @@ def test_every_variable_of_every_process_is_one_of_its_settings(
     for name, _spec, container in _processes(objects):
         service = _service_of(name)
         for key in environment_of(objects, container):
+            if SERVER_VARIABLES.get(key) == name:
+                continue
             assert _is_setting(key, service), f"{name}: {key} names no setting of {service.name}"
 
 
@@ -599,6 +604,23 @@ def test_the_gateway_allows_the_origin_the_ingress_serves_the_storefront_on(
     assert json.loads(origins["value"]) == [f"https://{rule['host']}"]
 
 
+def test_the_gateway_takes_the_client_address_from_the_ingress_controllers_network(
+    objects: tuple[Object, ...],
+) -> None:
+    """Every request reaches the gateway through the ingress controller: unless uvicorn
+    believes the controller's X-Forwarded-For, every client has the controller's address and
+    one client's failed logins lock every other out (per-address limits)."""
+    gateway = of_kind(objects, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    environment = environment_of(objects, gateway["containers"][0])
+    assert "FORWARDED_ALLOW_IPS" in environment, "uvicorn would trust only 127.0.0.1"
+    value = environment["FORWARDED_ALLOW_IPS"]["value"]
+    assert value.strip() != "*", "any peer could then choose its own address"
+    for entry in value.split(","):
+        # An address or a network, as uvicorn parses it; not every address there is.
+        network = ipaddress.ip_network(entry.strip())
+        assert network.prefixlen > 0, value
+
+
 def test_the_storefront_serves_composes_files_with_the_api_on_its_own_origin(
     objects: tuple[Object, ...],
 ) -> None:
@@ -722,6 +744,39 @@ def test_inventorys_app_and_worker_share_one_read_write_many_media_volume(
 def test_production_names_a_storage_class_for_the_media_volume() -> None:
     (claim,) = of_kind(rendered_overlay("production"), "PersistentVolumeClaim").values()
     assert claim["spec"]["storageClassName"], "the cluster's ReadWriteMany class"
+
+
+# -- sizing (docs/scaling.md) -------------------------------------------------------------------
+
+
+def _settings_in_section(document: Path, heading: str) -> dict[str, str]:
+    """Every `NAME=value` a section of a document names, by NAME."""
+    text = document.read_text()
+    _, found, rest = text.partition(f"\n## {heading}\n")
+    assert found, f"{document.name} has no section {heading!r}"
+    section = rest.split("\n## ", 1)[0]
+    return dict(re.findall(r"`([A-Z][A-Z0-9_]*)=([^`\s]+)`", section))
+
+
+def test_production_runs_the_workers_with_the_settings_its_scaling_section_names() -> None:
+    """The overlay is sized for 1,000 orders/s: its workers carry that section's settings, a
+    COMMERCE_ one on every worker, a service's own on that service's worker."""
+    named = _settings_in_section(ROOT / "docs" / "scaling.md", "1,000 confirmed orders/s")
+    assert {"PAYMENTS_BROKER_PREFETCH", "COMMERCE_DB_POOL_SIZE"} <= set(named)
+    objects = rendered_overlay("production")
+    deployments = of_kind(objects, "Deployment")
+    for key, value in named.items():
+        workers = [
+            name
+            for name in WORKERS
+            if key.startswith("COMMERCE_") or key.startswith(f"{_service_of(name).name.upper()}_")
+        ]
+        assert workers, f"docs/scaling.md names {key}, which no worker reads"
+        for name in workers:
+            (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+            environment = environment_of(objects, container)
+            assert key in environment, f"{name}: {key} is not set (docs/scaling.md: {value})"
+            assert environment[key]["value"] == value, f"{name}: {key}"
 
 
 # -- expand, then contract (docs/kubernetes.md) ------------------------------------------------

@@ -257,8 +257,8 @@ def ensure(
 
 
 def compose_exports(env_file: str) -> list[str]:
-    """The environment that points ``make dev`` and ``make test`` at the servers ``make
-    infra`` started on Docker Compose, with the passwords of its ``.env``."""
+    """The environment that points ``make dev`` at the servers ``make infra`` started on
+    Docker Compose, with the passwords of its ``.env``."""
     values = {}
     for line in Path(env_file).read_text().splitlines():
         name, equals, value = line.partition("=")

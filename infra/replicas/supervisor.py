@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STOP_SECONDS = 30.0  # longer than an app's graceful shutdown (20 s) and a worker's drain
+# Longer than an app's graceful shutdown (20 s) and a worker's drain: its consumers, then its
+# relay, each bounded by COMMERCE_WORKER_SHUTDOWN_TIMEOUT_SECONDS (20 s), so up to 40 s.
+STOP_SECONDS = 45.0
 FIRST_PAUSE_SECONDS = 0.5
 MAX_PAUSE_SECONDS = 30.0
 HEALTHY_SECONDS = 60.0  # a process that ran this long restarts after the first pause again
