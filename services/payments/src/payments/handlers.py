@@ -31,6 +31,7 @@ def requests_consumer(
     retry = RetryPolicy.from_settings(settings)
     backoff = refunds.RefundBackoff.from_settings(settings)
     attempts = AttemptRecorder(sessionmaker)
+    conversations = charges.ProviderConversations()
 
     # Both requests call the provider: prepared handlers, so no transaction and no pooled
     # connection waits on it. The consumer's transaction only writes the outcome; a run of
@@ -38,6 +39,7 @@ def requests_consumer(
     async def prepare_charge(event: Envelope) -> charges.ChargeOutcome:
         return await charges.prepare_charge(
             attempts=attempts,
+            conversations=conversations,
             provider=provider,
             retry=retry,
             store_currency=settings.store_currency,

@@ -6,15 +6,18 @@ outside any transaction of ours, then record the answer and its event together
 its ``apply`` half, in the consumer's transaction (``shared.messaging.handlers``). A crash
 anywhere leaves nothing, a pending payment the redelivered request resumes (the order id is
 the provider's key), or the settled payment with its event: no path charges twice. Every
-request is answered with one outcome event, and a payment whose request never completes is
-settled by the reconciler (``payments.reconciler``), which never charges. Detail:
-docs/payments.md, "Charging".
+request is answered with one outcome event, except one that found no charge while another
+attempt for the order was recorded (``settlement.Answer.sole_attempt_only``); that payment,
+and any whose request never completes, is settled by the reconciler
+(``payments.reconciler``), which never charges. Detail: docs/payments.md, "Charging".
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,17 +45,46 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ChargeOutcome:
     """What preparing a charge found: the pending payment and the provider's answer, or a
-    payment already settled (``settled`` True), for which nothing is left to do."""
+    payment already settled (``settled`` True), for which nothing is left to do.
+    ``from_lookup``: the answer is a lookup's "no charge" after the charge calls failed
+    (``settlement.Answer.sole_attempt_only``)."""
 
     payment: Payment
     failure: FailureReason | None = None
     charge_id: str | None = None
     settled: bool = False
+    from_lookup: bool = False
+
+
+ProviderAnswer = tuple[FailureReason | None, str | None, bool]
+"""(failure, charge id, from a lookup): what one conversation with the provider concluded."""
+
+
+class ProviderConversations:
+    """The provider conversations this process has in flight, one per order: a request for
+    an order whose charge is being asked already joins that conversation and takes its
+    answer. Two conversations for one order could end apart, one in a charge and the other,
+    its calls failing meanwhile, in a lookup that does not see that charge yet."""
+
+    def __init__(self) -> None:
+        self._running: dict[uuid.UUID, asyncio.Future[ProviderAnswer]] = {}
+
+    async def ask(
+        self, order_id: uuid.UUID, conversation: Callable[[], Awaitable[ProviderAnswer]]
+    ) -> ProviderAnswer:
+        running = self._running.get(order_id)
+        if running is None:
+            running = asyncio.ensure_future(conversation())
+            self._running[order_id] = running
+            running.add_done_callback(lambda _: self._running.pop(order_id, None))
+        # Shielded: a cancelled request must not cancel the answer another one waits for.
+        return await asyncio.shield(running)
 
 
 async def prepare_charge(
     *,
     attempts: AttemptRecorder,
+    conversations: ProviderConversations,
     provider: PaymentProvider,
     retry: RetryPolicy,
     store_currency: str,
@@ -70,12 +102,15 @@ async def prepare_charge(
         )
         return ChargeOutcome(payment, settled=True)
     failure = refusal(payment, store_currency=store_currency)
-    charge_id: str | None = None
-    if failure is None:
-        failure, charge_id = await _ask_provider(
+    if failure is not None:
+        return ChargeOutcome(payment, failure)
+    failure, charge_id, from_lookup = await conversations.ask(
+        payment.order_id,
+        lambda: _ask_provider(
             provider=provider, retry=retry, payment=payment, token=request.payment_token
-        )
-    return ChargeOutcome(payment, failure, charge_id)
+        ),
+    )
+    return ChargeOutcome(payment, failure, charge_id, from_lookup=from_lookup)
 
 
 async def settle_charges(
@@ -89,7 +124,13 @@ async def settle_charges(
     settled = await settle_all(
         session,
         [
-            Answer(outcome.payment, outcome.failure, outcome.charge_id, event)
+            Answer(
+                outcome.payment,
+                outcome.failure,
+                outcome.charge_id,
+                event,
+                sole_attempt_only=outcome.from_lookup,
+            )
             for event, outcome in prepared
             if not outcome.settled
         ],
@@ -101,20 +142,28 @@ async def settle_charges(
     again: list[Envelope] = []
     for event, outcome in prepared:
         payment = outcome.payment
-        if outcome.settled:
-            current = payment
-        elif payment.id in settled:
+        if payment.id in settled:
             answered.append(settled.pop(payment.id))
             continue
-        else:
-            # Another delivery of this order's request (or the reconciler, or a request
-            # earlier in this run) settled it first and emitted the event.
-            logger.info("payment %s was settled concurrently", payment.id)
-            # Rare, so the ORM: a fresh read (the session holds no object of this payment).
-            found = await repository.get(session, payment.id)
-            assert found is not None
-            current = found
+        # Settled before this request (its status as prepared may be stale by now: refunded
+        # meanwhile, say), by another delivery, the reconciler or a request earlier in this
+        # run; or left pending. Rare, so the ORM: a fresh read (the session holds no object of
+        # this payment).
+        current = await repository.get(session, payment.id)
+        assert current is not None
         answered.append(current)
+        if current.status == PaymentStatus.PENDING:
+            # A lookup's "no charge" while another attempt was recorded: that attempt's charge
+            # may still land. The reconciler settles it once every attempt has ended.
+            logger.warning(
+                "payment %s of order %s: no charge found, but another attempt may still be "
+                "charging; left pending for the reconciler",
+                payment.id,
+                payment.order_id,
+            )
+            continue
+        if not outcome.settled:
+            logger.info("payment %s was settled concurrently", payment.id)
         again.append(event.caused(stored_outcome(current)))
     if again:
         await outbox.add_many(session, again)
@@ -126,7 +175,7 @@ async def settle_charges(
 
 async def _ask_provider(
     *, provider: PaymentProvider, retry: RetryPolicy, payment: Payment, token: str
-) -> tuple[FailureReason | None, str | None]:
+) -> ProviderAnswer:
     """The provider's answer as (failure, charge id); transient errors retried, then failed.
 
     When the retries run out the provider may still have charged: an answer lost on its way
@@ -149,7 +198,7 @@ async def _ask_provider(
     except ProviderUnavailableError:
         found = await provider.find_charge(idempotency_key=key)  # raises if it cannot say
         if found is None:
-            return FailureReason.PROCESSING_ERROR, None
+            return FailureReason.PROCESSING_ERROR, None, True
         logger.info("charge of order %s: the provider had charged; its answer was lost", key)
-        return provider_answer(found)
-    return provider_answer(charge)
+        return *provider_answer(found), False
+    return *provider_answer(charge), False

@@ -48,14 +48,17 @@ SET updated_at = CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END
 RETURNING {_PAYMENT_COLUMNS}
 """  # noqa: S608 (a constant column list, no input)
 
-# Pending payments moved to their outcomes; a payment no longer pending yields no row.
+# Pending payments moved to their outcomes; a payment no longer pending yields no row, nor
+# one whose outcome is for a sole attempt while another was recorded (a later attempt moves
+# updated_at past created_at: RECORD_ATTEMPTS).
 SETTLE_PENDING = """
 UPDATE payments.payments AS p
 SET status = s.status, failure_reason = s.failure_reason,
     provider_charge_id = s.provider_charge_id, updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-    AS s(id, status, failure_reason, provider_charge_id)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[])
+    AS s(id, status, failure_reason, provider_charge_id, sole_attempt_only)
 WHERE p.id = s.id AND p.status = 'pending'
+    AND (NOT s.sole_attempt_only OR p.updated_at = p.created_at)
 RETURNING p.id, p.order_id, p.user_id, p.amount, p.currency, p.status, p.failure_reason,
     p.refunded_amount, p.provider_charge_id, p.provider_refund_id, p.created_at, p.updated_at
 """
@@ -104,6 +107,7 @@ class Settlement:
     status: PaymentStatus
     failure_reason: str | None
     provider_charge_id: str | None
+    sole_attempt_only: bool = False  # only if no other attempt was recorded (settlement.Answer)
 
 
 async def settle_pending(
@@ -122,6 +126,7 @@ async def settle_pending(
         [settlement.status.value for settlement in settlements],
         [settlement.failure_reason for settlement in settlements],
         [settlement.provider_charge_id for settlement in settlements],
+        [settlement.sole_attempt_only for settlement in settlements],
     )
     return {payment.id: payment for payment in map(_payment, rows)}
 

@@ -28,12 +28,20 @@ logger = logging.getLogger(__name__)
 
 class Answer(NamedTuple):
     """A pending payment, the provider's answer for it, and the request it answers (None
-    when the reconciler found the answer)."""
+    when the reconciler found the answer).
+
+    ``sole_attempt_only``: the answer is "no charge" told by a lookup after the charge calls
+    failed. Another request's charge call for the same order may still be in flight then, and
+    the lookup cannot see it; so such an answer settles the payment only if no other attempt
+    was ever recorded for it. Otherwise it stays pending, for the reconciler, which asks once
+    every attempt has ended.
+    """
 
     payment: Payment
     failure: FailureReason | None
     charge_id: str | None
     cause: Envelope | None
+    sole_attempt_only: bool = False
 
 
 def refusal(payment: Payment, *, store_currency: str) -> FailureReason | None:
@@ -70,15 +78,16 @@ async def settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[u
             status=PaymentStatus.FAILED if failure else PaymentStatus.SUCCEEDED,
             failure_reason=failure.value if failure else None,
             provider_charge_id=charge_id,
+            sole_attempt_only=sole_attempt_only,
         )
-        for payment_id, (_, failure, charge_id, _) in firsts.items()
+        for payment_id, (_, failure, charge_id, _, sole_attempt_only) in firsts.items()
     ]
     if not settlements:
         return {}
     settled = await repository.settle_pending(await driver_connection(session), settlements)
     events: list[Envelope] = []
     for payment_id, payment in settled.items():
-        _, failure, _, cause = firsts[payment_id]
+        _, failure, _, cause, _ = firsts[payment_id]
         outcome: PaymentSucceeded | PaymentFailed
         if failure is None:
             outcome = PaymentSucceeded(
