@@ -544,6 +544,33 @@ async def test_the_sweep_removes_old_temporary_and_unreferenced_files_only(
     just_published.unlink()
 
 
+async def test_the_sweep_leaves_files_it_did_not_write_and_still_removes_unreferenced_ones(
+    tmp_path: Path, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    storage = MediaStorage(tmp_path / "media")
+    old = time.time() - 3600
+
+    def place_aged(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        os.utime(path, (old, old))
+        return path
+
+    # What an NFS client leaves when a file open on it is unlinked, or when it crashes.
+    nfs_leftover = place_aged(storage.content / "ab" / "cd" / ".nfs0001")
+    misplaced_name = hashlib.sha256(b"misplaced").hexdigest()
+    assert storage.path_of(misplaced_name).parent != storage.content / "ab" / "cd"
+    misplaced = place_aged(storage.content / "ab" / "cd" / misplaced_name)
+    orphan = place_aged(storage.path_of(hashlib.sha256(b"orphan beside strays").hexdigest()))
+
+    result = await sweep_media_once(sessionmaker=sessionmaker, storage=storage, grace_seconds=60)
+
+    assert not orphan.exists()
+    assert nfs_leftover.exists()
+    assert misplaced.exists()
+    assert result.content_files == 1
+
+
 async def test_an_upload_killed_mid_write_leaves_only_a_temporary_file_the_sweep_removes(
     settings: InventorySettings,
     tmp_path: Path,

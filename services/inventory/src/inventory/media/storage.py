@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +28,9 @@ from inventory.media.exceptions import (
     UnsupportedMediaType,
 )
 
+logger = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Bytes gathered before one write (one thread hop); the body arrives in smaller pieces.
 _WRITE_BYTES = 262_144
 READ_BYTES = 262_144
@@ -175,9 +180,30 @@ class MediaStorage:
         yield from self._older(self.tmp.glob("*.part"), older_than_seconds)
 
     def stale_content(self, older_than_seconds: float) -> Iterator[str]:
-        """The sha256 of every content file last written longer ago than that."""
-        for path in self._older(self.content.glob("*/*/*"), older_than_seconds):
+        """The sha256 of every content file last written longer ago than that. Any other
+        file under ``content/`` (an NFS client's ``.nfsXXXX``, a file in the wrong folder)
+        was not written by this service: it is left alone, and logged once per listing."""
+        strays = 0
+        example: Path | None = None
+
+        def published() -> Iterator[Path]:
+            nonlocal strays, example
+            for path in self.content.glob("*/*/*"):
+                if _SHA256.fullmatch(path.name) and path == self.path_of(path.name):
+                    yield path
+                else:
+                    strays += 1
+                    example = example or path
+
+        for path in self._older(published(), older_than_seconds):
             yield path.name
+        if strays:
+            logger.info(
+                "media sweep left %d files under %s that are not content, such as %s",
+                strays,
+                self.content,
+                example,
+            )
 
     @staticmethod
     def _older(paths: Iterator[Path], seconds: float) -> Iterator[Path]:
