@@ -39,6 +39,7 @@ class GatedScenario:
         self.transaction_of: dict[uuid.UUID, int] = {}
         self.fail_first_attempt: set[str] = set()  # skus whose handler raises once
         self.first_failure: Callable[[], Exception] = lambda: ValueError("refused once")
+        self.first_failure_of: dict[str, Callable[[], Exception]] = {}  # a sku's own failure
         self._entered = asyncio.Event()
         self._gate = asyncio.Event()
         self.consumer: RunningConsumer | None = None
@@ -55,6 +56,8 @@ class GatedScenario:
         await self.harness.recording_handler(self.name)(session, event)
         if sku in self.fail_first_attempt and self.attempts[event.id] == 1:
             raise self.first_failure()
+        if sku in self.first_failure_of and self.attempts[event.id] == 1:
+            raise self.first_failure_of[sku]()
 
     async def start_gated(self) -> None:
         """Start the consumer and let its first transaction block on the gate."""
@@ -131,6 +134,32 @@ async def test_a_failing_event_goes_back_alone_and_the_rest_of_its_batch_commits
     effects = await harness.effects(name)
     assert len(effects) == 22
     assert set(effects.values()) == {1}
+
+
+async def test_the_event_given_back_is_the_one_at_fault_in_the_attempt_that_failed(
+    harness: Harness,
+) -> None:
+    # The database drops inside the first event's handler (retried in place); in the retry
+    # that event is sound and the next one's handler raises: that one goes back, and the
+    # first commits with the rest of the batch.
+    name = "batched-blame"
+    scenario = GatedScenario(harness, name)
+    scenario.first_failure_of["SKU-BLIP"] = lambda: DBAPIError(
+        "INSERT", {}, ConnectionRefusedError("the database went away")
+    )
+    scenario.first_failure_of["SKU-FLAKY"] = lambda: ValueError("refused once")
+    [blip], [flaky], sound = await scenario.batch_behind_gate(
+        (1, "SKU-BLIP"), (1, "SKU-FLAKY"), (3, "SKU-OK")
+    )
+    await wait_until(lambda: harness.applied(name, 6), what="6 handled")
+
+    assert scenario.attempts[blip] == 3  # cut short, rolled back with the flaky one, applied
+    assert scenario.attempts[flaky] == 2  # refused once, redelivered, applied alone
+    committed_with_the_batch = {scenario.transaction_of[event_id] for event_id in [blip, *sound]}
+    assert len(committed_with_the_batch) == 1
+    assert scenario.transaction_of[flaky] not in committed_with_the_batch
+    # The in-place retry and the one event given back.
+    assert metric("messaging_events_failed_total", queue=name) == 2
 
 
 class _DeadlockDetected(Exception):

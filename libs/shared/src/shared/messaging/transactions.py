@@ -116,7 +116,11 @@ class Transactions:
     ) -> list[bool]:
         """Claim every inbox key and run the handlers of the new events, in one transaction;
         per delivery, False for a duplicate. A delivery whose handler raises is appended to
-        ``failed`` before the exception propagates."""
+        ``failed`` before the exception propagates; ``failed`` holds this attempt's only (an
+        attempt retried in place starts it again: the event at fault in an attempt the
+        database cut short is not at fault in the next)."""
+        if failed is not None:
+            failed.clear()
         async with (
             consuming(self.label, batch),  # spans (shared.tracing.messaging)
             self.sessionmaker() as session,
