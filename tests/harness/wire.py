@@ -43,12 +43,27 @@ class WireConnection:
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None) -> Answer:
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str] | None = None,
+        *,
+        chunked_body: bytes | None = None,
+        trailers: dict[str, str] | None = None,
+    ) -> Answer:
+        """One exchange; with ``chunked_body`` the request body is sent chunked, followed by
+        ``trailers`` (header fields after the last chunk)."""
         if self.conn.our_state is h11.DONE:
             self.conn.start_next_cycle()
         fields = [("host", self.host), *(headers or {}).items()]
+        if chunked_body is not None:
+            fields.append(("transfer-encoding", "chunked"))
         self.sock.sendall(self.conn.send(h11.Request(method=method, target=target, headers=fields)))
-        self.sock.sendall(self.conn.send(h11.EndOfMessage()))
+        if chunked_body:
+            self.sock.sendall(self.conn.send(h11.Data(data=chunked_body)))
+        end = h11.EndOfMessage(headers=list((trailers or {}).items()))
+        self.sock.sendall(self.conn.send(end))
         response: h11.Response | None = None
         body = bytearray()
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -108,3 +109,28 @@ async def test_images_are_never_gzipped(served_gateway: Served) -> None:
     assert image.status == 200
     assert image.one("content-encoding") is None
     assert image.body == bytes(4096)
+
+
+async def test_trailer_fields_never_join_the_headers_forwarded_upstream(
+    served_gateway: Served,
+) -> None:
+    # The gateway authenticates and limits on the head's fields; fields sent after the body
+    # (a chunked request's trailers) must not reach the service as if they were headers.
+    def exchange(settings: GatewaySettings) -> tuple[Answer, bool]:
+        with _wire(settings) as wire:
+            answer = wire.request(
+                "POST",
+                "/api/v1/products/echo",
+                {"content-type": "application/json"},
+                chunked_body=b"{}",
+                trailers={"x-trailer": "1", "authorization": "Bearer forged"},
+            )
+            return answer, wire.kept_alive
+
+    async with served_gateway() as settings:
+        answer, kept_alive = await _in_thread(exchange, settings)
+    assert answer.status == 200, answer.body
+    forwarded = {name for name, _ in json.loads(answer.body)["headers"]}
+    assert "x-trailer" not in forwarded
+    assert "authorization" not in forwarded
+    assert kept_alive

@@ -31,7 +31,10 @@ def test_the_hooked_methods_are_uvicorns_own() -> None:
         "data_received",
         "on_message_begin",
         "on_url",
+        "on_header",
         "on_headers_complete",
+        "on_body",
+        "on_message_complete",
         "send_400_response",
     ):
         assert name in vars(HttpToolsProtocol), name
@@ -69,3 +72,36 @@ def test_uvicorn_builds_the_protocol_from_the_class_it_is_given() -> None:
     assert config.http_protocol_class is protocol
     assert (protocol.max_request_line, protocol.max_header_bytes) == (100, 2000)
     assert protocol.header_timeout == 1.5
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.calls.append(("header", name))
+
+    def on_headers_complete(self) -> None:
+        self.calls.append(("complete", b""))
+
+    def on_chunk_header(self) -> None:
+        self.calls.append(("chunk", b""))
+
+
+def test_the_parser_reports_chunks_and_trailers_through_the_callbacks_the_limits_use() -> None:
+    # Trailer fields reach on_header after on_headers_complete (the subclass drops them
+    # there), and every chunk, the last included, calls on_chunk_header (counted).
+    recorder = _Recorder()
+    parser = httptools.HttpRequestParser(recorder)
+    parser.feed_data(
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"2\r\nab\r\n0\r\nx-trailer: 1\r\n\r\n"
+    )
+    assert recorder.calls == [
+        ("header", b"host"),
+        ("header", b"transfer-encoding"),
+        ("complete", b""),
+        ("chunk", b""),
+        ("chunk", b""),
+        ("header", b"x-trailer"),
+    ]

@@ -11,7 +11,11 @@ httptools and adds the limits here, on the parser callbacks uvicorn already runs
 - a header section longer than ``max_header_bytes`` is answered 431, counted as the bytes
   arrive, so headers that never end are refused as soon as they pass the limit;
 - headers not complete ``header_timeout`` seconds after the connection opened or the
-  request's first byte arrived: 408 (or a silent close when no request had begun).
+  request's first byte arrived: 408 (or a silent close when no request had begun);
+- a chunked body's trailer section (header fields after the last chunk) is dropped, never
+  added to the request's headers (which the app read, and checked, before the body), and
+  the bytes of a body that are not its data (chunk sizes, extensions, trailers) may exceed
+  the data by no more than ``max_header_bytes`` plus a little per chunk: past that, 431.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 REVIEWED_UVICORN = "0.54.0"
 # Bytes of a header line besides its name and value: ": " and CRLF.
 _LINE_OVERHEAD = 4
+# Framing a chunk needs: its size in hex and two CRLFs, with room for a short extension.
+_CHUNK_FRAMING = 64
 
 
 class RequestRefused(Exception):
@@ -55,6 +61,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_first = 0
         self._head_after = 0
         self._in_head = False  # a request began and its headers are not complete yet
+        # The body being read: bytes received when its head completed, its data bytes, its
+        # chunks and its trailer fields' bytes so far (everything else received meanwhile is
+        # framing or trailers still arriving).
+        self._in_body = False
+        self._body_from = 0
+        self._body_data = 0
+        self._body_chunks = 0
+        self._trailer_bytes = 0
         self._head_since = 0.0  # when the connection opened or the pending request began
         self._refusal: int | None = None
         # One timer per connection, not one per request: it looks at the pending head when
@@ -77,12 +91,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._received += len(data)
         super().data_received(data)
         # Every byte after the head's first chunk is head while the headers are incomplete:
-        # headers that never end are refused at most one chunk past the limit.
-        if (
-            self._in_head
-            and self._received - self._head_after > self.max_header_bytes
-            and not self.transport.is_closing()
-        ):
+        # headers that never end are refused at most one chunk past the limit. A body's
+        # bytes besides its data are counted the same way, so a trailer section that never
+        # ends is refused too.
+        head_over = self._in_head and self._received - self._head_after > self.max_header_bytes
+        framing_over = (
+            self._in_body
+            and self._received - self._body_from - self._body_data
+            > self.max_header_bytes + _CHUNK_FRAMING * self._body_chunks
+        )
+        if (head_over or framing_over) and not self.transport.is_closing():
             self._refuse(431)
 
     # -- parser callbacks ------------------------------------------------------------------
@@ -101,8 +119,33 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = 414
             raise RequestRefused(414)
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            super().on_header(name, value)
+            return
+        # A trailer field: dropped, as RFC 9110 section 6.5.1 allows (the headers the app
+        # was given are final once the head is complete), and counted like a header line.
+        self._trailer_bytes += len(name) + len(value) + _LINE_OVERHEAD
+        if self._trailer_bytes > self.max_header_bytes:
+            self._refusal = 431
+            raise RequestRefused(431)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_data += len(body)
+        super().on_body(body)
+
+    def on_chunk_header(self) -> None:
+        self._body_chunks += 1
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._in_body = True
+        self._body_from, self._body_data, self._body_chunks = self._received, 0, 0
+        self._trailer_bytes = 0
         if self._received - self._head_first > self.max_header_bytes:
             # The head may be over the limit (it ended in a large chunk): count it exactly.
             size = len(self.url) + sum(
@@ -124,10 +167,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(self._refusal)
 
     def _refuse(self, status: int, detail: str | None = None) -> None:
-        """Answer ``status`` and close: the rest of the request is never read."""
+        """Answer ``status`` and close: the rest of the request is never read. A request
+        whose answer has begun (refused while its body is read) is only cut off."""
         self._refusal = status
         self._stop_header_timer()
         if self.transport.is_closing():
+            return
+        if self.cycle is not None and self._in_body and self.cycle.response_started:
+            self.transport.close()
             return
         phrase = http.HTTPStatus(status).phrase
         body = (detail or phrase).encode("ascii", "replace")
