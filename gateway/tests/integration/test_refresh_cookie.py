@@ -43,7 +43,9 @@ async def _login_with_cookie(client: httpx.AsyncClient) -> httpx.Response:
     )
     assert registered.status_code == 201
     response = await client.post(
-        "/api/v1/auth/token?refresh_in=cookie", data={"username": email, "password": PASSWORD}
+        "/api/v1/auth/token?refresh_in=cookie",
+        data={"username": email, "password": PASSWORD},
+        headers={"Origin": SHOP},
     )
     assert response.status_code == 200, response.text
     client.cookies.clear()
@@ -110,12 +112,63 @@ async def test_a_cookie_borne_refresh_without_an_allowed_origin_is_403_and_spend
     assert allowed.status_code == 200
 
 
+@pytest.mark.parametrize("origin", [None, "https://evil.example", "null"])
+async def test_a_login_that_would_set_the_cookie_needs_an_allowed_origin(
+    browser_gateway: httpx.AsyncClient, origin: str | None
+) -> None:
+    # A form posted from another site would put the attacker's session into the victim's
+    # browser (login CSRF): the cookie is set only for the shop's own pages.
+    email = f"csrf-{uuid.uuid4().hex[:10]}@example.com"
+    registered = await browser_gateway.post(
+        "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201
+    refused = await browser_gateway.post(
+        "/api/v1/auth/token?refresh_in=cookie",
+        data={"username": email, "password": PASSWORD},
+        headers={"Origin": origin} if origin is not None else {},
+    )
+    assert refused.status_code == 403
+    assert refused.json()["type"] == "/problems/forbidden-origin"
+    assert "set-cookie" not in refused.headers
+    # Asked in the body, the pair goes to whoever asked, with no cookie: no Origin needed.
+    in_body = await browser_gateway.post(
+        "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+    )
+    assert in_body.status_code == 200
+    assert "refresh_token" in in_body.json()
+
+
+async def test_a_refresh_that_would_set_the_cookie_needs_an_allowed_origin(
+    browser_gateway: httpx.AsyncClient,
+) -> None:
+    email = f"csrf-{uuid.uuid4().hex[:10]}@example.com"
+    await browser_gateway.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    pair = await browser_gateway.post(
+        "/api/v1/auth/token", data={"username": email, "password": PASSWORD}
+    )
+    refused = await browser_gateway.post(
+        "/api/v1/auth/refresh?refresh_in=cookie",
+        json={"refresh_token": pair.json()["refresh_token"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert "set-cookie" not in refused.headers
+
+
 async def test_cookie_mode_refuses_every_origin_when_none_is_allowed(
     gateway_client: Any,
 ) -> None:
     async with gateway_client() as client:  # no CORS allow-list configured
-        token = _cookie(await _login_with_cookie(client))["refresh_token"].value
+        email = f"no-list-{uuid.uuid4().hex[:10]}@example.com"
+        await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        form = {"username": email, "password": PASSWORD}
+        login = await client.post(
+            "/api/v1/auth/token?refresh_in=cookie", data=form, headers={"Origin": SHOP}
+        )
+        token = (await client.post("/api/v1/auth/token", data=form)).json()["refresh_token"]
         refused = await client.post("/api/v1/auth/refresh", headers=_send_cookie(token))
+    assert login.status_code == 403
     assert refused.status_code == 403
 
 

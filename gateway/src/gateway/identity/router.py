@@ -105,9 +105,16 @@ def _presented_refresh_token(
     cookie = request.cookies.get(REFRESH_COOKIE)
     if not cookie:
         return None, False
+    _require_allowed_origin(request, settings)
+    return cookie, True
+
+
+def _require_allowed_origin(request: Request, settings: GatewaySettings) -> None:
+    """Refuse (403) a request from a page outside the CORS allow-list: one that reads or
+    writes the refresh cookie. Setting it matters as much as reading it: a login form posted
+    from another site would otherwise put the attacker's session into the victim's browser."""
     if request.headers.get("origin") not in settings.cors_allow_origins:
         raise ForbiddenOrigin()
-    return cookie, True
 
 
 @router.post(
@@ -130,8 +137,13 @@ async def register(
     return _user_out(user)
 
 
-@router.post("/token", response_model_exclude_none=True, responses={**_UNAUTHORIZED, **_LIMITED})
+@router.post(
+    "/token",
+    response_model_exclude_none=True,
+    responses={**_UNAUTHORIZED, **_FORBIDDEN_ORIGIN, **_LIMITED},
+)
 async def token(
+    request: Request,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     runtime: RuntimeDep,
@@ -140,6 +152,8 @@ async def token(
     refresh_in: RefreshIn = None,
 ) -> TokenResponse:
     """Log in with the OAuth2 password form: ``username`` is the email."""
+    if refresh_in == "cookie":
+        _require_allowed_origin(request, runtime.settings)
     limiter = runtime.rate_limiter
     # Per address, every attempt: one client trying many accounts. Per account, failures
     # only: many clients (a botnet) guessing one account, without letting them lock out its
@@ -179,6 +193,8 @@ async def refresh(
     body: RefreshRequest | None = None,
 ) -> TokenResponse:
     """A new pair for a refresh token, from the body or from the refresh cookie."""
+    if refresh_in == "cookie":
+        _require_allowed_origin(request, runtime.settings)
     limiter = runtime.rate_limiter
     await limiter.enforce(limiter.auth_per_address, "refresh", address)
     presented, from_cookie = _presented_refresh_token(request, body, runtime.settings)
