@@ -1,21 +1,16 @@
-"""uvicorn's httptools protocol with the limits it lacks: request line, header section, and
-the time a client may take to send its headers.
+"""uvicorn's httptools protocol with the limits it lacks (docs/edge.md, public port limits).
 
-httptools (llhttp) enforces none of them, and uvicorn offers no option for them: a 1 MB
-header is accepted, and a request whose headers never end holds its connection forever.
-uvicorn's h11 protocol bounds the size only (as a 400) and is slower, so the gateway keeps
-httptools and adds the limits here, on the parser callbacks uvicorn already runs
-(``tests/unit/test_compat_uvicorn.py`` checks the uvicorn internals this relies on):
+httptools (llhttp) enforces none, and uvicorn offers no option for them; its h11 protocol
+bounds sizes only, and is slower. So the gateway keeps httptools and adds the limits on the
+parser callbacks uvicorn already runs (``tests/unit/test_compat_uvicorn.py`` checks the
+internals this relies on):
 
-- a request line (its target) longer than ``max_request_line`` is answered 414;
-- a header section longer than ``max_header_bytes`` is answered 431, counted as the bytes
-  arrive, so headers that never end are refused as soon as they pass the limit;
+- a request target over ``max_request_line``: 414;
+- a header section over ``max_header_bytes``, counted as bytes arrive: 431;
 - headers not complete ``header_timeout`` seconds after the connection opened or the
-  request's first byte arrived: 408 (or a silent close when no request had begun);
-- a chunked body's trailer section (header fields after the last chunk) is dropped, never
-  added to the request's headers (which the app read, and checked, before the body), and
-  the bytes of a body that are not its data (chunk sizes, extensions, trailers) may exceed
-  the data by no more than ``max_header_bytes`` plus a little per chunk: past that, 431.
+  request's first byte: 408 (or a silent close when no request had begun);
+- a chunked body's trailer fields are dropped, and trailers or framing past the header
+  limit are 431.
 """
 
 from __future__ import annotations
