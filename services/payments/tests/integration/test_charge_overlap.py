@@ -21,15 +21,17 @@ from .conftest import Payments, payment_requested, refund_requested
 
 
 @dataclass
-class ChargesFail:
-    """A provider whose charge calls all fail as unavailable; lookups and refunds work."""
+class PassThrough:
+    """The provider ``inner`` as it is; the test providers below change its charges only."""
 
     inner: PaymentProvider
 
     async def authorize_and_capture(
         self, *, idempotency_key: str, amount: Money, payment_token: str
     ) -> Charge:
-        raise ProviderUnavailableError("charges are failing")
+        return await self.inner.authorize_and_capture(
+            idempotency_key=idempotency_key, amount=amount, payment_token=payment_token
+        )
 
     async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
         return await self.inner.refund(
@@ -41,10 +43,19 @@ class ChargesFail:
 
 
 @dataclass
-class HeldCharge:
+class ChargesFail(PassThrough):
+    """A provider whose charge calls all fail as unavailable; lookups and refunds work."""
+
+    async def authorize_and_capture(
+        self, *, idempotency_key: str, amount: Money, payment_token: str
+    ) -> Charge:
+        raise ProviderUnavailableError("charges are failing")
+
+
+@dataclass
+class HeldCharge(PassThrough):
     """A provider whose charge calls wait for ``release`` before reaching the provider."""
 
-    inner: PaymentProvider
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     charge_calls: int = 0
@@ -58,17 +69,9 @@ class HeldCharge:
         await self.release.wait()
         if self.then_fail:
             raise ProviderUnavailableError("charges are failing")
-        return await self.inner.authorize_and_capture(
+        return await super().authorize_and_capture(
             idempotency_key=idempotency_key, amount=amount, payment_token=payment_token
         )
-
-    async def refund(self, *, idempotency_key: str, charge_id: str, amount: Money) -> Refund:
-        return await self.inner.refund(
-            idempotency_key=idempotency_key, charge_id=charge_id, amount=amount
-        )
-
-    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
-        return await self.inner.find_charge(idempotency_key=idempotency_key)
 
 
 async def test_no_charge_found_never_fails_a_payment_another_worker_may_still_charge(
