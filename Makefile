@@ -76,7 +76,7 @@ DEV_CORS_ORIGINS ?= ["http://127.0.0.1:8080","http://localhost:8080"]
 dev: seed ## Run the whole shop locally: storefront :8080, gateway :8000, services :8001-8003, workers (Ctrl-C stops all)
 	@echo ""
 	@echo "  storefront http://127.0.0.1:8080  (docs/storefront.md)"
-	@echo "  gateway   http://127.0.0.1:8000   (docs: http://127.0.0.1:8000/docs)"
+	@echo "  gateway   http://127.0.0.1:8000   (docs: http://127.0.0.1:8000/docs; /health/ready, /metrics: :8100)"
 	@echo "  admin     $(DEV_ADMIN_EMAIL) / $(DEV_ADMIN_PASSWORD)"
 	@echo "  services  inventory :8001  orders :8002  payments :8003  (workers' probes :8101-8103)"
 	@echo ""

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsConfigDict
 
-from shared.cursors import CursorCodec, CursorSettings, InvalidCursor
+from shared.cursors import CursorCodec, CursorSettings, InvalidCursor, LimitQuery
 from shared.settings import PlaceholderSecretError
 from shared.testing.cursors import bad_cursors
 
@@ -145,3 +147,37 @@ def test_an_id_cursor_round_trips_and_refuses_a_signed_non_id() -> None:
     assert codec.after_id("orders", codec.encode("orders", str(order_id))) == order_id
     with pytest.raises(InvalidCursor):
         codec.after_id("orders", codec.encode("orders", "not-an-id"))
+
+
+def _limit_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/list")
+    async def listing(limit: LimitQuery = 20) -> dict[str, int]:
+        return {"limit": limit}
+
+    return app
+
+
+@pytest.mark.parametrize("spelling", ["5", "05", "100"])
+async def test_a_limit_in_decimal_digits_is_read(spelling: str) -> None:
+    async with _client(_limit_app()) as client:
+        response = await client.get("/list", params={"limit": spelling})
+    assert response.json() == {"limit": int(spelling)}
+
+
+@pytest.mark.parametrize("spelling", [" 5", "+5", "5_0", "５", "", "0", "101", "1e2"])
+async def test_any_other_limit_is_a_422(spelling: str) -> None:
+    async with _client(_limit_app()) as client:
+        response = await client.get("/list", params={"limit": spelling})
+    assert response.status_code == 422
+
+
+def test_the_limit_bounds_stay_in_the_openapi_schema() -> None:
+    parameter = _limit_app().openapi()["paths"]["/list"]["get"]["parameters"][0]
+    assert parameter["schema"]["minimum"] == 1
+    assert parameter["schema"]["maximum"] == 100
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

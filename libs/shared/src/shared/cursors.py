@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Annotated, TypeVar
 
 from fastapi import Query
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, SecretStr, field_validator, model_validator
 
 from shared.errors import DomainError
 from shared.settings import BaseServiceSettings
@@ -37,8 +37,22 @@ MIN_PRODUCTION_KEY_CHARS = 32
 
 T = TypeVar("T")
 
+
+def _decimal_digits(value: object) -> object:
+    # Pydantic's lax integers also read " 5", "+5" and "5_0" from a query string; a limit
+    # is written in digits and nothing else (anything else is a 422, as DESIGN says).
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("the limit is written in decimal digits only")
+    return value
+
+
 # The page size of every list.
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="Items per page, 1 to 100.")]
+LimitQuery = Annotated[
+    int,
+    # After Query: a validator before it would hide the bounds from the OpenAPI schema.
+    Query(ge=1, le=100, description="Items per page, 1 to 100."),
+    BeforeValidator(_decimal_digits),
+]
 
 # The query parameter of every list. No length or pattern here: whatever the server did not
 # issue is refused the same way (400), not split between a 422 and a 400.

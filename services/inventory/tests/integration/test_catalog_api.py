@@ -292,6 +292,8 @@ async def test_an_inactive_product_is_404_to_anonymous_and_customers_and_visible
         {"limit": 0},
         {"limit": 101},
         {"limit": "ten"},
+        {"limit": "+5"},
+        {"limit": " 5"},
         {"q": ""},
     ],
 )

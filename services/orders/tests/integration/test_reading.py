@@ -82,8 +82,8 @@ async def test_the_list_filters_by_status(
 
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"status": "lost"}],
-    ids=["limit 0", "limit 101", "limit text", "unknown status"],
+    [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"limit": "+5"}, {"status": "lost"}],
+    ids=["limit 0", "limit 101", "limit text", "limit signed", "unknown status"],
 )
 async def test_bad_list_parameters_are_422(
     client: httpx.AsyncClient, customer: User, params: dict[str, str | int]

@@ -87,6 +87,7 @@ async def test_another_customers_payment_answers_404_like_a_missing_one(
     assert others.headers["content-type"] == PROBLEM
     assert others.json()["detail"] == missing.json()["detail"]
     assert others.json()["type"] == "/problems/payment-not-found"
+    assert others.json()["title"] == "Payment not found"  # named like the other services'
 
 
 async def test_customer_lists_only_their_own_payments_even_when_filtering_by_anothers_order(

@@ -9,5 +9,5 @@ class PaymentNotFound(DomainError):
     """No such payment, or not the caller's: both answer the same, so ids leak nothing."""
 
     status = 404
-    title = "Not Found"
+    title = "Payment not found"
     type = "/problems/payment-not-found"
