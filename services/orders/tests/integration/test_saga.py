@@ -427,3 +427,42 @@ async def test_concurrent_sweepers_resolve_each_stuck_order_once(
     assert sum(result.cancelled for result in results) == 6
     for order_id in order_ids:
         assert (await types(outbox_events, order_id)).count("orders.order_cancelled") == 1
+
+
+@pytest.mark.parametrize("action", ["cancel", "deliver"])
+@pytest.mark.parametrize(
+    "body", [{"status": "confirmed"}, {"reason": "changed my mind"}, [], "cancel"]
+)
+async def test_an_action_body_with_anything_in_it_is_422_and_changes_nothing(
+    client: httpx.AsyncClient,
+    place: Place,
+    product: Product,
+    customer: User,
+    admin: User,
+    deliver: Deliver,
+    outbox_events: OutboxReader,
+    action: str,
+    body: object,
+) -> None:
+    order_id = await new_order(place, product, customer)
+    await deliver(event(reserved(order_id)))
+    caller = customer if action == "cancel" else admin
+    response = await client.post(
+        f"/api/v1/orders/{order_id}/{action}", json=body, headers=caller.headers
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (await read(client, customer, order_id))["status"] == "awaiting_payment"
+    assert (await types(outbox_events, order_id))[-1] == "orders.payment_requested"
+
+
+async def test_cancel_takes_an_empty_object_as_well_as_no_body(
+    client: httpx.AsyncClient, place: Place, product: Product, customer: User
+) -> None:
+    with_object = await new_order(place, product, customer)
+    without = await new_order(place, product, customer)
+    path = "/api/v1/orders/{}/cancel"
+    cancelled = await client.post(path.format(with_object), json={}, headers=customer.headers)
+    assert cancelled.json()["status"] == "cancelled"
+    cancelled = await client.post(path.format(without), headers=customer.headers)
+    assert cancelled.json()["status"] == "cancelled"

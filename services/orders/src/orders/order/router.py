@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from orders.deps import EngineDep, SessionDep, SettingsDep
 from orders.order import actions, placement, reading
-from orders.order.schemas import OrderDetail, OrderPage, PlaceOrder, Shipment
+from orders.order.schemas import NoFields, OrderDetail, OrderPage, PlaceOrder, Shipment
 from orders.saga import OrderStatus
 from shared.auth import AdminDep, CustomerDep, PrincipalDep
 from shared.cursors import CursorQuery, LimitQuery
@@ -107,7 +107,11 @@ async def get_order(
     summary="Cancel (refund if paid)",
 )
 async def cancel_order(
-    order_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+    order_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: NoFields | None = None,
 ) -> OrderDetail:
     return await actions.cancel_order(
         session=session, settings=settings, principal=principal, order_id=order_id
@@ -139,7 +143,11 @@ async def ship_order(
     summary="Mark delivered (admin)",
 )
 async def deliver_order(
-    order_id: uuid.UUID, principal: AdminDep, session: SessionDep, settings: SettingsDep
+    order_id: uuid.UUID,
+    principal: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    body: NoFields | None = None,
 ) -> OrderDetail:
     return await actions.deliver_order(
         session=session, settings=settings, principal=principal, order_id=order_id

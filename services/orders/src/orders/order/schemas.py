@@ -82,6 +82,11 @@ class Shipment(Input):
     tracking_number: Text100
 
 
+class NoFields(Input):
+    """The body of an action that takes none (cancel, deliver): left out, or ``{}``. A field
+    sent anyway (``{"status": "confirmed"}``) is refused, never silently ignored."""
+
+
 class LineOut(BaseModel):
     sku: str
     name: str
