@@ -19,6 +19,21 @@ INFRASTRUCTURE = ("postgres", "rabbitmq", "redis")
 # Run as several containers (`docker compose up --scale inventory=3`, docs/media.md): a fixed
 # host port would let only the first start, so they publish none.
 SCALED = {"inventory"}
+# Passed on to every process from the environment Compose runs in (docs/tracing.md).
+TRACING = frozenset(
+    {
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_PROPAGATORS",
+        "OTEL_SDK_DISABLED",
+    }
+)
 
 
 def probe_port(service: Service) -> int:
@@ -77,6 +92,8 @@ def _assert_settings(environment: dict[str, str], service: Service) -> None:
     prefix = service.settings_class.env_prefix()
     fields = service.settings_class.model_fields
     for key in environment:
+        if key in TRACING:  # the standard OpenTelemetry variables, no setting of ours
+            continue
         match = re.fullmatch(rf"(?:COMMERCE_|{prefix})(\w+)", key)
         assert match, f"{key} is neither a COMMERCE_ nor a {prefix} setting"
         assert match.group(1).lower() in fields, f"{key} names no setting of {service.name}"
@@ -255,6 +272,8 @@ def test_every_environment_key_of_every_process_is_a_setting(compose: dict[str, 
     for name, definition in _apps(compose).items():
         if name == "migrate":  # migrates every service: a setting of any of them
             for key in definition["environment"]:
+                if key in TRACING:
+                    continue
                 assert any(_is_setting(key, service) for service in SERVICES), key
             continue
         _assert_settings(definition["environment"], _service_of(name))
@@ -345,3 +364,33 @@ def test_the_gateways_internal_port_is_never_published(compose: dict[str, Any]) 
     internal = int(gateway["environment"]["GATEWAY_INTERNAL_PORT"])
     assert internal == GatewaySettings.model_fields["internal_port"].default
     assert not any(str(internal) in str(mapping) for mapping in gateway["ports"])
+
+
+def test_every_process_takes_the_tracing_variables_from_the_host_unset_by_default(
+    compose: dict[str, Any],
+) -> None:
+    """Passed through without a value: unset on the host means unset in the container (an
+    empty value, as ``${VAR:-}`` would give, is a value), so tracing is off by default."""
+    for name, definition in _apps(compose).items():
+        environment = definition["environment"]
+        passed = {key: value for key, value in environment.items() if key.startswith("OTEL_")}
+        # Never OTEL_SERVICE_NAME: one name for every process would merge them in the traces.
+        assert passed == dict.fromkeys(TRACING), name
+
+
+def test_the_documented_in_compose_endpoint_is_the_monitoring_profiles_jaeger(
+    compose: dict[str, Any],
+) -> None:
+    jaeger = compose["services"]["jaeger"]
+    assert jaeger["profiles"] == ["monitoring"]
+    assert "127.0.0.1:4318:4318" in jaeger["ports"]
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    for document in ("docs/tracing.md", "docs/observability.md"):
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in (ROOT / document).read_text()
+
+
+def test_an_empty_endpoint_keeps_tracing_off() -> None:
+    from shared.tracing import tracing_wanted
+
+    assert not tracing_wanted({name: "" for name in TRACING})
+    assert tracing_wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"})

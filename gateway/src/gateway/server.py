@@ -15,12 +15,13 @@ from gateway.compat.uvicorn import limited_protocol
 from gateway.config import GatewaySettings
 from gateway.main import create_app
 from shared.logging import configure_logging
-from shared.server import GRACEFUL_SHUTDOWN_SECONDS
+from shared.server import GRACEFUL_SHUTDOWN_SECONDS, Server
 from shared.tracing import configure_tracing
 
 
-def build_server(settings: GatewaySettings) -> uvicorn.Server:
-    """The server for ``settings``, not started (``bind`` gives it its sockets)."""
+def build_server(settings: GatewaySettings) -> Server:
+    """The server for ``settings``, not started (``bind`` gives it its sockets); it exports
+    the spans still queued when it shuts down (``shared.server.Server``)."""
     protocol = limited_protocol(
         max_request_line=settings.http_max_request_line_bytes,
         max_header_bytes=settings.http_max_header_bytes,
@@ -34,7 +35,7 @@ def build_server(settings: GatewaySettings) -> uvicorn.Server:
         http=protocol,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def bind(settings: GatewaySettings) -> list[socket.socket]:

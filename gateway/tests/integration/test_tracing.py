@@ -4,9 +4,16 @@ client's own trace headers never trusted nor forwarded, server spans named by ro
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +35,7 @@ from gateway.proxy.tracing import (
 from gateway.proxy.upstream import UpstreamClient
 from shared.testing.tracing import in_memory_tracing
 from shared.tracing import sampled, tracer, untraced
+from tests.harness.otlp import OtlpReceiver
 
 from .test_upstream_pool import ScriptedUpstream, ok
 
@@ -161,7 +169,7 @@ async def test_with_tracing_off_the_stack_and_the_pool_are_the_untraced_ones() -
         await client.close()
 
 
-# -- the root server spans (RootServerSpans): the sampler decides before anything is built --
+# -- the root server spans (ServerSpans): the sampler decides before anything is built --
 
 
 ROUTES = RouteTable({"/api/v1/orders": "http://127.0.0.1:8002"})
@@ -281,3 +289,67 @@ async def test_probes_and_scrapes_get_no_span_and_run_untraced(
             assert (await _post(app, path)).status_code == 200
     assert exporter.get_finished_spans() == ()
     assert seen.instrumented is False
+
+
+# -- a real gateway process, stopped by SIGTERM ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _started(internal_port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{internal_port}/health/live", timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the gateway did not start:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_a_gateway_stopped_by_sigterm_exports_its_spans_first(
+    database: str, tmp_path: Path
+) -> None:
+    """uvicorn re-raises the SIGTERM it shut down on, before the SDK's exit hook could export
+    what its batch processor holds (here, all of it: the export delay outlasts the test)."""
+    port, internal_port = _free_port(), _free_port()
+    log = tmp_path / "gateway.log"
+    with OtlpReceiver() as receiver:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        environment = {
+            **inherited,
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_INTERNAL_PORT": str(internal_port),
+            "GATEWAY_JWT_DEV_KEY_DIR": str(tmp_path / "keys"),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",
+        }
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway"],
+                env=environment,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            _started(internal_port, process, log)
+            answer = httpx.get(f"http://127.0.0.1:{port}/no-such-path?token=secret", timeout=5)
+            assert answer.status_code == 404
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        spans = receiver.spans()
+    assert [(span.service, span.kind, span.name) for span in spans] == [
+        ("gateway", "SERVER", "GET")
+    ], log.read_text()
+    assert spans[0].attributes["url.path"] == "/no-such-path"

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pytest
@@ -16,12 +21,34 @@ from shared.testing.tracing import in_memory_tracing
 from shared.tracing import (
     configure_tracing,
     current_trace_ids,
+    propagation,
+    setup,
     tracer,
     tracing_enabled,
     tracing_wanted,
+    untraced,
 )
 from shared.tracing.messaging import consuming, outbox_trace_contexts, publishing
-from shared.tracing.setup import NoUnparentedClientSpans, sampler_from_environment
+from shared.tracing.propagation import (
+    carrier_of,
+    replace_unusable_propagators,
+    replaced_propagators,
+)
+from shared.tracing.setup import (
+    NoUnparentedClientSpans,
+    sampler_from_environment,
+    unsupported_export,
+)
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture
+def no_otel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OTEL_* variable of the run's environment: none of them turns tracing on here."""
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +61,10 @@ from shared.tracing.setup import NoUnparentedClientSpans, sampler_from_environme
         ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
         ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}, False),
         ({"OTEL_SERVICE_NAME": "orders", "OTEL_TRACES_SAMPLER": "always_on"}, False),
+        ({"OTEL_TRACES_EXPORTER": "OTLP"}, True),
+        # What Compose passes when a variable is empty: still off.
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": " "}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_TRACES_EXPORTER": ""}, False),
     ],
 )
 def test_tracing_is_on_only_when_an_otlp_endpoint_or_exporter_is_named(
@@ -42,17 +73,143 @@ def test_tracing_is_on_only_when_an_otlp_endpoint_or_exporter_is_named(
     assert tracing_wanted(environment) is wanted
 
 
+@dataclass(frozen=True)
+class _Event:
+    causation_id: str | None
+
+
+@dataclass(frozen=True)
+class _Message:
+    event_id: str
+    event_type: str
+    headers: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    message: Any
+    event: Any
+
+
 def test_without_otel_variables_nothing_is_installed_and_the_helpers_do_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    no_otel: None,
 ) -> None:
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER"):
-        monkeypatch.delenv(name, raising=False)
     assert configure_tracing("orders") is False
     assert not tracing_enabled()
-    assert current_trace_ids() is None
-    assert outbox_trace_contexts([]) == []
-    assert publishing([]).messages == []
-    assert consuming("orders.saga", []).__class__.__name__ == "nullcontext"
+    # Under a span that is current, as a request's would be: still nothing to store or send.
+    parent = NonRecordingSpan(
+        SpanContext(0x1234, 0x42, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    )
+    with trace.use_span(parent):
+        assert current_trace_ids() is None
+        assert outbox_trace_contexts([_Event("cause"), _Event(None)]) == [None, None]
+    message = _Message("e1", "orders.order_created", {"traceparent": TRACEPARENT})
+    publication = publishing([message])
+    assert publication.messages == [message]
+    publication.confirmed([None])
+    delivery = _Delivery(
+        message=_Message("e1", "orders.order_created", {"traceparent": TRACEPARENT}),
+        event=_Message("e1", "orders.order_created", None),
+    )
+    assert consuming("orders.saga", [delivery]).__class__.__name__ == "nullcontext"
+
+
+def test_an_unsupported_exporter_or_protocol_keeps_tracing_off_with_one_error(
+    no_otel: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    cases = [
+        {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+        {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+        {"OTEL_TRACES_EXPORTER": "console"},
+        {"OTEL_TRACES_EXPORTER": "otlp,Zipkin"},
+    ]
+    for case in cases:
+        with monkeypatch.context() as patched:
+            for name, value in case.items():
+                patched.setenv(name, value)
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="shared.tracing"):
+                assert configure_tracing("orders") is False, case
+            assert not tracing_enabled()
+            [record] = caplog.records
+            assert record.levelno == logging.ERROR, case
+            assert record.getMessage().startswith("tracing off: "), case
+    assert "zipkin" in caplog.records[0].getMessage()  # the last case's, lower-cased
+
+
+def test_the_exporter_and_protocol_names_are_case_insensitive_and_otlp_http_is_supported() -> None:
+    assert unsupported_export({"OTEL_TRACES_EXPORTER": "OTLP"}) is None
+    assert unsupported_export({"OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/Protobuf"}) is None
+    # The traces-specific protocol wins over the general one, as in the SDK.
+    assert (
+        unsupported_export(
+            {
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            }
+        )
+        is None
+    )
+    assert unsupported_export({}) is None
+
+
+def test_a_propagator_that_is_not_installed_is_replaced_by_w3c_before_anything_loads_it() -> None:
+    environ = {"OTEL_PROPAGATORS": "tracecontext,b3"}
+    replace_unusable_propagators(environ)
+    assert environ == {"OTEL_PROPAGATORS": "tracecontext"}
+    assert replaced_propagators() == "tracecontext,b3"
+    for usable in ("tracecontext", "tracecontext,baggage", "baggage", "none", ""):
+        environ = {"OTEL_PROPAGATORS": usable}
+        replace_unusable_propagators(environ)
+        assert environ == {"OTEL_PROPAGATORS": usable}
+
+
+def test_with_tracing_on_an_unusable_propagator_is_one_error_and_w3c_is_carried(
+    no_otel: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(propagation, "_replaced", None)
+    monkeypatch.setenv("OTEL_PROPAGATORS", "b3")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")  # nothing to export there
+    try:
+        with caplog.at_level(logging.ERROR, logger="shared.tracing"):
+            assert configure_tracing("orders") is True
+    finally:
+        installed = setup.tracer()
+        setup.shutdown_tracing()
+        setup.uninstall()
+    assert installed is not None
+    [error] = caplog.records
+    assert "OTEL_PROPAGATORS='b3'" in error.getMessage()
+    assert os.environ["OTEL_PROPAGATORS"] == "tracecontext"
+    span = NonRecordingSpan(SpanContext(0x1234, 0x42, False, TraceFlags(TraceFlags.SAMPLED)))
+    assert carrier_of(trace.set_span_in_context(span)) == {
+        "traceparent": f"00-{0x1234:032x}-{0x42:016x}-01"
+    }
+
+
+# A process's imports, in a process of its own: opentelemetry.propagate reads
+# OTEL_PROPAGATORS when it is imported, once per process.
+_IMPORTS = """
+import shared.messaging.worker, shared.server
+from shared.tracing import configure_tracing, untraced
+assert configure_tracing("orders") is False
+with untraced():
+    pass
+"""
+
+
+def test_a_propagator_that_is_not_installed_never_stops_a_process_with_tracing_off() -> None:
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    ran = subprocess.run(
+        [sys.executable, "-c", _IMPORTS],
+        env={**inherited, "OTEL_PROPAGATORS": "b3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_the_sampler_is_parent_based_by_default_and_takes_the_standard_ratio() -> None:
@@ -120,3 +277,16 @@ def test_log_lines_carry_the_trace_and_span_ids_only_when_tracing_is_on() -> Non
         assert line["span_id"] == f"{context.span_id:016x}"
         assert f"trace {context.trace_id:032x}" in console
     assert "trace_id" not in orjson.loads(_log_line(JsonFormatter()))
+
+
+def test_log_lines_carry_no_trace_id_of_a_trace_that_is_not_sampled() -> None:
+    with in_memory_tracing():
+        unsampled = NonRecordingSpan(
+            SpanContext(0x1234, 0x42, is_remote=True, trace_flags=TraceFlags(0))
+        )
+        with untraced(trace.set_span_in_context(unsampled)):  # as an unsampled request runs
+            line = orjson.loads(_log_line(JsonFormatter()))
+            console = _log_line(ConsoleFormatter())
+    assert "trace_id" not in line
+    assert "span_id" not in line
+    assert f"{0x1234:032x}" not in console

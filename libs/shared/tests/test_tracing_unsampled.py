@@ -19,7 +19,8 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.testing.tracing import in_memory_tracing
-from shared.tracing import sampled, traced_app, tracer, untraced
+from shared.tracing import sampled, tracer, untraced
+from shared.tracing.http import traced_app
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"

@@ -1,13 +1,12 @@
 """The gateway's spans, when tracing is on (``shared.tracing``; docs/tracing.md).
 
-- A server span per request, named by its route (a proxied prefix, or the gateway's own
-  path), never by a raw path, so that names stay few. The gateway roots every trace, so its
-  sampler decides each request's fate before anything else is built (``RootServerSpans``):
-  the ASGI instrumentation would gather a request's attributes and wrap its messages first,
-  which for the requests nobody records costs as much as the proxying itself.
+- A server span per request (``shared.tracing.http.ServerSpans``, as the services'), named by
+  its route (a proxied prefix, or the gateway's own path), never by a raw path, so that
+  names stay few; the gateway's alone also records the client's user agent.
 - The gateway starts every trace: a client's ``traceparent``, ``tracestate`` and
   ``baggage`` are dropped before the server span reads them, so a client can neither force
-  sampling nor graft its requests onto a trace of its choosing.
+  sampling nor graft its requests onto a trace of its choosing. So the sampler decides each
+  request's fate at the gateway, before anything else is built.
 - A client span per forwarded request (``TracedHttp1Pool``), its W3C context injected into
   the upstream request's headers; the span ends when the upstream's answer's head arrives.
   A request whose trace is not sampled gets no client span: its server span's context,
@@ -21,16 +20,15 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import attach, detach, get_current
+from opentelemetry.context import get_current
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.http import ExcludeList
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.proxy.http1 import Http1Pool, Origin, UpstreamResponse
 from gateway.proxy.routes import RouteTable
-from shared.tracing import sampled, tracer, untraced
-from shared.tracing.messaging import carrier_of
-from shared.tracing.setup import SpanDetails, excluded_requests
+from shared.tracing import sampled, tracer
+from shared.tracing.http import ServerSpans, SpanDetails, excluded_requests
+from shared.tracing.propagation import carrier_of
 
 TRACE_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 _UNTRACED: contextlib.nullcontext[None] = contextlib.nullcontext()
@@ -42,7 +40,9 @@ def traced(app: ASGIApp, *, routes: RouteTable, own_paths: Collection[str]) -> A
     if platform_tracer is None:
         return app
     details = span_details(routes, own_paths)
-    spans = RootServerSpans(app, details, platform_tracer, excluded=excluded_requests())
+    spans = ServerSpans(
+        app, details, platform_tracer, excluded=excluded_requests("ASGI"), with_user_agent=True
+    )
     return ClientTraceContextDropped(spans)
 
 
@@ -60,88 +60,6 @@ def span_details(routes: RouteTable, own_paths: Collection[str]) -> SpanDetails:
         return f"{method} {template}", {"http.route": template}
 
     return details
-
-
-class RootServerSpans:
-    """Pure ASGI: each HTTP request in a server span that roots its trace (module doc).
-
-    The span is started first, with its name and route only, so the sampler decides at once.
-    A request it does not sample runs untraced with that span's context current: the
-    context, sampled flag off, is what travels upstream, and nothing else is built. A sampled
-    one gets the request's attributes (never its query, headers or body) and its status.
-    Probes and scrapes (``excluded``) run untraced, with no span.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        details: SpanDetails,
-        platform_tracer: trace.Tracer,
-        *,
-        excluded: ExcludeList,
-    ) -> None:
-        self.app = app
-        self.details = details
-        self.tracer = platform_tracer
-        self.excluded = excluded
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.excluded.url_disabled(scope["path"]):
-            with untraced():
-                await self.app(scope, receive, send)
-            return
-        name, attributes = self.details(scope)
-        span = self.tracer.start_span(name, kind=SpanKind.SERVER, attributes=attributes)
-        context = trace.set_span_in_context(span)
-        if not span.is_recording():
-            with untraced(context):
-                await self.app(scope, receive, send)
-            return
-        span.set_attributes(_request_attributes(scope))
-
-        async def send_with_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status: int = message["status"]
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-            await send(message)
-
-        token = attach(context)
-        try:
-            await self.app(scope, receive, send_with_status)
-        except Exception as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            detach(token)
-            span.end()
-
-
-def _request_attributes(scope: Scope) -> dict[str, Any]:
-    """What a sampled server span says of its request: method, scheme, path (no query),
-    protocol, the server's and the client's address, the user agent."""
-    attributes: dict[str, Any] = {
-        "http.request.method": scope.get("method", ""),
-        "url.scheme": scope.get("scheme", "http"),
-        "url.path": scope.get("path", ""),
-        "network.protocol.version": scope.get("http_version", "1.1"),
-    }
-    if server := scope.get("server"):
-        host, port = server
-        attributes["server.address"] = host
-        if port is not None:  # None on a Unix socket
-            attributes["server.port"] = port
-    if client := scope.get("client"):
-        attributes["client.address"] = client[0]
-    for name, value in scope.get("headers", ()):
-        if name == b"user-agent":
-            attributes["user_agent.original"] = value.decode("latin-1")
-    return attributes
 
 
 class ClientTraceContextDropped:

@@ -17,8 +17,11 @@ flush). A caller that is cancelled leaves the flush to the others.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
+
+from shared.tracing import untraced
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -50,11 +53,22 @@ class Coalescer(Generic[K, V, R]):
         else:
             future = entry[1]
         if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush_all(), name=f"{self.name} flush")
+            # A context of its own: a flush serves many callers, so it must not run as the
+            # first one (in its request's trace, or untraced because that trace is not
+            # sampled, with its request id on the flush's log lines).
+            self._flushing = asyncio.create_task(
+                self._flush_all(), name=f"{self.name} flush", context=contextvars.Context()
+            )
         # Shielded: a cancelled caller must not cancel the result the others wait for.
         return await asyncio.shield(future)
 
     async def _flush_all(self) -> None:
+        # Untraced: no one caller's trace owns the statement; without a parent its spans
+        # would be dropped anyway (shared.tracing).
+        with untraced():
+            await self._flush_waiting()
+
+    async def _flush_waiting(self) -> None:
         try:
             while self._waiting:
                 keys = list(self._waiting)[: self.max_items]

@@ -3,16 +3,16 @@
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set
 or ``OTEL_TRACES_EXPORTER`` says ``otlp``. Then ``configure_tracing`` (called once by every
 process at start) installs the SDK, an OTLP/HTTP exporter and the asyncpg and Redis
-instrumentations; ``traced_app`` puts an app in server spans; ``shared.tracing.messaging``
-carries the context through the outbox and RabbitMQ. Off, nothing is installed and every
-helper returns at its first test.
+instrumentations; ``shared.tracing.http`` puts an app in server spans (it imports FastAPI,
+so this package does not: ``propagation`` must be importable first); ``messaging`` carries
+the context through the outbox and RabbitMQ; ``shutdown_tracing`` exports what is left when
+a server stops. Off, nothing is installed and every helper returns at its first test.
 """
 
 from shared.tracing.setup import (
     configure_tracing,
     current_trace_ids,
-    server_spans,
-    traced_app,
+    shutdown_tracing,
     tracer,
     tracing_enabled,
     tracing_wanted,
@@ -23,8 +23,7 @@ __all__ = [
     "configure_tracing",
     "current_trace_ids",
     "sampled",
-    "server_spans",
-    "traced_app",
+    "shutdown_tracing",
     "tracer",
     "tracing_enabled",
     "tracing_wanted",

@@ -20,12 +20,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from shared.tracing import setup
+from shared.tracing.propagation import carrier_of, extract
 from shared.tracing.unsampled import sampled, untraced
 
 if TYPE_CHECKING:
@@ -57,16 +58,9 @@ class _HeaderGetter(Getter[Mapping[str, Any]]):
 _GETTER = _HeaderGetter()
 
 
-def extract(headers: Mapping[str, Any] | None) -> Context:
+def extract_headers(headers: Mapping[str, Any] | None) -> Context:
     """The trace context a message's headers (or a stored carrier) carry; empty if none."""
-    return propagate.extract(headers or {}, context=Context(), getter=_GETTER)
-
-
-def carrier_of(context: Context) -> dict[str, str]:
-    """The W3C headers (``traceparent``, ``tracestate``) of ``context``; empty if it has none."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=context)
-    return carrier
+    return extract(headers or {}, getter=_GETTER)
 
 
 # -- outbox ---------------------------------------------------------------------------------
@@ -153,7 +147,7 @@ def publishing(messages: list[OutgoingT]) -> Publication[OutgoingT]:
     spans: list[trace.Span | None] = []
     outgoing: list[OutgoingT] = []
     for message in messages:
-        parent = extract(message.headers)
+        parent = extract_headers(message.headers)
         if sampled(parent) is False:
             spans.append(None)
             outgoing.append(message)
@@ -205,7 +199,7 @@ def consuming(
     is sampled are handled untraced (``shared.tracing.unsampled``)."""
     if not setup.tracing_enabled() or not deliveries:
         return _NOTHING
-    parents = [extract(delivery.message.headers) for delivery in deliveries]
+    parents = [extract_headers(delivery.message.headers) for delivery in deliveries]
     if all(sampled(parent) is False for parent in parents):
         return _unsampled(deliveries, parents)
     return _consuming(purpose, deliveries, parents)
@@ -299,7 +293,7 @@ def preparing(purpose: str, delivery: Delivered) -> contextlib.AbstractContextMa
     if tracer is None:
         return _NOTHING
     event = delivery.event
-    parent = extract(delivery.message.headers)
+    parent = extract_headers(delivery.message.headers)
     if sampled(parent) is False:
         return untraced(parent)
     return tracer.start_as_current_span(  # type: ignore[return-value]

@@ -1,11 +1,12 @@
 """The SDK installed from ``OTEL_*``: provider, sampler, OTLP/HTTP exporter, instrumentations.
 
 Only the standard variables configure it (docs/tracing.md): the SDK reads the exporter's
-(``OTEL_EXPORTER_OTLP_*``), the batch processor's (``OTEL_BSP_*``), the resource's
-(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``) and the propagators' itself; the sampler
-is built here from ``OTEL_TRACES_SAMPLER`` and ``_ARG`` so that it can also drop a client span
-without a parent: a statement or a Redis call that no request or event caused (a relay's
-poll, a sweeper's scan) would otherwise start a trace of one span every few seconds.
+(``OTEL_EXPORTER_OTLP_*``), the batch processor's (``OTEL_BSP_*``) and the resource's
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``) itself; an exporter or a protocol that
+is not shipped keeps tracing off, with one error logged. The sampler is built here from
+``OTEL_TRACES_SAMPLER`` and ``_ARG`` so that it can also drop a client span without a
+parent: a statement or a Redis call that no request or event caused (a relay's poll, a
+sweeper's scan) would otherwise start a trace of one span every few seconds.
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
-    BaseInstrumentor,
-)
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -36,19 +33,21 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
-from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 from opentelemetry.util.types import Attributes
-from starlette.routing import Match
-from starlette.types import ASGIApp, Scope
 
-from shared.tracing.unsampled import SampledOnly, UntracedUnlessSampled
+from shared.tracing.propagation import replace_unusable_propagators, replaced_propagators
+
+if TYPE_CHECKING:
+    # Imported only to type: it imports opentelemetry.propagate (shared.tracing.propagation).
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
 
 logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "commerce"
-# Probes and scrapes are not requests anyone follows: no server span for them.
-EXCLUDED_URLS = "/health/live$,/health/ready$,/metrics$"
 DEFAULT_SAMPLER = "parentbased_always_on"
+SHIPPED_PROTOCOL = "http/protobuf"
 
 
 @dataclass
@@ -62,23 +61,43 @@ _installed: _Installed | None = None
 
 
 def tracing_wanted(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether the ``OTEL_*`` variables ask for traces: an OTLP endpoint, or the otlp
-    exporter named, and the SDK not disabled."""
+    """Whether the ``OTEL_*`` variables ask for traces: an OTLP endpoint (an empty one is
+    none), or the otlp exporter named, and the SDK not disabled."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporters = {
-        name.strip().lower()
-        for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")
-        if name.strip()
-    }
+    exporters = _exporters(environ)
     if "none" in exporters:
         return False
     if "otlp" in exporters:
         return True
     return bool(
-        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
     )
+
+
+def unsupported_export(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the ``OTEL_*`` variables ask for an export that is not shipped (an exporter other
+    than otlp, a protocol other than http/protobuf), or None."""
+    unsupported = _exporters(environ) - {"otlp"}
+    if unsupported:
+        return f"OTEL_TRACES_EXPORTER names {', '.join(sorted(unsupported))}: only otlp ships"
+    # The traces-specific variable wins over the general one, as in the SDK.
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(name, "").strip().lower()
+        if protocol:
+            if protocol != SHIPPED_PROTOCOL:
+                return f"{name}={protocol}: only {SHIPPED_PROTOCOL} ships"
+            break
+    return None
+
+
+def _exporters(environ: Mapping[str, str]) -> set[str]:
+    return {
+        name.strip().lower()
+        for name in environ.get("OTEL_TRACES_EXPORTER", "").split(",")
+        if name.strip()
+    }
 
 
 def tracing_enabled() -> bool:
@@ -101,18 +120,23 @@ def configure_tracing(process_name: str) -> bool:
         return True
     if not tracing_wanted():
         return False
+    problem = unsupported_export()
+    if problem is not None:
+        logger.error("tracing off: %s (docs/tracing.md)", problem)
+        return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporters = {n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")}
-    if exporters - {"otlp", ""}:
-        logger.warning("tracing: only the otlp exporter ships; ignoring %s", exporters - {"otlp"})
-    protocol = os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-    )
-    if protocol not in (None, "", "http/protobuf"):
-        logger.warning("tracing: OTLP over %s is not shipped; exporting http/protobuf", protocol)
+    replace_unusable_propagators()  # before the instrumentations import opentelemetry.propagate
+    if (unusable := replaced_propagators()) is not None:
+        logger.error(
+            "tracing: OTEL_PROPAGATORS=%r names a propagator that is not installed; "
+            "propagating W3C trace context (tracecontext), as every hop does (docs/tracing.md)",
+            unusable,
+        )
     provider = build_provider(process_name, [BatchSpanProcessor(OTLPSpanExporter())])
-    trace.set_tracer_provider(provider)
+    # Not made the global provider: nothing of ours needs it (the instrumentations are given
+    # it), and FastAPI starts telemetry of its own once there is one, a second server span
+    # per request that records its query string.
     install(provider)
     logger.info(
         "tracing on: service %s, sampler %s",
@@ -162,73 +186,21 @@ def uninstall() -> None:
             instrumentor.uninstrument()
 
 
-SpanDetails = Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]
-
-
-def traced_app(app: FastAPI) -> ASGIApp:
-    """A FastAPI ``app`` in server spans named by its routes, or ``app`` itself when tracing
-    is off: what the server runs."""
-    if _installed is None:
-        return app
-    return server_spans(
-        app,
-        route_details(app),
-        excluded_urls=os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", EXCLUDED_URLS),
-    )
-
-
-def route_details(app: FastAPI) -> SpanDetails:
-    """Names a request's server span by the route template it matches (``POST /orders``,
-    ``GET /orders/{order_id}``), never by its raw path: names stay few."""
-
-    def details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        method: str = scope.get("method") or "HTTP"
-        for route in app.router.routes:
-            match, _ = route.matches(cast(Scope, scope))
-            template = getattr(route, "path", None)
-            if match is Match.FULL and isinstance(template, str):
-                return f"{method} {template}", {"http.route": template}
-        return method, {}
-
-    return details
-
-
-def server_spans(
-    app: ASGIApp, span_details: SpanDetails | None = None, *, excluded_urls: str | None = None
-) -> ASGIApp:
-    """``app`` wrapped in the ASGI instrumentation's server spans, or ``app`` itself when
-    tracing is off. ``span_details`` names a request's span from its scope. A request that
-    no sampled trace follows skips the spans and runs untraced (``shared.tracing.unsampled``)."""
-    if _installed is None:
-        return app
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    spans: ASGIApp = OpenTelemetryMiddleware(
-        UntracedUnlessSampled(app),
-        excluded_urls=excluded_urls if excluded_urls is not None else _asgi_excluded_urls(),
-        default_span_details=span_details,
-        tracer_provider=_installed.provider,
-        exclude_spans=["receive", "send"],  # a span per ASGI message: noise, and CPU
-    )
-    return SampledOnly(spans, app)
-
-
-def _asgi_excluded_urls() -> str:
-    return os.environ.get("OTEL_PYTHON_ASGI_EXCLUDED_URLS", EXCLUDED_URLS)
-
-
-def excluded_requests() -> ExcludeList:
-    """The paths that get no server span (``OTEL_PYTHON_ASGI_EXCLUDED_URLS``, probes and
-    scrapes by default), for a server-span middleware of a process's own."""
-    return parse_excluded_urls(_asgi_excluded_urls())
+def shutdown_tracing() -> None:
+    """Export the spans still queued, then stop: for a server's shutdown, since uvicorn
+    re-raises the SIGTERM it stopped on, which ends the process before the SDK's exit hook
+    would have run."""
+    if _installed is not None:
+        _installed.provider.shutdown()
 
 
 def current_trace_ids() -> tuple[str, str] | None:
-    """The current trace and span ids as hex (for log lines), or None."""
+    """The current span's trace and span ids as hex (for log lines), or None unless it is
+    sampled: an id in a log line leads to a trace someone can open."""
     if _installed is None:
         return None
     context = trace.get_current_span().get_span_context()
-    if not context.is_valid:
+    if not context.is_valid or not context.trace_flags.sampled:
         return None
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 

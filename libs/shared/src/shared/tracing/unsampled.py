@@ -16,13 +16,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context, attach, detach
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-TRACEPARENT = b"traceparent"
-TRACE_HEADERS = frozenset({TRACEPARENT, b"tracestate"})
+from shared.tracing import setup
 
 
 def sampled(context: Context | None = None) -> bool | None:
@@ -39,47 +36,15 @@ def untraced(context: Context | None = None) -> Iterator[None]:
     """Within: ``context`` current (if given) and the instrumentations suppressed."""
     token = attach(context) if context is not None else None
     try:
-        with suppress_instrumentation():
+        if setup.tracing_enabled():
+            # Imported only with tracing on: it imports opentelemetry.propagate, which reads
+            # OTEL_PROPAGATORS (shared.tracing.propagation). Off, nothing is instrumented.
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            with suppress_instrumentation():
+                yield
+        else:
             yield
     finally:
         if token is not None:
             detach(token)
-
-
-class SampledOnly:
-    """Pure ASGI, in front of an app's server spans: a request whose ``traceparent`` says
-    not sampled goes to ``app`` itself, untraced with that context current; any other
-    request goes to ``traced`` (``app`` inside the server spans)."""
-
-    def __init__(self, traced: ASGIApp, app: ASGIApp) -> None:
-        self.traced = traced
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == TRACEPARENT for name, _ in scope["headers"]):
-            carrier = {
-                name.decode("latin-1"): value.decode("latin-1")
-                for name, value in scope["headers"]
-                if name in TRACE_HEADERS
-            }
-            parent = propagate.extract(carrier, context=Context())
-            if sampled(parent) is False:
-                with untraced(parent):
-                    await self.app(scope, receive, send)
-                return
-        await self.traced(scope, receive, send)
-
-
-class UntracedUnlessSampled:
-    """Pure ASGI, inside an app's server spans: the request runs untraced unless its server
-    span is sampled (a root this process decided not to sample, or a path with no span)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or sampled():
-            await self.app(scope, receive, send)
-            return
-        with untraced():
-            await self.app(scope, receive, send)
