@@ -115,13 +115,16 @@ async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
     if path.endswith("/tagged"):
         # A representation with a strong ETag, large enough to be gzipped, as inventory
         # answers a product: 304 when If-None-Match names it (weak comparison).
-        etag = b'"v1-tagged"'
+        # Its 304 carries what its 200 does, bar the body's own headers (RFC 9110 15.4.5).
+        validators = [(b"etag", b'"v1-tagged"'), (b"cache-control", b"public, max-age=60")]
         tags = dict(scope["headers"]).get(b"if-none-match", b"")
-        if etag in [tag.strip().removeprefix(b"W/") for tag in tags.split(b",")]:
-            await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag)]})
+        if tags.strip() == b"*" or b'"v1-tagged"' in [
+            tag.strip().removeprefix(b"W/") for tag in tags.split(b",")
+        ]:
+            await send({"type": "http.response.start", "status": 304, "headers": validators})
             await send({"type": "http.response.body", "body": b""})
             return
-        await _send_json(send, 200, {"description": "a" * TAGGED_PAD}, [(b"etag", etag)])
+        await _send_json(send, 200, {"description": "a" * TAGGED_PAD}, validators)
         return
     if path.endswith("/image"):
         headers = [(b"content-type", b"image/png"), (b"content-length", b"4096")]

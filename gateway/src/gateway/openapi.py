@@ -85,8 +85,9 @@ def _add(responses: dict[str, Any], status: int, description: str | None = None)
 
 def document_gateway_answers(document: dict[str, Any], proxied: list[str]) -> dict[str, Any]:
     """Add to every ``/api/`` operation of ``document`` the statuses the gateway answers
-    before (or instead of) the route: 429 and 503 from the rate limiter on all of them,
-    413 from the body limit on those with a body, and on the routes it proxies (under
+    before (or instead of) the route: 429 and 503 from the rate limiter and 413 from the
+    body limit on all of them (a body over it is refused whether or not the route takes
+    one), and on the routes it proxies (under
     ``proxied``) 401 for an invalid token, even on a public route, and 503/504 for a
     service out of reach or too slow. In place; returns ``document``."""
     for path, item in document.get("paths", {}).items():
@@ -96,8 +97,7 @@ def document_gateway_answers(document: dict[str, Any], proxied: list[str]) -> di
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
-            if "requestBody" in operation:
-                _add(responses, 413)
+            _add(responses, 413)
             _add(responses, 429)
             if _served_by(path, proxied):
                 _add(responses, 401, "The bearer token, if any is sent, is not valid.")

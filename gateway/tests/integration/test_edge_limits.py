@@ -8,6 +8,7 @@ internal port.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -28,6 +29,8 @@ MAX_REQUEST_LINE = 2048
 MAX_HEADERS = 8192
 HEADER_TIMEOUT = 1.0
 READ_CHUNK_SLACK = 262_144  # one read of the server's (uvloop) at most
+SHOP = "http://shop.example"
+PROBLEM = "application/problem+json"
 
 
 def _free_port() -> int:
@@ -56,6 +59,7 @@ def gateway(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "GATEWAY_HTTP_MAX_REQUEST_LINE_BYTES": str(MAX_REQUEST_LINE),
         "GATEWAY_HTTP_MAX_HEADER_BYTES": str(MAX_HEADERS),
         "GATEWAY_HTTP_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+        "GATEWAY_CORS_ALLOW_ORIGINS": json.dumps([SHOP]),
     }
     with gateway.log.open("wb") as log:
         process = subprocess.Popen(
@@ -106,6 +110,104 @@ def test_a_request_line_over_the_limit_is_414_and_the_connection_closes(gateway:
         target = "/api/v1/products?q=" + "a" * MAX_REQUEST_LINE
         sock.sendall(f"GET {target} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
         assert _answer(sock) == (414, True)
+
+
+def _whole_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of an answer the server ends by closing the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines)
+    }
+    return int(status_line.split(" ")[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (f"GET /{'a' * MAX_REQUEST_LINE} HTTP/1.1\r\nhost: x\r\n\r\n", 414),
+        (f"GET /health/live HTTP/1.1\r\nhost: x\r\nx-pad: {'b' * MAX_HEADERS}\r\n\r\n", 431),
+    ],
+)
+def test_the_limits_refusals_are_problems_with_a_request_id(
+    gateway: Gateway, request_head: str, status: int
+) -> None:
+    with _connect(gateway) as sock:
+        sock.sendall(request_head.encode())
+        answered, headers, body = _whole_answer(sock)
+    assert answered == status
+    assert headers["content-type"] == PROBLEM
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["request_id"] == headers["x-request-id"]
+    assert int(headers["content-length"]) == len(body)
+
+
+def test_the_gateways_own_get_routes_answer_head_like_get(gateway: Gateway) -> None:
+    public = f"http://127.0.0.1:{gateway.port}"
+    for path in ["/health/live", "/.well-known/jwks.json", "/openapi.json", "/api/v1/auth/me"]:
+        got = httpx.get(f"{public}{path}")
+        head = httpx.head(f"{public}{path}")
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers.get("content-encoding") is None, path
+    assert httpx.head(f"{public}/api/v1/auth/me").status_code == 401  # the GET's check
+    internal = f"http://127.0.0.1:{gateway.internal_port}"
+    assert httpx.head(f"{internal}/health/ready").status_code == 200
+
+
+def test_a_405_names_every_method_of_the_gateways_own_routes(gateway: Gateway) -> None:
+    public = f"http://127.0.0.1:{gateway.port}"
+    for method, path, allowed in [
+        ("PUT", "/api/v1/auth/me", "GET, HEAD"),
+        ("POST", "/.well-known/jwks.json", "GET, HEAD"),
+        ("DELETE", "/health/live", "GET, HEAD"),
+        ("GET", "/api/v1/auth/token", "POST"),
+    ]:
+        answer = httpx.request(method, f"{public}{path}")
+        assert answer.status_code == 405, path
+        assert answer.headers["content-type"] == PROBLEM
+        assert answer.headers["allow"] == allowed, path
+
+
+def test_the_public_ports_404_for_an_internal_path_carries_a_request_id(
+    gateway: Gateway,
+) -> None:
+    public = f"http://127.0.0.1:{gateway.port}"
+    answer = httpx.get(f"{public}/health/ready", headers={"x-request-id": "probe-0001"})
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.headers["x-request-id"] == answer.json()["request_id"] == "probe-0001"
+    internal = httpx.get(f"http://127.0.0.1:{gateway.internal_port}/api/v1/products")
+    assert internal.json()["request_id"] == internal.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "status"), [("http://evil.example", "POST", 403), (SHOP, "QUERY", 400)]
+)
+def test_a_refused_cors_preflight_is_a_problem_with_a_request_id(
+    gateway: Gateway, origin: str, method: str, status: int
+) -> None:
+    answer = httpx.options(
+        f"http://127.0.0.1:{gateway.port}/api/v1/auth/refresh",
+        headers={"Origin": origin, "Access-Control-Request-Method": method},
+    )
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == PROBLEM
+    assert answer.json()["request_id"] == answer.headers["x-request-id"]
+    if status == 403:
+        assert answer.json()["type"] == "/problems/forbidden-origin"
+        assert "access-control-allow-origin" not in answer.headers
+    allowed = httpx.options(
+        f"http://127.0.0.1:{gateway.port}/api/v1/auth/refresh",
+        headers={"Origin": SHOP, "Access-Control-Request-Method": "POST"},
+    )
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == SHOP
 
 
 def test_a_header_section_over_the_limit_is_431_and_the_connection_closes(

@@ -132,7 +132,8 @@ async def test_cors_answers_allowed_origins_only(gateway_client: Any) -> None:
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == allowed
     assert preflight.headers["access-control-allow-credentials"] == "true"
-    assert refused.status_code == 400
+    assert refused.status_code == 403  # an origin refused: problem+json (docs/edge.md)
+    assert refused.headers["content-type"] == "application/problem+json"
     assert "access-control-allow-origin" not in refused.headers
     assert "access-control-allow-origin" not in simple.headers
     assert ok.headers["access-control-allow-origin"] == allowed

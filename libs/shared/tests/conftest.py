@@ -41,6 +41,10 @@ def sample_router() -> APIRouter:
     async def read_widget(widget_id: int) -> dict[str, int]:
         return {"id": widget_id}
 
+    @router.patch("/widgets/{widget_id}")
+    async def rename_widget(widget_id: int, widget: Widget) -> Widget:
+        return widget
+
     @router.post("/widgets", status_code=201)
     async def create_widget(widget: Widget) -> Widget:
         return widget

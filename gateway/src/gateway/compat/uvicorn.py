@@ -10,7 +10,7 @@ internals this relies on):
 - headers not complete ``header_timeout`` seconds after the connection opened or the
   request's first byte: 408 (or a silent close when no request had begun);
 - a chunked body's trailer fields are dropped, and trailers or framing past the header
-  limit are 431.
+  limit are 431. These refusals are problem+json; uvicorn's parse-error 400 stays as it is.
 """
 
 from __future__ import annotations
@@ -20,7 +20,11 @@ import http
 from asyncio import TimerHandle
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from shared.context import new_request_id
+from shared.errors import PROBLEM_CONTENT_TYPE, Problem
 
 # The uvicorn release this module was read against; tests/unit/test_compat_uvicorn.py fails
 # on any other, so that an upgrade is a review of the hooks below, not a surprise.
@@ -29,6 +33,13 @@ REVIEWED_UVICORN = "0.54.0"
 _LINE_OVERHEAD = 4
 # Framing a chunk needs: its size in hex and two CRLFs, with room for a short extension.
 _CHUNK_FRAMING = 64
+# What the refusals this module makes say; uvicorn's own 400 (a request it cannot parse)
+# keeps its plain text.
+_REFUSALS = {
+    408: "The request's headers did not arrive in time.",
+    414: "The request target is longer than this server accepts.",
+    431: "The request's header section is larger than this server accepts.",
+}
 
 
 class RequestRefused(Exception):
@@ -172,12 +183,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         phrase = http.HTTPStatus(status).phrase
-        body = (detail or phrase).encode("ascii", "replace")
         head = [f"HTTP/1.1 {status} {phrase}\r\n".encode()]
         for name, value in self.server_state.default_headers:
             head += (name, b": ", value, b"\r\n")
+        if status in _REFUSALS:
+            # Never reached the app: a problem of its own, with an id of its own.
+            request_id = new_request_id()
+            problem = Problem(
+                title=phrase, status=status, detail=_REFUSALS[status], request_id=request_id
+            )
+            body = orjson.dumps(problem.model_dump(exclude_none=True))
+            head += (
+                f"content-type: {PROBLEM_CONTENT_TYPE}\r\n".encode(),
+                f"x-request-id: {request_id}\r\n".encode(),
+            )
+        else:
+            body = (detail or phrase).encode("ascii", "replace")
+            head.append(b"content-type: text/plain; charset=utf-8\r\n")
         head += (
-            b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
             body,

@@ -7,14 +7,14 @@ is far below the threshold, as most API answers are: a cost on every proxied req
 before it sends anything, so it decides once, and only answers worth compressing pay.
 
 RFC 9110: a gzipped answer is another representation, so its ``ETag`` gets a ``-gzip``
-suffix; a revalidation that carries such a tag is forwarded with the upstream's own tag
-(``upstream_validators``), and its 304 is given the suffixed tag back.
+suffix and is weak; a revalidation that carries such a tag is forwarded with the upstream's own
+tag (``upstream_validators``), and its 304 is given the gzip tag back. Every answer that may be
+compressed names ``Accept-Encoding`` in ``Vary``, compressed or not (docs/edge.md).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
 
 # zlib's default: on JSON, most of level 9's ratio for a fraction of its CPU.
 LEVEL = 6
@@ -57,54 +57,59 @@ def accepts_gzip(accept_encoding: bytes | None) -> bool:
     return False
 
 
-def worth_compressing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """False for answers the upstream encoded already, parts of a representation (206),
-    event streams and types that are compressed already."""
+def vary_on_encoding(headers: Headers) -> Headers | None:
+    """The headers of an answer that may be compressed, with ``Accept-Encoding`` named in
+    ``Vary`` (in one field); None for one never compressed: encoded by the upstream
+    already, a part of a representation (206), an event stream or a type compressed
+    already. One pass, as it runs on every proxied answer."""
+    kept: Headers = []
+    vary: list[bytes] = []
     for name, value in headers:
+        if name == b"vary":
+            vary.append(value)
+            continue
         if name == b"content-encoding" or name == b"content-range":
-            return False
+            return None
         if name == b"content-type" and value.lstrip().lower().startswith(_SKIPPED_TYPES):
-            return False
-    return True
+            return None
+        kept.append((name, value))
+    if not any(b"accept-encoding" in value.lower() or value.strip() == b"*" for value in vary):
+        vary.append(b"Accept-Encoding")
+    kept.append((b"vary", b", ".join(vary)))
+    return kept
 
 
 def gzip_etag(etag: bytes) -> bytes:
-    """The tag of the gzipped representation: ``"abc"`` -> ``"abc-gzip"`` (weakness kept)."""
-    if etag.endswith(b'"') and not etag.endswith(_GZIP_SUFFIX):
-        return etag[:-1] + _GZIP_SUFFIX
-    return etag
+    """The tag of the gzipped representation, weak (RFC 9110 section 8.8.1: not the same
+    bytes): ``"abc"`` and ``W/"abc"`` -> ``W/"abc-gzip"``."""
+    if not etag.endswith(b'"'):
+        return etag
+    if not etag.endswith(_GZIP_SUFFIX):
+        etag = etag[:-1] + _GZIP_SUFFIX
+    return etag if etag.startswith(b"W/") else b"W/" + etag
 
 
 def upstream_validators(value: bytes) -> bytes | None:
-    """An ``If-None-Match`` (or ``If-Match``) value with the tags of gzipped answers turned
-    back into the upstream's own; None when it names none (the value is forwarded as is)."""
+    """An ``If-None-Match`` value with the tags of gzipped answers turned back into the
+    upstream's own; None when it names none (the value is forwarded as is)."""
     if _GZIP_SUFFIX not in value:
         return None
     return value.replace(_GZIP_SUFFIX, b'"')
 
 
 def gzip_validators(headers: Headers) -> Headers:
-    """The headers of a 304 that stands for a gzipped answer: its ``ETag`` and ``Vary``."""
-    kept: Headers = []
-    vary: list[bytes] = []
-    for name, value in headers:
-        if name == b"vary":
-            vary.append(value)
-        elif name == b"etag":
-            kept.append((name, gzip_etag(value)))
-        elif name != b"content-length":
-            kept.append((name, value))
-    if not any(b"accept-encoding" in value.lower() for value in vary):
-        vary.append(b"Accept-Encoding")
-    kept.append((b"vary", b", ".join(vary)))
-    return kept
+    """The headers of a 304 that stands for a gzipped answer: its ``ETag`` is the gzip tag."""
+    return [(name, gzip_etag(value) if name == b"etag" else value) for name, value in headers]
 
 
 def gzip_headers(headers: Headers, length: int | None) -> Headers:
-    """The answer's headers once gzipped: its new length (or none when streamed), the
-    encoding, its own ``ETag``, and ``Vary: Accept-Encoding`` so that caches keep the two
-    forms apart."""
-    kept = gzip_validators(headers)
+    """The headers (``vary_on_encoding``'s) of the answer once gzipped: its own ``ETag``, the
+    encoding, and its new length (or none when streamed)."""
+    kept = [
+        (name, gzip_etag(value) if name == b"etag" else value)
+        for name, value in headers
+        if name != b"content-length"
+    ]
     kept.append((b"content-encoding", b"gzip"))
     if length is not None:
         kept.append((b"content-length", str(length).encode()))

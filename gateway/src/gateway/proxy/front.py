@@ -26,7 +26,7 @@ from gateway.compat.starlette import ComposedStackApp, wrap
 from gateway.proxy.middleware import API_PREFIX
 from gateway.proxy.routes import RouteTable
 from gateway.proxy.tracing import traced
-from shared.asgi import BodySizeLimitMiddleware
+from shared.asgi import BodySizeLimitMiddleware, request_id_of
 from shared.errors import problem_response
 
 # What the proxy does itself for the requests it forwards.
@@ -36,7 +36,11 @@ _LIVENESS = "/health/live"
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    await problem_response(404, "Nothing is served at this path.")(scope, receive, send)
+    # Answered before the request id middleware: the id is given here instead.
+    response = problem_response(
+        404, "Nothing is served at this path.", request_id=request_id_of(scope)
+    )
+    await response(scope, receive, send)
 
 
 async def _never_reached(scope: Scope, receive: Receive, send: Send) -> None:

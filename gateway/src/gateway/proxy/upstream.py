@@ -32,7 +32,7 @@ from gateway.proxy.compression import (
     gzip_validators,
     gzip_whole,
     upstream_validators,
-    worth_compressing,
+    vary_on_encoding,
 )
 from gateway.proxy.http1 import (
     Http1Pool,
@@ -76,8 +76,10 @@ _REQUEST_DROPPED = (
 )
 # The gateway's request id middleware sets the id, its server the Date and Server: each once.
 _RESPONSE_DROPPED = HOP_BY_HOP | {b"x-request-id", b"date", b"server"}
-# Validators that may carry the tag of a gzipped answer (``gateway.proxy.compression``).
-_CONDITIONAL = frozenset({b"if-none-match", b"if-match"})
+# The validator that may carry the tag of a gzipped answer (``gateway.proxy.compression``).
+# Not If-Match: its comparison is strong (RFC 9110 section 13.1.1), and a gzip tag is weak,
+# so it never matches there; it is forwarded as sent.
+_IF_NONE_MATCH = b"if-none-match"
 # RFC 9110: never a body (nor a Content-Length uvicorn would hold the empty body to).
 _BODILESS = frozenset({204, 304})
 # Safe to send twice: retried once when a pooled connection turns out to be closed.
@@ -95,7 +97,7 @@ def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> tuple[frozenset[by
     for name, value in headers:
         if name == b"connection":
             tokens.update(token.strip().lower() for token in value.split(b","))
-        elif name in _CONDITIONAL and upstream_validators(value) is not None:
+        elif name == _IF_NONE_MATCH and upstream_validators(value) is not None:
             gzip_validators = True
     return frozenset(tokens), gzip_validators
 
@@ -198,7 +200,7 @@ class UpstreamClient:
         if gzip_validators:
             headers = [
                 (name, upstream_validators(value) or value)
-                if name in _CONDITIONAL
+                if name == _IF_NONE_MATCH
                 else (name, value)
                 for name, value in headers
             ]
@@ -316,15 +318,19 @@ class UpstreamClient:
     ) -> None:
         """A 204, a 304 or the answer to a HEAD: headers only, never a content coding.
 
-        A 304 to a revalidation of a gzipped answer carries that answer's tag, as the 200 it
-        stands for would have (RFC 9110 section 15.4.5).
+        A 304 or a HEAD answer carries the ``Vary`` its 200 would: the gateway cannot tell
+        from a 304 whether that 200 was of a type it compresses, so every 304 names
+        ``Accept-Encoding``. A 304 to a revalidation with a gzip tag carries that tag, as the
+        200 it stands for would have (RFC 9110 section 15.4.5); others, the upstream's.
         """
         status = response.status
         headers = self._response_headers(response)
+        if status in _BODILESS:
+            headers = [(name, value) for name, value in headers if name != b"content-length"]
+        if status == 304 or scope["method"] == "HEAD":
+            headers = vary_on_encoding(headers) or headers
         if revalidated_gzip and status == 304:
             headers = gzip_validators(headers)
-        elif status in _BODILESS:
-            headers = [(name, value) for name, value in headers if name != b"content-length"]
         with contextlib.suppress(UpstreamTimeout, UpstreamUnavailable):
             # Nothing to read, but the connection is reusable only once read; if that fails
             # it is closed on release, and the answer is whole regardless.
@@ -337,12 +343,11 @@ class UpstreamClient:
     ) -> None:
         headers = self._response_headers(response)
         length = response.content_length
-        gzip = (
-            gzip
-            and (length is None or length >= self.gzip_min_bytes)
-            and response.status != 206
-            and worth_compressing(headers)
-        )
+        # An answer that may be compressed says so (Vary), whether this one is or not.
+        varied = vary_on_encoding(headers) if response.status != 206 else None
+        if varied is not None:
+            headers = varied
+        gzip = gzip and varied is not None and (length is None or length >= self.gzip_min_bytes)
         if length is not None and length <= self.buffer_bytes:
             try:
                 body = await response.read()

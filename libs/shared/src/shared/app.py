@@ -14,6 +14,7 @@ from shared.asgi import BodySizeLimitMiddleware, RequestContextMiddleware
 from shared.db import create_engine, create_sessionmaker, ping
 from shared.errors import install_error_handlers
 from shared.health import ReadinessCheck, health_router
+from shared.methods import HeadAsGetMiddleware
 from shared.metrics import metrics_router
 from shared.openapi import install_problem_documentation
 from shared.runtime import settle_garbage_collector
@@ -38,7 +39,8 @@ def create_service_app(
     ``extra_lifespan`` runs inside, with the engine ready; it may add readiness checks.
     ``app_class`` is FastAPI or a subclass of it (the gateway's builds its own stack).
     ``body_limits``: paths (regular expressions) whose bodies may exceed ``max_body_bytes``.
-    ``inner_middleware``: run inside the platform's, the first one outermost.
+    ``inner_middleware``: run inside the platform's, the first one outermost. Inside them
+    all, every GET route answers HEAD as well (``shared.methods``).
     """
 
     @asynccontextmanager
@@ -70,7 +72,7 @@ def create_service_app(
         openapi_url="/openapi.json" if served else None,
         docs_url="/docs" if served else None,
         redoc_url="/redoc" if served else None,
-        middleware=list(inner_middleware),
+        middleware=[*inner_middleware, Middleware(HeadAsGetMiddleware)],
     )
     app.state.settings = settings
     install_error_handlers(app)

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.context import is_well_formed_request_id, new_request_id, request_id_var
+from shared.context import accepted_request_id, request_id_var
 from shared.errors import internal_error_response, problem_response
 from shared.metrics import record_request
 
@@ -27,6 +27,12 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: its ``X-Request-ID`` when well formed, otherwise a new one."""
+    offered = header_value(scope, REQUEST_ID_HEADER.encode())
+    return accepted_request_id(offered.decode("latin-1") if offered else None)
 
 
 class RequestContextMiddleware:
@@ -49,9 +55,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        raw_offered = header_value(scope, REQUEST_ID_HEADER.encode())
-        offered = raw_offered.decode("latin-1") if raw_offered else None
-        request_id = offered if offered and is_well_formed_request_id(offered) else new_request_id()
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()

@@ -23,5 +23,12 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def accepted_request_id(offered: str | None) -> str:
+    """The id a request goes by: the one it offers when well formed, otherwise a new one."""
+    if offered and is_well_formed_request_id(offered):
+        return offered
+    return new_request_id()
+
+
 def current_request_id() -> str | None:
     return request_id_var.get()

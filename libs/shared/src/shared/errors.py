@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from shared.context import current_request_id
 from shared.db import database_unavailable
+from shared.methods import allowed_methods
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 GENERIC_PROBLEM_TYPE = "about:blank"
@@ -80,15 +81,20 @@ def problem_response(
     type_: str = GENERIC_PROBLEM_TYPE,
     errors: list[FieldError] | None = None,
     headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
 ) -> Response:
+    """A problem answer; ``request_id`` (also sent as ``X-Request-ID``) only for an answer
+    given outside ``RequestContextMiddleware``, which otherwise provides both."""
     problem = Problem(
         type=type_,
         title=title or HTTPStatus(status).phrase,
         status=status,
         detail=detail,
-        request_id=current_request_id(),
+        request_id=request_id or current_request_id(),
         errors=errors,
     )
+    if request_id is not None:
+        headers = {**(headers or {}), "X-Request-ID": request_id}
     body = orjson.dumps(problem.model_dump(exclude_none=True))
     return Response(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
@@ -123,7 +129,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     phrase = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else phrase
-    return problem_response(exc.status_code, detail, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route whose path matched, not all of them.
+        allow = allowed_methods(request.app.router.routes, request.scope)
+        headers = {**(headers or {}), "Allow": allow}
+    return problem_response(exc.status_code, detail, headers=headers)
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:

@@ -344,3 +344,31 @@ async def test_text_with_a_nul_character_is_a_422_never_a_500(
     await create(client, admin, sku)
     patched = await client.patch(f"{PRODUCTS}/{sku}", json={"description": "\x00"}, headers=admin)
     assert_problem(patched, 422)
+
+
+async def test_every_read_answers_head_with_its_status_and_headers_and_no_body(
+    client: httpx.AsyncClient, admin: dict[str, str], customer: dict[str, str], sku: str
+) -> None:
+    await create(client, admin, sku)
+    for path in [f"{PRODUCTS}/{sku}", PRODUCTS, f"/api/v1/inventory/{sku}"]:
+        got = await client.get(path, headers=admin)
+        head = await client.head(path, headers=admin)
+        assert (head.status_code, head.content) == (200, b""), path
+        for name in ("etag", "cache-control", "vary", "content-type", "content-length"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    tag = (await client.get(f"{PRODUCTS}/{sku}")).headers["etag"]
+    unchanged = await client.head(f"{PRODUCTS}/{sku}", headers={"If-None-Match": tag})
+    assert (unchanged.status_code, unchanged.headers["etag"]) == (304, tag)
+    # Authorization is the GET's.
+    assert (await client.head(f"/api/v1/inventory/{sku}")).status_code == 401
+    assert (await client.head(f"/api/v1/inventory/{sku}", headers=customer)).status_code == 403
+    assert (await client.head(f"{PRODUCTS}/NO-SUCH-SKU")).status_code == 404
+
+
+async def test_a_method_a_product_does_not_support_is_405_naming_all_it_does(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.put(f"{PRODUCTS}/ANY-SKU")
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET, HEAD, PATCH"
+    assert (await client.put(PRODUCTS)).headers["allow"] == "GET, HEAD, POST"

@@ -308,6 +308,12 @@ def test_range_is_206_an_unsatisfiable_range_416_and_a_known_etag_304(
     assert cached.status_code == 304
     assert cached.content == b""
     assert cached.headers["etag"] == etag
+    assert cached.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+    head = httpx.head(url)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(body))
+    assert head.headers["etag"] == etag
     assert httpx.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
 
 

@@ -1,13 +1,20 @@
-"""Media's pure rules: the type told by the first bytes, and the byte range asked for."""
+"""Media's pure rules: the type told by the first bytes, the byte range asked for, and a
+HEAD of a file that reads none of it."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import os
+from pathlib import Path
 
-from inventory.media.download import ByteRange, Unsatisfiable, parse_range
+import pytest
+from starlette.types import Message, Scope
+
+from inventory.media.download import ByteRange, FileBytes, Unsatisfiable, parse_range
 from inventory.media.exceptions import UnsupportedMediaType
 from inventory.media.service import media_type
 from inventory.media.storage import sniff
+from shared.methods import HeadAsGetMiddleware
 
 
 @pytest.mark.parametrize(
@@ -78,3 +85,35 @@ def test_the_declared_type_is_read_without_parameters_or_case() -> None:
         media_type("image/gif")
     with pytest.raises(UnsupportedMediaType):
         media_type(None)
+
+
+def _serve(response: FileBytes, method: str) -> list[Message]:
+    sent: list[Message] = []
+
+    async def collect(message: Message) -> None:
+        sent.append(message)
+
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    scope: Scope = {"type": "http", "method": method, "path": "/", "headers": []}
+    asyncio.run(HeadAsGetMiddleware(response)(scope, nothing, collect))
+    return sent
+
+
+def test_a_head_of_a_file_sends_its_headers_and_reads_none_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "image"
+    path.write_bytes(b"x" * 300_000)
+    whole = FileBytes(path, status_code=200, headers={}, start=0, length=300_000)
+    got = _serve(whole, "GET")
+    assert b"".join(message.get("body", b"") for message in got) == b"x" * 300_000
+
+    def unread(*args: object) -> bytes:
+        raise AssertionError("a HEAD read the file")
+
+    monkeypatch.setattr(os, "pread", unread)
+    head = _serve(whole, "HEAD")
+    assert head[0] == got[0]  # the same status and headers, Content-Length the GET's
+    assert head[1:] == [{"type": "http.response.body", "body": b""}]

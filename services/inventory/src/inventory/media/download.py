@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from inventory.media.storage import READ_BYTES
+from shared.methods import answers_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ def parse_range(header: str, size: int) -> ByteRange | None:
 
 
 class FileBytes(Response):
-    """Bytes ``start``..``start + length`` of a file, sent in pieces read in a thread."""
+    """Bytes ``start``..``start + length`` of a file, sent in pieces read in a thread; to a
+    HEAD, only the headers (nothing is read)."""
 
     def __init__(
         self, path: Path, *, status_code: int, headers: dict[str, str], start: int, length: int
@@ -91,7 +93,9 @@ class FileBytes(Response):
                     "headers": self.raw_headers,
                 }
             )
-            offset, left = self.start, self.length
+            offset, left = self.start, 0 if answers_head(scope) else self.length
+            if left == 0:  # an empty file, or a HEAD: the headers say it all
+                await send({"type": "http.response.body", "body": b""})
             while left > 0:
                 piece = await asyncio.to_thread(os.pread, fd, min(READ_BYTES, left), offset)
                 if not piece:
@@ -99,7 +103,5 @@ class FileBytes(Response):
                 offset += len(piece)
                 left -= len(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
-            if self.length == 0:
-                await send({"type": "http.response.body", "body": b""})
         finally:
             os.close(fd)
