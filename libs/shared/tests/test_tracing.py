@@ -7,7 +7,8 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -76,6 +77,7 @@ def test_tracing_is_on_only_when_an_otlp_endpoint_or_exporter_is_named(
 @dataclass(frozen=True)
 class _Event:
     causation_id: str | None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 @dataclass(frozen=True)

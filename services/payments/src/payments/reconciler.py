@@ -30,6 +30,7 @@ from payments.payment.models import FailureReason, Payment
 from payments.payment.settlement import Answer, provider_answer, refusal, settle_all
 from payments.provider import PaymentProvider
 from shared.db import driver_connection
+from shared.tracing.messaging import JobTraces
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +118,16 @@ async def reconcile_batch(
         answers = await asyncio.gather(
             *(_what_became_of(payment, provider, store_currency) for payment in claimed)
         )
-        settled = await settle_all(
-            session,
-            [
-                Answer(payment, *answer, cause=None)
-                for payment, answer in zip(claimed, answers, strict=True)
-                if answer is not None
-            ],
-        )
+        with JobTraces("reconcile payment") as traces:
+            settled = await settle_all(
+                session,
+                [
+                    Answer(payment, *answer, cause=None)
+                    for payment, answer in zip(claimed, answers, strict=True)
+                    if answer is not None
+                ],
+                traces=traces,
+            )
         for payment in claimed:
             done = settled.get(payment.id)
             if done is not None:

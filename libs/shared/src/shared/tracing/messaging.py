@@ -8,15 +8,19 @@
 - A consumer continues it: one consumer span per event, child of its producer span; a batch
   handled in one transaction also gets a span of its own linking each event's context
   (``consuming``); a prepared handler's preparation gets one too (``preparing``).
+- A row a periodic job acts on later keeps its writer's context too (``row_trace_contexts``);
+  the job's events continue it (``JobTraces``).
 Off, each helper returns at its first test and nothing is stored or sent.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextvars import ContextVar
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import replace
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
@@ -39,6 +43,9 @@ MESSAGING_SYSTEM = "rabbitmq"
 # Within a consumer's transaction: per event id handled, the context of its consumer span,
 # so that an event a handler emits continues the trace of the event that caused it.
 _CAUSES: ContextVar[Mapping[str, Context] | None] = ContextVar("trace_causes", default=None)
+# Within a periodic job's transaction: per event id it emits, the context of the trace that
+# event continues (``JobTraces``), so that a job's events stay in their orders' traces.
+_CONTINUED: ContextVar[Mapping[str, Context] | None] = ContextVar("trace_continued", default=None)
 _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
@@ -68,24 +75,62 @@ def extract_headers(headers: Mapping[str, Any] | None) -> Context:
 
 class _Caused(Protocol):
     @property
+    def id(self) -> uuid.UUID: ...
+    @property
     def causation_id(self) -> str | None: ...
 
 
 def outbox_trace_contexts(events: Sequence[_Caused]) -> list[str | None]:
     """Per event, the context its outbox row stores (a JSON object of W3C headers), or None:
-    that of the consumer span of the event that caused it, if this transaction handles that
-    event, else the current one. All None when tracing is off."""
+    that of the trace a periodic job continues with it (``JobTraces``), else that of the
+    consumer span of the event that caused it, if this transaction handles that event, else
+    the current one. All None when tracing is off."""
     if not setup.tracing_enabled():
         return [None] * len(events)
-    causes = _CAUSES.get()
+    continued = _CONTINUED.get()
+    if continued is None:
+        return _stored_contexts([event.causation_id for event in events])
     current = get_current()
+    contexts = [continued.get(str(event.id)) for event in events]
+    found = _contexts([event.causation_id for event in events])
+    return _encoded([own or other for own, other in zip(contexts, found, strict=True)], current)
+
+
+def row_trace_contexts(causes: Iterable[str | None]) -> list[str | None] | None:
+    """Per row a transaction writes about an event it handles (that event's id; None: about
+    none), the context to store with it for a periodic job that acts on the row later
+    (``JobTraces``): as ``outbox_trace_contexts`` has it. None when tracing is off: no list
+    is built, and a NULL array's ``unnest`` beside others yields NULLs."""
+    if not setup.tracing_enabled():
+        return None
+    return _stored_contexts(list(causes))
+
+
+def current_trace_context() -> str | None:
+    """The current context as a row stores it (``row_trace_contexts``); None when off."""
+    if not setup.tracing_enabled():
+        return None
+    return _stored_contexts([None])[0]
+
+
+def _contexts(causes: Sequence[str | None]) -> list[Context | None]:
+    causes_handled = _CAUSES.get()
+    if causes_handled is None:
+        return [None] * len(causes)
+    return [causes_handled.get(cause) if cause is not None else None for cause in causes]
+
+
+def _stored_contexts(causes: Sequence[str | None]) -> list[str | None]:
+    return _encoded(_contexts(causes), get_current())
+
+
+def _encoded(contexts: Sequence[Context | None], current: Context) -> list[str | None]:
+    """Each context (None: ``current``) as stored: JSON of its W3C headers, or None."""
     encoded: dict[int, str | None] = {}
     stored: list[str | None] = []
-    for event in events:
-        context = current
-        if causes is not None and event.causation_id is not None:
-            context = causes.get(event.causation_id, current)
-        key = id(context)
+    for found in contexts:
+        context = current if found is None else found
+        key = id(context)  # a batch's events share a few contexts: each encoded once
         if key not in encoded:
             carrier = carrier_of(context)
             encoded[key] = orjson.dumps(carrier).decode() if carrier else None
@@ -302,3 +347,67 @@ def preparing(purpose: str, delivery: Delivered) -> contextlib.AbstractContextMa
         kind=SpanKind.CONSUMER,
         attributes=_consumer_attributes(purpose, event),
     )
+
+
+# -- periodic jobs --------------------------------------------------------------------------
+
+
+class JobTraces:
+    """Within: the events a periodic job emits continue the traces stored with the rows it
+    acts on (``row_trace_contexts``): the order's, never a new one, sampled or not as it was.
+
+    ``emit`` names each row's context and its events; a sampled one gets a span ``name``
+    (internal), child of it, ended on exit; an unsampled one no span, its context passed on
+    with the flag off. The job's outbox write, inside, stores each event's context. Off, or
+    for a row that stored none, nothing is parsed nor recorded: the job's own context stays.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._tracer = setup.tracer()
+        self._continued: dict[str, Context] = {}
+        self._spans: list[trace.Span] = []
+        self._token: Token[Mapping[str, Context] | None] | None = None
+
+    def __enter__(self) -> JobTraces:
+        if self._tracer is not None:
+            self._token = _CONTINUED.set(self._continued)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _CONTINUED.reset(self._token)
+            self._token = None
+        for span in self._spans:
+            if kind is not None:
+                span.set_status(Status(StatusCode.ERROR, kind.__name__))
+            span.end()
+        self._spans = []
+
+    def emit(
+        self,
+        stored: Mapping[str, Any] | str | None,
+        events: Iterable[_Caused],
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        """``events`` continue the trace ``stored`` (a row's ``trace_context``)."""
+        if self._tracer is None or not stored:
+            return
+        parent = extract_headers(orjson.loads(stored) if isinstance(stored, str) else stored)
+        is_sampled = sampled(parent)
+        if is_sampled is None:
+            return
+        context = parent
+        if is_sampled:
+            span = self._tracer.start_span(
+                self.name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+            )
+            self._spans.append(span)
+            context = trace.set_span_in_context(span, parent)
+        for event in events:
+            self._continued[str(event.id)] = context

@@ -24,6 +24,7 @@ from inventory.stock.rows import LockedLine
 from inventory.stock.rules import low_stock_events
 from shared.contracts.inventory import ReservationExpired, StockLow
 from shared.messaging import Envelope
+from shared.tracing.messaging import JobTraces
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,10 @@ async def expire_due_reservations(*, session: AsyncSession, batch_size: int) -> 
     and a reservation being committed or cancelled right now is left to that transaction.
     """
     async with session.begin():
-        order_ids, lines = await locks.lock_due_reservations(session, limit=batch_size)
-        if not order_ids:
+        contexts, lines = await locks.lock_due_reservations(session, limit=batch_size)
+        if not contexts:
             return []
+        order_ids = list(contexts)
         # Released stock can only raise available: this re-arms alarms, it never emits.
         low = await _move(
             session,
@@ -100,8 +102,12 @@ async def expire_due_reservations(*, session: AsyncSession, batch_size: int) -> 
             status=ReservationStatus.EXPIRED,
             order_ids=order_ids,
         )
-        expired = [ReservationExpired(order_id=order_id) for order_id in order_ids]
-        await outbox.add_many(session, [Envelope.new(event) for event in [*low, *expired]])
+        expired = [Envelope.new(ReservationExpired(order_id=order_id)) for order_id in order_ids]
+        # Each order's reservation_expired continues the trace its reservation was made in.
+        with JobTraces("expire reservation") as traces:
+            for event, order_id in zip(expired, order_ids, strict=True):
+                traces.emit(contexts[order_id], [event])
+            await outbox.add_many(session, [*(Envelope.new(event) for event in low), *expired])
     return order_ids
 
 

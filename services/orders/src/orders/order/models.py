@@ -70,6 +70,9 @@ class Order(Base):
     # When inventory releases the reservation (from stock_reserved): payment is requested
     # only until a margin before it.
     reservation_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The trace context of the request that placed it (docs/tracing.md): the sweeper's
+    # events for it continue that trace. NULL when tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

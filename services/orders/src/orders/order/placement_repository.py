@@ -27,6 +27,7 @@ from orders.events import outbox
 from orders.order.models import IdempotencyRecord, PricedLine
 from orders.saga import HistoryEntry, OrderState
 from shared.messaging import Envelope
+from shared.tracing.messaging import current_trace_context
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ async def get_idempotency_record(
 # without waiting: held by a concurrent request with this key, it is not acquired and
 # nothing is written (that request is still in flight: 409). Then the key's record decides:
 # a new key, or one whose record expired (replaced in place), yields a row and the order,
-# lines, first history entry and the outbox rows are inserted from it; a live record
+# lines, first history entry and the outbox rows are inserted from it (the order row with
+# the request's trace context, which the sweeper's events continue); a live record
 # (a request with this key committed after our read) yields none and nothing is written.
 # The CTE ``order_created`` is this service's outbox write for a placement (the one not made
 # by ``outbox.add_many``: see ``orders.order.recording``), built by the shared ``Outbox``.
@@ -131,9 +133,9 @@ claimed AS (
 placed AS (
     INSERT INTO orders.orders
         (id, user_id, status, total_amount, currency, shipping_address, payment_token,
-         payment_requests, sweep_due_at, created_at, updated_at)
+         payment_requests, sweep_due_at, created_at, updated_at, trace_context)
     SELECT order_id, $1::uuid, $9::text, $10::bigint, $11::text, $12::jsonb, $13::text,
-           $14::integer, $15::timestamptz, $7::timestamptz, $7::timestamptz
+           $14::integer, $15::timestamptz, $7::timestamptz, $7::timestamptz, $28::jsonb
     FROM claimed
     RETURNING id
 ),
@@ -208,6 +210,7 @@ async def insert_order(
         placed_as.reason,
         *outbox.parameters(events),
         f"orders.idempotency:{order.user_id}:{key}",
+        current_trace_context(),  # the sweeper's events continue the order's trace
     )
     if not row["acquired"]:
         return Placement.KEY_IN_FLIGHT

@@ -87,10 +87,11 @@ FROM orders.orders AS o
 # steps for one order apply one after the other, each seeing the status the previous left.
 LOCK = STATE + "WHERE o.id = ANY($1::uuid[]) ORDER BY o.id FOR UPDATE OF o"
 
-# Orders waiting past their deadline; rows another sweeper holds are skipped, so several
+# Orders waiting past their deadline, each with the trace context it was placed in (what
+# the sweeper's events continue); rows another sweeper holds are skipped, so several
 # workers share the work without meeting.
 CLAIM_DUE = (
-    STATE
+    STATE.replace("SELECT o.id,", "SELECT o.trace_context, o.id,", 1)
     + "WHERE o.sweep_due_at IS NOT NULL AND o.sweep_due_at <= $1::timestamptz "
     + "ORDER BY o.sweep_due_at LIMIT $2::integer FOR UPDATE OF o SKIP LOCKED"
 )
@@ -136,10 +137,11 @@ async def lock(
 
 async def claim_due_for_sweep(
     *, session: AsyncSession, now: datetime, limit: int
-) -> list[OrderState]:
-    """Orders waiting past their deadline, oldest deadline first, locked."""
+) -> list[tuple[OrderState, dict[str, str] | None]]:
+    """Orders waiting past their deadline, oldest deadline first, locked, each with the
+    trace context it was placed in (None without one)."""
     db = await driver_connection(session)
-    return [_state(row) for row in await db.fetch(CLAIM_DUE, now, limit)]
+    return [(_state(row), row["trace_context"]) for row in await db.fetch(CLAIM_DUE, now, limit)]
 
 
 @dataclass(frozen=True, slots=True)

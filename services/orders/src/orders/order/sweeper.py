@@ -24,6 +24,7 @@ from orders.order.repository import Change
 from orders.saga import OrderState, OrderStatus, Outcome, Step, Trigger, apply
 from shared.contracts.orders import PaymentRequested, RefundRequested
 from shared.messaging import Envelope
+from shared.tracing.messaging import JobTraces
 
 logger = logging.getLogger(__name__)
 
@@ -48,28 +49,34 @@ async def sweep_stuck_orders(
     requested = cancelled = refunds = 0
     changes: list[Change] = []
     events: list[Envelope] = []
+    # Each order's events continue the trace it was placed in, not one of the sweep's own.
     async with session.begin():
-        for order in await repository.claim_due_for_sweep(
-            session=session, now=now, limit=settings.sweeper_batch_size
-        ):
-            outcome = apply(order, Step(Trigger.TIMEOUT, timeout_reason(order), now), settings)
-            if outcome.state is not order:
-                changes.append(Change(outcome.state, outcome.entry))
-            events.extend(envelopes(outcome.events, cause=None))
-            if outcome.entry is not None:
-                logger.warning(
-                    "order %s cancelled by the sweeper: %s", order.id, outcome.entry.reason
-                )
-                cancelled += 1
-            elif _asked_again(order, outcome, RefundRequested):
-                refunds += 1
-            elif _asked_again(order, outcome, PaymentRequested):
-                requested += 1
-            elif order.status is OrderStatus.REFUND_PENDING:
-                # The move to refund_pending requires the payment id; should a row lack it
-                # anyway, it is left for an operator rather than failing every sweep on it.
-                logger.error("order %s is refund_pending without a payment id: not swept", order.id)
-        await record(session, changes=changes, events=events)
+        with JobTraces("sweep order") as traces:
+            for order, trace_context in await repository.claim_due_for_sweep(
+                session=session, now=now, limit=settings.sweeper_batch_size
+            ):
+                outcome = apply(order, Step(Trigger.TIMEOUT, timeout_reason(order), now), settings)
+                if outcome.state is not order:
+                    changes.append(Change(outcome.state, outcome.entry))
+                emitted = envelopes(outcome.events, cause=None)
+                traces.emit(trace_context, emitted)
+                events.extend(emitted)
+                if outcome.entry is not None:
+                    logger.warning(
+                        "order %s cancelled by the sweeper: %s", order.id, outcome.entry.reason
+                    )
+                    cancelled += 1
+                elif _asked_again(order, outcome, RefundRequested):
+                    refunds += 1
+                elif _asked_again(order, outcome, PaymentRequested):
+                    requested += 1
+                elif order.status is OrderStatus.REFUND_PENDING:
+                    # The move to refund_pending requires the payment id; should a row lack
+                    # it anyway, it is left for an operator rather than failing every sweep.
+                    logger.error(
+                        "order %s is refund_pending without a payment id: not swept", order.id
+                    )
+            await record(session, changes=changes, events=events)
     return SweepResult(
         payment_requested_again=requested, cancelled=cancelled, refund_requested_again=refunds
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payments.db import Base
@@ -46,6 +47,9 @@ class Payment(Base):
     refunded_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     provider_charge_id: Mapped[str | None] = mapped_column(String(100))
     provider_refund_id: Mapped[str | None] = mapped_column(String(100))
+    # The trace context of the payment_requested that recorded it (docs/tracing.md): the
+    # reconciler's events for it continue that trace. NULL when tracing is off.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -42,6 +42,7 @@ from shared.contracts import Money
 from shared.contracts.orders import RefundRequested
 from shared.contracts.payments import PaymentRefunded
 from shared.messaging import Envelope
+from shared.tracing.messaging import JobTraces
 
 logger = logging.getLogger(__name__)
 
@@ -221,9 +222,17 @@ class _Cause:
     causation_id: str | None
 
 
-async def _complete(session: AsyncSession, payment: Payment, refund: Refund, cause: _Cause) -> bool:
+async def _complete(
+    session: AsyncSession,
+    payment: Payment,
+    refund: Refund,
+    cause: _Cause,
+    traces: JobTraces | None = None,
+) -> bool:
     """Record the provider's refund: the payment refunded and announced, once (True), or
-    nothing when it was refunded already. Any owed record of it is closed either way."""
+    nothing when it was refunded already. Any owed record of it is closed either way. With
+    ``traces`` (the reconciler's), the announcement continues the trace of the payment's
+    request: the order's."""
     await repository.close_owed_refund(session, payment_id=payment.id)
     refunded = await repository.mark_refunded(
         session,
@@ -239,12 +248,12 @@ async def _complete(session: AsyncSession, payment: Payment, refund: Refund, cau
         order_id=refunded.order_id,
         amount=Money(amount=refunded.refunded_amount, currency=refunded.currency),
     )
-    await outbox.add(
-        session,
-        Envelope.new(
-            announcement, correlation_id=cause.correlation_id, causation_id=cause.causation_id
-        ),
+    event = Envelope.new(
+        announcement, correlation_id=cause.correlation_id, causation_id=cause.causation_id
     )
+    if traces is not None:
+        traces.emit(payment.trace_context, [event])
+    await outbox.add(session, event)
     logger.info("payment %s refunded", refunded.id)
     return True
 
@@ -281,19 +290,20 @@ async def reconcile_refunds_batch(
             return RefundBatch(0, 0, 0, 0)
         answers = await asyncio.gather(*(_ask_again(payment, provider) for _, payment in claimed))
         refunded = still_owed = refused = 0
-        for (owed, payment), answer in zip(claimed, answers, strict=True):
-            cause = _Cause(owed.correlation_id, owed.causation_id)
-            if isinstance(answer, Refund):
-                refunded += await _complete(session, payment, answer, cause)
-                metrics.REFUND_ATTEMPTS.labels("reconciler", "refunded").inc()
-            elif answer is _ALREADY_REFUNDED:
-                await repository.close_owed_refund(session, payment_id=payment.id)
-            elif isinstance(answer, RefundRefusedError):
-                _refuse(owed, str(answer) or type(answer).__name__, now=now)
-                refused += 1
-            else:
-                _owe_again(owed, answer, backoff=backoff, now=now)
-                still_owed += 1
+        with JobTraces("reconcile refund") as traces:
+            for (owed, payment), answer in zip(claimed, answers, strict=True):
+                cause = _Cause(owed.correlation_id, owed.causation_id)
+                if isinstance(answer, Refund):
+                    refunded += await _complete(session, payment, answer, cause, traces)
+                    metrics.REFUND_ATTEMPTS.labels("reconciler", "refunded").inc()
+                elif answer is _ALREADY_REFUNDED:
+                    await repository.close_owed_refund(session, payment_id=payment.id)
+                elif isinstance(answer, RefundRefusedError):
+                    _refuse(owed, str(answer) or type(answer).__name__, now=now)
+                    refused += 1
+                else:
+                    _owe_again(owed, answer, backoff=backoff, now=now)
+                    still_owed += 1
     return RefundBatch(len(claimed), refunded, still_owed, refused)
 
 

@@ -36,12 +36,14 @@ _PAYMENT_COLUMNS = """
 # leaves alone a payment that a request is charging now. (A settled one keeps its time; the
 # row is still rewritten, once per duplicate request.) Rows go in order id order, so that
 # two of these statements over the same orders lock them in the same order and cannot
-# deadlock.
+# deadlock. A new payment keeps its request's trace context, which the reconciler's events
+# continue.
 RECORD_ATTEMPTS = f"""
-INSERT INTO payments.payments AS p (id, order_id, user_id, amount, currency, status)
-SELECT id, order_id, user_id, amount, currency, 'pending'
-FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[])
-    AS a(id, order_id, user_id, amount, currency)
+INSERT INTO payments.payments AS p
+    (id, order_id, user_id, amount, currency, status, trace_context)
+SELECT id, order_id, user_id, amount, currency, 'pending', CAST(trace_context AS jsonb)
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::text[], $6::text[])
+    AS a(id, order_id, user_id, amount, currency, trace_context)
 ORDER BY order_id
 ON CONFLICT (order_id) DO UPDATE
 SET updated_at = CASE WHEN p.status = 'pending' THEN now() ELSE p.updated_at END
@@ -73,6 +75,7 @@ class Attempt:
     user_id: uuid.UUID
     amount: int
     currency: str
+    trace_context: str | None = None  # the request's, as stored (shared.tracing.messaging)
 
 
 async def record_attempts(
@@ -93,6 +96,7 @@ async def record_attempts(
         [attempt.user_id for attempt in attempts],
         [attempt.amount for attempt in attempts],
         [attempt.currency for attempt in attempts],
+        [attempt.trace_context for attempt in attempts],
     )
     payments = {payment.order_id: payment for payment in map(_payment, rows)}
     assert len(payments) == len(attempts), "an attempt's payment was neither inserted nor found"
@@ -132,9 +136,10 @@ async def settle_pending(
 
 
 # Pending payments untouched since before the cutoff, after an (updated_at, id) cursor,
-# locked for the caller's transaction; rows another transaction holds are skipped.
+# locked for the caller's transaction, with the trace context each was requested in; rows
+# another transaction holds are skipped.
 CLAIM_STALE_PENDING = f"""
-SELECT {_PAYMENT_COLUMNS}
+SELECT {_PAYMENT_COLUMNS}, trace_context
 FROM payments.payments
 WHERE status = 'pending' AND updated_at < $1 AND (updated_at, id) > ($2, $3)
 ORDER BY updated_at, id

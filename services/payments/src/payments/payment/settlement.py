@@ -22,6 +22,7 @@ from shared.contracts import Money
 from shared.contracts.payments import PaymentFailed, PaymentRefunded, PaymentSucceeded
 from shared.db import driver_connection
 from shared.messaging import Envelope
+from shared.tracing.messaging import JobTraces
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ def provider_answer(charge: Charge) -> tuple[FailureReason | None, str | None]:
     return None, charge.charge_id
 
 
-async def settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[uuid.UUID, Payment]:
+async def settle_all(
+    session: AsyncSession, answers: Sequence[Answer], *, traces: JobTraces | None = None
+) -> dict[uuid.UUID, Payment]:
     """Move each pending payment to its outcome and write that outcome's event, in the
     session's transaction: the payments moved, by id. One no longer pending is left out and
-    gets no event; of a payment given twice, the first answer counts.
+    gets no event; of a payment given twice, the first answer counts. With ``traces`` (the
+    reconciler's), each event continues the trace its payment was requested in.
 
     The one place a charge is settled, by requests (``cause``: the event is its follow-up)
     or by the reconciler. One statement moves them all. It is conditional on ``pending``, so
@@ -99,7 +103,10 @@ async def settle_all(session: AsyncSession, answers: Sequence[Answer]) -> dict[u
             outcome = PaymentFailed(
                 payment_id=payment.id, order_id=payment.order_id, reason=failure.value
             )
-        events.append(cause.caused(outcome) if cause else Envelope.new(outcome))
+        event = cause.caused(outcome) if cause else Envelope.new(outcome)
+        if traces is not None:
+            traces.emit(firsts[payment_id].payment.trace_context, [event])
+        events.append(event)
         logger.info("payment %s of order %s %s", payment.id, payment.order_id, payment.status)
     await outbox.add_many(session, events)
     return settled

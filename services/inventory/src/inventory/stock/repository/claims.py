@@ -17,13 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from inventory.stock.models import ReservationStatus
 from inventory.stock.rows import LockedLine, StockLevel
 from shared.db import driver_connection
+from shared.tracing.messaging import row_trace_contexts
 
-# One round trip: the new orders' reservations inserted, and the confirmed orders'
-# reservations locked. Claims come first, in order id order, like the locks.
+# One round trip: the new orders' reservations inserted, each with the trace context of the
+# event that asked for it ($5: NULL with tracing off, which unnest pads with NULLs), and the
+# confirmed orders' reservations locked. Claims come first, in order id order, like the locks.
 CLAIM_AND_LOCK_RESERVATIONS = """
 WITH claimed AS (
-    INSERT INTO inventory.reservations (order_id, status, expires_at)
-    SELECT id, $2::text, now() + $3::interval FROM unnest($1::uuid[]) AS id ORDER BY id
+    INSERT INTO inventory.reservations (order_id, status, expires_at, trace_context)
+    SELECT r.id, $2::text, now() + $3::interval, CAST(r.trace_context AS jsonb)
+    FROM unnest($1::uuid[], $5::text[]) AS r(id, trace_context) ORDER BY r.id
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id, status, expires_at
 ), held AS (
@@ -90,19 +93,23 @@ async def claim_and_lock(
     session: AsyncSession,
     *,
     new_orders: Mapping[uuid.UUID, Iterable[str]],
+    causes: Mapping[uuid.UUID, str],
     ttl: timedelta,
     held: Iterable[uuid.UUID],
 ) -> ClaimedRun:
-    """Claim a reservation for each of ``new_orders`` (order id → skus wanted), lock the
+    """Claim a reservation for each of ``new_orders`` (order id → skus wanted; ``causes``:
+    order id → id of the event asking, whose trace context the reservation keeps), lock the
     reservations ``held``, and lock every stock row the claims won want or the lines of a
     held reservation in a ``COMMITTABLE`` status hold, with those lines."""
     db = await driver_connection(session)
+    order_ids = sorted(new_orders)
     reservations = await db.fetch(
         CLAIM_AND_LOCK_RESERVATIONS,
-        sorted(new_orders),
+        order_ids,
         ReservationStatus.RESERVED.value,
         ttl,
         sorted(set(held)),
+        row_trace_contexts(causes[order_id] for order_id in order_ids),
     )
     claimed = {row["order_id"]: row["expires_at"] for row in reservations if row["claimed"]}
     statuses = {

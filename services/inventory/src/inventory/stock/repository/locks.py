@@ -79,10 +79,11 @@ async def lock_reservation(
     )
 
 
-# Live reservations past their deadline, locked; rows another sweeper holds are skipped, so
-# concurrent sweepers share the work and never release the same reservation twice.
+# Live reservations past their deadline, locked, with the trace context each was made in;
+# rows another sweeper holds are skipped, so concurrent sweepers share the work and never
+# release the same reservation twice.
 LOCK_DUE_RESERVATIONS = """
-SELECT order_id FROM inventory.reservations
+SELECT order_id, trace_context FROM inventory.reservations
 WHERE status = $1::text AND expires_at <= now()
 ORDER BY expires_at
 LIMIT $2
@@ -105,12 +106,13 @@ FOR UPDATE OF s
 
 async def lock_due_reservations(
     session: AsyncSession, *, limit: int
-) -> tuple[list[uuid.UUID], list[LockedLine]]:
+) -> tuple[dict[uuid.UUID, dict[str, str] | None], list[LockedLine]]:
     """Up to ``limit`` live reservations past their deadline, oldest deadline first, locked
-    (rows another sweeper holds are skipped), with their lines and stock rows locked."""
+    (rows another sweeper holds are skipped), with their lines and stock rows locked: the
+    trace context of each by order id (None without one), in that order, and the lines."""
     db = await driver_connection(session)
     due = await db.fetch(LOCK_DUE_RESERVATIONS, ReservationStatus.RESERVED.value, limit)
-    order_ids = [row["order_id"] for row in due]
-    if not order_ids:
-        return [], []
-    return order_ids, _lines(await db.fetch(LOCK_RESERVED_STOCK, order_ids))
+    contexts = {row["order_id"]: row["trace_context"] for row in due}
+    if not contexts:
+        return {}, []
+    return contexts, _lines(await db.fetch(LOCK_RESERVED_STOCK, list(contexts)))
