@@ -29,7 +29,13 @@ from shared.tracing import (
     tracing_wanted,
     untraced,
 )
-from shared.tracing.messaging import consuming, outbox_trace_contexts, publishing
+from shared.tracing.messaging import (
+    consuming,
+    event_trace_ids,
+    handling,
+    outbox_trace_contexts,
+    publishing,
+)
 from shared.tracing.propagation import (
     carrier_of,
     replace_unusable_propagators,
@@ -105,6 +111,8 @@ def test_without_otel_variables_nothing_is_installed_and_the_helpers_do_nothing(
     with trace.use_span(parent):
         assert current_trace_ids() is None
         assert outbox_trace_contexts([_Event("cause"), _Event(None)]) == [None, None]
+        assert event_trace_ids(uuid.uuid4()) is None
+    assert handling(uuid.uuid4()) is None  # a handler's call enters nothing
     message = _Message("e1", "orders.order_created", {"traceparent": TRACEPARENT})
     publication = publishing([message])
     assert publication.messages == [message]

@@ -28,7 +28,8 @@ _RECORD_ATTRIBUTES = frozenset(
 
 class ContextFilter(logging.Filter):
     """Stamps each record with the service name, the current request id and, when tracing
-    is on, the current trace and span ids (``trace_id``, ``span_id``)."""
+    is on, the current trace and span ids (``trace_id``, ``span_id``) unless the line names
+    ids of its own."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -38,7 +39,8 @@ class ContextFilter(logging.Filter):
         record.service = self.service
         record.request_id = current_request_id()
         ids = current_trace_ids()
-        if ids is not None:
+        # A line about work whose span has ended names that span's ids itself (``extra``).
+        if ids is not None and "trace_id" not in record.__dict__:
             record.trace_id, record.span_id = ids
         return True
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.context import request_id_var
 from shared.messaging.envelope import Envelope
+from shared.tracing.messaging import handling
 
 EventHandler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 """Runs inside the consumer's transaction; raise to have the event redelivered."""
@@ -88,18 +89,30 @@ def handler_runs(deliveries: Sequence[Delivery]) -> list[list[Delivery]]:
 
 
 async def apply_run(session: AsyncSession, run: list[Delivery]) -> None:
-    """One handler call for a run from ``handler_runs``, in the caller's transaction."""
+    """One handler call for a run from ``handler_runs``, in the caller's transaction. A run
+    of one runs in its event's consumer span; a run of several in the transaction's (the
+    batch's, which links every event's: ``shared.tracing.messaging``)."""
     first = run[0]
-    handler = first.handler
     token = request_id_var.set(first.event.correlation_id)  # a run logs as its first event
     try:
-        if isinstance(handler, BatchHandler):
-            await handler.apply(session, [delivery.event for delivery in run])
-        elif isinstance(handler, PreparedBatchHandler):
-            await handler.apply(session, [(delivery.event, delivery.prepared) for delivery in run])
-        elif isinstance(handler, PreparedHandler):
-            await handler.apply(session, first.event, first.prepared)
+        within = handling(first.event.id) if len(run) == 1 else None
+        if within is None:  # tracing off: this test is all it costs
+            await _call(session, run)
         else:
-            await handler(session, first.event)
+            with within:
+                await _call(session, run)
     finally:
         request_id_var.reset(token)
+
+
+async def _call(session: AsyncSession, run: list[Delivery]) -> None:
+    first = run[0]
+    handler = first.handler
+    if isinstance(handler, BatchHandler):
+        await handler.apply(session, [delivery.event for delivery in run])
+    elif isinstance(handler, PreparedBatchHandler):
+        await handler.apply(session, [(delivery.event, delivery.prepared) for delivery in run])
+    elif isinstance(handler, PreparedHandler):
+        await handler.apply(session, first.event, first.prepared)
+    else:
+        await handler(session, first.event)

@@ -37,7 +37,7 @@ from shared.messaging.handlers import PREPARED, AnyHandler, Delivery
 from shared.messaging.settlement import give_back, settle
 from shared.messaging.topology import events_exchange_name, queue_name, refused_exchange_name
 from shared.settings import BaseServiceSettings
-from shared.tracing.messaging import preparing
+from shared.tracing.messaging import event_trace_ids, preparing
 
 logger = logging.getLogger(__name__)
 
@@ -152,13 +152,20 @@ class Reception:
             return delivery
         event = delivery.event
         token = request_id_var.set(event.correlation_id)
+        trace_ids: tuple[str, str] | None = None
         try:
             with preparing(self.label, delivery):  # a span (shared.tracing.messaging)
-                prepared = await self._retry(
-                    lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
-                )
+                try:
+                    prepared = await self._retry(
+                        lambda: handler.prepare(event), what=f"preparing {event.type} {event.id}"
+                    )
+                except Exception:
+                    # The span ends before the give-back is logged: its ids, for that line.
+                    trace_ids = event_trace_ids(event.id)
+                    raise
         except Exception as exc:
-            await give_back(self.label, delivery, exc, limit=self.settings.broker_delivery_limit)
+            limit = self.settings.broker_delivery_limit
+            await give_back(self.label, delivery, exc, limit=limit, trace_ids=trace_ids)
             return None
         finally:
             request_id_var.reset(token)

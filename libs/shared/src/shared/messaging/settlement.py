@@ -28,14 +28,25 @@ async def settle(label: str, settlement: Awaitable[None]) -> None:
         logger.warning("%s: could not settle a message: %r", label, exc)
 
 
-async def give_back(label: str, delivery: Delivery, error: Exception, *, limit: int) -> None:
+async def give_back(
+    label: str,
+    delivery: Delivery,
+    error: Exception,
+    *,
+    limit: int,
+    trace_ids: tuple[str, str] | None = None,
+) -> None:
     """Return a delivery whose handler failed: the queue counts it and, past ``limit``
-    deliveries, dead-letters it."""
+    deliveries, dead-letters it. ``trace_ids``: of the span it failed in, which has ended by
+    now, so that the error line still leads to that trace (``shared.logging``)."""
     event, message = delivery.event, delivery.message
     metrics.EVENTS_FAILED.labels(label).inc()
     if is_last_delivery(message, limit=limit):
         metrics.EVENTS_DEAD_LETTERED.labels(label, "delivery_limit").inc()
-    logger.error("%s: handler failed for %s %s", label, event.type, event.id, exc_info=error)
+    ids = None if trace_ids is None else {"trace_id": trace_ids[0], "span_id": trace_ids[1]}
+    logger.error(
+        "%s: handler failed for %s %s", label, event.type, event.id, exc_info=error, extra=ids
+    )
     await settle(label, message.nack(requeue=True))
 
 

@@ -25,13 +25,17 @@ from shared.messaging.handlers import Delivery, apply_run, handler_runs
 from shared.messaging.inbox import claim_events
 from shared.messaging.outbox import deferring_events
 from shared.messaging.settlement import count_success, give_back, settle
-from shared.tracing.messaging import consuming
+from shared.tracing.messaging import consuming, event_trace_ids
 
 logger = logging.getLogger(__name__)
 
 # Errors that one event alone might not have met: a serialization failure, a deadlock or a
 # lock timeout between transactions that each hold a batch's locks.
 _BATCH_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+# A delivery whose handler raised, with the trace and span ids of its consumer span (None
+# when tracing is off or no sampled trace follows it) for the line that gives it back.
+_Failure = tuple[Delivery, tuple[str, str] | None]
 
 
 class Transactions:
@@ -64,23 +68,26 @@ class Transactions:
             failure = await self._try_as_one_transaction(pending)
             if failure is None:
                 return
-            delivery, error = failure
-            if delivery is None or _not_one_events_fault(error):
+            at_fault, error = failure
+            if at_fault is None or _not_one_events_fault(error):
                 break  # not one event's fault (a deadlock between batches, say): one by one
             # That event's handler raised: it goes back (as it would alone) and the others
             # try again together, so it is run once per delivery and theirs are not delayed.
-            await give_back(self.label, delivery, error, limit=self._delivery_limit)
+            delivery, trace_ids = at_fault
+            await give_back(
+                self.label, delivery, error, limit=self._delivery_limit, trace_ids=trace_ids
+            )
             pending.remove(delivery)
         for item in pending:
             await self._handle_alone(item)
 
     async def _try_as_one_transaction(
         self, batch: list[Delivery]
-    ) -> tuple[Delivery | None, Exception] | None:
+    ) -> tuple[_Failure | None, Exception] | None:
         """Handle the batch in one transaction and ack it: None. Otherwise nothing is settled
         or committed; the delivery whose handler raised (None if none did) and the error."""
         started = time.perf_counter()
-        failed: list[Delivery] = []
+        failed: list[_Failure] = []
         try:
             handled = await self._retry(
                 lambda: self._run_handlers(batch, failed=failed), what=f"a batch of {len(batch)}"
@@ -101,24 +108,30 @@ class Transactions:
     async def _handle_alone(self, delivery: Delivery) -> None:
         event = delivery.event
         started = time.perf_counter()
+        failed: list[_Failure] = []
         try:
             handled = await self._retry(
-                lambda: self._run_handlers([delivery]), what=f"{event.type} {event.id}"
+                lambda: self._run_handlers([delivery], failed=failed),
+                what=f"{event.type} {event.id}",
             )
         except Exception as exc:
-            await give_back(self.label, delivery, exc, limit=self._delivery_limit)
+            trace_ids = failed[0][1] if failed else None
+            await give_back(
+                self.label, delivery, exc, limit=self._delivery_limit, trace_ids=trace_ids
+            )
             return
         count_success(self.label, handled[0], time.perf_counter() - started)
         await settle(self.label, delivery.message.ack())
 
     async def _run_handlers(
-        self, batch: list[Delivery], *, failed: list[Delivery] | None = None
+        self, batch: list[Delivery], *, failed: list[_Failure] | None = None
     ) -> list[bool]:
         """Claim every inbox key and run the handlers of the new events, in one transaction;
         per delivery, False for a duplicate. A delivery whose handler raises is appended to
-        ``failed`` before the exception propagates; ``failed`` holds this attempt's only (an
-        attempt retried in place starts it again: the event at fault in an attempt the
-        database cut short is not at fault in the next)."""
+        ``failed`` (with its consumer span's trace ids) before the exception propagates;
+        ``failed`` holds this attempt's only (an attempt retried in place starts it again:
+        the event at fault in an attempt the database cut short is not at fault in the
+        next)."""
         if failed is not None:
             failed.clear()
         async with (
@@ -148,7 +161,8 @@ class Transactions:
                 except Exception:
                     # A run of one is that event's fault; of several, nobody knows whose.
                     if failed is not None and len(run) == 1:
-                        failed.append(run[0])
+                        # Its span ends with the transaction; the give-back is logged later.
+                        failed.append((run[0], event_trace_ids(run[0].event.id)))
                     raise
         return handled
 

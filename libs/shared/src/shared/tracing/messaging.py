@@ -7,7 +7,8 @@
   that span's context in the message's AMQP headers, never in the body (``publishing``).
 - A consumer continues it: one consumer span per event, child of its producer span; a batch
   handled in one transaction also gets a span of its own linking each event's context
-  (``consuming``); a prepared handler's preparation gets one too (``preparing``).
+  (``consuming``), each event's current while a handler runs for it alone (``handling``);
+  a prepared handler's preparation gets one too (``preparing``).
 - A row a periodic job acts on later keeps its writer's context too (``row_trace_contexts``);
   the job's events continue it (``JobTraces``).
 Off, each helper returns at its first test and nothing is stored or sent.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import replace
 from types import TracebackType
@@ -46,6 +47,10 @@ _CAUSES: ContextVar[Mapping[str, Context] | None] = ContextVar("trace_causes", d
 # Within a periodic job's transaction: per event id it emits, the context of the trace that
 # event continues (``JobTraces``), so that a job's events stay in their orders' traces.
 _CONTINUED: ContextVar[Mapping[str, Context] | None] = ContextVar("trace_continued", default=None)
+# Within a batch's transaction (sampled): per event id, its consumer span (``handling``).
+_SPANS: ContextVar[Mapping[uuid.UUID, trace.Span] | None] = ContextVar(
+    "trace_event_spans", default=None
+)
 _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
@@ -319,16 +324,57 @@ async def _consuming(
             for delivery, span in zip(deliveries, spans, strict=True)
         }
         token = _CAUSES.set(causes)
+        spans_token = _SPANS.set(
+            {delivery.event.id: span for delivery, span in zip(deliveries, spans, strict=True)}
+        )
         try:
+            # An event's span turns ERROR only if its own handler raised (``handling``): the
+            # others of a failed batch are rolled back through no fault of theirs, and tried
+            # again in a transaction (and spans) of their own; the batch span has the error.
             yield
-        except BaseException as exc:
-            for span in spans:
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
         finally:
+            _SPANS.reset(spans_token)
             _CAUSES.reset(token)
             for span in spans:
                 span.end()
+
+
+def handling(event_id: uuid.UUID) -> contextlib.AbstractContextManager[None] | None:
+    """Within a batch's transaction, around a handler's call for this one event: its consumer
+    span current, so that its statements and log lines are in its order's trace, and marked
+    ERROR if the call raises. None (nothing to enter) when tracing is off, for a transaction
+    of one event (its span is current already) and for one no sampled trace follows."""
+    spans = _SPANS.get()
+    if spans is None:
+        return None
+    span = spans.get(event_id)
+    return None if span is None else _handling(span)
+
+
+@contextlib.contextmanager
+def _handling(span: trace.Span) -> Iterator[None]:
+    with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+        try:
+            yield
+        except Exception as exc:
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+
+
+def event_trace_ids(event_id: uuid.UUID) -> tuple[str, str] | None:
+    """The trace and span ids (hex) of the consumer span of this event in the current
+    transaction, for a line logged about it once that span has ended (``give_back``); None
+    when tracing is off or no sampled span stands for it."""
+    if not setup.tracing_enabled():
+        return None
+    spans = _SPANS.get()
+    span = spans.get(event_id) if spans is not None else None
+    if span is None:  # a transaction of one event, or a preparation: its span is current
+        return setup.current_trace_ids()
+    context = span.get_span_context()
+    if not context.trace_flags.sampled:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
 def preparing(purpose: str, delivery: Delivered) -> contextlib.AbstractContextManager[None]:
