@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -109,12 +110,21 @@ def test_a_service_may_declare_its_own_queues_and_the_shared_exchanges_only(serv
 
 
 def _rabbitmqctl(*arguments: str, password: str | None = None) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "-q", *arguments],
-        input=password.encode() if password is not None else None,
-        check=True,
-        capture_output=True,
-        timeout=60,
+    # The CLI talks to the broker's node over Erlang distribution, which on a loaded machine
+    # has failed a call now and then: a failed call is tried again, and its output shown.
+    for attempt in range(3):
+        ran = subprocess.run(
+            ["rabbitmqctl", "-q", *arguments],
+            input=password.encode() if password is not None else None,
+            capture_output=True,
+            timeout=60,
+        )
+        if ran.returncode == 0:
+            return
+        if attempt < 2:
+            time.sleep(1)
+    raise AssertionError(
+        f"rabbitmqctl {arguments[0]} exited {ran.returncode}: {ran.stdout!r} {ran.stderr!r}"
     )
 
 
