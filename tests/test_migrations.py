@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import pytest
@@ -86,3 +87,29 @@ async def test_a_service_role_can_use_only_its_own_schema(service: Service, data
 @pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
 def test_models_and_migrations_describe_the_same_schema(service: Service, database: str) -> None:
     assert_models_match_migrations(service.alembic_ini)
+
+
+def test_a_migration_waiting_on_a_busy_table_gives_up_instead_of_stalling_it(
+    scratch_database: str,
+) -> None:
+    # A DDL statement queued behind a long transaction would hold up every later query of
+    # its table: it waits MIGRATION_LOCK_TIMEOUT at most, then fails (and its Job retries).
+    orders = next(service for service in SERVICES if service.name == "orders")
+    settings = orders.settings_class(db_name=scratch_database)
+    migrate(orders.alembic_ini, settings=settings)
+    migrate(orders.alembic_ini, revision="-1", downgrade=True, settings=settings)
+    holding = asyncio.new_event_loop()
+    holder = holding.run_until_complete(asyncpg.connect(_connect_url(scratch_database, "postgres")))
+    upgrading = ThreadPoolExecutor(max_workers=1)
+    try:
+        holding.run_until_complete(holder.execute("BEGIN"))
+        holding.run_until_complete(holder.execute("LOCK TABLE orders.orders IN ACCESS SHARE MODE"))
+        upgrade = upgrading.submit(migrate, orders.alembic_ini, settings=settings)
+        with pytest.raises(Exception, match="lock timeout"):
+            upgrade.result(timeout=60)  # the lock is held for as long as this waits
+    finally:
+        holding.run_until_complete(holder.execute("ROLLBACK"))
+        holding.run_until_complete(holder.close())
+        holding.close()
+        upgrading.shutdown(wait=True)
+    migrate(orders.alembic_ini, settings=settings)  # the table free: it applies

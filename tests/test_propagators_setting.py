@@ -18,12 +18,15 @@ ENTRY_MODULES = {
 }
 
 
+@pytest.mark.parametrize("propagators", ["b3", "tracecontext,"])
 @pytest.mark.parametrize("name", sorted(ENTRY_MODULES))
-def test_every_process_imports_with_a_propagator_that_is_not_installed(name: str) -> None:
+def test_every_process_imports_with_a_propagator_that_is_not_installed(
+    name: str, propagators: str
+) -> None:
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
     ran = subprocess.run(
         [sys.executable, "-c", ENTRY_MODULES[name]],
-        env={**inherited, "OTEL_PROPAGATORS": "b3"},
+        env={**inherited, "OTEL_PROPAGATORS": propagators},
         capture_output=True,
         text=True,
         timeout=120,

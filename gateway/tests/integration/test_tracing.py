@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -353,3 +354,15 @@ def test_a_gateway_stopped_by_sigterm_exports_its_spans_first(
         ("gateway", "SERVER", "GET")
     ], log.read_text()
     assert spans[0].attributes["url.path"] == "/no-such-path"
+
+
+async def test_the_gateways_own_routes_name_their_spans(
+    spans: InMemorySpanExporter, gateway_client: Any
+) -> None:
+    # Its own routes live in included routers, which FastAPI keeps as one entry each with
+    # no path of its own: the paths have to be read through them.
+    async with gateway_client() as client:
+        await client.get("/api/v1/auth/me", headers={"traceparent": CLIENT_TRACEPARENT.decode()})
+        await client.get("/.well-known/jwks.json")
+    names = {span.name for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER}
+    assert {"GET /api/v1/auth/me", "GET /.well-known/jwks.json"} <= names

@@ -114,11 +114,24 @@ def test_a_revalidation_is_forwarded_with_the_upstreams_own_tags(
 
 def test_a_304_for_a_gzipped_answer_carries_its_weak_tag() -> None:
     headers = [(b"etag", b'"abc"'), (b"vary", b"Accept-Encoding"), (b"cache-control", b"x")]
-    assert gzip_validators(headers) == [
+    assert gzip_validators(headers, b'W/"abc-gzip"') == [
         (b"etag", b'W/"abc-gzip"'),
         (b"vary", b"Accept-Encoding"),
         (b"cache-control", b"x"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("if_none_match", "etag"),
+    [
+        (b'W/"old-gzip", "abc"', b'"abc"'),  # the plain tag matched: the 304 names it
+        (b'W/"old-gzip", W/"abc-gzip"', b'W/"abc-gzip"'),  # the gzip tag matched
+        (b'W/"abc-gzip", "abc"', b'"abc"'),  # both held: the upstream's own
+        (b'W/"old-gzip"', b'"abc"'),  # none of them (a 304 for "*" upstream, say)
+    ],
+)
+def test_a_304_names_the_tag_the_client_held(if_none_match: bytes, etag: bytes) -> None:
+    assert gzip_validators([(b"etag", b'"abc"')], if_none_match) == [(b"etag", etag)]
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,11 @@ def test_a_propagator_that_is_not_installed_is_replaced_by_w3c_before_anything_l
         environ = {"OTEL_PROPAGATORS": usable}
         replace_unusable_propagators(environ)
         assert environ == {"OTEL_PROPAGATORS": usable}
+    # An empty name is looked up like any other, and raises the same.
+    for unusable in (" ", "tracecontext,", "tracecontext,,baggage"):
+        environ = {"OTEL_PROPAGATORS": unusable}
+        replace_unusable_propagators(environ)
+        assert environ == {"OTEL_PROPAGATORS": "tracecontext"}, unusable
 
 
 def test_with_tracing_on_an_unusable_propagator_is_one_error_and_w3c_is_carried(

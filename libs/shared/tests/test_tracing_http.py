@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.testing.tracing import in_memory_tracing
@@ -118,3 +118,30 @@ def test_the_frameworks_exclusion_variable_wins_over_the_generic_one_probes_kept
     assert not services.url_disabled("/internal/stats")
     assert gateway.url_disabled("/internal/stats")  # no ASGI variable: the generic one
     assert not gateway.url_disabled("/api/v1/orders")
+
+
+async def test_a_span_is_named_by_the_template_of_a_route_of_an_included_router(
+    spans: InMemorySpanExporter,
+) -> None:
+    # Every service's routes live in included routers, which FastAPI keeps as one entry
+    # each, with no path of its own: named by those entries, every span was "GET".
+    router = APIRouter(prefix="/api/v1/orders")
+
+    @router.get("/{order_id}")
+    async def order(order_id: str) -> dict[str, str]:
+        return {"id": order_id}
+
+    app = FastAPI()
+    app.include_router(router)
+    transport = httpx.ASGITransport(app=traced_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://orders:8002") as client:
+        for method in ("GET", "HEAD", "PUT"):
+            await client.request(method, "/api/v1/orders/42", headers={"traceparent": SAMPLED})
+    names = [span.name for span in spans.get_finished_spans()]
+    assert names == [
+        "GET /api/v1/orders/{order_id}",
+        "HEAD /api/v1/orders/{order_id}",
+        "PUT /api/v1/orders/{order_id}",  # a 405, still named by the path's template
+    ]
+    routes = {(span.attributes or {}).get("http.route") for span in spans.get_finished_spans()}
+    assert routes == {"/api/v1/orders/{order_id}"}

@@ -97,9 +97,19 @@ def upstream_validators(value: bytes) -> bytes | None:
     return value.replace(_GZIP_SUFFIX, b'"')
 
 
-def gzip_validators(headers: Headers) -> Headers:
-    """The headers of a 304 that stands for a gzipped answer: its ``ETag`` is the gzip tag."""
-    return [(name, gzip_etag(value) if name == b"etag" else value) for name, value in headers]
+def gzip_validators(headers: Headers, if_none_match: bytes) -> Headers:
+    """The headers of a 304 to a revalidation whose ``If-None-Match`` named gzip tags: its
+    ``ETag`` is the gzip tag when that is the one the client held (not the upstream's own,
+    also listed), so that the 304 names what the client's cache stored (RFC 9111 4.3.4)."""
+    held = {tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")}
+    return [(name, _matched(value, held) if name == b"etag" else value) for name, value in headers]
+
+
+def _matched(etag: bytes, held: set[bytes]) -> bytes:
+    gzipped = gzip_etag(etag)
+    if gzipped.removeprefix(b"W/") in held and etag.removeprefix(b"W/") not in held:
+        return gzipped
+    return etag
 
 
 def gzip_headers(headers: Headers, length: int | None) -> Headers:

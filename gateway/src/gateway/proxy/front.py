@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fastapi.routing import iter_route_contexts
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -90,5 +91,11 @@ class GatewayApp(ComposedStackApp):
             internal_port=runtime.settings.internal_port,
         )
         # Server spans when tracing is on (gateway.proxy.tracing); the stack itself otherwise.
-        own_paths = [path for route in self.routes if (path := getattr(route, "path", None))]
+        # Every route of the app as served: an included router's too (FastAPI keeps one entry
+        # for each, without a path of its own).
+        own_paths = [
+            path
+            for route in iter_route_contexts(self.routes)
+            if isinstance(path := route.path, str)
+        ]
         return traced(stack, routes=runtime.routes, own_paths=own_paths)

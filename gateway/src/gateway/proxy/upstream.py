@@ -330,7 +330,7 @@ class UpstreamClient:
         if status == 304 or scope["method"] == "HEAD":
             headers = vary_on_encoding(headers) or headers
         if revalidated_gzip and status == 304:
-            headers = gzip_validators(headers)
+            headers = gzip_validators(headers, header_value(scope, _IF_NONE_MATCH) or b"")
         with contextlib.suppress(UpstreamTimeout, UpstreamUnavailable):
             # Nothing to read, but the connection is reusable only once read; if that fails
             # it is closed on release, and the answer is whole regardless.

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.settings import BaseServiceSettings
 
 VERSION_TABLE = "alembic_version"
+MIGRATION_LOCK_TIMEOUT = "5s"
 
 
 class SchemaMissingError(RuntimeError):
@@ -60,10 +61,18 @@ def run_migrations(metadata: MetaData, settings: BaseServiceSettings) -> None:
         # the schema the connection's default, reflection would report its tables under no
         # schema, and autogenerate and `alembic check` would take every table for a new one.
         # Migrations name their schema explicitly.
+        # A DDL statement waits for every transaction on its table, and every later query
+        # of the table waits behind it: on a live database a migration gives up after
+        # MIGRATION_LOCK_TIMEOUT rather than stall the services, and its Job tries again.
         engine = create_async_engine(
             settings.database_url,
             poolclass=pool.NullPool,
-            connect_args={"server_settings": {"search_path": "public"}},
+            connect_args={
+                "server_settings": {
+                    "search_path": "public",
+                    "lock_timeout": MIGRATION_LOCK_TIMEOUT,
+                }
+            },
         )
         try:
             async with engine.connect() as connection:

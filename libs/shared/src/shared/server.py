@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from shared.logging import configure_logging
 from shared.settings import BaseServiceSettings
-from shared.tracing import configure_tracing, shutdown_tracing
+from shared.tracing import configure_tracing, shutdown_tracing, tracing_enabled
 from shared.tracing.http import traced_app
 
 GRACEFUL_SHUTDOWN_SECONDS = 20
@@ -30,7 +30,8 @@ class Server(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             # A thread: the export is a blocking HTTP request, bounded by the exporter's timeout.
-            await asyncio.to_thread(shutdown_tracing)
+            if tracing_enabled():
+                await asyncio.to_thread(shutdown_tracing)
 
 
 def serve(create_app: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from fastapi import FastAPI
+from fastapi.routing import RouteContext, iter_route_contexts
 from opentelemetry import trace
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -61,13 +62,26 @@ def route_details(app: FastAPI) -> SpanDetails:
     """Names a request's server span by the route template it matches (``POST /orders``,
     ``GET /orders/{order_id}``), never by its raw path: names stay few."""
 
+    routes: list[RouteContext] = []
+
     def details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         method: str = scope.get("method") or "HTTP"
-        for route in app.router.routes:
-            match, _ = route.matches(cast(Scope, scope))
-            template = getattr(route, "path", None)
-            if match is Match.FULL and isinstance(template, str):
+        if not routes:  # the routes of the app as served, its included routers' among them
+            routes.extend(iter_route_contexts(app.router.routes))
+        # A HEAD is routed as its GET (shared.methods); a method the path does not take (405)
+        # is still named by the path's template.
+        probe = cast(Scope, {**scope, "method": "GET"} if method == "HEAD" else scope)
+        partial: str | None = None
+        for route in routes:
+            match, _ = route.matches(probe)
+            template = route.path
+            if match is Match.NONE or not isinstance(template, str):
+                continue
+            if match is Match.FULL:
                 return f"{method} {template}", {"http.route": template}
+            partial = partial or template
+        if partial is not None:
+            return f"{method} {partial}", {"http.route": partial}
         return method, {}
 
     return details

@@ -43,9 +43,10 @@ def replace_unusable_propagators(environ: MutableMapping[str, str] = os.environ)
     context (module doc); ``replaced_propagators`` then tells the value it had."""
     global _replaced
     configured = environ.get("OTEL_PROPAGATORS", "")
-    names = [name.strip() for name in configured.split(",") if name.strip()]
-    if not names:
+    if not configured:  # unset or empty: OpenTelemetry's default
         return
+    # An empty name ("tracecontext,", " ") is looked up like any other, and found nowhere.
+    names = [name.strip() for name in configured.split(",")]
     installed = {entry.name for entry in entry_points(group=PROPAGATOR_ENTRY_POINTS)}
     if all(name.lower() == "none" or name in installed for name in names):
         return
