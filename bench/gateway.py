@@ -33,7 +33,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from fastapi.responses import StreamingResponse
 from bench.shop.references import nginx_available, nginx_in_front_of, wait_listening
 from bench.tokens import sample_token
 from shared.auth import ensure_development_keys
+from shared.testing.ports import free_port
 
 PATH = "/api/v1/products/SKU-1"
 BODY = json.dumps({"sku": "SKU-1", "name": "Widget", "available": 3}).encode()
@@ -239,13 +239,6 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
         },
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _load(url: str, headers: dict[str, str], connections: int, seconds: float) -> Any:

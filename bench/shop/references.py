@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.harness.platform import free_port
+from shared.testing.ports import free_port
 
 PGBENCH = shutil.which("pgbench") or "/usr/bin/pgbench"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

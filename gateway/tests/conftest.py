@@ -24,6 +24,7 @@ from gateway.config import GatewaySettings
 from gateway.main import create_app
 from gateway.server import bind, build_server
 from shared.testing import app_client
+from shared.testing.ports import free_port
 
 UPSTREAM_OPENAPI = {
     "openapi": "3.1.0",
@@ -155,13 +156,6 @@ async def echo_upstream(scope: Scope, receive: Receive, send: Send) -> None:
 def encoded_text() -> bytes:
     """What the upstream answers, gzipped, on a path ending in ``/encoded``."""
     return ENCODED_TEXT
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

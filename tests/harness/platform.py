@@ -10,13 +10,13 @@ until every worker has declared its topology and every process answers ``/health
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from shared.testing.ports import free_port
 from tests.harness.processes import ManagedProcess, child_environment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,13 +51,6 @@ PROCESS_SETTINGS = {
     "GATEWAY_RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT": "200/minute",
     "GATEWAY_RATE_LIMIT_AUTH_PER_ADDRESS": "2000/minute",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -23,13 +23,13 @@ from pathlib import Path
 import httpx
 
 from infra.replicas.topology import Layout, Process, haproxy_config
+from shared.testing.ports import free_port
 from tests.harness.platform import (
     PROCESS_SETTINGS,
     READY_SECONDS,
     ROOT,
     WORKER_STARTED,
     Platform,
-    free_port,
 )
 from tests.harness.processes import ManagedProcess, child_environment
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from infra.replicas.topology import Layout, haproxy_config
-from tests.harness.platform import free_port
+from shared.testing.ports import free_port
 from tests.replicas.harness import HAPROXY, haproxy_available
 
 pytestmark = pytest.mark.skipif(not haproxy_available(), reason="HAProxy is not installed")

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.testing.ports import free_port
 from tests.harness.wire import WireConnection
 
 pytestmark = pytest.mark.slow
@@ -33,13 +34,6 @@ SHOP = "http://shop.example"
 PROBLEM = "application/problem+json"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Gateway:
     port: int
@@ -50,7 +44,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("edge-gateway")
-    gateway = Gateway(_free_port(), _free_port(), work / "gateway.log")
+    gateway = Gateway(free_port(), free_port(), work / "gateway.log")
     env = {
         **os.environ,
         "GATEWAY_PORT": str(gateway.port),

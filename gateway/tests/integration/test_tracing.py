@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from gateway.proxy.tracing import (
     traced,
 )
 from gateway.proxy.upstream import UpstreamClient
+from shared.testing.ports import free_port
 from shared.testing.tracing import in_memory_tracing
 from shared.tracing import sampled, tracer, untraced
 from tests.harness.otlp import OtlpReceiver
@@ -295,13 +295,6 @@ async def test_probes_and_scrapes_get_no_span_and_run_untraced(
 # -- a real gateway process, stopped by SIGTERM ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _started(internal_port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -320,7 +313,7 @@ def test_a_gateway_stopped_by_sigterm_exports_its_spans_first(
 ) -> None:
     """uvicorn re-raises the SIGTERM it shut down on, before the SDK's exit hook could export
     what its batch processor holds (here, all of it: the export delay outlasts the test)."""
-    port, internal_port = _free_port(), _free_port()
+    port, internal_port = free_port(), free_port()
     log = tmp_path / "gateway.log"
     with OtlpReceiver() as receiver:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

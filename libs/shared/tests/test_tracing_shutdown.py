@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.testing.ports import free_port
 from tests.harness.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.slow
@@ -51,13 +51,6 @@ serve(create_app, ProbeSettings(port=int(sys.argv[1])))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -71,7 +64,7 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes], log: Path
 
 
 def test_a_service_stopped_by_sigterm_exports_its_spans_first(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "service.log"
     with OtlpReceiver() as receiver:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}

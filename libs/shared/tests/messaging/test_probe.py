@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 
 import httpx
 
 from shared.messaging import run_worker
+from shared.testing.ports import free_port
 
 from .conftest import Harness, make_settings, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_worker_probe_reports_database_and_broker_and_serves_metrics(

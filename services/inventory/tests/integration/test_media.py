@@ -27,6 +27,7 @@ from inventory.config import InventorySettings
 from inventory.media.models import ProductMedia
 from inventory.media.storage import MediaStorage
 from inventory.media.sweep import sweep_media_once
+from shared.testing.ports import free_port
 
 LIMIT = 1_048_576  # the test processes' upload limit (INVENTORY_MEDIA_MAX_BYTES)
 # Filled once per module by ``_tokens`` (the tokens come from the suite's fixtures).
@@ -59,18 +60,11 @@ def jpeg(size: int = 4096) -> bytes:
     return (b"\xff\xd8\xff\xe0" + os.urandom(size))[:size]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class Replica:
     """``python -m inventory`` on a port of its own."""
 
     def __init__(self, settings: InventorySettings, root: Path, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
             **os.environ,

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from orders.config import OrdersSettings
 from services.orders.tests.conftest import Place, Product, User
 from services.orders.tests.saga_helpers import column, expire, new_order, sweep
-from shared.testing.tracing import in_memory_tracing, in_trace, stored_trace
+from shared.testing.tracing import assert_job_continued, in_memory_tracing, in_trace, stored_trace
 from shared.tracing import untraced
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -49,17 +49,5 @@ async def test_the_sweepers_cancellation_continues_the_trace_the_order_was_place
         with untraced():  # as the worker runs its periodic jobs
             await sweep(sessionmaker, settings)
 
-    cancelled = stored_trace(await _stored(engine, order_id, "orders.order_cancelled"))
-    assert cancelled is not None
-    assert (cancelled.trace_id, cancelled.sampled) == (request.trace_id, sampled)
-    spans = exporter.get_finished_spans()
-    if sampled:
-        (swept,) = spans
-        assert swept.name == "sweep order"
-        assert swept.parent is not None
-        assert swept.parent.span_id == request.span_id
-        assert swept.context is not None
-        assert cancelled.span_id == swept.context.span_id
-    else:
-        assert spans == ()
-        assert cancelled.span_id == request.span_id
+    cancelled = await _stored(engine, order_id, "orders.order_cancelled")
+    assert_job_continued(cancelled, request, exporter, job_span="sweep order")

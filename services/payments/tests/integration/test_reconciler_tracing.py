@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from payments.events import OutboxEvent
-from shared.testing.tracing import in_memory_tracing, in_trace, stored_trace
+from shared.testing.tracing import assert_job_continued, in_memory_tracing, in_trace, stored_trace
 from shared.tracing import untraced
 
 from .conftest import Payments
@@ -33,17 +33,4 @@ async def test_a_reconciled_payments_outcome_continues_its_requests_trace(
                 OutboxEvent.event_type == "payments.payment_succeeded"
             )
         )
-    outcome = stored_trace(stored)
-    assert outcome is not None
-    assert (outcome.trace_id, outcome.sampled) == (request.trace_id, sampled)
-    spans = exporter.get_finished_spans()
-    if sampled:
-        (reconciled,) = spans
-        assert reconciled.name == "reconcile payment"
-        assert reconciled.parent is not None
-        assert reconciled.parent.span_id == request.span_id
-        assert reconciled.context is not None
-        assert outcome.span_id == reconciled.context.span_id
-    else:
-        assert spans == ()
-        assert outcome.span_id == request.span_id
+    assert_job_continued(stored, request, exporter, job_span="reconcile payment")

@@ -72,3 +72,29 @@ def in_trace(*, sampled: bool) -> Iterator[StoredTrace]:
     )
     with untraced(trace.set_span_in_context(NonRecordingSpan(ids))):
         yield StoredTrace(ids.trace_id, ids.span_id, sampled=False)
+
+
+def assert_job_continued(
+    stored: Mapping[str, Any] | str | None,
+    request: StoredTrace,
+    exporter: InMemorySpanExporter,
+    *,
+    job_span: str,
+) -> None:
+    """That an outbox row a periodic job wrote (``stored``, its ``trace_context``) continues
+    ``request``'s trace: under the job's one span ``job_span``, child of the request's, when
+    it was sampled; with the request's own context, unsampled and spanless, when not."""
+    outcome = stored_trace(stored)
+    assert outcome is not None
+    assert (outcome.trace_id, outcome.sampled) == (request.trace_id, request.sampled)
+    spans = exporter.get_finished_spans()
+    if not request.sampled:
+        assert spans == ()
+        assert outcome.span_id == request.span_id
+        return
+    (span,) = spans
+    assert span.name == job_span
+    assert span.parent is not None
+    assert span.parent.span_id == request.span_id
+    assert span.context is not None
+    assert outcome.span_id == span.context.span_id

@@ -123,7 +123,7 @@ async def _apply_segment(
     run = await claims.claim_and_lock(
         session,
         new_orders={order_id: list(quantities) for order_id, quantities in wanted.items()},
-        causes={step.order_id: str(step.cause.id) for step in segment if isinstance(step, Reserve)},
+        causes={step.order_id: step.cause.id for step in segment if isinstance(step, Reserve)},
         ttl=ttl,
         held=[step.order_id for step in segment if isinstance(step, Commit)],
     )

@@ -93,7 +93,7 @@ async def claim_and_lock(
     session: AsyncSession,
     *,
     new_orders: Mapping[uuid.UUID, Iterable[str]],
-    causes: Mapping[uuid.UUID, str],
+    causes: Mapping[uuid.UUID, uuid.UUID],
     ttl: timedelta,
     held: Iterable[uuid.UUID],
 ) -> ClaimedRun:
@@ -109,7 +109,8 @@ async def claim_and_lock(
         ReservationStatus.RESERVED.value,
         ttl,
         sorted(set(held)),
-        row_trace_contexts(causes[order_id] for order_id in order_ids),
+        # A generator: read (and the ids written out) only with tracing on.
+        row_trace_contexts(str(causes[order_id]) for order_id in order_ids),
     )
     claimed = {row["order_id"]: row["expires_at"] for row in reservations if row["claimed"]}
     statuses = {
