@@ -206,13 +206,20 @@ async def order_rows(
         # which autovacuum reaches only after its naptime: the fixed rate is measured on the
         # database as autovacuum would leave it, as pgbench vacuums before its runs.
         await db.execute("VACUUM (ANALYZE)")
-        fixed = await orders.place_orders(
+        # The cores' speed just before, and the CPU per order, as the probes have them: a
+        # miss at the fixed rate then says whether the machine slowed or the orders cost more.
+        loop_speed = round(machine.python_speed() / 1e6, 1)
+        fixed, cpu = await orders.place_orders_measured(
             db,
             f"{options.rate:g}/s",
+            pids=pids,
             seconds=options.order_seconds,
             rate=options.rate,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
+        fixed.saga.extra["cpu_ms_per_order"] = cpu
+        fixed.saga.note += f" (loop {loop_speed:g} M iterations/s before it)"
+        print(f"CPU ms per order at {options.rate:g}/s (loop {loop_speed:g} M/s before it):", cpu)
     finally:
         await db.close()
     return [*rows, fixed.post, fixed.saga]
@@ -256,18 +263,25 @@ def soak(
 
 
 def targets(
-    rows: list[Figures], soaked: dict[str, tuple[int, int, float]], rate: float
+    rows: list[Figures],
+    soaked: dict[str, tuple[int, int, float]],
+    rate: float,
+    *,
+    searched: bool = True,
 ) -> list[report.Target]:
+    """Each target whose scenario ran, met or not. The sustained rate is the search's alone
+    (``searched``: it ran): a saturation burst's confirmations, worked off from a backlog,
+    are not a rate the saga keeps pace with."""
     by = {r.scenario: r for r in rows}
     found: list[report.Target] = []
-    saga = by.get("placed→confirmed (sustained)") or by.get("placed→confirmed (saturation)")
-    if saga:
+    saga = by.get("placed→confirmed (sustained)")
+    if saga or (searched and "placed→confirmed (saturation)" in by):
         found.append(
             report.Target(
                 "confirmed orders/s sustained",
                 f"≥ {CONFIRMED_PER_SECOND:g}/s",
-                f"{saga.rate:,.0f}/s",
-                saga.rate >= CONFIRMED_PER_SECOND,
+                f"{saga.rate:,.0f}/s" if saga else "no rate kept pace with",
+                saga is not None and saga.rate >= CONFIRMED_PER_SECOND,
             )
         )
     post, fixed = by.get(f"POST /orders ({rate:g}/s)"), by.get(f"placed→confirmed ({rate:g}/s)")
@@ -408,7 +422,9 @@ def main() -> None:
         result.notes.append("nginx is not installed: no proxy reference in this run.")
     result.load_after = machine.load_average()
     result.machine["python_loop_after"] = f"{machine.python_speed() / 1e6:.1f}"
-    result.targets = targets(result.rows, result.memory, options.rate)
+    result.targets = targets(
+        result.rows, result.memory, options.rate, searched=options.sustain_probes > 0
+    )
     print(report.summary(result))
     if not options.no_write:
         print(f"\nreport: {report.write(result)}")

@@ -142,3 +142,20 @@ async def test_the_warm_up_places_its_orders_at_a_fixed_rate_and_says_how_many(
             "skus": ["A"],
         }
     ]
+
+
+def _row(scenario: str, rate: float) -> Figures:
+    return Figures(scenario, rate, "confirmed/s", 100.0, 200.0, 300.0)
+
+
+def test_the_sustained_target_is_judged_on_the_search_alone() -> None:
+    from bench.shop.__main__ import targets
+
+    burst = _row("placed→confirmed (saturation)", 400.0)
+    [found] = targets([burst, _row("placed→confirmed (sustained)", 240.0)], {}, 125.0)
+    assert (found.measured, found.met) == ("240/s", False)
+    # A search in which no rate kept pace is a miss, whatever the burst worked off.
+    [missed] = targets([burst], {}, 125.0)
+    assert (missed.measured, missed.met) == ("no rate kept pace with", False)
+    # No search, no sustained target (as any scenario not run).
+    assert targets([burst], {}, 125.0, searched=False) == []
