@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bench.shop import orders
+from bench.shop.__main__ import targets
 from bench.shop.orders import (
     KEEPS_PACE_P99_MS,
     OrderFigures,
@@ -149,8 +150,6 @@ def _row(scenario: str, rate: float) -> Figures:
 
 
 def test_the_sustained_target_is_judged_on_the_search_alone() -> None:
-    from bench.shop.__main__ import targets
-
     burst = _row("placed→confirmed (saturation)", 400.0)
     [found] = targets([burst, _row("placed→confirmed (sustained)", 240.0)], {}, 125.0)
     assert (found.measured, found.met) == ("240/s", False)

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,7 @@ from gateway.proxy.tracing import (
 )
 from gateway.proxy.upstream import UpstreamClient
 from shared.testing.ports import free_port
+from shared.testing.processes import serving
 from shared.testing.tracing import in_memory_tracing
 from shared.tracing import sampled, tracer, untraced
 from tests.harness.otlp import OtlpReceiver
@@ -295,18 +293,6 @@ async def test_probes_and_scrapes_get_no_span_and_run_untraced(
 # -- a real gateway process, stopped by SIGTERM ---------------------------------------------
 
 
-def _started(internal_port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{internal_port}/health/live", timeout=1).is_success:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the gateway did not start:\n{log.read_text()}")
-
-
 @pytest.mark.slow
 def test_a_gateway_stopped_by_sigterm_exports_its_spans_first(
     database: str, tmp_path: Path
@@ -325,23 +311,14 @@ def test_a_gateway_stopped_by_sigterm_exports_its_spans_first(
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "600000",
         }
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gateway"],
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            _started(internal_port, process, log)
+        with serving(
+            [sys.executable, "-m", "gateway"],
+            env=environment,
+            log=log,
+            ready_url=f"http://127.0.0.1:{internal_port}/health/live",
+        ):
             answer = httpx.get(f"http://127.0.0.1:{port}/no-such-path?token=secret", timeout=5)
             assert answer.status_code == 404
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
         spans = receiver.spans()
     assert [(span.service, span.kind, span.name) for span in spans] == [
         ("gateway", "SERVER", "GET")
